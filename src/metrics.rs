@@ -1,0 +1,104 @@
+//! What a run measures on each side.
+//!
+//! CPU time and context switches come from `getrusage(RUSAGE_SELF)` taken
+//! just before and just after the timed transfer, so hashing and set-up are
+//! not charged to the data path. `syscalls` is counted by zclab's own code:
+//! every data-path call it makes (read, write, sendfile, splice, send,
+//! recvmsg on the error queue, io_uring_enter), not the control messages.
+//! Note that veth delivers packets in the sender's context: part of the
+//! receiver's kernel work shows up as the sender's system time.
+
+use crate::sys::rusage::{self, Rusage};
+use serde::{Deserialize, Serialize};
+
+/// The cost one process paid for the transfer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessCost {
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+    pub syscalls: u64,
+    pub voluntary_ctx_switches: u64,
+    pub involuntary_ctx_switches: u64,
+}
+
+/// Started before the timed part; `finish` gives the difference.
+pub struct CostMeter {
+    start: Rusage,
+}
+
+impl CostMeter {
+    pub fn start() -> CostMeter {
+        CostMeter {
+            start: rusage::self_usage(),
+        }
+    }
+
+    pub fn finish(&self, syscalls: u64) -> ProcessCost {
+        let end = rusage::self_usage();
+        ProcessCost {
+            cpu_user_s: (end.user.saturating_sub(self.start.user)).as_secs_f64(),
+            cpu_sys_s: (end.system.saturating_sub(self.start.system)).as_secs_f64(),
+            syscalls,
+            voluntary_ctx_switches: end.voluntary_ctx_switches.saturating_sub(self.start.voluntary_ctx_switches),
+            involuntary_ctx_switches: end
+                .involuntary_ctx_switches
+                .saturating_sub(self.start.involuntary_ctx_switches),
+        }
+    }
+}
+
+/// The zero-copy verdict of a path that asked for zero copy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ZerocopyStats {
+    /// Zero copy was asked for (SO_ZEROCOPY + MSG_ZEROCOPY, or SEND_ZC).
+    pub requested: bool,
+    /// Sends that the kernel accepted as zero-copy sends.
+    pub sends: u64,
+    /// Sends whose completion notification arrived.
+    pub completions: u64,
+    /// Of those, how many the kernel flagged as copied after all.
+    pub copied: u64,
+}
+
+/// What a send path reports back: its syscall count and, for the zero-copy
+/// paths, the kernel's verdict.
+#[derive(Debug, Clone, Default)]
+pub struct DataPath {
+    pub syscalls: u64,
+    pub zerocopy: Option<ZerocopyStats>,
+}
+
+/// Gigabits per second (10^9 bits) of `bytes` moved in `seconds`.
+pub fn gbit_per_s(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds / 1e9
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gbit_is_decimal_bits_per_second() {
+        assert_eq!(gbit_per_s(1_000_000_000, 8.0), 1.0);
+        assert_eq!(gbit_per_s(125_000_000, 0.5), 2.0);
+        assert_eq!(gbit_per_s(5, 0.0), 0.0);
+    }
+
+    #[test]
+    fn meter_sees_cpu_spent() {
+        let m = CostMeter::start();
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_millis(60) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let c = m.finish(7);
+        assert_eq!(c.syscalls, 7);
+        assert!(c.cpu_user_s + c.cpu_sys_s > 0.02, "{c:?}");
+    }
+}

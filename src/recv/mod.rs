@@ -1,0 +1,195 @@
+//! The receiving end: listen, take one transfer, write it to a temporary
+//! file beside `--out`, hash it, compare with the sender's hash, and rename
+//! it to `--out` only when it verified.
+
+pub mod tcp;
+
+use crate::metrics::{self, CostMeter};
+use crate::report::RecvReport;
+use crate::transfer::control::{recv_msg, send_msg, Msg};
+use crate::transfer::{hash, Watchdog, IO_TICK};
+use anyhow::{bail, Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A validated `zclab recv`.
+#[derive(Debug, Clone)]
+pub struct RecvConfig {
+    pub listen: SocketAddr,
+    pub out: PathBuf,
+    /// How long the sender may stay silent once connected.
+    pub timeout: Duration,
+    /// Give up if no sender connects within this time (None: wait).
+    pub accept_timeout: Option<Duration>,
+    /// Check against this hash instead of the one the sender announces
+    /// (for testing that a mismatch is caught).
+    pub expect_hash: Option<String>,
+}
+
+/// The output file while it is unverified. Dropped without `persist`, it
+/// removes itself: an interrupted or failed transfer leaves nothing.
+pub struct PartialFile {
+    path: PathBuf,
+    file: File,
+    kept: bool,
+}
+
+impl PartialFile {
+    fn create(out: &Path) -> io::Result<PartialFile> {
+        let name = out
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "--out must name a file"))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".zclab-partial-{}", std::process::id()));
+        let path = out.with_file_name(tmp_name);
+        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        Ok(PartialFile { path, file, kept: false })
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn persist(mut self, out: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, out)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::AddrInUse => format!(
+                "port {} is in use on {}: stop the other listener or pick another --listen port",
+                addr.port(),
+                addr.ip()
+            ),
+            io::ErrorKind::AddrNotAvailable => format!(
+                "{} is not an address of this host or namespace: use one it has (`ip addr`), 0.0.0.0, or --netns",
+                addr.ip()
+            ),
+            io::ErrorKind::PermissionDenied => "ports below 1024 need root".into(),
+            _ => "check the address".into(),
+        };
+        anyhow::anyhow!("cannot listen on {addr}: {e}; {hint}")
+    })
+}
+
+fn accept(listener: &TcpListener, limit: Option<Duration>) -> Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    let start = Instant::now();
+    loop {
+        crate::interrupt::check()?;
+        match listener.accept() {
+            Ok((s, peer)) => {
+                log::info!("sender connected from {peer}");
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Some(l) = limit {
+                    if start.elapsed() >= l {
+                        bail!("no sender connected within {:.0} s", l.as_secs_f64());
+                    }
+                }
+                crate::sys::socket::poll_one(listener, libc::POLLIN, 200)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `zclab recv`: serves one transfer and returns its report.
+pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
+    let listener = bind(cfg.listen)?;
+    log::info!("listening on {}", cfg.listen);
+    let sock = accept(&listener, cfg.accept_timeout)?;
+    drop(listener);
+    sock.set_read_timeout(Some(IO_TICK))?;
+    sock.set_write_timeout(Some(IO_TICK))?;
+    let mut wd = Watchdog::new(cfg.timeout, "the sender");
+
+    let (mode, size) = match recv_msg(&mut &sock, &mut wd)? {
+        Some(Msg::Hello { mode, size, .. }) => (mode, size),
+        Some(other) => bail!("the sender began with {other:?} instead of Hello"),
+        None => bail!("the sender closed the connection before saying Hello"),
+    };
+    log::info!("receiving {size} bytes by {mode}");
+    let partial = PartialFile::create(&cfg.out).with_context(|| format!("cannot create a file beside {}", cfg.out.display()))?;
+
+    let meter = CostMeter::start();
+    let t0 = Instant::now();
+    let got = tcp::receive_stream(&sock, partial.file(), size, &mut wd).context("receiving the data")?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let cost = meter.finish(got.syscalls);
+    let truncated = got.bytes < size;
+    if !truncated {
+        send_msg(&mut &sock, &Msg::Received { bytes: got.bytes }, &mut wd)?;
+    }
+
+    let (hash, hash_time) = hash::hash_file(&partial.path).context("hashing the received file")?;
+    let announced = if truncated {
+        None
+    } else {
+        match recv_msg(&mut &sock, &mut wd)? {
+            Some(Msg::Trailer { hash }) => Some(hash),
+            Some(other) => bail!("the sender sent {other:?} where its Trailer was expected"),
+            None => None,
+        }
+    };
+    let expected = cfg.expect_hash.clone().or(announced);
+    let reason = if truncated {
+        Some(format!("the stream ended after {} of {} announced bytes", got.bytes, size))
+    } else {
+        match &expected {
+            None => Some("the sender closed the connection without sending its hash".to_string()),
+            Some(h) if *h != hash => Some(format!("hash mismatch: expected {h}, received data hashes to {hash}")),
+            Some(_) => None,
+        }
+    };
+    let verified = reason.is_none();
+    if !truncated {
+        let verdict = Msg::Verdict {
+            bytes: got.bytes,
+            hash: hash.clone(),
+            verified,
+            reason: reason.clone(),
+        };
+        // The sender may already be gone; the local report still stands.
+        if let Err(e) = send_msg(&mut &sock, &verdict, &mut wd) {
+            log::warn!("could not send the verdict to the sender: {e}");
+        }
+    }
+    if verified {
+        partial
+            .persist(&cfg.out)
+            .with_context(|| format!("renaming the verified file to {}", cfg.out.display()))?;
+    }
+    Ok(RecvReport {
+        mode,
+        bytes: got.bytes,
+        expected_bytes: size,
+        seconds,
+        gbit_per_s: metrics::gbit_per_s(got.bytes, seconds),
+        verified,
+        hash,
+        expected_hash: expected,
+        hash_seconds: hash_time.as_secs_f64(),
+        cost,
+        out: verified.then(|| cfg.out.display().to_string()),
+        reason,
+    })
+}

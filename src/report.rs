@@ -1,0 +1,406 @@
+//! Reports: what each end prints, and the merged result of `zclab run`.
+//!
+//! The JSON field names are a stable schema: later versions add fields,
+//! they never rename these.
+
+use crate::metrics::{ProcessCost, ZerocopyStats};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// What `zclab send` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendReport {
+    pub mode: String,
+    pub bytes: u64,
+    /// Bytes the receiver confirmed before the clock stopped.
+    pub bytes_confirmed: u64,
+    pub seconds: f64,
+    pub gbit_per_s: f64,
+    pub verified: bool,
+    pub hash: String,
+    pub peer_hash: Option<String>,
+    pub hash_seconds: f64,
+    pub chunk_bytes: u64,
+    pub cost: ProcessCost,
+    pub source_cached_before_bytes: u64,
+    pub source_cached_after_bytes: u64,
+    pub zerocopy: Option<ZerocopyStats>,
+    pub reason: Option<String>,
+}
+
+/// What `zclab recv` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecvReport {
+    pub mode: String,
+    pub bytes: u64,
+    pub expected_bytes: u64,
+    pub seconds: f64,
+    pub gbit_per_s: f64,
+    pub verified: bool,
+    pub hash: String,
+    pub expected_hash: Option<String>,
+    pub hash_seconds: f64,
+    pub cost: ProcessCost,
+    /// Where the verified file is (None when it did not verify).
+    pub out: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Seconds each side spent hashing (outside the timed transfer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HashSeconds {
+    pub sender: f64,
+    pub receiver: f64,
+}
+
+/// The merged result of `zclab run`: one transfer, both ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub mode: String,
+    pub bytes: u64,
+    /// From the sender's Hello to the receiver's confirmation of the last byte.
+    pub seconds: f64,
+    pub gbit_per_s: f64,
+    pub verified: bool,
+    pub hash: String,
+    pub sender: ProcessCost,
+    pub receiver: ProcessCost,
+    pub source_cached_before_bytes: u64,
+    pub source_cached_after_bytes: u64,
+    pub zerocopy: Option<ZerocopyStats>,
+    pub packets: Option<u64>,
+    pub packets_per_s: Option<f64>,
+    pub retransmitted_packets: Option<u64>,
+    pub sender_hash: String,
+    pub receiver_hash: String,
+    pub hash_seconds: HashSeconds,
+    pub chunk_bytes: u64,
+    /// Why it did not verify (None when it did).
+    pub reason: Option<String>,
+}
+
+impl RunReport {
+    /// Merges both ends' reports; verified only if both sides agree.
+    pub fn merge(s: &SendReport, r: &RecvReport) -> RunReport {
+        let mut reason = r.reason.clone().or_else(|| s.reason.clone());
+        if reason.is_none() && s.hash != r.hash {
+            reason = Some(format!("sender hash {} differs from receiver hash {}", s.hash, r.hash));
+        }
+        if reason.is_none() && s.bytes != r.bytes {
+            reason = Some(format!("sender sent {} bytes, receiver wrote {}", s.bytes, r.bytes));
+        }
+        if reason.is_none() && !(s.verified && r.verified) {
+            reason = Some("one side did not verify".into());
+        }
+        RunReport {
+            mode: s.mode.clone(),
+            bytes: s.bytes,
+            seconds: s.seconds,
+            gbit_per_s: s.gbit_per_s,
+            verified: reason.is_none(),
+            hash: s.hash.clone(),
+            sender: s.cost.clone(),
+            receiver: r.cost.clone(),
+            source_cached_before_bytes: s.source_cached_before_bytes,
+            source_cached_after_bytes: s.source_cached_after_bytes,
+            zerocopy: s.zerocopy.clone(),
+            packets: None,
+            packets_per_s: None,
+            retransmitted_packets: None,
+            sender_hash: s.hash.clone(),
+            receiver_hash: r.hash.clone(),
+            hash_seconds: HashSeconds {
+                sender: s.hash_seconds,
+                receiver: r.hash_seconds,
+            },
+            chunk_bytes: s.chunk_bytes,
+            reason,
+        }
+    }
+
+    /// CPU seconds both ends spent per GiB moved.
+    pub fn cpu_s_per_gib(&self) -> f64 {
+        let cpu = self.sender.cpu_user_s + self.sender.cpu_sys_s + self.receiver.cpu_user_s + self.receiver.cpu_sys_s;
+        if self.bytes == 0 {
+            0.0
+        } else {
+            cpu / (self.bytes as f64 / (1u64 << 30) as f64)
+        }
+    }
+}
+
+/// Bytes in the largest unit that keeps them readable.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn cost_line(name: &str, c: &ProcessCost) -> String {
+    format!(
+        "{name:<9} user {:.3} s, sys {:.3} s, {} syscalls, {} voluntary / {} involuntary context switches\n",
+        c.cpu_user_s, c.cpu_sys_s, c.syscalls, c.voluntary_ctx_switches, c.involuntary_ctx_switches
+    )
+}
+
+fn zc_line(z: &Option<ZerocopyStats>) -> String {
+    match z {
+        None => "zero copy: not requested by this path\n".into(),
+        Some(z) => format!(
+            "zero copy: {} sends, {} completions, {} flagged COPIED by the kernel{}\n",
+            z.sends,
+            z.completions,
+            z.copied,
+            if z.copied > 0 && z.copied == z.completions {
+                " (it copied after all)"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// The human-readable form of one run.
+pub fn run_text(r: &RunReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "mode      {}", r.mode);
+    let _ = writeln!(
+        s,
+        "moved     {} ({} bytes) in {:.3} s = {:.2} Gbit/s",
+        human_bytes(r.bytes),
+        r.bytes,
+        r.seconds,
+        r.gbit_per_s
+    );
+    s += &cost_line("sender", &r.sender);
+    s += &cost_line("receiver", &r.receiver);
+    let _ = writeln!(s, "cpu       {:.3} s per GiB (both ends, user + sys)", r.cpu_s_per_gib());
+    let _ = writeln!(
+        s,
+        "cache     source file in page cache: {} before, {} after",
+        human_bytes(r.source_cached_before_bytes),
+        human_bytes(r.source_cached_after_bytes)
+    );
+    s += &zc_line(&r.zerocopy);
+    let _ = writeln!(
+        s,
+        "hash      blake3 {} (hashing took {:.3} s sender, {:.3} s receiver; not timed)",
+        r.hash, r.hash_seconds.sender, r.hash_seconds.receiver
+    );
+    match &r.reason {
+        None => s += "VERIFIED  sizes and hashes match\n",
+        Some(why) => {
+            let _ = writeln!(s, "!!! NOT VERIFIED: {why}");
+        }
+    }
+    s
+}
+
+/// The human-readable form of one end's report.
+pub fn send_text(r: &SendReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "sent      {} ({} bytes) by {} in {:.3} s = {:.2} Gbit/s",
+        human_bytes(r.bytes),
+        r.bytes,
+        r.mode,
+        r.seconds,
+        r.gbit_per_s
+    );
+    s += &cost_line("sender", &r.cost);
+    let _ = writeln!(
+        s,
+        "cache     {} before, {} after",
+        human_bytes(r.source_cached_before_bytes),
+        human_bytes(r.source_cached_after_bytes)
+    );
+    s += &zc_line(&r.zerocopy);
+    let _ = writeln!(s, "hash      blake3 {}", r.hash);
+    s += &verdict_line(&r.reason);
+    s
+}
+
+pub fn recv_text(r: &RecvReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "received  {} of {} bytes by {} in {:.3} s = {:.2} Gbit/s",
+        r.bytes, r.expected_bytes, r.mode, r.seconds, r.gbit_per_s
+    );
+    s += &cost_line("receiver", &r.cost);
+    let _ = writeln!(s, "hash      blake3 {}", r.hash);
+    if let Some(out) = &r.out {
+        let _ = writeln!(s, "written   {out}");
+    }
+    s += &verdict_line(&r.reason);
+    s
+}
+
+fn verdict_line(reason: &Option<String>) -> String {
+    match reason {
+        None => "VERIFIED  sizes and hashes match\n".into(),
+        Some(why) => format!("!!! NOT VERIFIED: {why}\n"),
+    }
+}
+
+/// The side-by-side table of several runs (`zclab compare`, the demo).
+pub fn compare_table(runs: &[RunReport]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| {:<12} | {:>8} | {:>7} | {:>9} | {:>9} | {:>11} | {:>8} | {:>9} | {:>13} | {:>11} | {:<8} |",
+        "mode",
+        "Gbit/s",
+        "seconds",
+        "snd sys s",
+        "rcv sys s",
+        "CPU s / GiB",
+        "syscalls",
+        "ctx sw",
+        "cached before",
+        "zc copied",
+        "verified"
+    );
+    let _ = writeln!(
+        s,
+        "|{:-<14}|{:->10}|{:->9}|{:->11}|{:->11}|{:->13}|{:->10}|{:->11}|{:->15}|{:->13}|{:-<10}|",
+        "", "", "", "", "", "", "", "", "", "", ""
+    );
+    for r in runs {
+        let zc = match &r.zerocopy {
+            None => "-".to_string(),
+            Some(z) => format!("{}/{}", z.copied, z.completions),
+        };
+        let _ = writeln!(
+            s,
+            "| {:<12} | {:>8.2} | {:>7.3} | {:>9.3} | {:>9.3} | {:>11.3} | {:>8} | {:>9} | {:>13} | {:>11} | {:<8} |",
+            r.mode,
+            r.gbit_per_s,
+            r.seconds,
+            r.sender.cpu_sys_s,
+            r.receiver.cpu_sys_s,
+            r.cpu_s_per_gib(),
+            r.sender.syscalls,
+            r.sender.voluntary_ctx_switches + r.sender.involuntary_ctx_switches,
+            human_bytes(r.source_cached_before_bytes),
+            zc,
+            if r.verified { "yes" } else { "NO" }
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(hash: &str, bytes: u64) -> SendReport {
+        SendReport {
+            mode: "sendfile".into(),
+            bytes,
+            bytes_confirmed: bytes,
+            seconds: 1.0,
+            gbit_per_s: 8.0 * bytes as f64 / 1e9,
+            verified: true,
+            hash: hash.into(),
+            peer_hash: Some(hash.into()),
+            hash_seconds: 0.1,
+            chunk_bytes: 131072,
+            cost: ProcessCost {
+                cpu_sys_s: 0.5,
+                ..Default::default()
+            },
+            source_cached_before_bytes: bytes,
+            source_cached_after_bytes: bytes,
+            zerocopy: None,
+            reason: None,
+        }
+    }
+
+    fn recv(hash: &str, bytes: u64) -> RecvReport {
+        RecvReport {
+            mode: "sendfile".into(),
+            bytes,
+            expected_bytes: bytes,
+            seconds: 1.0,
+            gbit_per_s: 0.0,
+            verified: true,
+            hash: hash.into(),
+            expected_hash: Some(hash.into()),
+            hash_seconds: 0.1,
+            cost: ProcessCost {
+                cpu_sys_s: 0.5,
+                ..Default::default()
+            },
+            out: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn merge_verifies_only_when_both_agree() {
+        let gib = 1u64 << 30;
+        let ok = RunReport::merge(&send("aa", gib), &recv("aa", gib));
+        assert!(ok.verified);
+        assert!((ok.cpu_s_per_gib() - 1.0).abs() < 1e-9);
+        assert!(!RunReport::merge(&send("aa", 5), &recv("bb", 5)).verified);
+        assert!(!RunReport::merge(&send("aa", 5), &recv("aa", 4)).verified);
+        let mut r = recv("aa", 5);
+        r.verified = false;
+        r.reason = Some("x".into());
+        let bad = RunReport::merge(&send("aa", 5), &r);
+        assert!(!bad.verified);
+        assert!(run_text(&bad).contains("NOT VERIFIED: x"));
+    }
+
+    #[test]
+    fn schema_keeps_its_field_names() {
+        let v = serde_json::to_value(RunReport::merge(&send("aa", 5), &recv("aa", 5))).unwrap();
+        for k in [
+            "mode",
+            "bytes",
+            "seconds",
+            "gbit_per_s",
+            "verified",
+            "hash",
+            "sender",
+            "receiver",
+            "source_cached_before_bytes",
+            "source_cached_after_bytes",
+            "zerocopy",
+            "packets",
+            "packets_per_s",
+            "retransmitted_packets",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        for k in [
+            "cpu_user_s",
+            "cpu_sys_s",
+            "syscalls",
+            "voluntary_ctx_switches",
+            "involuntary_ctx_switches",
+        ] {
+            assert!(v["sender"].get(k).is_some() && v["receiver"].get(k).is_some(), "missing {k}");
+        }
+        assert!(v["packets"].is_null() && v["zerocopy"].is_null());
+    }
+
+    #[test]
+    fn human_bytes_picks_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(256 << 20), "256.0 MiB");
+    }
+}

@@ -1,0 +1,204 @@
+//! `zclab run`: the receiver in NAME-rx and the sender in NAME-tx, each a
+//! child process of its own (so each has its own CPU accounting), their
+//! JSON reports merged into one result.
+
+use crate::netns::{EnvNames, RX_ADDR};
+use crate::report::{RecvReport, RunReport, SendReport};
+use crate::send::Mode;
+use anyhow::{bail, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A validated `zclab run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub env: String,
+    pub mode: Mode,
+    pub file: PathBuf,
+    pub keep: Option<PathBuf>,
+    pub port: u16,
+    pub chunk: usize,
+    pub timeout: Duration,
+    pub cold: bool,
+}
+
+/// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
+/// cleans up), then killed.
+struct Peer {
+    role: &'static str,
+    child: Child,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    status: Option<ExitStatus>,
+}
+
+impl Peer {
+    fn spawn(role: &'static str, args: &[String]) -> Result<Peer> {
+        let exe = std::env::current_exe().context("cannot find the zclab executable")?;
+        log::debug!("spawning {role}: {} {}", exe.display(), args.join(" "));
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start the {role}"))?;
+        let mut out = child.stdout.take().expect("stdout is piped");
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        Ok(Peer {
+            role,
+            child,
+            stdout: Some(stdout),
+            status: None,
+        })
+    }
+
+    fn poll(&mut self) -> Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait()?;
+        }
+        Ok(self.status)
+    }
+
+    fn stop(&mut self) {
+        if self.status.is_some() {
+            return;
+        }
+        let _ = crate::sys::kill(self.child.id(), libc::SIGTERM);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.status = Some(s);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+    }
+
+    fn output(&mut self) -> String {
+        self.stdout.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Removes the output file of a run that was not asked to keep it.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs one transfer across the environment and merges both reports.
+pub fn run(cfg: &RunConfig) -> Result<RunReport> {
+    let names = EnvNames::new(&cfg.env)?;
+    crate::netns::require_privileges("zclab run (it enters the lab namespaces)")?;
+    if !names.is_up() {
+        bail!(
+            "environment {:?} is not up: bring it up with `zclab env up --name {}`",
+            cfg.env,
+            cfg.env
+        );
+    }
+    let file =
+        std::fs::canonicalize(&cfg.file).with_context(|| format!("cannot open the file to send, {}", cfg.file.display()))?;
+    let (out, _scratch) = match &cfg.keep {
+        Some(p) => (p.clone(), None),
+        None => {
+            let p = std::env::temp_dir().join(format!("zclab-run-{}.out", std::process::id()));
+            (p.clone(), Some(Scratch(p)))
+        }
+    };
+    let to = format!("{RX_ADDR}:{}", cfg.port);
+    let secs = cfg.timeout.as_secs_f64().to_string();
+    let s = |x: &str| x.to_string();
+    let mut receiver = Peer::spawn(
+        "receiver",
+        &[
+            s("recv"),
+            s("--netns"),
+            names.rx_ns.clone(),
+            s("--listen"),
+            to.clone(),
+            s("--out"),
+            path_arg(&out),
+            s("--json"),
+            s("--timeout"),
+            secs.clone(),
+            s("--accept-timeout"),
+            secs.clone(),
+        ],
+    )?;
+    let mut send_args = vec![
+        s("send"),
+        s("--netns"),
+        names.tx_ns.clone(),
+        s("--to"),
+        to,
+        s("--file"),
+        path_arg(&file),
+        s("--mode"),
+        s(cfg.mode.name()),
+        s("--chunk"),
+        cfg.chunk.to_string(),
+        s("--json"),
+        s("--timeout"),
+        secs,
+    ];
+    if cfg.cold {
+        send_args.push(s("--cold"));
+    }
+    let mut sender = Peer::spawn("sender", &send_args)?;
+
+    let mut sender_failed_at = None;
+    loop {
+        if crate::interrupt::requested() {
+            sender.stop();
+            receiver.stop();
+            bail!("interrupted; both ends stopped");
+        }
+        let (s_done, r_done) = (sender.poll()?, receiver.poll()?);
+        if s_done.is_some() && r_done.is_some() {
+            break;
+        }
+        // A sender that failed leaves a receiver waiting: give it a moment
+        // to notice on its own, then stop it.
+        if let Some(st) = s_done {
+            let at = *sender_failed_at.get_or_insert_with(Instant::now);
+            if !st.success() && at.elapsed() > Duration::from_secs(2) {
+                receiver.stop();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (s_out, r_out) = (sender.output(), receiver.output());
+    let s_rep: Option<SendReport> = serde_json::from_str(&s_out).ok();
+    let r_rep: Option<RecvReport> = serde_json::from_str(&r_out).ok();
+    match (s_rep, r_rep) {
+        (Some(s), Some(r)) => Ok(RunReport::merge(&s, &r)),
+        (s, _) => {
+            let who = if s.is_none() { &sender } else { &receiver };
+            bail!(
+                "the {} failed ({}) before reporting; its error is above",
+                who.role,
+                who.status.map(|s| s.to_string()).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}

@@ -1,0 +1,269 @@
+//! The sending end: connect, announce, stream the file by one data path,
+//! then prove what was sent (hash) and hear the receiver's verdict.
+//!
+//! Each data path is one short file named after its syscall. They all
+//! receive the same [`Stream`]: the open file, its size, the connected TCP
+//! socket (blocking, with a short send timeout so loops can notice Ctrl-C
+//! and a stalled peer), the chunk size, and the watchdog.
+
+pub mod io_uring_zc;
+pub mod mmap_write;
+pub mod msg_zerocopy;
+pub mod read_write;
+pub mod sendfile;
+pub mod splice;
+
+use crate::metrics::{self, CostMeter, DataPath};
+use crate::report::SendReport;
+use crate::sys;
+use crate::transfer::control::{recv_msg, send_msg, Msg};
+use crate::transfer::{hash, Watchdog, IO_TICK};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The data paths. The names are the `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// read() into a buffer, write() to the socket: 2 CPU copies per byte.
+    ReadWrite,
+    /// mmap() the file, write() from the mapping: 1 CPU copy per byte.
+    MmapWrite,
+    /// sendfile(): page-cache pages go to the socket, no user-space copy.
+    Sendfile,
+    /// splice() file to pipe to socket: page references through a pipe.
+    Splice,
+    /// send(MSG_ZEROCOPY) from a file mapping; completions on the error queue.
+    MsgZerocopy,
+    /// io_uring IORING_OP_SEND_ZC from a file mapping, with notifications.
+    IoUringZc,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 6] = [
+        Mode::ReadWrite,
+        Mode::MmapWrite,
+        Mode::Sendfile,
+        Mode::Splice,
+        Mode::MsgZerocopy,
+        Mode::IoUringZc,
+    ];
+
+    /// The `--mode` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::ReadWrite => "read-write",
+            Mode::MmapWrite => "mmap-write",
+            Mode::Sendfile => "sendfile",
+            Mode::Splice => "splice",
+            Mode::MsgZerocopy => "msg-zerocopy",
+            Mode::IoUringZc => "io-uring-zc",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated `zclab send`.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub to: SocketAddr,
+    pub file: PathBuf,
+    pub mode: Mode,
+    pub chunk: usize,
+    /// How long the receiver may stay silent before we give up.
+    pub timeout: Duration,
+    /// Evict the file from the page cache before sending (a cold-cache run).
+    pub cold: bool,
+}
+
+/// What every data path gets.
+pub struct Stream<'a> {
+    pub file: &'a File,
+    pub size: u64,
+    pub sock: &'a TcpStream,
+    pub chunk: usize,
+    pub wd: Watchdog,
+}
+
+impl Stream<'_> {
+    /// The next chunk's length when `done` bytes have been sent.
+    pub fn next_len(&self, done: u64) -> usize {
+        (self.size - done).min(self.chunk as u64) as usize
+    }
+
+    /// `write()` all of `buf` to the socket, one counted syscall per call.
+    pub fn write_all_counted(&mut self, buf: &[u8], syscalls: &mut u64) -> io::Result<()> {
+        let mut off = 0;
+        while off < buf.len() {
+            *syscalls += 1;
+            match (&mut &*self.sock).write(&buf[off..]) {
+                Ok(0) => return Err(peer_closed()),
+                Ok(n) => {
+                    off += n;
+                    self.wd.progress();
+                }
+                Err(e) if Watchdog::is_idle_error(&e) => self.wd.idle()?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn peer_closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the receiver closed the connection")
+}
+
+/// The file shrank while we were sending it.
+pub(crate) fn file_shrank(done: u64, size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the file ended after {done} of {size} bytes: was it truncated while being sent?"),
+    )
+}
+
+/// Connects, retrying a refused connection (the receiver may be starting)
+/// until `timeout`.
+fn connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        crate::interrupt::check()?;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        match TcpStream::connect_timeout(&to, left.min(Duration::from_secs(1))) {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if Instant::now() < deadline
+                    && matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut) =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                let hint = match e.kind() {
+                    io::ErrorKind::ConnectionRefused => {
+                        "nothing listens there: start `zclab recv --listen ADDR` on the receiving side first"
+                    }
+                    io::ErrorKind::TimedOut => "no answer: is the address right, and is the network (or `zclab env up`) there?",
+                    _ if e.raw_os_error() == Some(libc::ENETUNREACH) => {
+                        "no route to that network from here: wrong namespace? (use --netns or `ip netns exec`)"
+                    }
+                    _ => "check the address and the network",
+                };
+                bail!(
+                    "cannot reach a receiver at {to} within {:.0} s: {e}; {hint}",
+                    timeout.as_secs_f64()
+                );
+            }
+        }
+    }
+}
+
+/// Runs one data path.
+fn stream(mode: Mode, s: &mut Stream) -> io::Result<DataPath> {
+    match mode {
+        Mode::ReadWrite => read_write::send(s),
+        Mode::MmapWrite => mmap_write::send(s),
+        Mode::Sendfile => sendfile::send(s),
+        Mode::Splice => splice::send(s),
+        Mode::MsgZerocopy => msg_zerocopy::send(s),
+        Mode::IoUringZc => io_uring_zc::send(s),
+    }
+}
+
+/// `zclab send`: the whole sending end.
+pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
+    let file = File::open(&cfg.file).with_context(|| format!("cannot open the file to send, {}", cfg.file.display()))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", cfg.file.display());
+    }
+    let size = meta.len();
+    if cfg.cold {
+        sys::file::evict_from_cache(&file).context("cannot evict the file from the page cache")?;
+    }
+    let cached_before = sys::file::cached_bytes(&file).context("mincore of the source file")?;
+
+    let sock = connect(cfg.to, cfg.timeout)?;
+    sock.set_write_timeout(Some(IO_TICK))?;
+    sock.set_read_timeout(Some(IO_TICK))?;
+    log::info!("connected to {}; sending {} bytes by {}", cfg.to, size, cfg.mode);
+
+    let mut wd = Watchdog::new(cfg.timeout, "the receiver");
+    let transfer_id = std::process::id() as u64 ^ (Instant::now().elapsed().subsec_nanos() as u64) << 32;
+    let meter = CostMeter::start();
+    let t0 = Instant::now();
+    send_msg(
+        &mut &sock,
+        &Msg::Hello {
+            mode: cfg.mode.name().into(),
+            size,
+            chunk: cfg.chunk as u64,
+            transfer_id,
+        },
+        &mut wd,
+    )?;
+    let mut s = Stream {
+        file: &file,
+        size,
+        sock: &sock,
+        chunk: cfg.chunk,
+        wd: wd.clone(),
+    };
+    let path = stream(cfg.mode, &mut s).with_context(|| format!("{} failed", cfg.mode))?;
+    let received = match recv_msg(&mut &sock, &mut wd)? {
+        Some(Msg::Received { bytes }) => bytes,
+        Some(other) => bail!("the receiver answered {other:?} where Received was expected"),
+        None => bail!("the receiver closed the connection before confirming the data"),
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    let cost = meter.finish(path.syscalls);
+    let cached_after = sys::file::cached_bytes(&file)?;
+
+    let (hash, hash_time) = hash::hash_file(&cfg.file).context("hashing the source file")?;
+    send_msg(&mut &sock, &Msg::Trailer { hash: hash.clone() }, &mut wd)?;
+    let (peer_hash, verified, reason) = match recv_msg(&mut &sock, &mut wd)? {
+        Some(Msg::Verdict {
+            hash,
+            verified,
+            reason,
+            bytes,
+        }) => {
+            let reason = reason.or_else(|| (bytes != size).then(|| format!("receiver got {bytes} of {size} bytes")));
+            (Some(hash), verified && bytes == size, reason)
+        }
+        Some(other) => bail!("the receiver answered {other:?} where Verdict was expected"),
+        None => bail!("the receiver closed the connection before its verdict"),
+    };
+    Ok(SendReport {
+        mode: cfg.mode.name().into(),
+        bytes: size,
+        bytes_confirmed: received,
+        seconds,
+        gbit_per_s: metrics::gbit_per_s(size, seconds),
+        verified,
+        hash,
+        peer_hash,
+        hash_seconds: hash_time.as_secs_f64(),
+        chunk_bytes: cfg.chunk as u64,
+        cost,
+        source_cached_before_bytes: cached_before,
+        source_cached_after_bytes: cached_after,
+        zerocopy: path.zerocopy,
+        reason,
+    })
+}

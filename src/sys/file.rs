@@ -1,0 +1,111 @@
+//! Files, pipes and the page cache: `sendfile`, `splice`, `pipe2`, `mmap`,
+//! `mincore`, `posix_fadvise`.
+
+use super::cvt;
+use memmap2::Mmap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// `sendfile(out, in, &offset, count)`: the kernel moves up to `count` bytes
+/// of `input` starting at `*offset` to `out` and advances `*offset`.
+pub fn sendfile(out: &impl AsRawFd, input: &File, offset: &mut u64, count: usize) -> io::Result<usize> {
+    let mut off = *offset as libc::off_t;
+    // SAFETY: both fds are open for the duration of the call and `off`
+    // is a valid, writable off_t the kernel updates.
+    let n = cvt(unsafe { libc::sendfile(out.as_raw_fd(), input.as_raw_fd(), &mut off, count) })?;
+    *offset = off as u64;
+    Ok(n as usize)
+}
+
+/// A pipe: the kernel buffer that `splice` moves page references through.
+/// Both ends are closed on drop.
+pub struct Pipe {
+    pub read: OwnedFd,
+    pub write: OwnedFd,
+}
+
+impl Pipe {
+    pub fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+        // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Pipe { read, write })
+    }
+
+    /// Asks for a pipe buffer of `bytes` (rounded up by the kernel to a
+    /// power of two pages); returns the size granted.
+    pub fn set_size(&self, bytes: usize) -> io::Result<usize> {
+        // SAFETY: F_SETPIPE_SZ takes an int argument and touches no memory of ours.
+        let n = cvt(unsafe { libc::fcntl(self.write.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int) })?;
+        Ok(n as usize)
+    }
+}
+
+/// `splice(in, off_in, out, NULL, len, flags)`. `off_in` is `Some` when the
+/// input is a file (its offset is advanced), `None` for a pipe or socket.
+pub fn splice(input: &impl AsRawFd, off_in: Option<&mut u64>, out: &impl AsRawFd, len: usize, flags: u32) -> io::Result<usize> {
+    let mut off: libc::loff_t = 0;
+    let off_ptr = match &off_in {
+        Some(o) => {
+            off = **o as libc::loff_t;
+            &mut off as *mut libc::loff_t
+        }
+        None => std::ptr::null_mut(),
+    };
+    // SAFETY: the fds are open during the call; `off_ptr` is either null or
+    // points at a live local loff_t.
+    let n = cvt(unsafe { libc::splice(input.as_raw_fd(), off_ptr, out.as_raw_fd(), std::ptr::null_mut(), len, flags) })?;
+    if let Some(o) = off_in {
+        *o = off as u64;
+    }
+    Ok(n as usize)
+}
+
+/// Maps a whole file read-only. `None` for an empty file (mmap of length 0
+/// is an error in the kernel).
+///
+/// The mapping is only sound while nobody truncates the file: zclab maps the
+/// file it is sending, and a concurrent truncation would turn reads of the
+/// mapping into SIGBUS. That is the classic caveat of mmap-based I/O and is
+/// stated here once rather than hidden.
+pub fn map_readonly(file: &File) -> io::Result<Option<Mmap>> {
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the mapping is read-only and private to this process; the only
+    // hazard is concurrent truncation of the file (see the doc above), which
+    // the lab does not do.
+    let map = unsafe { Mmap::map(file) }?;
+    Ok(Some(map))
+}
+
+/// How many bytes of `file` sit in the page cache now (`mincore` over a
+/// fresh mapping; mapping a file does not read it).
+pub fn cached_bytes(file: &File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let Some(map) = map_readonly(file)? else {
+        return Ok(0);
+    };
+    let page = super::page_size();
+    let pages = (map.len()).div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `map` is a live mapping of `map.len()` bytes starting at a page
+    // boundary, and `vec` has one byte per page of it, as mincore requires.
+    cvt(unsafe { libc::mincore(map.as_ptr() as *mut libc::c_void, map.len(), vec.as_mut_ptr()) })?;
+    let resident = vec.iter().filter(|b| **b & 1 == 1).count() as u64;
+    Ok((resident * page as u64).min(len))
+}
+
+/// `posix_fadvise(POSIX_FADV_DONTNEED)`: asks the kernel to drop the file's
+/// clean pages from the page cache (a "cold cache" run).
+pub fn evict_from_cache(file: &File) -> io::Result<()> {
+    // SAFETY: fadvise takes an fd and plain integers.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! The only room that calls raw syscalls.
+//!
+//! Everything above this module sees safe functions that return
+//! `io::Result`; every `unsafe` block of the crate lives here, each with a
+//! `SAFETY:` comment that says why the call is sound. A student who wants to
+//! see exactly what zclab asks of the kernel reads this folder.
+#![allow(unsafe_code)]
+
+pub mod file;
+pub mod netns;
+pub mod rusage;
+pub mod socket;
+pub mod uring;
+
+use std::io;
+
+/// Turns the C convention (`-1` and `errno`) into an `io::Result`.
+fn cvt<T: PartialEq + From<i8>>(res: T) -> io::Result<T> {
+    if res == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(res)
+    }
+}
+
+/// The system page size (4096 on x86_64).
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
+/// The effective user id (0 for root).
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
+}
+
+/// Sends `sig` to the process `pid` (one that zclab started itself).
+pub fn kill(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: kill takes plain integers; the pid is a child we spawned and
+    // have not reaped, so it cannot have been reused.
+    cvt(unsafe { libc::kill(pid as libc::pid_t, sig) })?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Control messages: a 4-byte magic, a 4-byte big-endian length, then the
+//! message as JSON. JSON keeps the messages readable in a packet capture
+//! and lets later versions add fields without breaking older readers.
+
+use super::Watchdog;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// Starts every control message ("ZCL" and protocol version 1).
+pub const MAGIC: [u8; 4] = *b"ZCL1";
+/// No control message is larger than this; anything claiming more is garbage.
+pub const MAX_MSG: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Msg {
+    /// Sender to receiver, first: what is coming.
+    Hello {
+        mode: String,
+        size: u64,
+        chunk: u64,
+        transfer_id: u64,
+    },
+    /// Receiver to sender: all `bytes` arrived (stops the sender's clock).
+    Received { bytes: u64 },
+    /// Sender to receiver: the BLAKE3 of the source file.
+    Trailer { hash: String },
+    /// Receiver to sender: the outcome.
+    Verdict {
+        bytes: u64,
+        hash: String,
+        verified: bool,
+        reason: Option<String>,
+    },
+}
+
+impl Msg {
+    /// The framed bytes of this message.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = serde_json::to_vec(self).expect("control messages always serialize");
+        let mut out = Vec::with_capacity(8 + body.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Parses a message body (the bytes after magic and length).
+    pub fn decode_body(body: &[u8]) -> io::Result<Msg> {
+        serde_json::from_slice(body).map_err(|e| invalid(format!("malformed control message: {e}")))
+    }
+
+    /// Checks a frame header; returns the body length.
+    pub fn decode_header(head: [u8; 8]) -> io::Result<usize> {
+        if head[..4] != MAGIC {
+            return Err(invalid(format!(
+                "the peer does not speak zclab protocol 1 (got {:02x?} where \"ZCL1\" was expected)",
+                &head[..4]
+            )));
+        }
+        let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        if len > MAX_MSG {
+            return Err(invalid(format!(
+                "control message of {len} bytes exceeds the {MAX_MSG}-byte limit"
+            )));
+        }
+        Ok(len)
+    }
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Writes one message, waiting out a slow peer under the watchdog.
+pub fn send_msg<W: Write>(w: &mut W, msg: &Msg, wd: &mut Watchdog) -> io::Result<()> {
+    let buf = msg.encode();
+    let mut off = 0;
+    while off < buf.len() {
+        match w.write(&buf[off..]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the peer closed the connection")),
+            Ok(n) => {
+                off += n;
+                wd.progress();
+            }
+            Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` on a clean EOF before the
+/// first byte, an error on EOF in the middle.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8], wd: &mut Watchdog) -> io::Result<bool> {
+    let mut off = 0;
+    while off < buf.len() {
+        match r.read(&mut buf[off..]) {
+            Ok(0) if off == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection mid-message",
+                ))
+            }
+            Ok(n) => {
+                off += n;
+                wd.progress();
+            }
+            Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads one message; `Ok(None)` if the peer closed the connection cleanly.
+pub fn recv_msg<R: Read>(r: &mut R, wd: &mut Watchdog) -> io::Result<Option<Msg>> {
+    let mut head = [0u8; 8];
+    if !read_full(r, &mut head, wd)? {
+        return Ok(None);
+    }
+    let len = Msg::decode_header(head)?;
+    let mut body = vec![0u8; len];
+    if !read_full(r, &mut body, wd)? && len > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection mid-message",
+        ));
+    }
+    Msg::decode_body(&body).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn wd() -> Watchdog {
+        Watchdog::new(Duration::from_secs(1), "test peer")
+    }
+
+    #[test]
+    fn round_trip_every_message() {
+        let msgs = [
+            Msg::Hello {
+                mode: "sendfile".into(),
+                size: u64::MAX,
+                chunk: 131072,
+                transfer_id: 7,
+            },
+            Msg::Received { bytes: 0 },
+            Msg::Trailer { hash: "ab".repeat(32) },
+            Msg::Verdict {
+                bytes: 3,
+                hash: "00".into(),
+                verified: false,
+                reason: Some("short".into()),
+            },
+        ];
+        let mut wire = Vec::new();
+        for m in &msgs {
+            send_msg(&mut wire, m, &mut wd()).unwrap();
+        }
+        let mut r = &wire[..];
+        for m in &msgs {
+            assert_eq!(recv_msg(&mut r, &mut wd()).unwrap().as_ref(), Some(m));
+        }
+        assert_eq!(recv_msg(&mut r, &mut wd()).unwrap(), None);
+    }
+
+    #[test]
+    fn rejects_wrong_magic_oversize_truncation_and_garbage() {
+        let mut bad = Msg::Received { bytes: 1 }.encode();
+        bad[0] = b'X';
+        let e = recv_msg(&mut &bad[..], &mut wd()).unwrap_err();
+        assert!(e.to_string().contains("does not speak zclab"), "{e}");
+
+        let mut big = MAGIC.to_vec();
+        big.extend_from_slice(&((MAX_MSG as u32) + 1).to_be_bytes());
+        assert!(recv_msg(&mut &big[..], &mut wd())
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds"));
+
+        let full = Msg::Trailer { hash: "aa".into() }.encode();
+        let cut = &full[..full.len() - 2];
+        assert_eq!(
+            recv_msg(&mut &cut[..], &mut wd()).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+
+        let mut junk = MAGIC.to_vec();
+        junk.extend_from_slice(&3u32.to_be_bytes());
+        junk.extend_from_slice(b"{x}");
+        assert_eq!(
+            recv_msg(&mut &junk[..], &mut wd()).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+}

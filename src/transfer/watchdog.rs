@@ -1,0 +1,71 @@
+//! A peer that stops answering must give a clear error within seconds,
+//! never a hang. Sockets carry a short timeout (`IO_TICK`); each time a call
+//! returns without progress the loop asks the watchdog, which fails once no
+//! byte has moved for `limit`, and also notices Ctrl-C.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Watchdog {
+    limit: Duration,
+    last: Instant,
+    what: &'static str,
+}
+
+impl Watchdog {
+    /// `what` names the peer in the error, e.g. "the receiver".
+    pub fn new(limit: Duration, what: &'static str) -> Watchdog {
+        Watchdog {
+            limit,
+            last: Instant::now(),
+            what,
+        }
+    }
+
+    /// Something moved: reset the clock.
+    pub fn progress(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Nothing moved this time: fail if it has been too long or Ctrl-C came.
+    pub fn idle(&self) -> io::Result<()> {
+        crate::interrupt::check()?;
+        if self.last.elapsed() >= self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{} has not answered for {:.0} s (gone, or the link is down); raise --timeout if it is only slow",
+                    self.what,
+                    self.limit.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True for the errors a socket with a timeout returns when nothing moved.
+    pub fn is_idle_error(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fails_only_after_the_limit() {
+        let mut w = Watchdog::new(Duration::from_millis(50), "the peer");
+        assert!(w.idle().is_ok());
+        std::thread::sleep(Duration::from_millis(60));
+        let e = w.idle().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("the peer has not answered"));
+        w.progress();
+        assert!(w.idle().is_ok());
+    }
+}
