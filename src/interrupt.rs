@@ -28,10 +28,7 @@ pub fn requested() -> bool {
 /// `Err(Interrupted)` once Ctrl-C or SIGTERM arrived.
 pub fn check() -> io::Result<()> {
     if requested() {
-        Err(io::Error::new(
-            io::ErrorKind::Interrupted,
-            "interrupted by a signal (Ctrl-C or SIGTERM)",
-        ))
+        Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal (Ctrl-C or SIGTERM)"))
     } else {
         Ok(())
     }

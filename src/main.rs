@@ -230,12 +230,7 @@ fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> St
 fn run(cli: Cli) -> Result<bool> {
     match cli.cmd {
         Cmd::Env(EnvCmd::Up { name, mtu, queues }) => {
-            let env = LabEnv::up(&EnvConfig {
-                name: name.clone(),
-                mtu,
-                queues,
-                verbose: true,
-            })?;
+            let env = LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues, verbose: true })?;
             env.keep();
             print!("{}", netns::status(&name)?);
             Ok(true)
@@ -305,9 +300,7 @@ fn run(cli: Cli) -> Result<bool> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).format_timestamp_millis().init();
     zclab::interrupt::install();
     let cli = Cli::parse();
     match run(cli) {
@@ -319,8 +312,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(130);
             }
             if e.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
                     && c.to_string().contains("stdout")
             }) {
                 return ExitCode::SUCCESS;

@@ -28,9 +28,7 @@ pub struct CostMeter {
 
 impl CostMeter {
     pub fn start() -> CostMeter {
-        CostMeter {
-            start: rusage::self_usage(),
-        }
+        CostMeter { start: rusage::self_usage() }
     }
 
     pub fn finish(&self, syscalls: u64) -> ProcessCost {
@@ -40,9 +38,7 @@ impl CostMeter {
             cpu_sys_s: (end.system.saturating_sub(self.start.system)).as_secs_f64(),
             syscalls,
             voluntary_ctx_switches: end.voluntary_ctx_switches.saturating_sub(self.start.voluntary_ctx_switches),
-            involuntary_ctx_switches: end
-                .involuntary_ctx_switches
-                .saturating_sub(self.start.involuntary_ctx_switches),
+            involuntary_ctx_switches: end.involuntary_ctx_switches.saturating_sub(self.start.involuntary_ctx_switches),
         }
     }
 }

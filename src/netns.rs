@@ -97,11 +97,8 @@ pub fn require_privileges(what: &str) -> Result<()> {
     // CAP_NET_ADMIN (12) for links and addresses, CAP_SYS_ADMIN (21) for
     // the namespace mounts and setns.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+    let eff =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).unwrap_or(0);
     let need = (1u64 << 12) | (1u64 << 21);
     if eff & need != need {
         bail!("{what} needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo, or as root");
@@ -122,11 +119,7 @@ fn ip(args: &[&str], verbose: bool) -> Result<String> {
         }
     })?;
     if !out.status.success() {
-        bail!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`ip {}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -158,11 +151,7 @@ impl LabEnv {
         }
         let v = cfg.verbose;
         // From here on, dropping `env` (an error, Ctrl-C) removes what exists.
-        let env = LabEnv {
-            names: names.clone(),
-            verbose: v,
-            keep: false,
-        };
+        let env = LabEnv { names: names.clone(), verbose: v, keep: false };
         let n = &names;
         let step = |args: &[&str]| -> Result<()> {
             crate::interrupt::check()?;
@@ -192,12 +181,7 @@ impl LabEnv {
         }
         let rtt = probe(n).context("the environment was built but packets do not cross it")?;
         if v {
-            eprintln!(
-                "reachable: TCP connect {TX_ADDR} ({}) -> {RX_ADDR} ({}) took {} us",
-                n.tx_ns,
-                n.rx_ns,
-                rtt.as_micros()
-            );
+            eprintln!("reachable: TCP connect {TX_ADDR} ({}) -> {RX_ADDR} ({}) took {} us", n.tx_ns, n.rx_ns, rtt.as_micros());
         }
         Ok(env)
     }
@@ -289,19 +273,10 @@ fn probe(n: &EnvNames) -> Result<Duration> {
 pub fn status(name: &str) -> Result<String> {
     let n = EnvNames::new(name)?;
     if !n.any_exists() {
-        return Ok(format!(
-            "environment {name:?}: down (no namespace {} or {})\n",
-            n.tx_ns, n.rx_ns
-        ));
+        return Ok(format!("environment {name:?}: down (no namespace {} or {})\n", n.tx_ns, n.rx_ns));
     }
-    let mut s = format!(
-        "environment {name:?}: {}\n",
-        if n.is_up() {
-            "up"
-        } else {
-            "half up (run `zclab env down` to clean it)"
-        }
-    );
+    let mut s =
+        format!("environment {name:?}: {}\n", if n.is_up() { "up" } else { "half up (run `zclab env down` to clean it)" });
     for (ns, dev) in [(&n.tx_ns, &n.tx_if), (&n.rx_ns, &n.rx_if)] {
         if !EnvNames::ns_exists(ns) {
             s += &format!("  {ns}: missing\n");

@@ -109,10 +109,7 @@ impl RunReport {
             retransmitted_packets: None,
             sender_hash: s.hash.clone(),
             receiver_hash: r.hash.clone(),
-            hash_seconds: HashSeconds {
-                sender: s.hash_seconds,
-                receiver: r.hash_seconds,
-            },
+            hash_seconds: HashSeconds { sender: s.hash_seconds, receiver: r.hash_seconds },
             chunk_bytes: s.chunk_bytes,
             reason,
         }
@@ -160,11 +157,7 @@ fn zc_line(z: &Option<ZerocopyStats>) -> String {
             z.sends,
             z.completions,
             z.copied,
-            if z.copied > 0 && z.copied == z.completions {
-                " (it copied after all)"
-            } else {
-                ""
-            }
+            if z.copied > 0 && z.copied == z.completions { " (it copied after all)" } else { "" }
         ),
     }
 }
@@ -173,14 +166,8 @@ fn zc_line(z: &Option<ZerocopyStats>) -> String {
 pub fn run_text(r: &RunReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "mode      {}", r.mode);
-    let _ = writeln!(
-        s,
-        "moved     {} ({} bytes) in {:.3} s = {:.2} Gbit/s",
-        human_bytes(r.bytes),
-        r.bytes,
-        r.seconds,
-        r.gbit_per_s
-    );
+    let _ =
+        writeln!(s, "moved     {} ({} bytes) in {:.3} s = {:.2} Gbit/s", human_bytes(r.bytes), r.bytes, r.seconds, r.gbit_per_s);
     s += &cost_line("sender", &r.sender);
     s += &cost_line("receiver", &r.receiver);
     let _ = writeln!(s, "cpu       {:.3} s per GiB (both ends, user + sys)", r.cpu_s_per_gib());
@@ -316,10 +303,7 @@ mod tests {
             peer_hash: Some(hash.into()),
             hash_seconds: 0.1,
             chunk_bytes: 131072,
-            cost: ProcessCost {
-                cpu_sys_s: 0.5,
-                ..Default::default()
-            },
+            cost: ProcessCost { cpu_sys_s: 0.5, ..Default::default() },
             source_cached_before_bytes: bytes,
             source_cached_after_bytes: bytes,
             zerocopy: None,
@@ -338,10 +322,7 @@ mod tests {
             hash: hash.into(),
             expected_hash: Some(hash.into()),
             hash_seconds: 0.1,
-            cost: ProcessCost {
-                cpu_sys_s: 0.5,
-                ..Default::default()
-            },
+            cost: ProcessCost { cpu_sys_s: 0.5, ..Default::default() },
             out: None,
             reason: None,
         }
@@ -384,13 +365,7 @@ mod tests {
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
-        for k in [
-            "cpu_user_s",
-            "cpu_sys_s",
-            "syscalls",
-            "voluntary_ctx_switches",
-            "involuntary_ctx_switches",
-        ] {
+        for k in ["cpu_user_s", "cpu_sys_s", "syscalls", "voluntary_ctx_switches", "involuntary_ctx_switches"] {
             assert!(v["sender"].get(k).is_some() && v["receiver"].get(k).is_some(), "missing {k}");
         }
         assert!(v["packets"].is_null() && v["zerocopy"].is_null());

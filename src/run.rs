@@ -49,12 +49,7 @@ impl Peer {
             let _ = out.read_to_string(&mut s);
             s
         });
-        Ok(Peer {
-            role,
-            child,
-            stdout: Some(stdout),
-            status: None,
-        })
+        Ok(Peer { role, child, stdout: Some(stdout), status: None })
     }
 
     fn poll(&mut self) -> Result<Option<ExitStatus>> {
@@ -106,11 +101,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     let names = EnvNames::new(&cfg.env)?;
     crate::netns::require_privileges("zclab run (it enters the lab namespaces)")?;
     if !names.is_up() {
-        bail!(
-            "environment {:?} is not up: bring it up with `zclab env up --name {}`",
-            cfg.env,
-            cfg.env
-        );
+        bail!("environment {:?} is not up: bring it up with `zclab env up --name {}`", cfg.env, cfg.env);
     }
     let file =
         std::fs::canonicalize(&cfg.file).with_context(|| format!("cannot open the file to send, {}", cfg.file.display()))?;

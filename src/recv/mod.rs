@@ -39,9 +39,7 @@ pub struct PartialFile {
 
 impl PartialFile {
     fn create(out: &Path) -> io::Result<PartialFile> {
-        let name = out
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "--out must name a file"))?;
+        let name = out.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "--out must name a file"))?;
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(format!(".zclab-partial-{}", std::process::id()));
@@ -72,11 +70,9 @@ impl Drop for PartialFile {
 fn bind(addr: SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| {
         let hint = match e.kind() {
-            io::ErrorKind::AddrInUse => format!(
-                "port {} is in use on {}: stop the other listener or pick another --listen port",
-                addr.port(),
-                addr.ip()
-            ),
+            io::ErrorKind::AddrInUse => {
+                format!("port {} is in use on {}: stop the other listener or pick another --listen port", addr.port(), addr.ip())
+            }
             io::ErrorKind::AddrNotAvailable => format!(
                 "{} is not an address of this host or namespace: use one it has (`ip addr`), 0.0.0.0, or --netns",
                 addr.ip()
@@ -162,21 +158,14 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     };
     let verified = reason.is_none();
     if !truncated {
-        let verdict = Msg::Verdict {
-            bytes: got.bytes,
-            hash: hash.clone(),
-            verified,
-            reason: reason.clone(),
-        };
+        let verdict = Msg::Verdict { bytes: got.bytes, hash: hash.clone(), verified, reason: reason.clone() };
         // The sender may already be gone; the local report still stands.
         if let Err(e) = send_msg(&mut &sock, &verdict, &mut wd) {
             log::warn!("could not send the verdict to the sender: {e}");
         }
     }
     if verified {
-        partial
-            .persist(&cfg.out)
-            .with_context(|| format!("renaming the verified file to {}", cfg.out.display()))?;
+        partial.persist(&cfg.out).with_context(|| format!("renaming the verified file to {}", cfg.out.display()))?;
     }
     Ok(RecvReport {
         mode,

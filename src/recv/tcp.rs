@@ -46,17 +46,11 @@ pub fn receive_stream(sock: &TcpStream, out: &File, size: u64, wd: &mut Watchdog
             calls += 1;
             let m = splice(&pipe.read, None, out, in_pipe, libc::SPLICE_F_MOVE)?;
             if m == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the output file took no data (disk full?)",
-                ));
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "the output file took no data (disk full?)"));
             }
             in_pipe -= m;
         }
         got += n as u64;
     }
-    Ok(Received {
-        bytes: got,
-        syscalls: calls,
-    })
+    Ok(Received { bytes: got, syscalls: calls })
 }

@@ -14,16 +14,10 @@ use crate::transfer::IO_TICK;
 use std::io;
 
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {
-    let mut zc = ZerocopyStats {
-        requested: true,
-        ..Default::default()
-    };
+    let mut zc = ZerocopyStats { requested: true, ..Default::default() };
     let mut calls = 0;
     let Some(map) = sys::file::map_readonly(s.file)? else {
-        return Ok(DataPath {
-            syscalls: calls,
-            zerocopy: Some(zc),
-        });
+        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc) });
     };
     let mut ring = SendZcRing::new(64).map_err(io::Error::other)?;
     let mut events = Vec::new();
@@ -52,14 +46,9 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
                     return Err(io::Error::from_raw_os_error(-result));
                 }
                 ZcEvent::Sent { result: 0, .. } => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the receiver closed the connection",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the receiver closed the connection"));
                 }
-                ZcEvent::Sent {
-                    result, notif_follows, ..
-                } => {
+                ZcEvent::Sent { result, notif_follows, .. } => {
                     done += result as u64;
                     in_flight = false;
                     if notif_follows {
@@ -76,8 +65,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             }
         }
     }
-    Ok(DataPath {
-        syscalls: calls,
-        zerocopy: Some(zc),
-    })
+    Ok(DataPath { syscalls: calls, zerocopy: Some(zc) })
 }

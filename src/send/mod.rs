@@ -45,14 +45,8 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [
-        Mode::ReadWrite,
-        Mode::MmapWrite,
-        Mode::Sendfile,
-        Mode::Splice,
-        Mode::MsgZerocopy,
-        Mode::IoUringZc,
-    ];
+    pub const ALL: [Mode; 6] =
+        [Mode::ReadWrite, Mode::MmapWrite, Mode::Sendfile, Mode::Splice, Mode::MsgZerocopy, Mode::IoUringZc];
 
     /// The `--mode` spelling.
     pub fn name(self) -> &'static str {
@@ -142,9 +136,7 @@ fn connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
     let deadline = Instant::now() + timeout;
     loop {
         crate::interrupt::check()?;
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
         match TcpStream::connect_timeout(&to, left.min(Duration::from_secs(1))) {
             Ok(s) => return Ok(s),
             Err(e)
@@ -164,10 +156,7 @@ fn connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
                     }
                     _ => "check the address and the network",
                 };
-                bail!(
-                    "cannot reach a receiver at {to} within {:.0} s: {e}; {hint}",
-                    timeout.as_secs_f64()
-                );
+                bail!("cannot reach a receiver at {to} within {:.0} s: {e}; {hint}", timeout.as_secs_f64());
             }
         }
     }
@@ -207,23 +196,8 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let transfer_id = std::process::id() as u64 ^ (Instant::now().elapsed().subsec_nanos() as u64) << 32;
     let meter = CostMeter::start();
     let t0 = Instant::now();
-    send_msg(
-        &mut &sock,
-        &Msg::Hello {
-            mode: cfg.mode.name().into(),
-            size,
-            chunk: cfg.chunk as u64,
-            transfer_id,
-        },
-        &mut wd,
-    )?;
-    let mut s = Stream {
-        file: &file,
-        size,
-        sock: &sock,
-        chunk: cfg.chunk,
-        wd: wd.clone(),
-    };
+    send_msg(&mut &sock, &Msg::Hello { mode: cfg.mode.name().into(), size, chunk: cfg.chunk as u64, transfer_id }, &mut wd)?;
+    let mut s = Stream { file: &file, size, sock: &sock, chunk: cfg.chunk, wd: wd.clone() };
     let path = stream(cfg.mode, &mut s).with_context(|| format!("{} failed", cfg.mode))?;
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,
@@ -237,12 +211,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let (hash, hash_time) = hash::hash_file(&cfg.file).context("hashing the source file")?;
     send_msg(&mut &sock, &Msg::Trailer { hash: hash.clone() }, &mut wd)?;
     let (peer_hash, verified, reason) = match recv_msg(&mut &sock, &mut wd)? {
-        Some(Msg::Verdict {
-            hash,
-            verified,
-            reason,
-            bytes,
-        }) => {
+        Some(Msg::Verdict { hash, verified, reason, bytes }) => {
             let reason = reason.or_else(|| (bytes != size).then(|| format!("receiver got {bytes} of {size} bytes")));
             (Some(hash), verified && bytes == size, reason)
         }

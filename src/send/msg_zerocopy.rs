@@ -21,16 +21,10 @@ use std::io;
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     so::set_int_opt(s.sock, libc::SOL_SOCKET, so::SO_ZEROCOPY, 1)
         .map_err(|e| io::Error::new(e.kind(), format!("setsockopt(SO_ZEROCOPY): {e} (needs Linux 4.14+)")))?;
-    let mut zc = ZerocopyStats {
-        requested: true,
-        ..Default::default()
-    };
+    let mut zc = ZerocopyStats { requested: true, ..Default::default() };
     let mut calls = 1;
     let Some(map) = sys::file::map_readonly(s.file)? else {
-        return Ok(DataPath {
-            syscalls: calls,
-            zerocopy: Some(zc),
-        });
+        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc) });
     };
     let mut done = 0u64;
     let mut enobufs_in_a_row = 0u32;
@@ -73,10 +67,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         }
         reap(s, &mut zc, &mut calls)?;
     }
-    Ok(DataPath {
-        syscalls: calls,
-        zerocopy: Some(zc),
-    })
+    Ok(DataPath { syscalls: calls, zerocopy: Some(zc) })
 }
 
 /// Reads every completion waiting on the error queue.

@@ -18,11 +18,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let mut offset = 0u64;
     while offset < s.size {
         let want = s.next_len(offset).min(cap);
-        let more = if offset + (want as u64) < s.size {
-            libc::SPLICE_F_MORE
-        } else {
-            0
-        };
+        let more = if offset + (want as u64) < s.size { libc::SPLICE_F_MORE } else { 0 };
         calls += 1;
         let mut in_pipe = splice(s.file, Some(&mut offset), &pipe.write, want, libc::SPLICE_F_MOVE | more)?;
         if in_pipe == 0 {
@@ -31,12 +27,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         while in_pipe > 0 {
             calls += 1;
             match splice(&pipe.read, None, s.sock, in_pipe, libc::SPLICE_F_MOVE | more) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "the receiver closed the connection",
-                    ))
-                }
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the receiver closed the connection")),
                 Ok(n) => {
                     in_pipe -= n;
                     s.wd.progress();
@@ -46,8 +37,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             }
         }
     }
-    Ok(DataPath {
-        syscalls: calls,
-        zerocopy: None,
-    })
+    Ok(DataPath { syscalls: calls, zerocopy: None })
 }

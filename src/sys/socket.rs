@@ -33,13 +33,7 @@ pub fn get_int_opt(sock: &impl AsRawFd, level: libc::c_int, name: libc::c_int) -
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` and `len` are live locals of the sizes the kernel expects.
     cvt(unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            &mut value as *mut libc::c_int as *mut libc::c_void,
-            &mut len,
-        )
+        libc::getsockopt(sock.as_raw_fd(), level, name, &mut value as *mut libc::c_int as *mut libc::c_void, &mut len)
     })?;
     Ok(value)
 }
@@ -93,9 +87,7 @@ pub fn recv_zerocopy_completion(sock: &impl AsRawFd) -> io::Result<Option<Zeroco
     let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
     let ip_err = (level == libc::SOL_IP && kind == libc::IP_RECVERR) || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR);
     if !ip_err {
-        return Err(io::Error::other(format!(
-            "unexpected control message (level {level}, type {kind}) on the error queue"
-        )));
+        return Err(io::Error::other(format!("unexpected control message (level {level}, type {kind}) on the error queue")));
     }
     // SAFETY: for IP_RECVERR/IPV6_RECVERR the payload is a sock_extended_err;
     // CMSG_DATA points inside `control`, which is 8-byte aligned, and
@@ -105,20 +97,12 @@ pub fn recv_zerocopy_completion(sock: &impl AsRawFd) -> io::Result<Option<Zeroco
     if ee.ee_origin != SO_EE_ORIGIN_ZEROCOPY {
         return Err(io::Error::from_raw_os_error(ee.ee_errno as i32));
     }
-    Ok(Some(ZerocopyCompletion {
-        lo: ee.ee_info,
-        hi: ee.ee_data,
-        copied: ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0,
-    }))
+    Ok(Some(ZerocopyCompletion { lo: ee.ee_info, hi: ee.ee_data, copied: ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0 }))
 }
 
 /// `poll` on one fd for `events`, up to `timeout_ms`. Returns the revents.
 pub fn poll_one(fd: &impl AsRawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<libc::c_short> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    };
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
     // SAFETY: one live pollfd, count 1.
     cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })?;
     Ok(pfd.revents)

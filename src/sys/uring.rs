@@ -22,11 +22,7 @@ const IORING_NOTIF_USAGE_ZC_COPIED: i32 = 1 << 31;
 pub enum ZcEvent {
     /// The send's result: bytes queued or `-errno`; `notif_follows` when a
     /// notification completion will come for it.
-    Sent {
-        user_data: u64,
-        result: i32,
-        notif_follows: bool,
-    },
+    Sent { user_data: u64, result: i32, notif_follows: bool },
     /// The kernel released the buffer of send `user_data`.
     Released { user_data: u64, copied: bool },
 }
@@ -58,11 +54,7 @@ impl<'buf> SendZcRing<'buf> {
         if !probe.is_supported(opcode::SendZc::CODE) {
             return Err(UringError::NoSendZc);
         }
-        Ok(SendZcRing {
-            ring,
-            owed: 0,
-            _buf: PhantomData,
-        })
+        Ok(SendZcRing { ring, owed: 0, _buf: PhantomData })
     }
 
     /// Queues one SEND_ZC of `buf` on `sock` (not yet submitted).
@@ -106,11 +98,7 @@ impl<'buf> SendZcRing<'buf> {
                 if !notif_follows {
                     self.owed -= 1;
                 }
-                out.push(ZcEvent::Sent {
-                    user_data: cqe.user_data(),
-                    result: cqe.result(),
-                    notif_follows,
-                });
+                out.push(ZcEvent::Sent { user_data: cqe.user_data(), result: cqe.result(), notif_follows });
             }
         }
     }

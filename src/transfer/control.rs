@@ -15,23 +15,13 @@ pub const MAX_MSG: usize = 64 * 1024;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
     /// Sender to receiver, first: what is coming.
-    Hello {
-        mode: String,
-        size: u64,
-        chunk: u64,
-        transfer_id: u64,
-    },
+    Hello { mode: String, size: u64, chunk: u64, transfer_id: u64 },
     /// Receiver to sender: all `bytes` arrived (stops the sender's clock).
     Received { bytes: u64 },
     /// Sender to receiver: the BLAKE3 of the source file.
     Trailer { hash: String },
     /// Receiver to sender: the outcome.
-    Verdict {
-        bytes: u64,
-        hash: String,
-        verified: bool,
-        reason: Option<String>,
-    },
+    Verdict { bytes: u64, hash: String, verified: bool, reason: Option<String> },
 }
 
 impl Msg {
@@ -60,9 +50,7 @@ impl Msg {
         }
         let len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
         if len > MAX_MSG {
-            return Err(invalid(format!(
-                "control message of {len} bytes exceeds the {MAX_MSG}-byte limit"
-            )));
+            return Err(invalid(format!("control message of {len} bytes exceeds the {MAX_MSG}-byte limit")));
         }
         Ok(len)
     }
@@ -97,12 +85,7 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8], wd: &mut Watchdog) -> io::Resul
     while off < buf.len() {
         match r.read(&mut buf[off..]) {
             Ok(0) if off == 0 => return Ok(false),
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the peer closed the connection mid-message",
-                ))
-            }
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection mid-message")),
             Ok(n) => {
                 off += n;
                 wd.progress();
@@ -123,10 +106,7 @@ pub fn recv_msg<R: Read>(r: &mut R, wd: &mut Watchdog) -> io::Result<Option<Msg>
     let len = Msg::decode_header(head)?;
     let mut body = vec![0u8; len];
     if !read_full(r, &mut body, wd)? && len > 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the peer closed the connection mid-message",
-        ));
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection mid-message"));
     }
     Msg::decode_body(&body).map(Some)
 }
@@ -143,20 +123,10 @@ mod tests {
     #[test]
     fn round_trip_every_message() {
         let msgs = [
-            Msg::Hello {
-                mode: "sendfile".into(),
-                size: u64::MAX,
-                chunk: 131072,
-                transfer_id: 7,
-            },
+            Msg::Hello { mode: "sendfile".into(), size: u64::MAX, chunk: 131072, transfer_id: 7 },
             Msg::Received { bytes: 0 },
             Msg::Trailer { hash: "ab".repeat(32) },
-            Msg::Verdict {
-                bytes: 3,
-                hash: "00".into(),
-                verified: false,
-                reason: Some("short".into()),
-            },
+            Msg::Verdict { bytes: 3, hash: "00".into(), verified: false, reason: Some("short".into()) },
         ];
         let mut wire = Vec::new();
         for m in &msgs {
@@ -178,24 +148,15 @@ mod tests {
 
         let mut big = MAGIC.to_vec();
         big.extend_from_slice(&((MAX_MSG as u32) + 1).to_be_bytes());
-        assert!(recv_msg(&mut &big[..], &mut wd())
-            .unwrap_err()
-            .to_string()
-            .contains("exceeds"));
+        assert!(recv_msg(&mut &big[..], &mut wd()).unwrap_err().to_string().contains("exceeds"));
 
         let full = Msg::Trailer { hash: "aa".into() }.encode();
         let cut = &full[..full.len() - 2];
-        assert_eq!(
-            recv_msg(&mut &cut[..], &mut wd()).unwrap_err().kind(),
-            io::ErrorKind::UnexpectedEof
-        );
+        assert_eq!(recv_msg(&mut &cut[..], &mut wd()).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
 
         let mut junk = MAGIC.to_vec();
         junk.extend_from_slice(&3u32.to_be_bytes());
         junk.extend_from_slice(b"{x}");
-        assert_eq!(
-            recv_msg(&mut &junk[..], &mut wd()).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
+        assert_eq!(recv_msg(&mut &junk[..], &mut wd()).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -16,11 +16,7 @@ pub struct Watchdog {
 impl Watchdog {
     /// `what` names the peer in the error, e.g. "the receiver".
     pub fn new(limit: Duration, what: &'static str) -> Watchdog {
-        Watchdog {
-            limit,
-            last: Instant::now(),
-            what,
-        }
+        Watchdog { limit, last: Instant::now(), what }
     }
 
     /// Something moved: reset the clock.
@@ -46,10 +42,7 @@ impl Watchdog {
 
     /// True for the errors a socket with a timeout returns when nothing moved.
     pub fn is_idle_error(e: &io::Error) -> bool {
-        matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-        )
+        matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
     }
 }
 

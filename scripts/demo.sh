@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The main job: build, bring a lab environment up, make a 256 MiB file of
+# random bytes, move it by every data path, print the comparison table,
+# and bring the environment down again (also on failure or Ctrl-C).
+#
+#   scripts/demo.sh                 # 256 MiB
+#   ZCLAB_DEMO_MIB=1024 scripts/demo.sh
+set -o errexit -o nounset -o pipefail
+cd "$(dirname "$0")/.."
+
+mib=${ZCLAB_DEMO_MIB:-256}
+env_name=${ZCLAB_DEMO_ENV:-zclab-demo}
+modes=(read-write mmap-write sendfile splice msg-zerocopy io-uring-zc)
+
+scripts/setup.sh
+cargo build --release --locked
+zclab=target/release/zclab
+
+work=$(mktemp -d /var/tmp/zclab-demo.XXXXXX)
+env_made=0
+cleanup() {
+    status=$?
+    trap - EXIT INT TERM
+    if [ "$env_made" = 1 ]; then "$zclab" env down --name "$env_name" || true; fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== zclab env up --name $env_name"
+"$zclab" env up --name "$env_name"
+env_made=1
+
+echo "== a file of ${mib} MiB random bytes"
+head -c "$((mib * 1024 * 1024))" /dev/urandom > "$work/file"
+sync "$work/file"  # let writeback finish so it does not run during the timed transfers
+
+failed=0
+for m in "${modes[@]}"; do
+    echo "== zclab run --mode $m"
+    if "$zclab" run --env "$env_name" --mode "$m" --file "$work/file" --json > "$work/$m.json"; then
+        echo "   verified"
+    else
+        echo "   !!! $m did not verify" >&2
+        failed=1
+    fi
+done
+
+echo
+echo "== comparison (${mib} MiB, warm page cache, one run each; see README for medians)"
+reports=()
+for m in "${modes[@]}"; do [ -s "$work/$m.json" ] && reports+=("$work/$m.json"); done
+"$zclab" compare "${reports[@]}" || failed=1
+exit "$failed"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages zclab needs, only those that are missing.
+#   iproute2    `ip`: namespaces, veth pairs, addresses (zclab env)
+#   util-linux  `setpriv`: the tests run zclab as an unprivileged user once
+#   clang, libbpf-dev, linux-libc-dev: compile the XDP program in xdp-prog/
+set -o errexit -o nounset -o pipefail
+
+packages=(iproute2 util-linux clang libbpf-dev linux-libc-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup: all system packages present (${packages[*]})"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}; run this script as root (it uses apt-get)" >&2
+    exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

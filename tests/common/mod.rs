@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests: the privilege gate, unique lab
+//! environments, files of random bytes, and running the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use zclab::netns::{EnvConfig, LabEnv};
+
+/// True if this test may use root; otherwise prints why it skips. With
+/// ZCLAB_PRIVILEGED_TESTS=1 a missing privilege is a failure, not a skip.
+pub fn privileged(test: &str) -> bool {
+    if zclab::sys::geteuid() == 0 {
+        return true;
+    }
+    if std::env::var("ZCLAB_PRIVILEGED_TESTS").as_deref() == Ok("1") {
+        panic!("{test} needs root, and ZCLAB_PRIVILEGED_TESTS=1 says it must run");
+    }
+    eprintln!(
+        "SKIPPED {test}: needs root (namespaces, veth); run as root, or set ZCLAB_PRIVILEGED_TESTS=1 to make this a failure"
+    );
+    false
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test (or test process) uses: z + pid + sequence.
+pub fn unique_name() -> String {
+    format!("z{:x}{}", std::process::id() & 0xffffff, SEQ.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A fresh lab environment, removed when dropped.
+pub fn env() -> LabEnv {
+    env_with(None)
+}
+
+pub fn env_with(mtu: Option<u32>) -> LabEnv {
+    LabEnv::up(&EnvConfig { name: unique_name(), mtu, queues: None, verbose: false }).expect("env up")
+}
+
+/// A scratch directory, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let p = std::env::temp_dir().join(format!("zclab-test-{}", unique_name()));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `len` bytes from a seeded xorshift generator (different per seed).
+pub fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).unwrap();
+}
+
+pub fn zclab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zclab"))
+}
+
+pub fn run_zclab(args: &[&str]) -> Output {
+    zclab().args(args).output().expect("zclab runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), stderr(o)))
+}
+
+/// Files in `dir` (to check that nothing partial was left behind).
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,116 @@
+//! Errors name the cause and the fix, and never hang.
+
+mod common;
+
+use common::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn missing_file_is_named() {
+    let o = run_zclab(&["send", "--mode", "sendfile", "--to", "127.0.0.1:9", "--file", "/nonexistent/zclab-file"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("/nonexistent/zclab-file") && e.contains("No such file"), "{e}");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_help() {
+    let o = run_zclab(&["send", "--mode", "carrier-pigeon", "--to", "127.0.0.1:9", "--file", "/etc/hostname"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("possible values") && stderr(&o).contains("sendfile"), "{}", stderr(&o));
+    let o = run_zclab(&["send", "--mode", "splice", "--to", "127.0.0.1:9", "--file", "/etc/hostname", "--chunk", "0"]);
+    assert!(stderr(&o).contains("--chunk"), "{}", stderr(&o));
+}
+
+#[test]
+fn not_root_is_told_to_use_root() {
+    if !privileged("not_root_is_told_to_use_root") {
+        return;
+    }
+    // Drop to nobody with no capabilities, as an ordinary user would be.
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(env!("CARGO_BIN_EXE_zclab"))
+        .args(["env", "up", "--name", &unique_name()])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs root"), "{}", stderr(&o));
+}
+
+#[test]
+fn unreachable_receiver_fails_fast_and_clearly() {
+    if !privileged("unreachable_receiver_fails_fast_and_clearly") {
+        return;
+    }
+    let env = env();
+    let tx = env.names().tx_ns.clone();
+    // Nobody listens on 10.77.0.2:9: refused, retried, then a clear error.
+    let t = Instant::now();
+    let o = run_zclab(&[
+        "send",
+        "--netns",
+        &tx,
+        "--to",
+        "10.77.0.2:9",
+        "--file",
+        "/etc/hostname",
+        "--mode",
+        "splice",
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
+    assert!(stderr(&o).contains("cannot reach a receiver") && stderr(&o).contains("zclab recv"), "{}", stderr(&o));
+    // No host has 10.77.0.3: no answer at all, a timeout, never a hang.
+    let t = Instant::now();
+    let o = run_zclab(&[
+        "send",
+        "--netns",
+        &tx,
+        "--to",
+        "10.77.0.3:7777",
+        "--file",
+        "/etc/hostname",
+        "--mode",
+        "splice",
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
+    assert!(stderr(&o).contains("cannot reach a receiver"), "{}", stderr(&o));
+}
+
+#[test]
+fn port_in_use_is_named_and_ctrl_c_stops_a_waiting_receiver() {
+    if !privileged("port_in_use_is_named_and_ctrl_c_stops_a_waiting_receiver") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let rx = env.names().rx_ns.clone();
+    let out = dir.path("out");
+    let first = zclab()
+        .args(["recv", "--netns", &rx, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = run_zclab(&["recv", "--netns", &rx, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("port 7777") && stderr(&o).contains("in use"), "{}", stderr(&o));
+    // An address this namespace does not have.
+    let o = run_zclab(&["recv", "--netns", &rx, "--listen", "10.77.0.1:7777", "--out", out.to_str().unwrap()]);
+    assert!(stderr(&o).contains("not an address of this host"), "{}", stderr(&o));
+
+    zclab::sys::kill(first.id(), libc::SIGINT).unwrap();
+    let t = Instant::now();
+    let o = first.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "Ctrl-C took {:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(files_in(&dir.0).is_empty());
+}
