@@ -22,3 +22,5 @@ pub mod send;
 pub mod sys;
 /// The transfer protocol: control messages, hashing, the stall watchdog.
 pub mod transfer;
+/// The packet paths' wire format: frames and the lab header.
+pub mod wire;

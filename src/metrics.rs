@@ -56,12 +56,24 @@ pub struct ZerocopyStats {
     pub copied: u64,
 }
 
+/// What a packet path's sender counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PacketStats {
+    /// Data packets sent, retransmissions included.
+    pub packets: u64,
+    /// Of those, sent again because the receiver missed them.
+    pub retransmitted: u64,
+    /// Rounds: 1 when nothing was lost.
+    pub rounds: u32,
+}
+
 /// What a send path reports back: its syscall count and, for the zero-copy
-/// paths, the kernel's verdict.
+/// paths, the kernel's verdict; for packet paths, the packet counts.
 #[derive(Debug, Clone, Default)]
 pub struct DataPath {
     pub syscalls: u64,
     pub zerocopy: Option<ZerocopyStats>,
+    pub packets: Option<PacketStats>,
 }
 
 /// Gigabits per second (10^9 bits) of `bytes` moved in `seconds`.

@@ -3,7 +3,7 @@
 //! The JSON field names are a stable schema: later versions add fields,
 //! they never rename these.
 
-use crate::metrics::{ProcessCost, ZerocopyStats};
+use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -20,7 +20,12 @@ pub struct SendReport {
     pub hash: String,
     pub peer_hash: Option<String>,
     pub hash_seconds: f64,
+    /// Bytes per data-path call (TCP) or payload bytes per packet (packet paths).
     pub chunk_bytes: u64,
+    /// The route's MTU (packet paths).
+    pub mtu: Option<u32>,
+    /// Packet counts (packet paths).
+    pub packets: Option<PacketStats>,
     pub cost: ProcessCost,
     pub source_cached_before_bytes: u64,
     pub source_cached_after_bytes: u64,
@@ -43,7 +48,21 @@ pub struct RecvReport {
     pub cost: ProcessCost,
     /// Where the verified file is (None when it did not verify).
     pub out: Option<String>,
+    /// Packet counts (packet paths).
+    pub packets: Option<RxPackets>,
     pub reason: Option<String>,
+}
+
+/// What a packet path's receiver counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RxPackets {
+    /// Packets checked and written.
+    pub accepted: u64,
+    /// Packets that arrived twice (a retransmission raced the original).
+    pub duplicates: u64,
+    /// Malformed, foreign or out-of-range packets: counted, dropped, never written.
+    pub invalid: u64,
+    pub rounds: u32,
 }
 
 /// Seconds each side spent hashing (outside the timed transfer).
@@ -75,6 +94,12 @@ pub struct RunReport {
     pub receiver_hash: String,
     pub hash_seconds: HashSeconds,
     pub chunk_bytes: u64,
+    /// Rounds of the packet paths (1 when nothing was lost).
+    pub rounds: Option<u32>,
+    /// Packets the receiver dropped as malformed, foreign or out of range.
+    pub invalid_packets: Option<u64>,
+    pub duplicate_packets: Option<u64>,
+    pub mtu: Option<u32>,
     /// Why it did not verify (None when it did).
     pub reason: Option<String>,
 }
@@ -104,13 +129,17 @@ impl RunReport {
             source_cached_before_bytes: s.source_cached_before_bytes,
             source_cached_after_bytes: s.source_cached_after_bytes,
             zerocopy: s.zerocopy.clone(),
-            packets: None,
-            packets_per_s: None,
-            retransmitted_packets: None,
+            packets: s.packets.as_ref().map(|p| p.packets),
+            packets_per_s: s.packets.as_ref().map(|p| if s.seconds > 0.0 { p.packets as f64 / s.seconds } else { 0.0 }),
+            retransmitted_packets: s.packets.as_ref().map(|p| p.retransmitted),
             sender_hash: s.hash.clone(),
             receiver_hash: r.hash.clone(),
             hash_seconds: HashSeconds { sender: s.hash_seconds, receiver: r.hash_seconds },
             chunk_bytes: s.chunk_bytes,
+            rounds: s.packets.as_ref().map(|p| p.rounds),
+            invalid_packets: r.packets.as_ref().map(|p| p.invalid),
+            duplicate_packets: r.packets.as_ref().map(|p| p.duplicates),
+            mtu: s.mtu,
             reason,
         }
     }
@@ -178,6 +207,18 @@ pub fn run_text(r: &RunReport) -> String {
         human_bytes(r.source_cached_after_bytes)
     );
     s += &zc_line(&r.zerocopy);
+    if let (Some(p), Some(pps)) = (r.packets, r.packets_per_s) {
+        let _ = writeln!(
+            s,
+            "packets   {p} sent ({:.0} k/s, MTU {}), {} resent in {} rounds; receiver dropped {} invalid, skipped {} duplicates",
+            pps / 1e3,
+            r.mtu.unwrap_or(0),
+            r.retransmitted_packets.unwrap_or(0),
+            r.rounds.unwrap_or(0),
+            r.invalid_packets.unwrap_or(0),
+            r.duplicate_packets.unwrap_or(0)
+        );
+    }
     let _ = writeln!(
         s,
         "hash      blake3 {} (hashing took {:.3} s sender, {:.3} s receiver; not timed)",
@@ -303,6 +344,8 @@ mod tests {
             peer_hash: Some(hash.into()),
             hash_seconds: 0.1,
             chunk_bytes: 131072,
+            mtu: None,
+            packets: None,
             cost: ProcessCost { cpu_sys_s: 0.5, ..Default::default() },
             source_cached_before_bytes: bytes,
             source_cached_after_bytes: bytes,
@@ -324,6 +367,7 @@ mod tests {
             hash_seconds: 0.1,
             cost: ProcessCost { cpu_sys_s: 0.5, ..Default::default() },
             out: None,
+            packets: None,
             reason: None,
         }
     }

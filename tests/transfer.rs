@@ -8,10 +8,14 @@ use common::*;
 const SIZES: [usize; 5] = [0, 1, 4095, (1 << 20) + 1, 64 << 20];
 
 fn transfers_every_size(mode: &str) {
+    transfers_every_size_at(mode, None);
+}
+
+fn transfers_every_size_at(mode: &str, mtu: Option<u32>) {
     if !privileged(&format!("transfer {mode}")) {
         return;
     }
-    let env = env();
+    let env = env_with(mtu);
     let dir = Scratch::new();
     for (i, &len) in SIZES.iter().enumerate() {
         let src = dir.path(&format!("src-{len}"));
@@ -51,7 +55,17 @@ fn transfers_every_size(mode: &str) {
         } else {
             assert!(zc.is_null(), "{r}");
         }
-        assert!(r["packets"].is_null() && r["retransmitted_packets"].is_null());
+        if mode == "udp-gso" {
+            let payload = mtu.unwrap_or(1500) as u64 - 20 - 8 - 24;
+            assert_eq!(r["mtu"], mtu.unwrap_or(1500), "{r}");
+            assert_eq!(r["chunk_bytes"], payload, "payload follows the MTU: {r}");
+            let sent = r["packets"].as_u64().unwrap();
+            let resent = r["retransmitted_packets"].as_u64().unwrap();
+            assert_eq!(sent - resent, (len as u64).div_ceil(payload), "every packet sent once, plus resends: {r}");
+            assert_eq!(r["invalid_packets"], 0, "{r}");
+        } else {
+            assert!(r["packets"].is_null() && r["retransmitted_packets"].is_null());
+        }
     }
     assert_eq!(files_in(&dir.0).len(), 2 * SIZES.len(), "no partial files are left: {:?}", files_in(&dir.0));
 }
@@ -84,4 +98,14 @@ fn msg_zerocopy() {
 #[test]
 fn io_uring_zc() {
     transfers_every_size("io-uring-zc");
+}
+
+#[test]
+fn udp_gso() {
+    transfers_every_size("udp-gso");
+}
+
+#[test]
+fn udp_gso_jumbo() {
+    transfers_every_size_at("udp-gso", Some(9000));
 }

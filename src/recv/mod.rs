@@ -3,10 +3,14 @@
 //! it to `--out` only when it verified.
 
 pub mod tcp;
+pub mod udp;
 
 use crate::metrics::{self, CostMeter};
-use crate::report::RecvReport;
+use crate::report::{RecvReport, RxPackets};
+use crate::send::Mode;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
+use crate::transfer::plan::PacketPlan;
+use crate::transfer::reassembly::Reassembly;
 use crate::transfer::{hash, Watchdog, IO_TICK};
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
@@ -44,7 +48,7 @@ impl PartialFile {
         tmp_name.push(name);
         tmp_name.push(format!(".zclab-partial-{}", std::process::id()));
         let path = out.with_file_name(tmp_name);
-        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         Ok(PartialFile { path, file, kept: false })
     }
 
@@ -118,17 +122,39 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     sock.set_write_timeout(Some(IO_TICK))?;
     let mut wd = Watchdog::new(cfg.timeout, "the sender");
 
-    let (mode, size) = match recv_msg(&mut &sock, &mut wd)? {
-        Some(Msg::Hello { mode, size, .. }) => (mode, size),
+    let (mode, size, chunk, transfer_id) = match recv_msg(&mut &sock, &mut wd)? {
+        Some(Msg::Hello { mode, size, chunk, transfer_id }) => (mode, size, chunk, transfer_id),
         Some(other) => bail!("the sender began with {other:?} instead of Hello"),
         None => bail!("the sender closed the connection before saying Hello"),
     };
     log::info!("receiving {size} bytes by {mode}");
     let partial = PartialFile::create(&cfg.out).with_context(|| format!("cannot create a file beside {}", cfg.out.display()))?;
 
+    let Some(path) = Mode::from_name(&mode) else {
+        bail!("the sender wants mode {mode:?}, which this receiver does not know (an older zclab?)");
+    };
+    let mut packets = None;
     let meter = CostMeter::start();
     let t0 = Instant::now();
-    let got = tcp::receive_stream(&sock, partial.file(), size, &mut wd).context("receiving the data")?;
+    let got = if path.is_packet_path() {
+        let payload = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));
+        let Some(payload) = payload else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
+        let udp = udp::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
+        partial.file().set_len(size).context("sizing the output file")?;
+        let mut map = crate::sys::file::map_writable(partial.file()).context("mapping the output file")?;
+        let out: &mut [u8] = map.as_deref_mut().unwrap_or(&mut []);
+        let mut r = Reassembly::new(PacketPlan::new(size, payload), transfer_id as u32, out);
+        let u = udp::receive(&sock, &udp, &mut r, &mut wd).context("receiving the packets")?;
+        packets = Some(RxPackets {
+            accepted: u.counts.accepted,
+            duplicates: u.counts.duplicates,
+            invalid: u.counts.invalid,
+            rounds: u.rounds,
+        });
+        tcp::Received { bytes: r.bytes(), syscalls: u.syscalls }
+    } else {
+        tcp::receive_stream(&sock, partial.file(), size, &mut wd).context("receiving the data")?
+    };
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(got.syscalls);
     let truncated = got.bytes < size;
@@ -179,6 +205,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         hash_seconds: hash_time.as_secs_f64(),
         cost,
         out: verified.then(|| cfg.out.display().to_string()),
+        packets,
         reason,
     })
 }

@@ -12,6 +12,7 @@ pub mod msg_zerocopy;
 pub mod read_write;
 pub mod sendfile;
 pub mod splice;
+pub mod udp_gso;
 
 use crate::metrics::{self, CostMeter, DataPath};
 use crate::report::SendReport;
@@ -42,11 +43,13 @@ pub enum Mode {
     MsgZerocopy,
     /// io_uring IORING_OP_SEND_ZC from a file mapping, with notifications.
     IoUringZc,
+    /// Kernel UDP with UDP_SEGMENT (GSO), receiver with UDP_GRO; lost packets resent.
+    UdpGso,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] =
-        [Mode::ReadWrite, Mode::MmapWrite, Mode::Sendfile, Mode::Splice, Mode::MsgZerocopy, Mode::IoUringZc];
+    pub const ALL: [Mode; 7] =
+        [Mode::ReadWrite, Mode::MmapWrite, Mode::Sendfile, Mode::Splice, Mode::MsgZerocopy, Mode::IoUringZc, Mode::UdpGso];
 
     /// The `--mode` spelling.
     pub fn name(self) -> &'static str {
@@ -57,7 +60,13 @@ impl Mode {
             Mode::Splice => "splice",
             Mode::MsgZerocopy => "msg-zerocopy",
             Mode::IoUringZc => "io-uring-zc",
+            Mode::UdpGso => "udp-gso",
         }
+    }
+
+    /// True for the paths that move packets (lab header, rounds) rather than a TCP stream.
+    pub fn is_packet_path(self) -> bool {
+        matches!(self, Mode::UdpGso)
     }
 
     pub fn from_name(s: &str) -> Option<Mode> {
@@ -162,16 +171,31 @@ fn connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
     }
 }
 
+/// What a packet path set up before the Hello.
+enum PacketSetup {
+    None,
+    Udp(udp_gso::UdpPath),
+}
+
 /// Runs one data path.
-fn stream(mode: Mode, s: &mut Stream) -> io::Result<DataPath> {
-    match mode {
-        Mode::ReadWrite => read_write::send(s),
-        Mode::MmapWrite => mmap_write::send(s),
-        Mode::Sendfile => sendfile::send(s),
-        Mode::Splice => splice::send(s),
-        Mode::MsgZerocopy => msg_zerocopy::send(s),
-        Mode::IoUringZc => io_uring_zc::send(s),
+fn stream(mode: Mode, s: &mut Stream, setup: &PacketSetup, transfer_id: u32) -> io::Result<DataPath> {
+    match (mode, setup) {
+        (Mode::ReadWrite, _) => read_write::send(s),
+        (Mode::MmapWrite, _) => mmap_write::send(s),
+        (Mode::Sendfile, _) => sendfile::send(s),
+        (Mode::Splice, _) => splice::send(s),
+        (Mode::MsgZerocopy, _) => msg_zerocopy::send(s),
+        (Mode::IoUringZc, _) => io_uring_zc::send(s),
+        (Mode::UdpGso, PacketSetup::Udp(u)) => udp_gso::send(s, u, transfer_id),
+        (Mode::UdpGso, PacketSetup::None) => unreachable!("udp-gso always sets up its socket"),
     }
+}
+
+/// A transfer id unlikely to repeat: packets of an earlier transfer that
+/// arrive late are told apart by it.
+fn new_transfer_id() -> u32 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (t.subsec_nanos() ^ (t.as_secs() as u32).rotate_left(16)) ^ std::process::id()
 }
 
 /// `zclab send`: the whole sending end.
@@ -192,13 +216,26 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     sock.set_read_timeout(Some(IO_TICK))?;
     log::info!("connected to {}; sending {} bytes by {}", cfg.to, size, cfg.mode);
 
+    let (setup, chunk, mtu) = match cfg.mode {
+        Mode::UdpGso => {
+            let u = udp_gso::UdpPath::connect(cfg.to).context("setting up the UDP data socket")?;
+            let (payload, mtu) = (u.payload as usize, u.mtu);
+            (PacketSetup::Udp(u), payload, Some(mtu))
+        }
+        _ => (PacketSetup::None, cfg.chunk, None),
+    };
+
     let mut wd = Watchdog::new(cfg.timeout, "the receiver");
-    let transfer_id = std::process::id() as u64 ^ (Instant::now().elapsed().subsec_nanos() as u64) << 32;
+    let transfer_id = new_transfer_id();
     let meter = CostMeter::start();
     let t0 = Instant::now();
-    send_msg(&mut &sock, &Msg::Hello { mode: cfg.mode.name().into(), size, chunk: cfg.chunk as u64, transfer_id }, &mut wd)?;
-    let mut s = Stream { file: &file, size, sock: &sock, chunk: cfg.chunk, wd: wd.clone() };
-    let path = stream(cfg.mode, &mut s).with_context(|| format!("{} failed", cfg.mode))?;
+    send_msg(
+        &mut &sock,
+        &Msg::Hello { mode: cfg.mode.name().into(), size, chunk: chunk as u64, transfer_id: transfer_id as u64 },
+        &mut wd,
+    )?;
+    let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone() };
+    let path = stream(cfg.mode, &mut s, &setup, transfer_id).with_context(|| format!("{} failed", cfg.mode))?;
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,
         Some(other) => bail!("the receiver answered {other:?} where Received was expected"),
@@ -228,7 +265,9 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         hash,
         peer_hash,
         hash_seconds: hash_time.as_secs_f64(),
-        chunk_bytes: cfg.chunk as u64,
+        chunk_bytes: chunk as u64,
+        mtu,
+        packets: path.packets,
         cost,
         source_cached_before_bytes: cached_before,
         source_cached_after_bytes: cached_after,

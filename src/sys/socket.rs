@@ -107,3 +107,66 @@ pub fn poll_one(fd: &impl AsRawFd, events: libc::c_short, timeout_ms: i32) -> io
     cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })?;
     Ok(pfd.revents)
 }
+
+/// `SOL_UDP` (include/linux/socket.h).
+pub const SOL_UDP: libc::c_int = 17;
+/// `UDP_SEGMENT` (include/uapi/linux/udp.h): GSO segment size for sends.
+pub const UDP_SEGMENT: libc::c_int = 103;
+/// `UDP_GRO` (include/uapi/linux/udp.h): coalesce received datagrams.
+pub const UDP_GRO: libc::c_int = 104;
+
+/// `sendmsg` of a gather list on a connected socket.
+pub fn send_vectored(sock: &impl AsRawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is a plain C struct; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is guaranteed ABI-compatible with struct iovec.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len();
+    // SAFETY: `msg` points at `bufs`, live for the call; the kernel only reads them.
+    let n = cvt(unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, 0) })?;
+    Ok(n as usize)
+}
+
+/// `recvmsg` into `buf` without blocking, reading the UDP_GRO segment size.
+/// `Ok(None)` when nothing is queued; otherwise the bytes received and the
+/// size of each coalesced segment (None if the datagram was not coalesced).
+pub fn recv_gro(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Option<(usize, Option<usize>)>> {
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: msghdr is a plain C struct; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` points at our live buffer and control area for the call.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n == -1 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+    }
+    let mut seg = None;
+    // SAFETY: recvmsg filled `msg`; the CMSG macros walk only inside `control`.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is non-null and inside `control`.
+        let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+        if level == SOL_UDP && kind == UDP_GRO {
+            // SAFETY: a UDP_GRO control message carries one int.
+            let v: libc::c_int = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int) };
+            seg = Some(v as usize);
+        }
+        // SAFETY: as above; CMSG_NXTHDR returns null at the end.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok(Some((n as usize, seg)))
+}
+
+/// `poll` on two fds for the same `events`; says which are ready.
+pub fn poll_two(a: &impl AsRawFd, b: &impl AsRawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<(bool, bool)> {
+    let mut fds =
+        [libc::pollfd { fd: a.as_raw_fd(), events, revents: 0 }, libc::pollfd { fd: b.as_raw_fd(), events, revents: 0 }];
+    // SAFETY: two live pollfds, count 2.
+    cvt(unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) })?;
+    Ok((fds[0].revents != 0, fds[1].revents != 0))
+}

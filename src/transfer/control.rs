@@ -16,6 +16,14 @@ pub const MAX_MSG: usize = 64 * 1024;
 pub enum Msg {
     /// Sender to receiver, first: what is coming.
     Hello { mode: String, size: u64, chunk: u64, transfer_id: u64 },
+    /// Receiver to sender (packet paths): ready for data. `mac` is the
+    /// receiving interface's MAC address where the path needs it.
+    Ready { mac: Option<String> },
+    /// Sender to receiver (packet paths): round `round` is fully sent.
+    RoundDone { round: u32, sent: u64 },
+    /// Receiver to sender (packet paths): packets still missing, as
+    /// half-open index ranges (at most a few thousand; more follow later).
+    Missing { ranges: Vec<(u64, u64)>, count: u64 },
     /// Receiver to sender: all `bytes` arrived (stops the sender's clock).
     Received { bytes: u64 },
     /// Sender to receiver: the BLAKE3 of the source file.
@@ -125,6 +133,9 @@ mod tests {
         let msgs = [
             Msg::Hello { mode: "sendfile".into(), size: u64::MAX, chunk: 131072, transfer_id: 7 },
             Msg::Received { bytes: 0 },
+            Msg::Ready { mac: Some("02:00:00:00:00:01".into()) },
+            Msg::RoundDone { round: 2, sent: 10 },
+            Msg::Missing { ranges: vec![(1, 4), (9, 10)], count: 4 },
             Msg::Trailer { hash: "ab".repeat(32) },
             Msg::Verdict { bytes: 3, hash: "00".into(), verified: false, reason: Some("short".into()) },
         ];

@@ -15,6 +15,8 @@
 
 pub mod control;
 pub mod hash;
+pub mod plan;
+pub mod reassembly;
 pub mod watchdog;
 
 pub use watchdog::Watchdog;

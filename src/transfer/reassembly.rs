@@ -1,0 +1,147 @@
+//! Putting a file back together from packets, whatever path brought them.
+//!
+//! Every packet is checked before a byte of it is written: the lab magic
+//! and length (by [`LabHeader::parse`]), the transfer id, and that offset
+//! and length are exactly one packet of the [`PacketPlan`]. A packet that
+//! fails is counted and dropped; a packet seen before is counted and
+//! skipped. So the output buffer is only ever written inside its bounds.
+
+use super::plan::{PacketPlan, Tracker};
+use crate::wire::{LabHeader, WireError};
+
+/// Counters the receiver reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxCounts {
+    /// Packets accepted and written.
+    pub accepted: u64,
+    /// Packets already written before (duplicates from retransmission).
+    pub duplicates: u64,
+    /// Malformed, foreign or out-of-range packets: dropped unwritten.
+    pub invalid: u64,
+}
+
+/// What became of one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Written,
+    Duplicate,
+    Invalid(Invalid),
+}
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Wire(WireError),
+    OtherTransfer,
+    OutOfRange,
+}
+
+pub struct Reassembly<'a> {
+    plan: PacketPlan,
+    transfer_id: u32,
+    out: &'a mut [u8],
+    tracker: Tracker,
+    pub counts: RxCounts,
+}
+
+impl<'a> Reassembly<'a> {
+    /// `out` must be exactly `plan.size` bytes.
+    pub fn new(plan: PacketPlan, transfer_id: u32, out: &'a mut [u8]) -> Reassembly<'a> {
+        assert_eq!(out.len() as u64, plan.size, "output buffer must match the file size");
+        Reassembly { plan, transfer_id, out, tracker: Tracker::new(plan.packets()), counts: RxCounts::default() }
+    }
+
+    /// Takes one UDP payload (lab header + file bytes).
+    pub fn accept(&mut self, udp_payload: &[u8]) -> Outcome {
+        match LabHeader::parse(udp_payload) {
+            Err(e) => self.invalid(Invalid::Wire(e)),
+            Ok((h, payload)) => self.accept_parsed(&h, payload),
+        }
+    }
+
+    /// Takes a packet whose lab header was parsed already.
+    pub fn accept_parsed(&mut self, h: &LabHeader, payload: &[u8]) -> Outcome {
+        if h.transfer_id != self.transfer_id {
+            return self.invalid(Invalid::OtherTransfer);
+        }
+        let Some(i) = self.plan.index_of(h.offset, h.len) else {
+            return self.invalid(Invalid::OutOfRange);
+        };
+        if payload.len() != h.len as usize {
+            return self.invalid(Invalid::Wire(WireError::BadLength));
+        }
+        if self.tracker.has(i) {
+            self.counts.duplicates += 1;
+            return Outcome::Duplicate;
+        }
+        // In bounds: index_of checked offset + len <= size.
+        let start = h.offset as usize;
+        self.out[start..start + payload.len()].copy_from_slice(payload);
+        self.tracker.mark(i);
+        self.counts.accepted += 1;
+        Outcome::Written
+    }
+
+    fn invalid(&mut self, why: Invalid) -> Outcome {
+        self.counts.invalid += 1;
+        log::debug!("dropped a packet: {why:?}");
+        Outcome::Invalid(why)
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn complete(&self) -> bool {
+        self.tracker.complete()
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        let n = self.tracker.received();
+        if n == 0 {
+            return 0;
+        }
+        let last = self.plan.packets() - 1;
+        n * self.plan.payload as u64 - if self.tracker.has(last) { (self.plan.payload - self.plan.len(last)) as u64 } else { 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::LAB_HEADER_LEN;
+
+    fn pkt(id: u32, offset: u64, payload: &[u8]) -> Vec<u8> {
+        let mut v = LabHeader { transfer_id: id, offset, len: payload.len() as u32, flags: 0 }.to_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn rebuilds_in_any_order_and_rejects_what_does_not_fit() {
+        let src: Vec<u8> = (0..25u8).collect();
+        let plan = PacketPlan::new(25, 10);
+        let mut out = vec![0u8; 25];
+        let mut r = Reassembly::new(plan, 7, &mut out);
+        assert_eq!(r.accept(&pkt(7, 20, &src[20..])), Outcome::Written);
+        assert_eq!(r.accept(&pkt(7, 0, &src[..10])), Outcome::Written);
+        assert_eq!(r.accept(&pkt(7, 0, &src[..10])), Outcome::Duplicate);
+        assert_eq!(r.accept(&pkt(8, 10, &src[10..20])), Outcome::Invalid(Invalid::OtherTransfer));
+        assert_eq!(r.accept(&pkt(7, 20, &[1; 10])), Outcome::Invalid(Invalid::OutOfRange), "past the end");
+        assert_eq!(r.accept(&pkt(7, 5, &src[5..15])), Outcome::Invalid(Invalid::OutOfRange), "off boundary");
+        assert_eq!(r.accept(&pkt(7, 30, &[1; 10])), Outcome::Invalid(Invalid::OutOfRange));
+        assert_eq!(r.accept(&[0u8; LAB_HEADER_LEN - 1]), Outcome::Invalid(Invalid::Wire(WireError::Truncated)));
+        let mut lying = pkt(7, 10, &src[10..20]);
+        lying.pop();
+        assert_eq!(r.accept(&lying), Outcome::Invalid(Invalid::Wire(WireError::BadLength)));
+        assert!(!r.complete());
+        assert_eq!(r.tracker().missing_ranges(10), vec![(1, 2)]);
+        assert_eq!(r.bytes(), 15);
+        assert_eq!(r.accept(&pkt(7, 10, &src[10..20])), Outcome::Written);
+        assert!(r.complete());
+        assert_eq!(r.bytes(), 25);
+        assert_eq!(r.counts, RxCounts { accepted: 3, duplicates: 1, invalid: 6 });
+        assert_eq!(out, src);
+    }
+}

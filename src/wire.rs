@@ -1,0 +1,239 @@
+//! The packet paths' wire format: pure bytes, testable without sockets.
+//!
+//! ```text
+//! | Ethernet 14 | IPv4 20 | UDP 8 | lab header 24 | payload (file bytes) |
+//!                                  magic "ZCLB"        u32
+//!                                  transfer id         u32
+//!                                  offset in file      u64
+//!                                  payload length      u32
+//!                                  flags               u16 (bit 0: resent)
+//!                                  reserved            u16
+//! ```
+//! All fields big-endian. The kernel UDP path (udp-gso) sends only the UDP
+//! payload (lab header + file bytes); AF_XDP builds the whole frame.
+//! Parsing is checked: every length is validated once, then nothing panics.
+
+use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, UdpHeader};
+use std::net::Ipv4Addr;
+
+pub const LAB_MAGIC: [u8; 4] = *b"ZCLB";
+pub const LAB_HEADER_LEN: usize = 24;
+pub const ETH_HEADER_LEN: usize = 14;
+pub const IPV4_HEADER_LEN: usize = 20;
+pub const UDP_HEADER_LEN: usize = 8;
+/// Bytes in front of the payload in a whole frame.
+pub const FRAME_HEADER_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + LAB_HEADER_LEN;
+/// Flag: this packet is a retransmission.
+pub const FLAG_RESENT: u16 = 1;
+
+/// Payload bytes per packet for an MTU (IPv4 + UDP + lab header inside it).
+pub fn payload_for_mtu(mtu: u32) -> Option<u32> {
+    mtu.checked_sub((IPV4_HEADER_LEN + UDP_HEADER_LEN + LAB_HEADER_LEN) as u32).filter(|p| *p > 0)
+}
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("shorter than its headers")]
+    Truncated,
+    #[error("not IPv4")]
+    NotIpv4,
+    #[error("malformed IPv4 header")]
+    BadIpv4,
+    #[error("not UDP")]
+    NotUdp,
+    #[error("not for the lab's UDP port")]
+    WrongPort,
+    #[error("malformed UDP header")]
+    BadUdp,
+    #[error("no lab magic")]
+    BadMagic,
+    #[error("payload length disagrees with the packet")]
+    BadLength,
+}
+
+/// The lab header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabHeader {
+    pub transfer_id: u32,
+    pub offset: u64,
+    pub len: u32,
+    pub flags: u16,
+}
+
+impl LabHeader {
+    pub fn to_bytes(&self) -> [u8; LAB_HEADER_LEN] {
+        let mut b = [0u8; LAB_HEADER_LEN];
+        b[0..4].copy_from_slice(&LAB_MAGIC);
+        b[4..8].copy_from_slice(&self.transfer_id.to_be_bytes());
+        b[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        b[16..20].copy_from_slice(&self.len.to_be_bytes());
+        b[20..22].copy_from_slice(&self.flags.to_be_bytes());
+        b
+    }
+
+    /// Parses a UDP payload: the header, then exactly `len` payload bytes.
+    pub fn parse(udp_payload: &[u8]) -> Result<(LabHeader, &[u8]), WireError> {
+        let Some((h, rest)) = udp_payload.split_first_chunk::<LAB_HEADER_LEN>() else {
+            return Err(WireError::Truncated);
+        };
+        if h[0..4] != LAB_MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        let be32 = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let hdr = LabHeader {
+            transfer_id: be32(4),
+            offset: u64::from_be_bytes(h[8..16].try_into().expect("8 bytes")),
+            len: be32(16),
+            flags: u16::from_be_bytes([h[20], h[21]]),
+        };
+        if rest.len() != hdr.len as usize {
+            return Err(WireError::BadLength);
+        }
+        Ok((hdr, rest))
+    }
+}
+
+/// Addresses of one direction of a transfer; makes frame headers.
+#[derive(Debug, Clone)]
+pub struct FrameTemplate {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src_ip: Ipv4Addr,
+    pub dst_ip: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl FrameTemplate {
+    /// Writes Ethernet, IPv4 (with checksum), UDP (checksum 0: optional in
+    /// IPv4) and the lab header for a payload of `lab.len` bytes into
+    /// `out[..FRAME_HEADER_LEN]`.
+    pub fn write_header(&self, lab: &LabHeader, out: &mut [u8; FRAME_HEADER_LEN]) {
+        let udp_len = (UDP_HEADER_LEN + LAB_HEADER_LEN) as u16 + lab.len as u16;
+        let eth = Ethernet2Header { source: self.src_mac, destination: self.dst_mac, ether_type: EtherType::IPV4 };
+        let mut ip = Ipv4Header::new(udp_len, 64, IpNumber::UDP, self.src_ip.octets(), self.dst_ip.octets())
+            .expect("payload fits: lengths are checked against the MTU");
+        ip.header_checksum = ip.calc_header_checksum();
+        let udp = UdpHeader { source_port: self.src_port, destination_port: self.dst_port, length: udp_len, checksum: 0 };
+        out[..ETH_HEADER_LEN].copy_from_slice(&eth.to_bytes());
+        out[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN].copy_from_slice(&ip.to_bytes());
+        let u = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+        out[u..u + UDP_HEADER_LEN].copy_from_slice(&udp.to_bytes());
+        out[u + UDP_HEADER_LEN..].copy_from_slice(&lab.to_bytes());
+    }
+}
+
+/// Parses a whole Ethernet frame addressed to UDP `port`.
+pub fn parse_frame(frame: &[u8], port: u16) -> Result<(LabHeader, &[u8]), WireError> {
+    let (eth, rest) = Ethernet2Header::from_slice(frame).map_err(|_| WireError::Truncated)?;
+    if eth.ether_type != EtherType::IPV4 {
+        return Err(WireError::NotIpv4);
+    }
+    let (ip, rest) = Ipv4Header::from_slice(rest).map_err(|e| match e {
+        etherparse::err::ipv4::HeaderSliceError::Len(_) => WireError::Truncated,
+        _ => WireError::BadIpv4,
+    })?;
+    if ip.protocol != IpNumber::UDP {
+        return Err(WireError::NotUdp);
+    }
+    if ip.more_fragments || ip.fragment_offset.value() != 0 {
+        return Err(WireError::BadIpv4);
+    }
+    let ip_payload = (ip.total_len as usize).checked_sub(ip.header_len()).ok_or(WireError::BadIpv4)?;
+    // Ethernet may pad short frames; IPv4's length is the truth.
+    let rest = rest.get(..ip_payload).ok_or(WireError::Truncated)?;
+    let (udp, rest) = UdpHeader::from_slice(rest).map_err(|_| WireError::Truncated)?;
+    if udp.destination_port != port {
+        return Err(WireError::WrongPort);
+    }
+    if udp.length as usize != rest.len() + UDP_HEADER_LEN {
+        return Err(WireError::BadUdp);
+    }
+    LabHeader::parse(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn template() -> FrameTemplate {
+        FrameTemplate {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: Ipv4Addr::new(10, 77, 0, 1),
+            dst_ip: Ipv4Addr::new(10, 77, 0, 2),
+            src_port: 40000,
+            dst_port: 7777,
+        }
+    }
+
+    fn frame(lab: &LabHeader, payload: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        template().write_header(lab, &mut h);
+        let mut f = h.to_vec();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn payload_follows_the_mtu() {
+        assert_eq!(payload_for_mtu(1500), Some(1448));
+        assert_eq!(payload_for_mtu(9000), Some(8948));
+        assert_eq!(payload_for_mtu(52), None);
+    }
+
+    #[test]
+    fn frame_is_valid_for_etherparse_and_round_trips() {
+        let lab = LabHeader { transfer_id: 9, offset: 1448 * 3, len: 5, flags: FLAG_RESENT };
+        let f = frame(&lab, b"hello");
+        let sliced = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        assert!(matches!(sliced.net, Some(etherparse::NetSlice::Ipv4(_))));
+        let (h, p) = parse_frame(&f, 7777).unwrap();
+        assert_eq!((h, p), (lab, &b"hello"[..]));
+        // The IPv4 checksum is right: recomputing it over the header gives 0.
+        let ip = etherparse::Ipv4HeaderSlice::from_slice(&f[14..34]).unwrap().to_header();
+        assert_eq!(ip.calc_header_checksum(), ip.header_checksum);
+    }
+
+    #[test]
+    fn malformed_frames_are_named() {
+        let lab = LabHeader { transfer_id: 1, offset: 0, len: 4, flags: 0 };
+        let good = frame(&lab, b"abcd");
+        assert_eq!(parse_frame(&good, 7778).unwrap_err(), WireError::WrongPort);
+        assert_eq!(parse_frame(&good[..20], 7777).unwrap_err(), WireError::Truncated);
+        let mut bad = good.clone();
+        bad[12] = 0x86; // EtherType IPv6
+        assert_eq!(parse_frame(&bad, 7777).unwrap_err(), WireError::NotIpv4);
+        let mut bad = good.clone();
+        bad[FRAME_HEADER_LEN - LAB_HEADER_LEN] ^= 0xff;
+        assert_eq!(parse_frame(&bad, 7777).unwrap_err(), WireError::BadMagic);
+        // The lab header claims more bytes than the packet has.
+        let lying = LabHeader { len: 400, ..lab };
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        template().write_header(&lying, &mut h);
+        let mut f = h.to_vec();
+        f.extend_from_slice(b"abcd");
+        assert!(parse_frame(&f, 7777).is_err());
+        assert_eq!(LabHeader::parse(&[0u8; 10]).unwrap_err(), WireError::Truncated);
+    }
+
+    proptest! {
+        #[test]
+        fn lab_header_round_trips(id: u32, offset: u64, payload in proptest::collection::vec(any::<u8>(), 0..64), flags: u16) {
+            let h = LabHeader { transfer_id: id, offset, len: payload.len() as u32, flags };
+            let mut b = h.to_bytes().to_vec();
+            b.extend_from_slice(&payload);
+            let (h2, p2) = LabHeader::parse(&b).unwrap();
+            prop_assert_eq!(h2, h);
+            prop_assert_eq!(p2, &payload[..]);
+        }
+
+        #[test]
+        fn parsing_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_frame(&bytes, 7777);
+            let _ = LabHeader::parse(&bytes);
+        }
+    }
+}

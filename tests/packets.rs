@@ -1,0 +1,114 @@
+//! The packet receiver under attack: a hand-made sender speaks the real
+//! protocol over real sockets and mixes malformed packets into a transfer.
+//! They must be counted and dropped, never written, and the file verifies.
+
+mod common;
+
+use common::*;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use zclab::netns::RX_ADDR;
+use zclab::transfer::control::{recv_msg, send_msg, Msg};
+use zclab::transfer::Watchdog;
+use zclab::wire::LabHeader;
+
+const PAYLOAD: usize = 1448;
+const ID: u32 = 0xfeed;
+
+fn packet(id: u32, offset: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = LabHeader { transfer_id: id, offset, len: payload.len() as u32, flags: 0 }.to_bytes().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn malformed_packets_are_counted_and_never_written() {
+    if !privileged("malformed_packets_are_counted_and_never_written") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    let size = 10 * PAYLOAD + 100;
+    random_file(&src, size, 5);
+    let data = std::fs::read(&src).unwrap();
+    let n = env.names().clone();
+    let recv = zclab()
+        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let tx = n.tx_ns.clone();
+    let sent_data = data.clone();
+    let verdict = std::thread::spawn(move || {
+        zclab::sys::netns::enter(&tx).unwrap();
+        let to = SocketAddr::from((RX_ADDR, 7777));
+        let start = Instant::now();
+        let ctrl = loop {
+            match TcpStream::connect(to) {
+                Ok(s) => break s,
+                Err(_) if start.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("receiver never listened: {e}"),
+            }
+        };
+        let mut wd = Watchdog::new(Duration::from_secs(5), "receiver");
+        let hello = Msg::Hello { mode: "udp-gso".into(), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64 };
+        send_msg(&mut &ctrl, &hello, &mut wd).unwrap();
+        assert!(matches!(recv_msg(&mut &ctrl, &mut wd).unwrap(), Some(Msg::Ready { .. })));
+        let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+        udp.connect(to).unwrap();
+        let poison = [0xEEu8; PAYLOAD];
+        let last = 10 * PAYLOAD as u64;
+        let bad: Vec<Vec<u8>> = vec![
+            packet(ID, last + PAYLOAD as u64, &poison[..100]), // offset past the end
+            packet(ID, last, &poison),                         // runs past the end
+            packet(ID, 7, &poison[..100]),                     // not on a packet boundary
+            packet(ID + 1, 0, &poison),                        // another transfer
+            {
+                let mut p = packet(ID, 0, &poison);
+                p[0] = b'X'; // wrong magic
+                p
+            },
+            {
+                let mut p = packet(ID, PAYLOAD as u64, &poison);
+                p.truncate(500); // shorter than its header claims
+                p
+            },
+            vec![b'Z', b'C', b'L'], // truncated header
+        ];
+        // Bad packets before, between and after the good ones.
+        for b in &bad {
+            udp.send(b).unwrap();
+        }
+        for i in 0..=10u64 {
+            let off = i as usize * PAYLOAD;
+            udp.send(&packet(ID, off as u64, &sent_data[off..(off + PAYLOAD).min(size)])).unwrap();
+            udp.send(&bad[i as usize % bad.len()]).unwrap();
+        }
+        udp.send(&packet(ID, 0, &sent_data[..PAYLOAD])).unwrap(); // a duplicate
+        std::thread::sleep(Duration::from_millis(50));
+        send_msg(&mut &ctrl, &Msg::RoundDone { round: 0, sent: 11 }, &mut wd).unwrap();
+        match recv_msg(&mut &ctrl, &mut wd).unwrap() {
+            Some(Msg::Missing { count: 0, .. }) => {}
+            other => panic!("expected nothing missing, got {other:?}"),
+        }
+        assert!(matches!(recv_msg(&mut &ctrl, &mut wd).unwrap(), Some(Msg::Received { bytes }) if bytes == size as u64));
+        let hash = blake3::hash(&sent_data).to_hex().to_string();
+        send_msg(&mut &ctrl, &Msg::Trailer { hash }, &mut wd).unwrap();
+        recv_msg(&mut &ctrl, &mut wd).unwrap()
+    })
+    .join()
+    .unwrap();
+
+    let o = recv.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(matches!(verdict, Some(Msg::Verdict { verified: true, .. })), "{verdict:?}");
+    let r = json(&o);
+    assert_eq!(r["packets"]["accepted"], 11, "{r}");
+    assert_eq!(r["packets"]["duplicates"], 1, "{r}");
+    assert_eq!(r["packets"]["invalid"], 7 + 11, "{r}");
+    assert_eq!(std::fs::read(&out).unwrap(), data, "only good packets were written");
+}
