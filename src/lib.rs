@@ -24,3 +24,7 @@ pub mod sys;
 pub mod transfer;
 /// The packet paths' wire format: frames and the lab header.
 pub mod wire;
+/// The XDP program: load, attach (as a BPF link), fill its maps.
+pub mod xdp;
+/// Our AF_XDP layer: UMEM, rings, socket (no files, no protocol).
+pub mod xsk;

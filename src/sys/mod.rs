@@ -7,10 +7,12 @@
 #![allow(unsafe_code)]
 
 pub mod file;
+pub mod mmap;
 pub mod netns;
 pub mod rusage;
 pub mod socket;
 pub mod uring;
+pub mod xdp;
 
 use std::io;
 

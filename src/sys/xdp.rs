@@ -1,0 +1,243 @@
+//! The AF_XDP socket ABI (include/uapi/linux/if_xdp.h): socket, UMEM
+//! registration, ring sizes and offsets, bind, statistics, the TX kick.
+//! Also the interface look-ups the AF_XDP paths need.
+
+use super::cvt;
+use std::ffi::CString;
+use std::io;
+use std::mem::size_of;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// `XDP_MAX_TX_SKB_BUDGET` (if_xdp.h, Linux 6.x): frames sent per kick in
+/// copy mode. libc 0.2.191 lacks it.
+pub const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+/// `socket(AF_XDP, SOCK_RAW, 0)`.
+pub fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket call; the fd is owned by the OwnedFd below.
+    let fd = cvt(unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd is a fresh, valid descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn setsockopt<T>(fd: &impl AsRawFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live T and we pass its exact size.
+    cvt(unsafe {
+        libc::setsockopt(fd.as_raw_fd(), libc::SOL_XDP, name, value as *const T as *const libc::c_void, size_of::<T>() as u32)
+    })?;
+    Ok(())
+}
+
+fn getsockopt<T: Default>(fd: &impl AsRawFd, name: libc::c_int) -> io::Result<(T, usize)> {
+    let mut value = T::default();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a live, writable T of `len` bytes.
+    cvt(unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, name, &mut value as *mut T as *mut libc::c_void, &mut len) })?;
+    Ok((value, len as usize))
+}
+
+/// `XDP_UMEM_REG`: tells the kernel where the UMEM is and how it is cut.
+pub fn register_umem(fd: &impl AsRawFd, addr: *mut u8, len: usize, chunk_size: u32, headroom: u32, flags: u32) -> io::Result<()> {
+    let reg = libc::xdp_umem_reg { addr: addr as u64, len: len as u64, chunk_size, headroom, flags, tx_metadata_len: 0 };
+    setsockopt(fd, libc::XDP_UMEM_REG, &reg)
+}
+
+/// Sets the size (entries, a power of two) of one of the four rings.
+pub fn set_ring_size(fd: &impl AsRawFd, ring: libc::c_int, entries: u32) -> io::Result<()> {
+    setsockopt(fd, ring, &entries)
+}
+
+/// Where producer, consumer, flags and descriptors sit in one ring's mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingOffsets {
+    pub producer: u64,
+    pub consumer: u64,
+    pub desc: u64,
+    pub flags: u64,
+}
+
+/// The offsets of all four rings (`XDP_MMAP_OFFSETS`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MmapOffsets {
+    pub rx: RingOffsets,
+    pub tx: RingOffsets,
+    pub fill: RingOffsets,
+    pub completion: RingOffsets,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawRingOffset {
+    producer: u64,
+    consumer: u64,
+    desc: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawMmapOffsets {
+    rx: RawRingOffset,
+    tx: RawRingOffset,
+    fr: RawRingOffset,
+    cr: RawRingOffset,
+}
+
+pub fn mmap_offsets(fd: &impl AsRawFd) -> io::Result<MmapOffsets> {
+    let (o, len) = getsockopt::<RawMmapOffsets>(fd, libc::XDP_MMAP_OFFSETS)?;
+    if len != size_of::<RawMmapOffsets>() {
+        return Err(io::Error::other("XDP_MMAP_OFFSETS: kernel older than 5.4 (no flags field) is not supported"));
+    }
+    let c = |r: &RawRingOffset| RingOffsets { producer: r.producer, consumer: r.consumer, desc: r.desc, flags: r.flags };
+    Ok(MmapOffsets { rx: c(&o.rx), tx: c(&o.tx), fill: c(&o.fr), completion: c(&o.cr) })
+}
+
+/// `bind` to `queue` of interface `ifindex` with `XDP_*` bind flags.
+pub fn bind(fd: &impl AsRawFd, ifindex: u32, queue: u32, flags: u16) -> io::Result<()> {
+    let addr = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: 0,
+    };
+    // SAFETY: `addr` is a live sockaddr_xdp and we pass its size.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &addr as *const libc::sockaddr_xdp as *const libc::sockaddr,
+            size_of::<libc::sockaddr_xdp>() as u32,
+        )
+    })?;
+    Ok(())
+}
+
+/// `XDP_STATISTICS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct XdpStatistics {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty_descs: u64,
+    pub tx_ring_empty_descs: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct RawStatistics([u64; 6]);
+
+pub fn statistics(fd: &impl AsRawFd) -> io::Result<XdpStatistics> {
+    let (s, _) = getsockopt::<RawStatistics>(fd, libc::XDP_STATISTICS)?;
+    let [rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full, rx_fill_ring_empty_descs, tx_ring_empty_descs] = s.0;
+    Ok(XdpStatistics {
+        rx_dropped,
+        rx_invalid_descs,
+        tx_invalid_descs,
+        rx_ring_full,
+        rx_fill_ring_empty_descs,
+        tx_ring_empty_descs,
+    })
+}
+
+/// `XDP_OPTIONS`: true when the socket is bound in zero-copy mode.
+pub fn is_zerocopy(fd: &impl AsRawFd) -> io::Result<bool> {
+    let (o, _) = getsockopt::<u32>(fd, libc::XDP_OPTIONS)?;
+    Ok(o & libc::XDP_OPTIONS_ZEROCOPY != 0)
+}
+
+/// Frames the kernel sends per kick in copy mode.
+pub fn set_tx_budget(fd: &impl AsRawFd, frames: u32) -> io::Result<()> {
+    setsockopt(fd, XDP_MAX_TX_SKB_BUDGET, &frames)
+}
+
+/// The TX kick: `sendto(fd, NULL, 0, MSG_DONTWAIT)`. In copy mode the kernel
+/// sends from the TX ring only inside this call. EAGAIN/EBUSY/ENOBUFS mean
+/// "not all sent yet, call again" and are not errors.
+pub fn kick_tx(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: no buffer is passed; the kernel reads only the TX ring.
+    let rc = unsafe { libc::sendto(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::ENETDOWN) => Ok(()),
+            _ => Err(e),
+        };
+    }
+    Ok(())
+}
+
+/// `if_nametoindex`; an error names the interface.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name with NUL"))?;
+    // SAFETY: `c` is a valid C string for the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name:?} in this network namespace (`ip link`)"),
+        ));
+    }
+    Ok(i)
+}
+
+/// The interface that holds the IPv4 address `ip` (getifaddrs).
+pub fn iface_with_addr(ip: Ipv4Addr) -> io::Result<Option<String>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`; we free it below.
+    cvt(unsafe { libc::getifaddrs(&mut list) })?;
+    let mut found = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` walks the list getifaddrs returned, which stays valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr is non-null and points at a sockaddr owned by the list.
+            let family = unsafe { (*ifa.ifa_addr).sa_family } as libc::c_int;
+            if family == libc::AF_INET {
+                // SAFETY: for AF_INET the sockaddr is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                if Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)) == ip {
+                    // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+                    let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+                    found = Some(name.to_string_lossy().into_owned());
+                    break;
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(found)
+}
+
+/// The MAC address and MTU of interface `name` (SIOCGIFHWADDR, SIOCGIFMTU).
+pub fn iface_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name {name:?} too long")));
+    }
+    // SAFETY: a plain datagram socket used only for the ioctls.
+    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: s is fresh and owned here.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifreq is a plain C struct; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: `req` is a live ifreq carrying the name; the kernel fills the union.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) })?;
+    // SAFETY: SIOCGIFHWADDR filled ifru_hwaddr.
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    // SAFETY: as above, for SIOCGIFMTU (fills ifru_mtu).
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
+    // SAFETY: SIOCGIFMTU filled ifru_mtu.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu } as u32;
+    Ok((mac, mtu))
+}
