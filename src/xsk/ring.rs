@@ -53,10 +53,8 @@ impl<T: Copy> RingMem<T> {
         let len = map.len() as u64;
         let word_ok = |o: u64| o.is_multiple_of(4) && o + 4 <= len;
         let descs_end = off.desc + size as u64 * std::mem::size_of::<T>() as u64;
-        if !(word_ok(off.producer) && word_ok(off.consumer) && word_ok(off.flags))
-            || !off.desc.is_multiple_of(std::mem::align_of::<T>() as u64)
-            || descs_end > len
-        {
+        let aligned = off.desc.is_multiple_of(std::mem::align_of::<T>() as u64);
+        if !(word_ok(off.producer) && word_ok(off.consumer) && word_ok(off.flags) && aligned) || descs_end > len {
             return Err(io::Error::other(format!("ring layout {off:?} with {size} entries does not fit its {len}-byte mapping")));
         }
         let base = map.as_ptr();
