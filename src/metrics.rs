@@ -74,6 +74,23 @@ pub struct DataPath {
     pub syscalls: u64,
     pub zerocopy: Option<ZerocopyStats>,
     pub packets: Option<PacketStats>,
+    /// The AF_XDP sender's view (af-xdp only).
+    pub af_xdp: Option<AfXdpTx>,
+}
+
+/// What the AF_XDP sender reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AfXdpTx {
+    pub iface: String,
+    /// "copy" or "zerocopy": what the socket really got (XDP_OPTIONS).
+    pub bind_mode: String,
+    pub mtu: u32,
+    /// How a packet is laid out in descriptors.
+    pub frame_layout: String,
+    /// Descriptors the kernel refused (XDP_STATISTICS tx_invalid_descs).
+    pub tx_invalid: u64,
+    /// The file was read with O_DIRECT (page cache bypassed).
+    pub o_direct: bool,
 }
 
 /// Gigabits per second (10^9 bits) of `bytes` moved in `seconds`.

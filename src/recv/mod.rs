@@ -2,6 +2,7 @@
 //! file beside `--out`, hash it, compare with the sender's hash, and rename
 //! it to `--out` only when it verified.
 
+pub mod packets;
 pub mod tcp;
 pub mod udp;
 
@@ -139,19 +140,16 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let got = if path.is_packet_path() {
         let payload = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));
         let Some(payload) = payload else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
-        let udp = udp::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
+        let mut src =
+            udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
         partial.file().set_len(size).context("sizing the output file")?;
         let mut map = crate::sys::file::map_writable(partial.file()).context("mapping the output file")?;
         let out: &mut [u8] = map.as_deref_mut().unwrap_or(&mut []);
         let mut r = Reassembly::new(PacketPlan::new(size, payload), transfer_id as u32, out);
-        let u = udp::receive(&sock, &udp, &mut r, &mut wd).context("receiving the packets")?;
-        packets = Some(RxPackets {
-            accepted: u.counts.accepted,
-            duplicates: u.counts.duplicates,
-            invalid: u.counts.invalid,
-            rounds: u.rounds,
-        });
-        tcp::Received { bytes: r.bytes(), syscalls: u.syscalls }
+        let (calls, rounds) = packets::receive_rounds(&sock, &mut src, &mut r, &mut wd, None).context("receiving the packets")?;
+        let c = r.counts;
+        packets = Some(RxPackets { accepted: c.accepted, duplicates: c.duplicates, invalid: c.invalid, rounds });
+        tcp::Received { bytes: r.bytes(), syscalls: calls }
     } else {
         tcp::receive_stream(&sock, partial.file(), size, &mut wd).context("receiving the data")?
     };

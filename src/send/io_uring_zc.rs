@@ -17,7 +17,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let mut zc = ZerocopyStats { requested: true, ..Default::default() };
     let mut calls = 0;
     let Some(map) = sys::file::map_readonly(s.file)? else {
-        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None });
+        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None });
     };
     let mut ring = SendZcRing::new(64).map_err(io::Error::other)?;
     let mut events = Vec::new();
@@ -65,5 +65,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             }
         }
     }
-    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None })
+    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None })
 }

@@ -9,6 +9,7 @@
 pub mod io_uring_zc;
 pub mod mmap_write;
 pub mod msg_zerocopy;
+pub mod packets;
 pub mod read_write;
 pub mod sendfile;
 pub mod splice;

@@ -24,7 +24,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let mut zc = ZerocopyStats { requested: true, ..Default::default() };
     let mut calls = 1;
     let Some(map) = sys::file::map_readonly(s.file)? else {
-        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None });
+        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None });
     };
     let mut done = 0u64;
     let mut enobufs_in_a_row = 0u32;
@@ -67,7 +67,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         }
         reap(s, &mut zc, &mut calls)?;
     }
-    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None })
+    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None })
 }
 
 /// Reads every completion waiting on the error queue.

@@ -23,5 +23,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             Err(e) => return Err(e),
         }
     }
-    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None })
+    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None })
 }

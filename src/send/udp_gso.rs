@@ -9,10 +9,10 @@
 //! datagrams late, so the per-packet cost of the stack is paid once per
 //! batch. Lost datagrams are sent again in rounds, as the receiver asks.
 
+use super::packets::{await_ready, send_rounds, PacketSink};
 use super::Stream;
-use crate::metrics::{DataPath, PacketStats};
+use crate::metrics::DataPath;
 use crate::sys::{self, socket as so};
-use crate::transfer::control::{recv_msg, send_msg, Msg};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::{Watchdog, IO_TICK};
 use crate::wire::{self, LabHeader, FLAG_RESENT, LAB_HEADER_LEN};
@@ -23,8 +23,6 @@ use std::net::{SocketAddr, UdpSocket};
 const MAX_BATCH: usize = 64;
 /// Largest UDP payload of one (GSO) send: 65535 - IPv4 header - UDP header.
 const MAX_GSO_BYTES: usize = 65535 - 20 - 8;
-/// Give up after this many rounds of retransmission.
-pub const MAX_ROUNDS: u32 = 100;
 
 /// The data socket, connected, and the payload per packet its route allows.
 pub struct UdpPath {
@@ -50,59 +48,48 @@ impl UdpPath {
 
 /// Sends every packet, then what the receiver reports missing, round by round.
 pub fn send(s: &mut Stream, udp: &UdpPath, transfer_id: u32) -> io::Result<DataPath> {
-    let ctrl = s.sock;
-    match recv_msg(&mut &*ctrl, &mut s.wd)? {
-        Some(Msg::Ready { .. }) => {}
-        other => return Err(io::Error::other(format!("the receiver answered {other:?} where Ready was expected"))),
-    }
+    await_ready(s)?;
     let plan = PacketPlan::new(s.size, udp.payload);
     let seg = LAB_HEADER_LEN + udp.payload as usize;
     so::set_int_opt(&udp.sock, so::SOL_UDP, so::UDP_SEGMENT, seg as libc::c_int)
         .map_err(|e| io::Error::new(e.kind(), format!("setsockopt(UDP_SEGMENT): {e} (UDP GSO needs Linux 4.18+)")))?;
-    let batch_max = (MAX_GSO_BYTES / seg).clamp(1, MAX_BATCH);
     let map = sys::file::map_readonly(s.file)?;
-    let data: &[u8] = map.as_deref().unwrap_or(&[]);
+    let mut sink = GsoSink {
+        sock: &udp.sock,
+        data: map.as_deref().unwrap_or(&[]),
+        transfer_id,
+        batch_max: (MAX_GSO_BYTES / seg).clamp(1, MAX_BATCH),
+        batch: Batch::new(),
+    };
+    let (stats, calls) = send_rounds(s, &plan, &mut sink)?;
+    Ok(DataPath { syscalls: calls + 1, zerocopy: None, packets: Some(stats), af_xdp: None })
+}
 
-    let mut stats = PacketStats::default();
-    let mut calls = 1u64;
-    let mut todo = vec![(0, plan.packets())];
-    let mut batch = Batch::new();
-    for round in 0.. {
-        if round >= MAX_ROUNDS {
-            return Err(io::Error::other(format!("still missing packets after {MAX_ROUNDS} rounds: the link loses too much")));
-        }
-        let flags = if round > 0 { FLAG_RESENT } else { 0 };
-        for &(a, b) in &todo {
+struct GsoSink<'a> {
+    sock: &'a UdpSocket,
+    data: &'a [u8],
+    transfer_id: u32,
+    batch_max: usize,
+    batch: Batch,
+}
+
+impl PacketSink for GsoSink<'_> {
+    fn send(&mut self, plan: &PacketPlan, ranges: &[(u64, u64)], resent: bool, wd: &mut Watchdog) -> io::Result<u64> {
+        let flags = if resent { FLAG_RESENT } else { 0 };
+        let mut calls = 0;
+        for &(a, b) in ranges {
             for i in a..b {
                 let len = plan.len(i);
-                batch.push(LabHeader { transfer_id, offset: plan.offset(i), len, flags });
+                self.batch.push(LabHeader { transfer_id: self.transfer_id, offset: plan.offset(i), len, flags });
                 // Only the last segment of a GSO send may be short.
-                if batch.len == batch_max || len < udp.payload {
-                    calls += batch.flush(&udp.sock, data, &mut s.wd)?;
+                if self.batch.len == self.batch_max || len < plan.payload {
+                    calls += self.batch.flush(self.sock, self.data, wd)?;
                 }
             }
         }
-        calls += batch.flush(&udp.sock, data, &mut s.wd)?;
-        let sent: u64 = todo.iter().map(|(a, b)| b - a).sum();
-        stats.packets += sent;
-        if round > 0 {
-            stats.retransmitted += sent;
-        }
-        stats.rounds = round + 1;
-        send_msg(&mut &*ctrl, &Msg::RoundDone { round, sent }, &mut s.wd)?;
-        match recv_msg(&mut &*ctrl, &mut s.wd)? {
-            Some(Msg::Missing { ranges, count: 0 }) if ranges.is_empty() => break,
-            Some(Msg::Missing { ranges, count }) => {
-                log::info!("round {round}: receiver misses {count} packets");
-                if ranges.iter().any(|&(a, b)| a >= b || b > plan.packets()) {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "the receiver asked for packets that do not exist"));
-                }
-                todo = ranges;
-            }
-            other => return Err(io::Error::other(format!("the receiver answered {other:?} where Missing was expected"))),
-        }
+        calls += self.batch.flush(self.sock, self.data, wd)?;
+        Ok(calls)
     }
-    Ok(DataPath { syscalls: calls, zerocopy: None, packets: Some(stats) })
 }
 
 /// Headers of the packets of one GSO send.

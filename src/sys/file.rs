@@ -121,3 +121,17 @@ pub fn map_writable(file: &File) -> io::Result<Option<memmap2::MmapMut>> {
     let map = unsafe { memmap2::MmapMut::map_mut(file) }?;
     Ok(Some(map))
 }
+
+/// The O_DIRECT alignment of an open file (`statx` with `STATX_DIOALIGN`):
+/// (memory alignment, file-offset alignment), or `None` when the
+/// filesystem does not do direct I/O (tmpfs accepts O_DIRECT and buffers).
+pub fn dio_align(file: &File) -> io::Result<Option<(u32, u32)>> {
+    // SAFETY: statx is a plain C struct; all-zero is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: an empty C path with AT_EMPTY_PATH names the fd itself; `st` is writable.
+    cvt(unsafe { libc::statx(file.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_DIOALIGN, &mut st) })?;
+    if st.stx_mask & libc::STATX_DIOALIGN == 0 || st.stx_dio_mem_align == 0 || st.stx_dio_offset_align == 0 {
+        return Ok(None);
+    }
+    Ok(Some((st.stx_dio_mem_align, st.stx_dio_offset_align)))
+}
