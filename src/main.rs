@@ -7,11 +7,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use zclab::netns::{self, EnvConfig, LabEnv};
+use zclab::recv::af_xdp::AfXdpRecvOptions;
 use zclab::recv::{self, RecvConfig};
 use zclab::report::{self, RunReport};
 use zclab::run::{self, RunConfig};
+use zclab::send::af_xdp::AfXdpOptions;
 use zclab::send::{self, Mode, SendConfig};
 use zclab::transfer::{DEFAULT_CHUNK, DEFAULT_PORT};
+use zclab::xdp::AttachMode;
+use zclab::xsk::BindMode;
 
 const ABOUT: &str = "A lab for zero-copy networking on Linux: move a file from one network namespace to \
 another by each kernel data path, measure what each costs, and prove it arrived intact.";
@@ -96,6 +100,41 @@ struct Common {
     timeout: f64,
 }
 
+/// `--zerocopy`: how an AF_XDP socket binds.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ZeroCopy {
+    /// XDP_ZEROCOPY only: fail if the driver cannot (veth never can).
+    On,
+    /// XDP_COPY: the kernel copies between its buffers and the UMEM.
+    Off,
+    /// Zero copy where the driver supports it, copy mode elsewhere.
+    Auto,
+}
+
+impl From<ZeroCopy> for BindMode {
+    fn from(z: ZeroCopy) -> BindMode {
+        match z {
+            ZeroCopy::On => BindMode::Zerocopy,
+            ZeroCopy::Off => BindMode::Copy,
+            ZeroCopy::Auto => BindMode::Auto,
+        }
+    }
+}
+
+/// Options of the af-xdp mode (ignored by the other modes).
+#[derive(Args)]
+struct XdpArgs {
+    /// af-xdp: the interface (default: the one that holds the local address of the connection).
+    #[arg(long, value_name = "IFACE")]
+    iface: Option<String>,
+    /// af-xdp: the NIC queue to bind the AF_XDP socket to.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    queue: u32,
+    /// af-xdp: zero copy between NIC and UMEM (on needs a capable driver; veth is copy-only).
+    #[arg(long, value_enum, default_value = "auto")]
+    zerocopy: ZeroCopy,
+}
+
 #[derive(Args)]
 #[command(after_help = "\
 `syscalls` in the report counts the data-path calls zclab's own code made (read,
@@ -124,6 +163,8 @@ struct SendArgs {
     #[arg(long, value_name = "NAMESPACE")]
     netns: Option<String>,
     #[command(flatten)]
+    xdp: XdpArgs,
+    #[command(flatten)]
     common: Common,
 }
 
@@ -151,6 +192,11 @@ struct RecvArgs {
     /// Verify against this BLAKE3 hash (hex) instead of the sender's.
     #[arg(long, value_name = "HEX")]
     expect_hash: Option<String>,
+    #[command(flatten)]
+    xdp: XdpArgs,
+    /// af-xdp: where the XDP program runs (default: native, falling back to generic).
+    #[arg(long, value_enum, value_name = "MODE")]
+    xdp_mode: Option<AttachMode>,
     #[command(flatten)]
     common: Common,
 }
@@ -251,6 +297,7 @@ fn run(cli: Cli) -> Result<bool> {
                 chunk: chunk(a.chunk)?,
                 timeout: timeout(a.common.timeout)?,
                 cold: a.cold,
+                af_xdp: AfXdpOptions { iface: a.xdp.iface, queue: a.xdp.queue, bind_mode: a.xdp.zerocopy.into() },
             };
             enter_netns(&a.netns)?;
             let rep = send::send_file(&cfg)?;
@@ -264,6 +311,12 @@ fn run(cli: Cli) -> Result<bool> {
                 timeout: timeout(a.common.timeout)?,
                 accept_timeout: a.accept_timeout.map(timeout).transpose()?,
                 expect_hash: a.expect_hash,
+                af_xdp: AfXdpRecvOptions {
+                    iface: a.xdp.iface,
+                    queue: a.xdp.queue,
+                    bind_mode: a.xdp.zerocopy.into(),
+                    attach: a.xdp_mode,
+                },
             };
             enter_netns(&a.netns)?;
             let rep = recv::receive(&cfg)?;

@@ -3,7 +3,7 @@
 //! The JSON field names are a stable schema: later versions add fields,
 //! they never rename these.
 
-use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
+use crate::metrics::{AfXdpTx, PacketStats, ProcessCost, ZerocopyStats};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -26,6 +26,8 @@ pub struct SendReport {
     pub mtu: Option<u32>,
     /// Packet counts (packet paths).
     pub packets: Option<PacketStats>,
+    /// The AF_XDP sender's view (af-xdp).
+    pub af_xdp: Option<AfXdpTx>,
     pub cost: ProcessCost,
     pub source_cached_before_bytes: u64,
     pub source_cached_after_bytes: u64,
@@ -50,7 +52,42 @@ pub struct RecvReport {
     pub out: Option<String>,
     /// Packet counts (packet paths).
     pub packets: Option<RxPackets>,
+    /// The AF_XDP receiver's view (af-xdp).
+    pub af_xdp: Option<AfXdpRx>,
     pub reason: Option<String>,
+}
+
+/// What the AF_XDP receiver reports (XDP_STATISTICS and how it was set up).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AfXdpRx {
+    pub iface: String,
+    /// "copy" or "zerocopy": what the socket really got.
+    pub bind_mode: String,
+    /// "native" or "generic": where the XDP program runs.
+    pub attach_mode: String,
+    /// "xdp" or "xdp.frags" (multi-buffer aware, for MTUs above 3506).
+    pub program: String,
+    pub rx_dropped: u64,
+    pub rx_ring_full: u64,
+    pub fill_ring_empty: u64,
+    pub rx_invalid_descs: u64,
+}
+
+/// The af-xdp part of a merged report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AfXdpRun {
+    /// The sender socket's mode ("copy" on veth, "zerocopy" on a capable NIC).
+    pub bind_mode: String,
+    pub receiver_bind_mode: String,
+    pub attach_mode: String,
+    pub program: String,
+    pub mtu: u32,
+    pub frame_layout: String,
+    pub o_direct: bool,
+    pub tx_invalid: u64,
+    pub rx_dropped: u64,
+    pub rx_ring_full: u64,
+    pub fill_ring_empty: u64,
 }
 
 /// What a packet path's receiver counts.
@@ -100,6 +137,8 @@ pub struct RunReport {
     pub invalid_packets: Option<u64>,
     pub duplicate_packets: Option<u64>,
     pub mtu: Option<u32>,
+    /// AF_XDP details (af-xdp only).
+    pub af_xdp: Option<AfXdpRun>,
     /// Why it did not verify (None when it did).
     pub reason: Option<String>,
 }
@@ -140,6 +179,22 @@ impl RunReport {
             invalid_packets: r.packets.as_ref().map(|p| p.invalid),
             duplicate_packets: r.packets.as_ref().map(|p| p.duplicates),
             mtu: s.mtu,
+            af_xdp: match (&s.af_xdp, &r.af_xdp) {
+                (Some(t), Some(x)) => Some(AfXdpRun {
+                    bind_mode: t.bind_mode.clone(),
+                    receiver_bind_mode: x.bind_mode.clone(),
+                    attach_mode: x.attach_mode.clone(),
+                    program: x.program.clone(),
+                    mtu: t.mtu,
+                    frame_layout: t.frame_layout.clone(),
+                    o_direct: t.o_direct,
+                    tx_invalid: t.tx_invalid,
+                    rx_dropped: x.rx_dropped,
+                    rx_ring_full: x.rx_ring_full,
+                    fill_ring_empty: x.fill_ring_empty,
+                }),
+                _ => None,
+            },
             reason,
         }
     }
@@ -217,6 +272,23 @@ pub fn run_text(r: &RunReport) -> String {
             r.rounds.unwrap_or(0),
             r.invalid_packets.unwrap_or(0),
             r.duplicate_packets.unwrap_or(0)
+        );
+    }
+    if let Some(x) = &r.af_xdp {
+        let _ = writeln!(
+            s,
+            "af_xdp    sender {} mode, receiver {} mode, XDP program {} ({}); {}; O_DIRECT {}",
+            x.bind_mode,
+            x.receiver_bind_mode,
+            x.program,
+            x.attach_mode,
+            x.frame_layout,
+            if x.o_direct { "yes" } else { "NO (filesystem without direct I/O)" }
+        );
+        let _ = writeln!(
+            s,
+            "          tx_invalid {}, rx_dropped {}, rx_ring_full {}, fill_ring_empty {}",
+            x.tx_invalid, x.rx_dropped, x.rx_ring_full, x.fill_ring_empty
         );
     }
     let _ = writeln!(
@@ -346,6 +418,7 @@ mod tests {
             chunk_bytes: 131072,
             mtu: None,
             packets: None,
+            af_xdp: None,
             cost: ProcessCost { cpu_sys_s: 0.5, ..Default::default() },
             source_cached_before_bytes: bytes,
             source_cached_after_bytes: bytes,
@@ -368,6 +441,7 @@ mod tests {
             cost: ProcessCost { cpu_sys_s: 0.5, ..Default::default() },
             out: None,
             packets: None,
+            af_xdp: None,
             reason: None,
         }
     }

@@ -31,6 +31,21 @@ pub fn payload_for_mtu(mtu: u32) -> Option<u32> {
     mtu.checked_sub((IPV4_HEADER_LEN + UDP_HEADER_LEN + LAB_HEADER_LEN) as u32).filter(|p| *p > 0)
 }
 
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in mac.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 /// Why a packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -175,6 +190,16 @@ mod tests {
         let mut f = h.to_vec();
         f.extend_from_slice(payload);
         f
+    }
+
+    #[test]
+    fn macs_round_trip() {
+        let m = [0x02, 0xab, 0, 1, 0xff, 0x10];
+        assert_eq!(format_mac(&m), "02:ab:00:01:ff:10");
+        assert_eq!(parse_mac("02:ab:00:01:ff:10"), Some(m));
+        for bad in ["", "02:ab:00:01:ff", "02:ab:00:01:ff:10:11", "zz:ab:00:01:ff:10"] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! file beside `--out`, hash it, compare with the sender's hash, and rename
 //! it to `--out` only when it verified.
 
+pub mod af_xdp;
 pub mod packets;
 pub mod tcp;
 pub mod udp;
@@ -32,6 +33,8 @@ pub struct RecvConfig {
     /// Check against this hash instead of the one the sender announces
     /// (for testing that a mismatch is caught).
     pub expect_hash: Option<String>,
+    /// Interface, queue, bind and attach mode of the af-xdp path.
+    pub af_xdp: af_xdp::AfXdpRecvOptions,
 }
 
 /// The output file while it is unverified. Dropped without `persist`, it
@@ -135,18 +138,26 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         bail!("the sender wants mode {mode:?}, which this receiver does not know (an older zclab?)");
     };
     let mut packets = None;
+    let mut af_xdp: Option<crate::report::AfXdpRx> = None;
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let got = if path.is_packet_path() {
         let payload = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));
         let Some(payload) = payload else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
-        let mut src =
-            udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
         partial.file().set_len(size).context("sizing the output file")?;
         let mut map = crate::sys::file::map_writable(partial.file()).context("mapping the output file")?;
         let out: &mut [u8] = map.as_deref_mut().unwrap_or(&mut []);
         let mut r = Reassembly::new(PacketPlan::new(size, payload), transfer_id as u32, out);
-        let (calls, rounds) = packets::receive_rounds(&sock, &mut src, &mut r, &mut wd, None).context("receiving the packets")?;
+        let (calls, rounds) = if path == Mode::AfXdp {
+            let (mut src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
+            let res = packets::receive_rounds(&sock, &mut src, &mut r, &mut wd, Some(mac)).context("receiving the packets")?;
+            af_xdp = Some(src.report()?);
+            res
+        } else {
+            let mut src =
+                udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
+            packets::receive_rounds(&sock, &mut src, &mut r, &mut wd, None).context("receiving the packets")?
+        };
         let c = r.counts;
         packets = Some(RxPackets { accepted: c.accepted, duplicates: c.duplicates, invalid: c.invalid, rounds });
         tcp::Received { bytes: r.bytes(), syscalls: calls }
@@ -204,6 +215,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         cost,
         out: verified.then(|| cfg.out.display().to_string()),
         packets,
+        af_xdp,
         reason,
     })
 }

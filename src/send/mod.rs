@@ -6,6 +6,7 @@
 //! socket (blocking, with a short send timeout so loops can notice Ctrl-C
 //! and a stalled peer), the chunk size, and the watchdog.
 
+pub mod af_xdp;
 pub mod io_uring_zc;
 pub mod mmap_write;
 pub mod msg_zerocopy;
@@ -46,11 +47,21 @@ pub enum Mode {
     IoUringZc,
     /// Kernel UDP with UDP_SEGMENT (GSO), receiver with UDP_GRO; lost packets resent.
     UdpGso,
+    /// AF_XDP: O_DIRECT reads into the UMEM, frames from the TX ring; AF_XDP receiver behind XDP.
+    AfXdp,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 7] =
-        [Mode::ReadWrite, Mode::MmapWrite, Mode::Sendfile, Mode::Splice, Mode::MsgZerocopy, Mode::IoUringZc, Mode::UdpGso];
+    pub const ALL: [Mode; 8] = [
+        Mode::ReadWrite,
+        Mode::MmapWrite,
+        Mode::Sendfile,
+        Mode::Splice,
+        Mode::MsgZerocopy,
+        Mode::IoUringZc,
+        Mode::UdpGso,
+        Mode::AfXdp,
+    ];
 
     /// The `--mode` spelling.
     pub fn name(self) -> &'static str {
@@ -62,12 +73,13 @@ impl Mode {
             Mode::MsgZerocopy => "msg-zerocopy",
             Mode::IoUringZc => "io-uring-zc",
             Mode::UdpGso => "udp-gso",
+            Mode::AfXdp => "af-xdp",
         }
     }
 
     /// True for the paths that move packets (lab header, rounds) rather than a TCP stream.
     pub fn is_packet_path(self) -> bool {
-        matches!(self, Mode::UdpGso)
+        matches!(self, Mode::UdpGso | Mode::AfXdp)
     }
 
     pub fn from_name(s: &str) -> Option<Mode> {
@@ -92,6 +104,8 @@ pub struct SendConfig {
     pub timeout: Duration,
     /// Evict the file from the page cache before sending (a cold-cache run).
     pub cold: bool,
+    /// Interface, queue and bind mode of the af-xdp path.
+    pub af_xdp: af_xdp::AfXdpOptions,
 }
 
 /// What every data path gets.
@@ -176,10 +190,11 @@ fn connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
 enum PacketSetup {
     None,
     Udp(udp_gso::UdpPath),
+    Xdp(af_xdp::XdpPath),
 }
 
 /// Runs one data path.
-fn stream(mode: Mode, s: &mut Stream, setup: &PacketSetup, transfer_id: u32) -> io::Result<DataPath> {
+fn stream(mode: Mode, s: &mut Stream, setup: &PacketSetup, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
     match (mode, setup) {
         (Mode::ReadWrite, _) => read_write::send(s),
         (Mode::MmapWrite, _) => mmap_write::send(s),
@@ -188,7 +203,8 @@ fn stream(mode: Mode, s: &mut Stream, setup: &PacketSetup, transfer_id: u32) -> 
         (Mode::MsgZerocopy, _) => msg_zerocopy::send(s),
         (Mode::IoUringZc, _) => io_uring_zc::send(s),
         (Mode::UdpGso, PacketSetup::Udp(u)) => udp_gso::send(s, u, transfer_id),
-        (Mode::UdpGso, PacketSetup::None) => unreachable!("udp-gso always sets up its socket"),
+        (Mode::AfXdp, PacketSetup::Xdp(p)) => af_xdp::send(s, p, to, transfer_id),
+        (Mode::UdpGso | Mode::AfXdp, _) => unreachable!("packet paths are set up before the Hello"),
     }
 }
 
@@ -223,6 +239,11 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
             let (payload, mtu) = (u.payload as usize, u.mtu);
             (PacketSetup::Udp(u), payload, Some(mtu))
         }
+        Mode::AfXdp => {
+            let p = af_xdp::XdpPath::prepare(&cfg.file, &sock, &cfg.af_xdp).context("setting up the AF_XDP path")?;
+            let (payload, mtu) = (p.payload as usize, p.mtu);
+            (PacketSetup::Xdp(p), payload, Some(mtu))
+        }
         _ => (PacketSetup::None, cfg.chunk, None),
     };
 
@@ -236,7 +257,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         &mut wd,
     )?;
     let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone() };
-    let path = stream(cfg.mode, &mut s, &setup, transfer_id).with_context(|| format!("{} failed", cfg.mode))?;
+    let path = stream(cfg.mode, &mut s, &setup, cfg.to, transfer_id).with_context(|| format!("{} failed", cfg.mode))?;
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,
         Some(other) => bail!("the receiver answered {other:?} where Received was expected"),
@@ -269,6 +290,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         chunk_bytes: chunk as u64,
         mtu,
         packets: path.packets,
+        af_xdp: path.af_xdp,
         cost,
         source_cached_before_bytes: cached_before,
         source_cached_after_bytes: cached_after,

@@ -82,6 +82,11 @@ impl<'a> Reassembly<'a> {
         Outcome::Written
     }
 
+    /// Counts a packet the data plane found malformed before it got here.
+    pub fn reject(&mut self, why: WireError) -> Outcome {
+        self.invalid(Invalid::Wire(why))
+    }
+
     fn invalid(&mut self, why: Invalid) -> Outcome {
         self.counts.invalid += 1;
         log::debug!("dropped a packet: {why:?}");

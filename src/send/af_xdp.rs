@@ -1,0 +1,390 @@
+//! `af-xdp`: the file's pages go from the disk into the UMEM by O_DIRECT
+//! reads, and from the UMEM onto the wire by the TX ring. The sender's CPU
+//! never copies or touches a payload byte.
+//!
+//! ```text
+//! disk --O_DIRECT pread--> UMEM payload slot (a block of whole packets)
+//! UMEM header frame:  Ethernet | IPv4 | UDP | lab header     (66 bytes, built here)
+//! TX ring: [header, XDP_PKT_CONTD] [payload piece -> file bytes in the slot] ...
+//!    -> sendto() kick -> driver (veth: the kernel copies once into an skb;
+//!       a zero-copy NIC DMAs straight from the UMEM)
+//! completion ring: addresses come back; header frames and slots are reused
+//! ```
+//! The UMEM is in *unaligned* mode so a payload descriptor can point at any
+//! byte of a block read from the file. A block holds a whole number of
+//! packets and starts at a file offset the filesystem's O_DIRECT alignment
+//! accepts (statx STATX_DIOALIGN). A descriptor carries at most one UMEM
+//! chunk (4096 bytes), so a jumbo packet's payload takes several.
+
+use super::packets::{await_ready, send_rounds, PacketSink};
+use super::Stream;
+use crate::metrics::{AfXdpTx, DataPath};
+use crate::sys::{self, xdp as sysxdp};
+use crate::transfer::plan::PacketPlan;
+use crate::transfer::Watchdog;
+use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN};
+use crate::xsk::{BindMode, Umem, UmemConfig, XdpDesc, XskConfig, XskSocket};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+/// UMEM chunk size, and so the most one descriptor carries.
+const CHUNK: u32 = 4096;
+/// Bytes reserved per header frame (the 66-byte header, rounded up).
+const HEADER_SLOT: u64 = 128;
+/// TX and completion ring entries.
+const RING: u32 = 4096;
+/// File blocks held in the UMEM at once (read ahead while others are sent).
+const SLOTS: usize = 8;
+/// Aim for blocks of about this size.
+const BLOCK_TARGET: u64 = 1 << 20;
+/// Descriptors submitted per kick.
+const BATCH: u32 = 256;
+
+/// The sender's choices for the AF_XDP path.
+#[derive(Debug, Clone)]
+pub struct AfXdpOptions {
+    /// The interface to send on (default: the one the control connection uses).
+    pub iface: Option<String>,
+    pub queue: u32,
+    pub bind_mode: BindMode,
+}
+
+/// Everything decided before the Hello: interface, MTU, payload, the file
+/// opened for direct I/O.
+pub struct XdpPath {
+    iface: String,
+    ifindex: u32,
+    pub mtu: u32,
+    src_mac: [u8; 6],
+    pub payload: u32,
+    file: File,
+    /// O_DIRECT alignment of file offsets and lengths (None: buffered).
+    dio: Option<u64>,
+    opts: AfXdpOptions,
+}
+
+impl XdpPath {
+    pub fn prepare(path: &Path, ctrl: &TcpStream, opts: &AfXdpOptions) -> io::Result<XdpPath> {
+        let local = ctrl.local_addr()?;
+        let iface = match &opts.iface {
+            Some(i) => i.clone(),
+            None => match local.ip() {
+                IpAddr::V4(ip) => sysxdp::iface_with_addr(ip)?.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no interface holds {ip}, the control connection's address: name one with --iface"),
+                    )
+                })?,
+                IpAddr::V6(_) => {
+                    return Err(io::Error::new(io::ErrorKind::Unsupported, "af-xdp frames are IPv4: connect to an IPv4 address"))
+                }
+            },
+        };
+        let ifindex = sysxdp::if_index(&iface)?;
+        let (src_mac, mtu) = sysxdp::iface_mac_mtu(&iface)?;
+        let payload = wire::payload_for_mtu(mtu)
+            .map(|p| p & !1) // even, so every TX address stays even (see FACTS: the completion ring clears bit 0)
+            .filter(|p| *p >= 64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("MTU {mtu} of {iface} is too small")))?;
+        let probe = File::open(path)?;
+        let dio = sys::file::dio_align(&probe)?;
+        let (file, dio) = match dio {
+            Some((mem, off)) if mem as u64 <= 4096 => {
+                let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path)?;
+                (f, Some(off.max(mem) as u64))
+            }
+            _ => {
+                log::warn!(
+                    "{} is on a filesystem without direct I/O (tmpfs?): reading it through the page cache; \
+                     this run does NOT show a page-cache bypass",
+                    path.display()
+                );
+                (probe, None)
+            }
+        };
+        Ok(XdpPath { iface, ifindex, mtu, src_mac, payload, file, dio, opts: opts.clone() })
+    }
+}
+
+/// Packets per block: the fewest whole packets whose bytes are a multiple
+/// of `align`, times as many as fit in about BLOCK_TARGET.
+fn packets_per_block(payload: u64, align: u64) -> u64 {
+    let g = gcd(payload, align);
+    let unit = align / g; // packets per smallest aligned block
+    let units = (BLOCK_TARGET / (unit * payload)).max(1);
+    unit * units
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
+    let mac = await_ready(s)?;
+    let dst_mac = mac
+        .as_deref()
+        .and_then(wire::parse_mac)
+        .ok_or_else(|| io::Error::other("the receiver did not announce its MAC address (is it an af-xdp receiver?)"))?;
+    let (src_ip, dst_ip) = match (s.sock.local_addr()?.ip(), to.ip()) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (a, b),
+        _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "af-xdp frames are IPv4")),
+    };
+    let template =
+        FrameTemplate { src_mac: p.src_mac, dst_mac, src_ip, dst_ip, src_port: s.sock.local_addr()?.port(), dst_port: to.port() };
+    let plan = PacketPlan::new(s.size, p.payload);
+    let align = p.dio.unwrap_or(1).max(1);
+    let per_block = packets_per_block(p.payload as u64, align);
+    let block_bytes = per_block * p.payload as u64;
+    let slot_bytes = (block_bytes + align).div_ceil(CHUNK as u64) * CHUNK as u64;
+    let header_bytes = RING as u64 * HEADER_SLOT;
+    let umem_len = header_bytes + SLOTS as u64 * slot_bytes;
+    let umem = Umem::new(UmemConfig { len: umem_len as usize, chunk_size: CHUNK, unaligned: true, huge_pages: false })?;
+    let cfg = XskConfig {
+        ifindex: p.ifindex,
+        queue: p.opts.queue,
+        rx_size: 0,
+        tx_size: RING,
+        fill_size: 64,
+        completion_size: RING,
+        bind_mode: p.opts.bind_mode,
+        need_wakeup: false,
+        multi_buffer: true,
+        tx_budget: Some(256),
+    };
+    let sock = XskSocket::new(umem, &cfg).map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {}: {e}", p.iface)))?;
+    let zerocopy = sock.is_zerocopy();
+    log::info!(
+        "AF_XDP TX on {} queue {} ({}), payload {} B, {} packets per {} KiB block",
+        p.iface,
+        p.opts.queue,
+        if zerocopy { "zero copy" } else { "copy mode" },
+        p.payload,
+        per_block,
+        block_bytes >> 10
+    );
+    let pieces = (p.payload as u64).div_ceil(CHUNK as u64);
+    let mut sink = XdpSink {
+        sock,
+        template,
+        transfer_id,
+        file: &p.file,
+        size: s.size,
+        align,
+        per_block,
+        block_bytes,
+        header_bytes,
+        slot_bytes,
+        hdr_free: (0..RING as u64).map(|i| i * HEADER_SLOT).collect(),
+        slots: vec![Slot { block: None, outstanding: 0 }; SLOTS],
+        next_slot: 0,
+        unsubmitted: 0,
+        kicks: 0,
+        reads: 0,
+    };
+    let (stats, calls) = send_rounds(s, &plan, &mut sink)?;
+    let xs = sink.sock.statistics()?;
+    let frame_layout = format!(
+        "{} descriptors per packet: {}-byte header frame + {} payload piece(s) in place in the UMEM",
+        1 + pieces,
+        FRAME_HEADER_LEN,
+        pieces
+    );
+    Ok(DataPath {
+        syscalls: calls,
+        zerocopy: None,
+        packets: Some(stats),
+        af_xdp: Some(AfXdpTx {
+            iface: p.iface.clone(),
+            bind_mode: if zerocopy { "zerocopy" } else { "copy" }.into(),
+            mtu: p.mtu,
+            frame_layout,
+            tx_invalid: xs.tx_invalid_descs,
+            o_direct: p.dio.is_some(),
+        }),
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// The file block held, if any.
+    block: Option<u64>,
+    /// Descriptors pointing into it that the kernel has not completed.
+    outstanding: u32,
+}
+
+struct XdpSink<'a> {
+    sock: XskSocket,
+    template: FrameTemplate,
+    transfer_id: u32,
+    file: &'a File,
+    size: u64,
+    align: u64,
+    per_block: u64,
+    block_bytes: u64,
+    header_bytes: u64,
+    slot_bytes: u64,
+    hdr_free: Vec<u64>,
+    slots: Vec<Slot>,
+    next_slot: usize,
+    unsubmitted: u32,
+    kicks: u64,
+    reads: u64,
+}
+
+impl XdpSink<'_> {
+    fn slot_addr(&self, slot: usize) -> u64 {
+        self.header_bytes + slot as u64 * self.slot_bytes
+    }
+
+    /// Takes back what the kernel has sent: header frames and slot references.
+    fn reap(&mut self) -> u32 {
+        let (n, idx) = self.sock.completion.peek(RING);
+        for k in 0..n {
+            let addr = self.sock.completion.read(idx.wrapping_add(k));
+            if addr < self.header_bytes {
+                self.hdr_free.push(addr - addr % HEADER_SLOT);
+            } else {
+                let slot = ((addr - self.header_bytes) / self.slot_bytes) as usize;
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.outstanding = s.outstanding.saturating_sub(1);
+                }
+            }
+        }
+        self.sock.completion.release(n);
+        n
+    }
+
+    /// Publishes what is written on the TX ring and asks the kernel to send.
+    fn kick(&mut self) -> io::Result<()> {
+        if self.unsubmitted > 0 {
+            let n = self.unsubmitted;
+            self.sock.tx.as_mut().expect("TX ring").submit(n);
+            self.unsubmitted = 0;
+        }
+        self.kicks += 1;
+        self.sock.kick_tx()
+    }
+
+    /// Kicks and reaps until `ready` holds; fails if the kernel stops moving.
+    fn wait_for(&mut self, wd: &mut Watchdog, mut ready: impl FnMut(&mut Self) -> bool) -> io::Result<()> {
+        while !ready(self) {
+            self.kick()?;
+            if self.reap() > 0 {
+                wd.progress();
+            } else {
+                wd.idle()?;
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
+    }
+
+    /// The slot that holds `block`, reading it from the file if needed.
+    fn load(&mut self, block: u64, wd: &mut Watchdog) -> io::Result<usize> {
+        if let Some(i) = self.slots.iter().position(|s| s.block == Some(block)) {
+            return Ok(i);
+        }
+        let slot = self.next_slot;
+        self.next_slot = (self.next_slot + 1) % self.slots.len();
+        self.wait_for(wd, |me| me.slots[slot].outstanding == 0)?;
+        self.slots[slot].block = None;
+        let offset = block * self.block_bytes;
+        let len = (self.size - offset).min(self.block_bytes);
+        let read_len = len.div_ceil(self.align) * self.align;
+        let addr = self.slot_addr(slot);
+        let buf = self.sock.umem.slice_mut(addr, read_len as usize).map_err(io::Error::other)?;
+        let mut got = 0usize;
+        while (got as u64) < len {
+            self.reads += 1;
+            let n = self.file.read_at(&mut buf[got..], offset + got as u64)?;
+            if n == 0 {
+                return Err(super::file_shrank(offset + got as u64, self.size));
+            }
+            got += n;
+        }
+        self.slots[slot].block = Some(block);
+        Ok(slot)
+    }
+
+    /// Puts packet `i` (in block slot `slot`) on the TX ring.
+    fn queue(&mut self, plan: &PacketPlan, i: u64, slot: usize, flags: u16, wd: &mut Watchdog) -> io::Result<()> {
+        let len = plan.len(i);
+        let pieces = len.div_ceil(CHUNK);
+        let descs = 1 + pieces;
+        self.wait_for(wd, |me| !me.hdr_free.is_empty())?;
+        let idx = loop {
+            if let Some(idx) = self.sock.tx.as_mut().expect("TX ring").reserve(descs) {
+                break idx;
+            }
+            self.wait_for(wd, |me| me.sock.tx.as_mut().expect("TX ring").free(descs) >= descs)?;
+        };
+        let hdr = self.hdr_free.pop().expect("waited for a free header frame");
+        let lab = LabHeader { transfer_id: self.transfer_id, offset: plan.offset(i), len, flags };
+        let frame: &mut [u8; FRAME_HEADER_LEN] =
+            self.sock.umem.slice_mut(hdr, FRAME_HEADER_LEN).map_err(io::Error::other)?.try_into().expect("exact length");
+        self.template.write_header(&lab, frame);
+        let tx = self.sock.tx.as_mut().expect("TX ring");
+        tx.write(idx, XdpDesc { addr: hdr, len: FRAME_HEADER_LEN as u32, options: libc::XDP_PKT_CONTD });
+        let base = self.header_bytes + slot as u64 * self.slot_bytes + (i % self.per_block) * plan.payload as u64;
+        for k in 0..pieces {
+            let piece = (len - k * CHUNK).min(CHUNK);
+            let options = if k + 1 < pieces { libc::XDP_PKT_CONTD } else { 0 };
+            tx.write(idx.wrapping_add(1 + k), XdpDesc { addr: base + (k * CHUNK) as u64, len: piece, options });
+        }
+        self.slots[slot].outstanding += pieces;
+        self.unsubmitted += descs;
+        if self.unsubmitted >= BATCH {
+            self.kick()?;
+            self.reap();
+        }
+        Ok(())
+    }
+}
+
+impl PacketSink for XdpSink<'_> {
+    fn send(&mut self, plan: &PacketPlan, ranges: &[(u64, u64)], resent: bool, wd: &mut Watchdog) -> io::Result<u64> {
+        let (kicks0, reads0) = (self.kicks, self.reads);
+        let flags = if resent { FLAG_RESENT } else { 0 };
+        for &(a, b) in ranges {
+            let mut i = a;
+            while i < b {
+                let block = i / self.per_block;
+                let end = ((block + 1) * self.per_block).min(b);
+                let slot = self.load(block, wd)?;
+                for j in i..end {
+                    self.queue(plan, j, slot, flags, wd)?;
+                }
+                i = end;
+            }
+        }
+        // Everything must have left before the round is declared done.
+        let ring = RING;
+        self.wait_for(wd, |me| {
+            me.unsubmitted == 0 && me.sock.tx.as_ref().expect("TX ring").pending() == 0 && me.hdr_free.len() == ring as usize
+        })?;
+        Ok(self.kicks - kicks0 + self.reads - reads0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_hold_whole_packets_at_aligned_offsets() {
+        for (payload, align) in [(1448u64, 512u64), (8948, 512), (1448, 4096), (1001 & !1, 512), (64, 512), (1448, 1)] {
+            let k = packets_per_block(payload, align);
+            assert!(k >= 1);
+            assert_eq!((k * payload) % align, 0, "{payload} {align}");
+            assert!(k * payload <= BLOCK_TARGET.max(payload * align), "{payload} {align}: {k}");
+        }
+        assert_eq!(packets_per_block(1448, 512), 704, "11 units of 64 packets = 1,019,392 bytes");
+    }
+}
