@@ -11,16 +11,20 @@
 //! is gathered first.
 
 use super::packets::PacketSource;
+use super::writer::RunWriter;
 use crate::report::AfXdpRx;
 use crate::sys::xdp as sysxdp;
+use crate::transfer::reassembly::Outcome;
 use crate::transfer::reassembly::Reassembly;
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
 use crate::xdp::{AttachMode, XdpSteering, MAX_MTU_WITHOUT_FRAGS};
 use crate::xsk::{BindMode, Umem, UmemConfig, XskConfig, XskSocket};
+use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
 const CHUNK: u32 = 4096;
 const FILL: u32 = 4096;
@@ -144,15 +148,19 @@ impl XdpSource {
     }
 }
 
-fn deliver(frame: &[u8], port: u16, r: &mut Reassembly) {
+/// Judges one whole frame; queues its payload for writing if accepted.
+fn deliver<'a>(frame: &'a [u8], port: u16, r: &mut Reassembly, w: &mut RunWriter<'a>) -> io::Result<()> {
     match wire::parse_frame(frame, port) {
         Ok((h, payload)) => {
-            r.accept_parsed(&h, payload);
+            if let Outcome::Accept(offset) = r.admit(&h, payload) {
+                w.push(offset, payload)?;
+            }
         }
         Err(e) => {
             r.reject(e);
         }
     }
+    Ok(())
 }
 
 impl PacketSource for XdpSource {
@@ -160,28 +168,44 @@ impl PacketSource for XdpSource {
         self.sock.as_fd()
     }
 
-    fn drain(&mut self, r: &mut Reassembly, wd: &mut Watchdog) -> io::Result<u64> {
+    fn ready(&mut self, spin: Duration) -> bool {
+        // Wait for a batch, not a packet: each drain costs a pwritev.
+        let rx = self.sock.rx.as_mut().expect("RX ring");
+        let start = Instant::now();
         loop {
-            let rx = self.sock.rx.as_mut().expect("RX ring");
+            let n = rx.ready();
+            if n >= BATCH / 4 || (n > 0 && start.elapsed() >= spin / 4) {
+                return true;
+            }
+            if start.elapsed() >= spin {
+                return n > 0;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn drain(&mut self, r: &mut Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64> {
+        let mut calls = 0;
+        loop {
+            let sock = &mut self.sock;
+            let rx = sock.rx.as_mut().expect("RX ring");
             let (n, idx) = rx.peek(BATCH);
             if n == 0 {
-                return Ok(0);
+                return Ok(calls);
             }
             wd.progress();
+            let mut w = RunWriter::new(out);
             for k in 0..n {
-                let d = self.sock.rx.as_ref().expect("RX ring").read(idx.wrapping_add(k));
+                let d = rx.read(idx.wrapping_add(k));
                 // In aligned mode the frame's chunk is the address rounded down.
                 self.free.push(d.addr - d.addr % CHUNK as u64);
-                let frame = match self.sock.umem.slice(d.addr, d.len as usize) {
-                    Ok(f) => f,
-                    Err(_) => {
-                        r.reject(WireError::Truncated);
-                        continue;
-                    }
+                let Ok(frame) = sock.umem.slice(d.addr, d.len as usize) else {
+                    r.reject(WireError::Truncated);
+                    continue;
                 };
                 let more = d.options & libc::XDP_PKT_CONTD != 0;
                 if !more && !self.gathering {
-                    deliver(frame, self.port, r);
+                    deliver(frame, self.port, r, &mut w)?;
                     continue;
                 }
                 if self.gather.len() + frame.len() <= MAX_FRAME {
@@ -189,11 +213,17 @@ impl PacketSource for XdpSource {
                 }
                 self.gathering = more;
                 if !more {
-                    deliver(&self.gather, self.port, r);
+                    let mut g = RunWriter::new(out);
+                    deliver(&self.gather, self.port, r, &mut g)?;
+                    g.flush()?;
+                    calls += g.syscalls;
                     self.gather.clear();
                 }
             }
-            self.sock.rx.as_mut().expect("RX ring").release(n);
+            // The frames go back to the kernel only once their bytes are written.
+            w.flush()?;
+            calls += w.syscalls;
+            rx.release(n);
             self.refill();
         }
     }

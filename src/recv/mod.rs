@@ -6,6 +6,7 @@ pub mod af_xdp;
 pub mod packets;
 pub mod tcp;
 pub mod udp;
+pub mod writer;
 
 use crate::metrics::{self, CostMeter};
 use crate::report::{RecvReport, RxPackets};
@@ -145,18 +146,18 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         let payload = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));
         let Some(payload) = payload else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
         partial.file().set_len(size).context("sizing the output file")?;
-        let mut map = crate::sys::file::map_writable(partial.file()).context("mapping the output file")?;
-        let out: &mut [u8] = map.as_deref_mut().unwrap_or(&mut []);
-        let mut r = Reassembly::new(PacketPlan::new(size, payload), transfer_id as u32, out);
+        let out = partial.file();
+        let mut r = Reassembly::new(PacketPlan::new(size, payload), transfer_id as u32);
         let (calls, rounds) = if path == Mode::AfXdp {
             let (mut src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
-            let res = packets::receive_rounds(&sock, &mut src, &mut r, &mut wd, Some(mac)).context("receiving the packets")?;
+            let res =
+                packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, Some(mac)).context("receiving the packets")?;
             af_xdp = Some(src.report()?);
             res
         } else {
             let mut src =
                 udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
-            packets::receive_rounds(&sock, &mut src, &mut r, &mut wd, None).context("receiving the packets")?
+            packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, None).context("receiving the packets")?
         };
         let c = r.counts;
         packets = Some(RxPackets { accepted: c.accepted, duplicates: c.duplicates, invalid: c.invalid, rounds });

@@ -8,6 +8,7 @@ use crate::sys::socket as so;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
 use crate::transfer::reassembly::Reassembly;
 use crate::transfer::Watchdog;
+use std::fs::File;
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
@@ -22,9 +23,19 @@ const MAX_RANGES: usize = 4096;
 pub trait PacketSource {
     /// What to poll for "packets are waiting".
     fn pollable(&self) -> std::os::fd::BorrowedFd<'_>;
-    /// Takes every packet waiting now into `r`; returns the syscalls made.
-    fn drain(&mut self, r: &mut Reassembly, wd: &mut Watchdog) -> io::Result<u64>;
+    /// Takes every packet waiting now: judged by `r`, the accepted ones
+    /// written to `out`. Returns the syscalls made.
+    fn drain(&mut self, r: &mut Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64>;
+    /// True if packets are waiting, checked without a syscall, spinning up to
+    /// `spin`. Sources that cannot tell without a syscall say false.
+    fn ready(&mut self, _spin: Duration) -> bool {
+        false
+    }
 }
+
+/// How long to spin for packets before sleeping in poll: waking up costs
+/// more than the packets that arrive meanwhile.
+const SPIN: Duration = Duration::from_micros(200);
 
 /// Runs the rounds until every packet is in `r`. Returns the syscalls made
 /// and the number of rounds.
@@ -32,16 +43,28 @@ pub fn receive_rounds(
     ctrl: &TcpStream,
     src: &mut impl PacketSource,
     r: &mut Reassembly,
+    out: &File,
     wd: &mut Watchdog,
     mac: Option<String>,
 ) -> io::Result<(u64, u32)> {
     let mut calls = 0u64;
     send_msg(&mut &*ctrl, &Msg::Ready { mac }, wd)?;
+    let mut control_checked = Instant::now();
     loop {
-        let (data, control) = so::poll_two(&src.pollable(), &ctrl.as_fd(), libc::POLLIN, 100)?;
+        let (data, control) = if src.ready(SPIN) {
+            // While packets flow, look at the control connection once a millisecond.
+            let look = control_checked.elapsed() >= Duration::from_millis(1);
+            if look {
+                control_checked = Instant::now();
+                calls += 1;
+            }
+            (true, look && so::poll_one(ctrl, libc::POLLIN, 0)? != 0)
+        } else {
+            so::poll_two(&src.pollable(), &ctrl.as_fd(), libc::POLLIN, 100)?
+        };
         calls += 1;
         if data {
-            calls += src.drain(r, wd)?;
+            calls += src.drain(r, out, wd)?;
         }
         if !control {
             if !data {
@@ -55,9 +78,12 @@ pub fn receive_rounds(
                 // until the data plane stays quiet.
                 let mut quiet_since = Instant::now();
                 while quiet_since.elapsed() < QUIET && !r.complete() {
-                    calls += 1;
-                    if so::poll_one(&src.pollable(), libc::POLLIN, 1)? != 0 {
-                        calls += src.drain(r, wd)?;
+                    let waiting = src.ready(SPIN) || {
+                        calls += 1;
+                        so::poll_one(&src.pollable(), libc::POLLIN, 1)? != 0
+                    };
+                    if waiting {
+                        calls += src.drain(r, out, wd)?;
                         quiet_since = Instant::now();
                     }
                 }

@@ -4,9 +4,12 @@
 //! offset by [`Reassembly`].
 
 use super::packets::PacketSource;
+use super::writer::RunWriter;
 use crate::sys::socket as so;
+use crate::transfer::reassembly::Outcome;
 use crate::transfer::reassembly::Reassembly;
 use crate::transfer::Watchdog;
+use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -38,7 +41,7 @@ impl PacketSource for UdpSource {
         self.sock.as_fd()
     }
 
-    fn drain(&mut self, r: &mut Reassembly, wd: &mut Watchdog) -> io::Result<u64> {
+    fn drain(&mut self, r: &mut Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64> {
         let mut calls = 0;
         loop {
             calls += 1;
@@ -47,9 +50,14 @@ impl PacketSource for UdpSource {
             };
             wd.progress();
             let seg = seg.unwrap_or(n).max(1);
+            let mut w = RunWriter::new(out);
             for packet in self.buf[..n].chunks(seg) {
-                r.accept(packet);
+                if let (Outcome::Accept(offset), data) = r.admit_udp(packet) {
+                    w.push(offset, data)?;
+                }
             }
+            w.flush()?;
+            calls += w.syscalls;
         }
     }
 }

@@ -135,3 +135,14 @@ pub fn dio_align(file: &File) -> io::Result<Option<(u32, u32)>> {
     }
     Ok(Some((st.stx_dio_mem_align, st.stx_dio_offset_align)))
 }
+
+/// `pwritev(fd, iov, offset)`: writes the buffers, in order, at `offset`.
+/// Returns the bytes written (possibly fewer than asked).
+pub fn pwritev(file: &File, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+    // SAFETY: IoSlice is ABI-compatible with iovec; the buffers are live for
+    // the call and only read by the kernel.
+    let n = cvt(unsafe {
+        libc::pwritev(file.as_raw_fd(), bufs.as_ptr() as *const libc::iovec, bufs.len() as libc::c_int, offset as libc::off_t)
+    })?;
+    Ok(n as usize)
+}

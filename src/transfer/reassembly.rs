@@ -1,10 +1,11 @@
 //! Putting a file back together from packets, whatever path brought them.
 //!
-//! Every packet is checked before a byte of it is written: the lab magic
-//! and length (by [`LabHeader::parse`]), the transfer id, and that offset
-//! and length are exactly one packet of the [`PacketPlan`]. A packet that
-//! fails is counted and dropped; a packet seen before is counted and
-//! skipped. So the output buffer is only ever written inside its bounds.
+//! Every packet is checked before a byte of it may be written: the lab
+//! magic and length (by [`LabHeader::parse`]), the transfer id, and that
+//! offset and length are exactly one packet of the [`PacketPlan`]. A packet
+//! that fails is counted and dropped; a packet seen before is counted and
+//! skipped. What passes is returned as (offset, bytes) for the caller to
+//! write, so only offsets inside the file are ever written.
 
 use super::plan::{PacketPlan, Tracker};
 use crate::wire::{LabHeader, WireError};
@@ -12,20 +13,12 @@ use crate::wire::{LabHeader, WireError};
 /// Counters the receiver reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxCounts {
-    /// Packets accepted and written.
+    /// Packets accepted for writing.
     pub accepted: u64,
-    /// Packets already written before (duplicates from retransmission).
+    /// Packets already accepted before (duplicates from retransmission).
     pub duplicates: u64,
     /// Malformed, foreign or out-of-range packets: dropped unwritten.
     pub invalid: u64,
-}
-
-/// What became of one packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Written,
-    Duplicate,
-    Invalid(Invalid),
 }
 
 /// Why a packet was dropped.
@@ -36,31 +29,38 @@ pub enum Invalid {
     OutOfRange,
 }
 
-pub struct Reassembly<'a> {
+/// What became of one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// New: write its payload at this file offset.
+    Accept(u64),
+    Duplicate,
+    Invalid(Invalid),
+}
+
+pub struct Reassembly {
     plan: PacketPlan,
     transfer_id: u32,
-    out: &'a mut [u8],
     tracker: Tracker,
     pub counts: RxCounts,
 }
 
-impl<'a> Reassembly<'a> {
-    /// `out` must be exactly `plan.size` bytes.
-    pub fn new(plan: PacketPlan, transfer_id: u32, out: &'a mut [u8]) -> Reassembly<'a> {
-        assert_eq!(out.len() as u64, plan.size, "output buffer must match the file size");
-        Reassembly { plan, transfer_id, out, tracker: Tracker::new(plan.packets()), counts: RxCounts::default() }
+impl Reassembly {
+    pub fn new(plan: PacketPlan, transfer_id: u32) -> Reassembly {
+        Reassembly { plan, transfer_id, tracker: Tracker::new(plan.packets()), counts: RxCounts::default() }
     }
 
-    /// Takes one UDP payload (lab header + file bytes).
-    pub fn accept(&mut self, udp_payload: &[u8]) -> Outcome {
+    /// Judges one UDP payload (lab header + file bytes); on `Accept`, the
+    /// second value is the file bytes to write.
+    pub fn admit_udp<'p>(&mut self, udp_payload: &'p [u8]) -> (Outcome, &'p [u8]) {
         match LabHeader::parse(udp_payload) {
-            Err(e) => self.invalid(Invalid::Wire(e)),
-            Ok((h, payload)) => self.accept_parsed(&h, payload),
+            Err(e) => (self.reject(e), &[]),
+            Ok((h, payload)) => (self.admit(&h, payload), payload),
         }
     }
 
-    /// Takes a packet whose lab header was parsed already.
-    pub fn accept_parsed(&mut self, h: &LabHeader, payload: &[u8]) -> Outcome {
+    /// Judges a packet whose lab header was parsed already.
+    pub fn admit(&mut self, h: &LabHeader, payload: &[u8]) -> Outcome {
         if h.transfer_id != self.transfer_id {
             return self.invalid(Invalid::OtherTransfer);
         }
@@ -70,16 +70,12 @@ impl<'a> Reassembly<'a> {
         if payload.len() != h.len as usize {
             return self.invalid(Invalid::Wire(WireError::BadLength));
         }
-        if self.tracker.has(i) {
+        if !self.tracker.mark(i) {
             self.counts.duplicates += 1;
             return Outcome::Duplicate;
         }
-        // In bounds: index_of checked offset + len <= size.
-        let start = h.offset as usize;
-        self.out[start..start + payload.len()].copy_from_slice(payload);
-        self.tracker.mark(i);
         self.counts.accepted += 1;
-        Outcome::Written
+        Outcome::Accept(h.offset)
     }
 
     /// Counts a packet the data plane found malformed before it got here.
@@ -101,14 +97,15 @@ impl<'a> Reassembly<'a> {
         self.tracker.complete()
     }
 
-    /// Bytes written so far.
+    /// Bytes accepted so far.
     pub fn bytes(&self) -> u64 {
         let n = self.tracker.received();
         if n == 0 {
             return 0;
         }
         let last = self.plan.packets() - 1;
-        n * self.plan.payload as u64 - if self.tracker.has(last) { (self.plan.payload - self.plan.len(last)) as u64 } else { 0 }
+        let short = if self.tracker.has(last) { (self.plan.payload - self.plan.len(last)) as u64 } else { 0 };
+        n * self.plan.payload as u64 - short
     }
 }
 
@@ -126,24 +123,30 @@ mod tests {
     #[test]
     fn rebuilds_in_any_order_and_rejects_what_does_not_fit() {
         let src: Vec<u8> = (0..25u8).collect();
-        let plan = PacketPlan::new(25, 10);
         let mut out = vec![0u8; 25];
-        let mut r = Reassembly::new(plan, 7, &mut out);
-        assert_eq!(r.accept(&pkt(7, 20, &src[20..])), Outcome::Written);
-        assert_eq!(r.accept(&pkt(7, 0, &src[..10])), Outcome::Written);
-        assert_eq!(r.accept(&pkt(7, 0, &src[..10])), Outcome::Duplicate);
-        assert_eq!(r.accept(&pkt(8, 10, &src[10..20])), Outcome::Invalid(Invalid::OtherTransfer));
-        assert_eq!(r.accept(&pkt(7, 20, &[1; 10])), Outcome::Invalid(Invalid::OutOfRange), "past the end");
-        assert_eq!(r.accept(&pkt(7, 5, &src[5..15])), Outcome::Invalid(Invalid::OutOfRange), "off boundary");
-        assert_eq!(r.accept(&pkt(7, 30, &[1; 10])), Outcome::Invalid(Invalid::OutOfRange));
-        assert_eq!(r.accept(&[0u8; LAB_HEADER_LEN - 1]), Outcome::Invalid(Invalid::Wire(WireError::Truncated)));
+        let mut r = Reassembly::new(PacketPlan::new(25, 10), 7);
+        let mut feed = |r: &mut Reassembly, p: Vec<u8>| {
+            let (o, data) = r.admit_udp(&p);
+            if let Outcome::Accept(off) = o {
+                out[off as usize..off as usize + data.len()].copy_from_slice(data);
+            }
+            o
+        };
+        assert_eq!(feed(&mut r, pkt(7, 20, &src[20..])), Outcome::Accept(20));
+        assert_eq!(feed(&mut r, pkt(7, 0, &src[..10])), Outcome::Accept(0));
+        assert_eq!(feed(&mut r, pkt(7, 0, &src[..10])), Outcome::Duplicate);
+        assert_eq!(feed(&mut r, pkt(8, 10, &src[10..20])), Outcome::Invalid(Invalid::OtherTransfer));
+        assert_eq!(feed(&mut r, pkt(7, 20, &[1; 10])), Outcome::Invalid(Invalid::OutOfRange), "past the end");
+        assert_eq!(feed(&mut r, pkt(7, 5, &src[5..15])), Outcome::Invalid(Invalid::OutOfRange), "off boundary");
+        assert_eq!(feed(&mut r, pkt(7, 30, &[1; 10])), Outcome::Invalid(Invalid::OutOfRange));
+        assert_eq!(feed(&mut r, vec![0u8; LAB_HEADER_LEN - 1]), Outcome::Invalid(Invalid::Wire(WireError::Truncated)));
         let mut lying = pkt(7, 10, &src[10..20]);
         lying.pop();
-        assert_eq!(r.accept(&lying), Outcome::Invalid(Invalid::Wire(WireError::BadLength)));
+        assert_eq!(feed(&mut r, lying), Outcome::Invalid(Invalid::Wire(WireError::BadLength)));
         assert!(!r.complete());
         assert_eq!(r.tracker().missing_ranges(10), vec![(1, 2)]);
         assert_eq!(r.bytes(), 15);
-        assert_eq!(r.accept(&pkt(7, 10, &src[10..20])), Outcome::Written);
+        assert_eq!(feed(&mut r, pkt(7, 10, &src[10..20])), Outcome::Accept(10));
         assert!(r.complete());
         assert_eq!(r.bytes(), 25);
         assert_eq!(r.counts, RxCounts { accepted: 3, duplicates: 1, invalid: 6 });

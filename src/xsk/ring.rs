@@ -188,6 +188,12 @@ impl<T: Copy> Consumer<T> {
         (take, idx)
     }
 
+    /// Entries ready now, without taking them (refreshes the producer index).
+    pub fn ready(&mut self) -> u32 {
+        self.cached_prod = self.mem.producer().load(Ordering::Acquire);
+        self.cached_prod.wrapping_sub(self.cached_cons)
+    }
+
     /// Reads entry `idx` (one of those peeked).
     pub fn read(&self, idx: u32) -> T {
         // SAFETY: `slot` is in bounds; the acquire load of the producer in
