@@ -135,6 +135,15 @@ struct XdpArgs {
     zerocopy: ZeroCopy,
 }
 
+/// `--umem`: how the sender's UMEM is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UmemMode {
+    /// XDP_UMEM_UNALIGNED_CHUNK_FLAG: descriptors may start anywhere.
+    Unaligned,
+    /// Power-of-two chunks; no descriptor may cross a chunk edge.
+    Aligned,
+}
+
 #[derive(Args)]
 #[command(after_help = "\
 `syscalls` in the report counts the data-path calls zclab's own code made (read,
@@ -162,6 +171,9 @@ struct SendArgs {
     /// Enter this network namespace (by setns) before connecting, like `ip netns exec`.
     #[arg(long, value_name = "NAMESPACE")]
     netns: Option<String>,
+    /// af-xdp: register the UMEM in unaligned (default) or aligned chunk mode.
+    #[arg(long, value_enum, default_value = "unaligned")]
+    umem: UmemMode,
     #[command(flatten)]
     xdp: XdpArgs,
     #[command(flatten)]
@@ -297,7 +309,12 @@ fn run(cli: Cli) -> Result<bool> {
                 chunk: chunk(a.chunk)?,
                 timeout: timeout(a.common.timeout)?,
                 cold: a.cold,
-                af_xdp: AfXdpOptions { iface: a.xdp.iface, queue: a.xdp.queue, bind_mode: a.xdp.zerocopy.into() },
+                af_xdp: AfXdpOptions {
+                    iface: a.xdp.iface,
+                    queue: a.xdp.queue,
+                    bind_mode: a.xdp.zerocopy.into(),
+                    unaligned: a.umem == UmemMode::Unaligned,
+                },
             };
             enter_netns(&a.netns)?;
             let rep = send::send_file(&cfg)?;

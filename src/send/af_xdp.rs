@@ -10,11 +10,16 @@
 //!       a zero-copy NIC DMAs straight from the UMEM)
 //! completion ring: addresses come back; header frames and slots are reused
 //! ```
-//! The UMEM is in *unaligned* mode so a payload descriptor can point at any
-//! byte of a block read from the file. A block holds a whole number of
-//! packets and starts at a file offset the filesystem's O_DIRECT alignment
-//! accepts (statx STATX_DIOALIGN). A descriptor carries at most one UMEM
-//! chunk (4096 bytes), so a jumbo packet's payload takes several.
+//! A payload descriptor points at the packet's bytes wherever they landed
+//! in a block read from the file. A block holds a whole number of packets
+//! and starts at a file offset the filesystem's O_DIRECT alignment accepts
+//! (statx STATX_DIOALIGN). Payloads are cut at UMEM chunk edges (4096
+//! bytes): a descriptor may not cross one in *aligned* mode, and may not be
+//! longer than a chunk in either mode, so a 1448-byte payload takes one or
+//! two descriptors and a jumbo payload several. In *unaligned* mode
+//! (`XDP_UMEM_UNALIGNED_CHUNK_FLAG`, the default) the same cut is used, so
+//! the two modes send identical packets and differ only in what the kernel
+//! checks.
 
 use super::packets::{await_ready, send_rounds, PacketSink};
 use super::Stream;
@@ -50,6 +55,8 @@ pub struct AfXdpOptions {
     pub iface: Option<String>,
     pub queue: u32,
     pub bind_mode: BindMode,
+    /// Register the UMEM in unaligned-chunk mode (default) or aligned mode.
+    pub unaligned: bool,
 }
 
 /// Everything decided before the Hello: interface, MTU, payload, the file
@@ -145,7 +152,8 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
     let slot_bytes = (block_bytes + align).div_ceil(CHUNK as u64) * CHUNK as u64;
     let header_bytes = RING as u64 * HEADER_SLOT;
     let umem_len = header_bytes + SLOTS as u64 * slot_bytes;
-    let umem = Umem::new(UmemConfig { len: umem_len as usize, chunk_size: CHUNK, unaligned: true, huge_pages: false })?;
+    let umem =
+        Umem::new(UmemConfig { len: umem_len as usize, chunk_size: CHUNK, unaligned: p.opts.unaligned, huge_pages: false })?;
     let cfg = XskConfig {
         ifindex: p.ifindex,
         queue: p.opts.queue,
@@ -169,7 +177,6 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
         per_block,
         block_bytes >> 10
     );
-    let pieces = (p.payload as u64).div_ceil(CHUNK as u64);
     let mut sink = XdpSink {
         sock,
         template,
@@ -187,14 +194,18 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
         unsubmitted: 0,
         kicks: 0,
         reads: 0,
+        descs: (u32::MAX, 0),
     };
     let (stats, calls) = send_rounds(s, &plan, &mut sink)?;
     let xs = sink.sock.statistics()?;
+    let (lo, hi) = sink.descs;
     let frame_layout = format!(
-        "{} descriptors per packet: {}-byte header frame + {} payload piece(s) in place in the UMEM",
-        1 + pieces,
+        "{}{} descriptors per packet: a {}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({} UMEM)",
+        if lo < hi { format!("{lo}-") } else { String::new() },
+        hi,
         FRAME_HEADER_LEN,
-        pieces
+        CHUNK,
+        if p.opts.unaligned { "unaligned" } else { "aligned" }
     );
     Ok(DataPath {
         syscalls: calls,
@@ -236,6 +247,8 @@ struct XdpSink<'a> {
     unsubmitted: u32,
     kicks: u64,
     reads: u64,
+    /// Fewest and most descriptors a packet took.
+    descs: (u32, u32),
 }
 
 impl XdpSink<'_> {
@@ -315,9 +328,13 @@ impl XdpSink<'_> {
 
     /// Puts packet `i` (in block slot `slot`) on the TX ring.
     fn queue(&mut self, plan: &PacketPlan, i: u64, slot: usize, flags: u16, wd: &mut Watchdog) -> io::Result<()> {
-        let len = plan.len(i);
-        let pieces = len.div_ceil(CHUNK);
+        let len = plan.len(i) as u64;
+        let start = self.header_bytes + slot as u64 * self.slot_bytes + (i % self.per_block) * plan.payload as u64;
+        let end = start + len;
+        let chunk = CHUNK as u64;
+        let pieces = ((end - 1) / chunk - start / chunk + 1) as u32;
         let descs = 1 + pieces;
+        self.descs = (self.descs.0.min(descs), self.descs.1.max(descs));
         self.wait_for(wd, |me| !me.hdr_free.is_empty())?;
         let idx = loop {
             if let Some(idx) = self.sock.tx.as_mut().expect("TX ring").reserve(descs) {
@@ -326,17 +343,18 @@ impl XdpSink<'_> {
             self.wait_for(wd, |me| me.sock.tx.as_mut().expect("TX ring").free(descs) >= descs)?;
         };
         let hdr = self.hdr_free.pop().expect("waited for a free header frame");
-        let lab = LabHeader { transfer_id: self.transfer_id, offset: plan.offset(i), len, flags };
+        let lab = LabHeader { transfer_id: self.transfer_id, offset: plan.offset(i), len: len as u32, flags };
         let frame: &mut [u8; FRAME_HEADER_LEN] =
             self.sock.umem.slice_mut(hdr, FRAME_HEADER_LEN).map_err(io::Error::other)?.try_into().expect("exact length");
         self.template.write_header(&lab, frame);
         let tx = self.sock.tx.as_mut().expect("TX ring");
         tx.write(idx, XdpDesc { addr: hdr, len: FRAME_HEADER_LEN as u32, options: libc::XDP_PKT_CONTD });
-        let base = self.header_bytes + slot as u64 * self.slot_bytes + (i % self.per_block) * plan.payload as u64;
+        let mut addr = start;
         for k in 0..pieces {
-            let piece = (len - k * CHUNK).min(CHUNK);
-            let options = if k + 1 < pieces { libc::XDP_PKT_CONTD } else { 0 };
-            tx.write(idx.wrapping_add(1 + k), XdpDesc { addr: base + (k * CHUNK) as u64, len: piece, options });
+            let next = end.min((addr / chunk + 1) * chunk);
+            let options = if next < end { libc::XDP_PKT_CONTD } else { 0 };
+            tx.write(idx.wrapping_add(1 + k), XdpDesc { addr, len: (next - addr) as u32, options });
+            addr = next;
         }
         self.slots[slot].outstanding += pieces;
         self.unsubmitted += descs;
