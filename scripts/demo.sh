@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 mib=${ZCLAB_DEMO_MIB:-256}
 env_name=${ZCLAB_DEMO_ENV:-zclab-demo}
-modes=(read-write mmap-write sendfile splice msg-zerocopy io-uring-zc udp-gso)
+modes=(read-write mmap-write sendfile splice msg-zerocopy io-uring-zc udp-gso af-xdp)
 
 scripts/setup.sh
 cargo build --release --locked

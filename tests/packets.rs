@@ -23,8 +23,19 @@ fn packet(id: u32, offset: u64, payload: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn malformed_packets_are_counted_and_never_written() {
-    if !privileged("malformed_packets_are_counted_and_never_written") {
+fn malformed_packets_are_counted_and_never_written_udp_gso() {
+    malformed_packets_are_counted_and_never_written("udp-gso");
+}
+
+/// The same packets reach the AF_XDP receiver through its XDP program
+/// (they are sent by a kernel UDP socket to the lab's port).
+#[test]
+fn malformed_packets_are_counted_and_never_written_af_xdp() {
+    malformed_packets_are_counted_and_never_written("af-xdp");
+}
+
+fn malformed_packets_are_counted_and_never_written(mode: &'static str) {
+    if !privileged(&format!("malformed packets, {mode}")) {
         return;
     }
     let env = env();
@@ -55,9 +66,12 @@ fn malformed_packets_are_counted_and_never_written() {
             }
         };
         let mut wd = Watchdog::new(Duration::from_secs(5), "receiver");
-        let hello = Msg::Hello { mode: "udp-gso".into(), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64 };
+        let hello = Msg::Hello { mode: mode.into(), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64 };
         send_msg(&mut &ctrl, &hello, &mut wd).unwrap();
-        assert!(matches!(recv_msg(&mut &ctrl, &mut wd).unwrap(), Some(Msg::Ready { .. })));
+        match recv_msg(&mut &ctrl, &mut wd).unwrap() {
+            Some(Msg::Ready { mac }) => assert_eq!(mac.is_some(), mode == "af-xdp", "only af-xdp announces a MAC"),
+            other => panic!("expected Ready, got {other:?}"),
+        }
         let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
         udp.connect(to).unwrap();
         let poison = [0xEEu8; PAYLOAD];

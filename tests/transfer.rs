@@ -55,7 +55,7 @@ fn transfers_every_size_at(mode: &str, mtu: Option<u32>) {
         } else {
             assert!(zc.is_null(), "{r}");
         }
-        if mode == "udp-gso" {
+        if mode == "udp-gso" || mode == "af-xdp" {
             let payload = mtu.unwrap_or(1500) as u64 - 20 - 8 - 24;
             assert_eq!(r["mtu"], mtu.unwrap_or(1500), "{r}");
             assert_eq!(r["chunk_bytes"], payload, "payload follows the MTU: {r}");
@@ -63,6 +63,14 @@ fn transfers_every_size_at(mode: &str, mtu: Option<u32>) {
             let resent = r["retransmitted_packets"].as_u64().unwrap();
             assert_eq!(sent - resent, (len as u64).div_ceil(payload), "every packet sent once, plus resends: {r}");
             assert_eq!(r["invalid_packets"], 0, "{r}");
+            if mode == "af-xdp" {
+                let x = &r["af_xdp"];
+                assert_eq!(x["bind_mode"], "copy", "veth is copy-mode only: {r}");
+                assert_eq!(x["program"], if mtu.unwrap_or(1500) > 3506 { "xdp.frags" } else { "xdp" }, "{r}");
+                assert_eq!(x["tx_invalid"], 0, "{r}");
+                let direct = zclab::sys::file::dio_align(&std::fs::File::open(&src).unwrap()).unwrap().is_some();
+                assert_eq!(x["o_direct"], direct, "O_DIRECT is claimed exactly when the filesystem does it: {r}");
+            }
         } else {
             assert!(r["packets"].is_null() && r["retransmitted_packets"].is_null());
         }
@@ -108,4 +116,14 @@ fn udp_gso() {
 #[test]
 fn udp_gso_jumbo() {
     transfers_every_size_at("udp-gso", Some(9000));
+}
+
+#[test]
+fn af_xdp() {
+    transfers_every_size("af-xdp");
+}
+
+#[test]
+fn af_xdp_jumbo() {
+    transfers_every_size_at("af-xdp", Some(9000));
 }

@@ -1,0 +1,153 @@
+//! What only the AF_XDP path promises: no page cache on the sending side,
+//! both UMEM modes, and nothing left attached when a process is killed.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn xdp_attached(ns: &str, dev: &str) -> bool {
+    let o = Command::new("ip").args(["-n", ns, "-d", "link", "show", "dev", dev]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).contains("prog/xdp")
+}
+
+/// Writes a file and makes sure it is on disk and out of the page cache.
+fn cold_file(path: &std::path::Path, len: usize) {
+    random_file(path, len, 11);
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    zclab::sys::file::evict_from_cache(&f).unwrap();
+}
+
+#[test]
+fn af_xdp_sends_without_the_page_cache_and_sendfile_does_not() {
+    if !privileged("af_xdp_sends_without_the_page_cache_and_sendfile_does_not") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    let len = 16 << 20;
+    cold_file(&src, len);
+    if zclab::sys::file::dio_align(&std::fs::File::open(&src).unwrap()).unwrap().is_none() {
+        eprintln!("SKIPPED the page-cache check: {} has no direct I/O (tmpfs?)", dir.0.display());
+        return;
+    }
+    let name = env.names().name.clone();
+    let run = |mode: &str| {
+        let o = run_zclab(&["run", "--env", &name, "--mode", mode, "--file", src.to_str().unwrap(), "--cold", "--json"]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        json(&o)
+    };
+    let x = run("af-xdp");
+    assert_eq!(x["verified"], true);
+    assert_eq!(x["af_xdp"]["o_direct"], true, "{x}");
+    assert_eq!(x["source_cached_before_bytes"], 0, "{x}");
+    assert_eq!(x["source_cached_after_bytes"], 0, "O_DIRECT leaves nothing in the page cache: {x}");
+    let s = run("sendfile");
+    assert_eq!(s["source_cached_before_bytes"], 0, "{s}");
+    assert_eq!(s["source_cached_after_bytes"], len as u64, "sendfile reads through the page cache: {s}");
+}
+
+#[test]
+fn aligned_and_unaligned_umem_both_work() {
+    if !privileged("aligned_and_unaligned_umem_both_work") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (3 << 20) + 333, 12);
+    let n = env.names().clone();
+    for umem in ["aligned", "unaligned"] {
+        let out = dir.path(&format!("out-{umem}"));
+        let recv = zclab()
+            .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap(), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let s = run_zclab(&[
+            "send",
+            "--netns",
+            &n.tx_ns,
+            "--to",
+            "10.77.0.2:7777",
+            "--mode",
+            "af-xdp",
+            "--umem",
+            umem,
+            "--file",
+            src.to_str().unwrap(),
+            "--json",
+        ]);
+        let r = recv.wait_with_output().unwrap();
+        assert!(s.status.success() && r.status.success(), "{umem}: {} {}", stderr(&s), stderr(&r));
+        let sr = json(&s);
+        assert!(sr["af_xdp"]["frame_layout"].as_str().unwrap().contains(&format!("({umem} UMEM)")), "{sr}");
+        assert_eq!(sr["af_xdp"]["tx_invalid"], 0, "no descriptor crossed a chunk edge: {sr}");
+        assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap(), "{umem}");
+    }
+}
+
+#[test]
+fn sigkill_leaves_no_xdp_program_behind() {
+    if !privileged("sigkill_leaves_no_xdp_program_behind") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 256 << 20, 13);
+    let n = env.names().clone();
+    for victim in ["receiver", "sender"] {
+        let out = dir.path("out");
+        let mut recv = zclab()
+            .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut send = zclab()
+            .args(["send", "--netns", &n.tx_ns, "--to", "10.77.0.2:7777", "--mode", "af-xdp", "--file", src.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until the receiver's program is attached, i.e. the transfer runs.
+        let t = Instant::now();
+        while !xdp_attached(&n.rx_ns, &n.rx_if) {
+            assert!(t.elapsed() < Duration::from_secs(10), "the XDP program never appeared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (killed, other) = if victim == "receiver" { (&mut recv, &mut send) } else { (&mut send, &mut recv) };
+        killed.kill().unwrap(); // SIGKILL: no destructor runs
+        killed.wait().unwrap();
+        // The other end notices within its timeout (default 10 s) and exits.
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = other.try_wait().unwrap() {
+                break st;
+            }
+            assert!(t.elapsed() < Duration::from_secs(15), "the {victim}'s peer hangs");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "a transfer whose peer died cannot succeed");
+        let t = Instant::now();
+        while xdp_attached(&n.rx_ns, &n.rx_if) {
+            assert!(t.elapsed() < Duration::from_secs(3), "XDP program left on {} after the {victim} was killed", n.rx_if);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!xdp_attached(&n.tx_ns, &n.tx_if));
+        let leftovers: Vec<String> = files_in(&dir.0).into_iter().filter(|f| f != "src").collect();
+        if victim == "sender" {
+            assert!(leftovers.is_empty(), "the receiver cleans up after a dead sender: {leftovers:?}");
+        }
+        for f in leftovers {
+            // A SIGKILLed receiver cannot remove its partial file; nothing else may be there.
+            assert!(f.contains(".zclab-partial-"), "unexpected file {f}");
+            std::fs::remove_file(dir.path(&f)).unwrap();
+        }
+    }
+}
