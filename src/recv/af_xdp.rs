@@ -52,6 +52,7 @@ pub struct XdpSource {
     sock: XskSocket,
     port: u16,
     iface: String,
+    mtu: u32,
     /// Frames taken from RX, to go back on the fill ring.
     free: Vec<u64>,
     /// A packet spread over several descriptors, being gathered.
@@ -106,6 +107,7 @@ impl XdpSource {
             sock,
             port: listen.port(),
             iface,
+            mtu,
             free: (0..(FILL + RX) as u64).map(|i| i * CHUNK as u64).collect(),
             gather: Vec::with_capacity(MAX_FRAME),
             gathering: false,
@@ -126,6 +128,13 @@ impl XdpSource {
             self.sock.fill.write(idx.wrapping_add(k), addr);
         }
         self.sock.fill.submit(want);
+    }
+
+    /// Packets the sender may have in flight: three quarters of what the
+    /// RX ring holds, counting the descriptors one packet takes at this MTU.
+    pub fn window(&self) -> u64 {
+        let descs_per_packet = (self.mtu as u64 + 14).div_ceil(CHUNK as u64 - 256).max(1);
+        (RX as u64 / descs_per_packet) * 3 / 4
     }
 
     /// The receiver's part of the report.

@@ -150,14 +150,17 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         let mut r = Reassembly::new(PacketPlan::new(size, payload), transfer_id as u32);
         let (calls, rounds) = if path == Mode::AfXdp {
             let (mut src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
-            let res =
-                packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, Some(mac)).context("receiving the packets")?;
+            let res = {
+                let window = src.window();
+                packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, Some(mac), window)
+            }
+            .context("receiving the packets")?;
             af_xdp = Some(src.report()?);
             res
         } else {
             let mut src =
                 udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
-            packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, None).context("receiving the packets")?
+            packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, None, udp::WINDOW).context("receiving the packets")?
         };
         let c = r.counts;
         packets = Some(RxPackets { accepted: c.accepted, duplicates: c.duplicates, invalid: c.invalid, rounds });

@@ -38,7 +38,8 @@ pub trait PacketSource {
 const SPIN: Duration = Duration::from_micros(200);
 
 /// Runs the rounds until every packet is in `r`. Returns the syscalls made
-/// and the number of rounds.
+/// and the number of rounds. `window` (packets) is offered to the sender,
+/// and progress is reported every quarter window.
 pub fn receive_rounds(
     ctrl: &TcpStream,
     src: &mut impl PacketSource,
@@ -46,9 +47,12 @@ pub fn receive_rounds(
     out: &File,
     wd: &mut Watchdog,
     mac: Option<String>,
+    window: u64,
 ) -> io::Result<(u64, u32)> {
     let mut calls = 0u64;
-    send_msg(&mut &*ctrl, &Msg::Ready { mac }, wd)?;
+    send_msg(&mut &*ctrl, &Msg::Ready { mac, window: Some(window) }, wd)?;
+    let seen = |r: &Reassembly| r.counts.accepted + r.counts.duplicates + r.counts.invalid;
+    let mut reported = 0;
     let mut control_checked = Instant::now();
     loop {
         let (data, control) = if src.ready(SPIN) {
@@ -65,6 +69,11 @@ pub fn receive_rounds(
         calls += 1;
         if data {
             calls += src.drain(r, out, wd)?;
+            if seen(r) - reported >= (window / 4).max(1) {
+                reported = seen(r);
+                calls += 1;
+                send_msg(&mut &*ctrl, &Msg::Progress { seen: reported }, wd)?;
+            }
         }
         if !control {
             if !data {

@@ -16,6 +16,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 /// Receive buffer asked for: large, so a burst survives a slow moment.
 const RCVBUF: libc::c_int = 64 << 20;
+/// Packets the sender may have in flight: well within the receive buffer
+/// (a queued GRO skb of 44 packets costs about 128 KiB of it).
+pub const WINDOW: u64 = 8192;
 
 pub struct UdpSource {
     sock: UdpSocket,

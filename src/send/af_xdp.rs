@@ -21,7 +21,7 @@
 //! the two modes send identical packets and differ only in what the kernel
 //! checks.
 
-use super::packets::{await_ready, send_rounds, PacketSink};
+use super::packets::{await_ready, send_rounds, Flow, PacketSink};
 use super::Stream;
 use crate::metrics::{AfXdpTx, DataPath};
 use crate::sys::{self, xdp as sysxdp};
@@ -134,7 +134,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
-    let mac = await_ready(s)?;
+    let (mac, window) = await_ready(s)?;
     let dst_mac = mac
         .as_deref()
         .and_then(wire::parse_mac)
@@ -196,7 +196,7 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
         reads: 0,
         descs: (u32::MAX, 0),
     };
-    let (stats, calls) = send_rounds(s, &plan, &mut sink)?;
+    let (stats, calls) = send_rounds(s, &plan, window, &mut sink)?;
     let xs = sink.sock.statistics()?;
     let (lo, hi) = sink.descs;
     let frame_layout = format!(
@@ -367,7 +367,14 @@ impl XdpSink<'_> {
 }
 
 impl PacketSink for XdpSink<'_> {
-    fn send(&mut self, plan: &PacketPlan, ranges: &[(u64, u64)], resent: bool, wd: &mut Watchdog) -> io::Result<u64> {
+    fn send(
+        &mut self,
+        plan: &PacketPlan,
+        ranges: &[(u64, u64)],
+        resent: bool,
+        flow: &mut Flow,
+        wd: &mut Watchdog,
+    ) -> io::Result<u64> {
         let (kicks0, reads0) = (self.kicks, self.reads);
         let flags = if resent { FLAG_RESENT } else { 0 };
         for &(a, b) in ranges {
@@ -377,6 +384,11 @@ impl PacketSink for XdpSink<'_> {
                 let end = ((block + 1) * self.per_block).min(b);
                 let slot = self.load(block, wd)?;
                 for j in i..end {
+                    if flow.must_wait() {
+                        self.kick()?;
+                        self.reap();
+                    }
+                    flow.admit(wd)?;
                     self.queue(plan, j, slot, flags, wd)?;
                 }
                 i = end;

@@ -1,15 +1,24 @@
-//! What every packet path's sender shares: the rounds.
+//! What every packet path's sender shares: the rounds and the window.
 //!
 //! Round 0 sends every packet; then the receiver, told the round is over,
 //! answers with the packets it still misses, and the next round sends just
 //! those (flagged as resent), until nothing is missing.
+//!
+//! The window keeps the sender from outrunning the receiver: at most
+//! `window` packets may be sent beyond what the receiver last reported
+//! having taken (Progress messages). A packet lost on the way is never
+//! reported, so a sender that hears nothing for a moment assumes what is in
+//! flight is gone and opens the window again; the rounds repair the loss.
 
 use super::Stream;
 use crate::metrics::PacketStats;
+use crate::sys::socket::poll_one;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::Watchdog;
 use std::io;
+use std::net::TcpStream;
+use std::time::Duration;
 
 /// Give up after this many rounds of retransmission.
 pub const MAX_ROUNDS: u32 = 100;
@@ -19,20 +28,92 @@ pub trait PacketSink {
     /// Sends the packets with indices in `ranges` (half-open); returns when
     /// the last of them has left (so a RoundDone cannot overtake them).
     /// Returns the syscalls it made.
-    fn send(&mut self, plan: &PacketPlan, ranges: &[(u64, u64)], resent: bool, wd: &mut Watchdog) -> io::Result<u64>;
+    /// Calls `flow.admit` before each packet.
+    fn send(
+        &mut self,
+        plan: &PacketPlan,
+        ranges: &[(u64, u64)],
+        resent: bool,
+        flow: &mut Flow,
+        wd: &mut Watchdog,
+    ) -> io::Result<u64>;
 }
 
-/// Waits for the receiver's Ready; returns the MAC it announced, if any.
-pub fn await_ready(s: &mut Stream) -> io::Result<Option<String>> {
+/// How long a blocked sender waits for news before it assumes loss.
+const STALL: Duration = Duration::from_millis(5);
+
+/// The sender's side of the window.
+pub struct Flow<'a> {
+    ctrl: &'a TcpStream,
+    window: Option<u64>,
+    sent: u64,
+    /// `sent` as of the last time the receiver's count was trusted.
+    credited: u64,
+    seen_at_credit: u64,
+    seen: u64,
+    /// Times the sender waited for the receiver, and gave up waiting.
+    pub waits: u64,
+    pub stalls: u64,
+}
+
+impl<'a> Flow<'a> {
+    pub fn new(ctrl: &'a TcpStream, window: Option<u64>) -> Flow<'a> {
+        Flow { ctrl, window, sent: 0, credited: 0, seen_at_credit: 0, seen: 0, waits: 0, stalls: 0 }
+    }
+
+    fn in_flight(&self) -> u64 {
+        (self.sent - self.credited).saturating_sub(self.seen - self.seen_at_credit)
+    }
+
+    /// True if the next `admit` would wait: push out what is queued first.
+    pub fn must_wait(&self) -> bool {
+        self.window.is_some_and(|w| self.in_flight() >= w)
+    }
+
+    /// Returns once one more packet may go (and counts it as sent).
+    pub fn admit(&mut self, wd: &mut Watchdog) -> io::Result<()> {
+        if let Some(window) = self.window {
+            while self.in_flight() >= window {
+                self.waits += 1;
+                if poll_one(self.ctrl, libc::POLLIN, STALL.as_millis() as i32)? == 0 {
+                    // Nothing heard: what is in flight is delivered or lost.
+                    self.stalls += 1;
+                    self.credited = self.sent;
+                    self.seen_at_credit = self.seen;
+                    break;
+                }
+                match recv_msg(&mut &*self.ctrl, wd)? {
+                    Some(Msg::Progress { seen }) => self.heard(seen),
+                    other => return Err(io::Error::other(format!("the receiver sent {other:?} mid-round"))),
+                }
+            }
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    fn heard(&mut self, seen: u64) {
+        self.seen = self.seen.max(seen);
+    }
+}
+
+/// Waits for the receiver's Ready; returns the MAC and window it announced.
+pub fn await_ready(s: &mut Stream) -> io::Result<(Option<String>, Option<u64>)> {
     match recv_msg(&mut &*s.sock, &mut s.wd)? {
-        Some(Msg::Ready { mac }) => Ok(mac),
+        Some(Msg::Ready { mac, window }) => Ok((mac, window)),
         other => Err(io::Error::other(format!("the receiver answered {other:?} where Ready was expected"))),
     }
 }
 
 /// Runs rounds until the receiver misses nothing; returns the packet
 /// counts and the syscalls the sink made.
-pub fn send_rounds(s: &mut Stream, plan: &PacketPlan, sink: &mut impl PacketSink) -> io::Result<(PacketStats, u64)> {
+pub fn send_rounds(
+    s: &mut Stream,
+    plan: &PacketPlan,
+    window: Option<u64>,
+    sink: &mut impl PacketSink,
+) -> io::Result<(PacketStats, u64)> {
+    let mut flow = Flow::new(s.sock, window);
     let mut stats = PacketStats::default();
     let mut calls = 0;
     let mut todo = vec![(0, plan.packets())];
@@ -40,7 +121,7 @@ pub fn send_rounds(s: &mut Stream, plan: &PacketPlan, sink: &mut impl PacketSink
         if round >= MAX_ROUNDS {
             return Err(io::Error::other(format!("still missing packets after {MAX_ROUNDS} rounds: the link loses too much")));
         }
-        calls += sink.send(plan, &todo, round > 0, &mut s.wd)?;
+        calls += sink.send(plan, &todo, round > 0, &mut flow, &mut s.wd)?;
         let sent: u64 = todo.iter().map(|(a, b)| b - a).sum();
         stats.packets += sent;
         if round > 0 {
@@ -48,7 +129,13 @@ pub fn send_rounds(s: &mut Stream, plan: &PacketPlan, sink: &mut impl PacketSink
         }
         stats.rounds = round + 1;
         send_msg(&mut &*s.sock, &Msg::RoundDone { round, sent }, &mut s.wd)?;
-        match recv_msg(&mut &*s.sock, &mut s.wd)? {
+        let answer = loop {
+            match recv_msg(&mut &*s.sock, &mut s.wd)? {
+                Some(Msg::Progress { seen }) => flow.heard(seen),
+                other => break other,
+            }
+        };
+        match answer {
             Some(Msg::Missing { ranges, count: 0 }) if ranges.is_empty() => break,
             Some(Msg::Missing { ranges, count }) => {
                 log::info!("round {round}: the receiver misses {count} packets");
@@ -60,5 +147,6 @@ pub fn send_rounds(s: &mut Stream, plan: &PacketPlan, sink: &mut impl PacketSink
             other => return Err(io::Error::other(format!("the receiver answered {other:?} where Missing was expected"))),
         }
     }
+    log::info!("window {window:?}: waited for the receiver {} times, assumed loss {} times", flow.waits, flow.stalls);
     Ok((stats, calls))
 }

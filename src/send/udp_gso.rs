@@ -9,7 +9,7 @@
 //! datagrams late, so the per-packet cost of the stack is paid once per
 //! batch. Lost datagrams are sent again in rounds, as the receiver asks.
 
-use super::packets::{await_ready, send_rounds, PacketSink};
+use super::packets::{await_ready, send_rounds, Flow, PacketSink};
 use super::Stream;
 use crate::metrics::DataPath;
 use crate::sys::{self, socket as so};
@@ -48,7 +48,7 @@ impl UdpPath {
 
 /// Sends every packet, then what the receiver reports missing, round by round.
 pub fn send(s: &mut Stream, udp: &UdpPath, transfer_id: u32) -> io::Result<DataPath> {
-    await_ready(s)?;
+    let (_, window) = await_ready(s)?;
     let plan = PacketPlan::new(s.size, udp.payload);
     let seg = LAB_HEADER_LEN + udp.payload as usize;
     so::set_int_opt(&udp.sock, so::SOL_UDP, so::UDP_SEGMENT, seg as libc::c_int)
@@ -61,7 +61,7 @@ pub fn send(s: &mut Stream, udp: &UdpPath, transfer_id: u32) -> io::Result<DataP
         batch_max: (MAX_GSO_BYTES / seg).clamp(1, MAX_BATCH),
         batch: Batch::new(),
     };
-    let (stats, calls) = send_rounds(s, &plan, &mut sink)?;
+    let (stats, calls) = send_rounds(s, &plan, window, &mut sink)?;
     Ok(DataPath { syscalls: calls + 1, zerocopy: None, packets: Some(stats), af_xdp: None })
 }
 
@@ -74,11 +74,22 @@ struct GsoSink<'a> {
 }
 
 impl PacketSink for GsoSink<'_> {
-    fn send(&mut self, plan: &PacketPlan, ranges: &[(u64, u64)], resent: bool, wd: &mut Watchdog) -> io::Result<u64> {
+    fn send(
+        &mut self,
+        plan: &PacketPlan,
+        ranges: &[(u64, u64)],
+        resent: bool,
+        flow: &mut Flow,
+        wd: &mut Watchdog,
+    ) -> io::Result<u64> {
         let flags = if resent { FLAG_RESENT } else { 0 };
         let mut calls = 0;
         for &(a, b) in ranges {
             for i in a..b {
+                if flow.must_wait() {
+                    calls += self.batch.flush(self.sock, self.data, wd)?;
+                }
+                flow.admit(wd)?;
                 let len = plan.len(i);
                 self.batch.push(LabHeader { transfer_id: self.transfer_id, offset: plan.offset(i), len, flags });
                 // Only the last segment of a GSO send may be short.

@@ -17,8 +17,16 @@ pub enum Msg {
     /// Sender to receiver, first: what is coming.
     Hello { mode: String, size: u64, chunk: u64, transfer_id: u64 },
     /// Receiver to sender (packet paths): ready for data. `mac` is the
-    /// receiving interface's MAC address where the path needs it.
-    Ready { mac: Option<String> },
+    /// receiving interface's MAC address where the path needs it; `window`
+    /// the packets the sender may have in flight beyond those it heard of.
+    Ready {
+        mac: Option<String>,
+        #[serde(default)]
+        window: Option<u64>,
+    },
+    /// Receiver to sender (packet paths), now and then during a round: it
+    /// has taken `seen` packets off its data plane so far (all rounds).
+    Progress { seen: u64 },
     /// Sender to receiver (packet paths): round `round` is fully sent.
     RoundDone { round: u32, sent: u64 },
     /// Receiver to sender (packet paths): packets still missing, as
@@ -133,7 +141,8 @@ mod tests {
         let msgs = [
             Msg::Hello { mode: "sendfile".into(), size: u64::MAX, chunk: 131072, transfer_id: 7 },
             Msg::Received { bytes: 0 },
-            Msg::Ready { mac: Some("02:00:00:00:00:01".into()) },
+            Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024) },
+            Msg::Progress { seen: 77 },
             Msg::RoundDone { round: 2, sent: 10 },
             Msg::Missing { ranges: vec![(1, 4), (9, 10)], count: 4 },
             Msg::Trailer { hash: "ab".repeat(32) },
