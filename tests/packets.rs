@@ -69,7 +69,7 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str) {
         let hello = Msg::Hello { mode: mode.into(), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64 };
         send_msg(&mut &ctrl, &hello, &mut wd).unwrap();
         match recv_msg(&mut &ctrl, &mut wd).unwrap() {
-            Some(Msg::Ready { mac }) => assert_eq!(mac.is_some(), mode == "af-xdp", "only af-xdp announces a MAC"),
+            Some(Msg::Ready { mac, .. }) => assert_eq!(mac.is_some(), mode == "af-xdp", "only af-xdp announces a MAC"),
             other => panic!("expected Ready, got {other:?}"),
         }
         let udp = UdpSocket::bind("0.0.0.0:0").unwrap();

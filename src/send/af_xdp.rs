@@ -24,9 +24,10 @@
 use super::packets::{await_ready, send_rounds, Flow, PacketSink};
 use super::Stream;
 use crate::metrics::{AfXdpTx, DataPath};
+use crate::sys::uring::ReadRing;
 use crate::sys::{self, xdp as sysxdp};
 use crate::transfer::plan::PacketPlan;
-use crate::transfer::Watchdog;
+use crate::transfer::{Watchdog, IO_TICK};
 use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN};
 use crate::xsk::{BindMode, Umem, UmemConfig, XdpDesc, XskConfig, XskSocket};
 use std::fs::{File, OpenOptions};
@@ -177,8 +178,14 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
         per_block,
         block_bytes >> 10
     );
+    let reader = ReadRing::new(2 * SLOTS as u32).map_err(io::Error::other)?;
     let mut sink = XdpSink {
+        reader,
         sock,
+        blocks: Vec::new(),
+        at: 0,
+        ahead: 0,
+        done: Vec::with_capacity(SLOTS),
         template,
         transfer_id,
         file: &p.file,
@@ -189,8 +196,7 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
         header_bytes,
         slot_bytes,
         hdr_free: (0..RING as u64).map(|i| i * HEADER_SLOT).collect(),
-        slots: vec![Slot { block: None, outstanding: 0 }; SLOTS],
-        next_slot: 0,
+        slots: vec![Slot { held: Held::Nothing, len: 0, pos: None, outstanding: 0 }; SLOTS],
         unsubmitted: 0,
         kicks: 0,
         reads: 0,
@@ -222,16 +228,37 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
     })
 }
 
+/// What a UMEM block slot holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Held {
+    Nothing,
+    /// An asynchronous read of this block is in flight: hands off.
+    Reading(u64),
+    Ready(u64),
+}
+
 #[derive(Clone, Copy)]
 struct Slot {
-    /// The file block held, if any.
-    block: Option<u64>,
+    held: Held,
+    /// Bytes of the block (the read may be rounded up past them).
+    len: u64,
+    /// Position of its block in the current call's block list (None: not needed).
+    pos: Option<usize>,
     /// Descriptors pointing into it that the kernel has not completed.
     outstanding: u32,
 }
 
 struct XdpSink<'a> {
+    /// Declared before `sock`: dropped first, so no read can land in a
+    /// UMEM that is gone (its Drop waits for reads in flight).
+    reader: ReadRing,
     sock: XskSocket,
+    /// The blocks this call sends, in order; `at` is the one being sent,
+    /// `ahead` the next one to read ahead.
+    blocks: Vec<u64>,
+    at: usize,
+    ahead: usize,
+    done: Vec<(u64, i32)>,
     template: FrameTemplate,
     transfer_id: u32,
     file: &'a File,
@@ -243,7 +270,6 @@ struct XdpSink<'a> {
     slot_bytes: u64,
     hdr_free: Vec<u64>,
     slots: Vec<Slot>,
-    next_slot: usize,
     unsubmitted: u32,
     kicks: u64,
     reads: u64,
@@ -299,31 +325,108 @@ impl XdpSink<'_> {
         Ok(())
     }
 
-    /// The slot that holds `block`, reading it from the file if needed.
-    fn load(&mut self, block: u64, wd: &mut Watchdog) -> io::Result<usize> {
-        if let Some(i) = self.slots.iter().position(|s| s.block == Some(block)) {
-            return Ok(i);
-        }
-        let slot = self.next_slot;
-        self.next_slot = (self.next_slot + 1) % self.slots.len();
-        self.wait_for(wd, |me| me.slots[slot].outstanding == 0)?;
-        self.slots[slot].block = None;
+    /// Starts reading `block` into `slot` (asynchronously, O_DIRECT).
+    fn start_read(&mut self, slot: usize, block: u64, pos: usize) -> io::Result<()> {
         let offset = block * self.block_bytes;
         let len = (self.size - offset).min(self.block_bytes);
         let read_len = len.div_ceil(self.align) * self.align;
         let addr = self.slot_addr(slot);
-        let buf = self.sock.umem.slice_mut(addr, read_len as usize).map_err(io::Error::other)?;
-        let mut got = 0usize;
-        while (got as u64) < len {
+        self.reads += 1;
+        self.sock.umem.read_async(&mut self.reader, self.file, addr, read_len as usize, offset, slot as u64)?;
+        self.slots[slot] = Slot { held: Held::Reading(block), len, pos: Some(pos), outstanding: 0 };
+        Ok(())
+    }
+
+    /// Collects finished reads; with `wait`, first waits a little for one.
+    fn finish_reads(&mut self, wait: bool) -> io::Result<()> {
+        if wait && self.reader.in_flight() > 0 {
             self.reads += 1;
-            let n = self.file.read_at(&mut buf[got..], offset + got as u64)?;
-            if n == 0 {
-                return Err(super::file_shrank(offset + got as u64, self.size));
-            }
-            got += n;
+            self.reader.wait(IO_TICK)?;
         }
-        self.slots[slot].block = Some(block);
-        Ok(slot)
+        self.done.clear();
+        self.reader.reap(&mut self.done);
+        for k in 0..self.done.len() {
+            let (tag, res) = self.done[k];
+            let slot = tag as usize;
+            let Held::Reading(block) = self.slots[slot].held else { continue };
+            if res < 0 {
+                return Err(io::Error::from_raw_os_error(-res));
+            }
+            let got = res as u64;
+            if got < self.slots[slot].len {
+                // A short read (rare): finish it synchronously.
+                let offset = block * self.block_bytes;
+                let want = self.slots[slot].len;
+                let addr = self.slot_addr(slot);
+                let buf = self
+                    .sock
+                    .umem
+                    .slice_mut(addr, want.div_ceil(self.align) as usize * self.align as usize)
+                    .map_err(io::Error::other)?;
+                let mut at = got - got % self.align;
+                while at < want {
+                    self.reads += 1;
+                    let n = self.file.read_at(&mut buf[at as usize..], offset + at)?;
+                    if n == 0 {
+                        return Err(super::file_shrank(offset + at, self.size));
+                    }
+                    at += n as u64;
+                }
+            }
+            self.slots[slot].held = Held::Ready(block);
+        }
+        Ok(())
+    }
+
+    /// Starts reads of the blocks coming next, into slots nobody needs.
+    fn read_ahead(&mut self) -> io::Result<()> {
+        while self.ahead < self.blocks.len() && self.ahead < self.at + SLOTS {
+            let block = self.blocks[self.ahead];
+            let have = self.slots.iter().position(|s| matches!(s.held, Held::Reading(b) | Held::Ready(b) if b == block));
+            if let Some(i) = have {
+                self.slots[i].pos = Some(self.ahead);
+                self.ahead += 1;
+                continue;
+            }
+            let at = self.at;
+            let free = self
+                .slots
+                .iter()
+                .position(|s| s.outstanding == 0 && !matches!(s.held, Held::Reading(_)) && s.pos.is_none_or(|p| p < at));
+            let Some(slot) = free else { break };
+            self.start_read(slot, block, self.ahead)?;
+            self.ahead += 1;
+        }
+        Ok(())
+    }
+
+    /// The slot that holds block number `pos` of this call's list, once its
+    /// read has completed; starts reads ahead meanwhile.
+    fn load(&mut self, pos: usize, wd: &mut Watchdog) -> io::Result<usize> {
+        self.at = pos;
+        let block = self.blocks[pos];
+        loop {
+            self.finish_reads(false)?;
+            self.read_ahead()?;
+            match self.slots.iter().position(|s| matches!(s.held, Held::Reading(b) | Held::Ready(b) if b == block)) {
+                Some(i) if self.slots[i].held == Held::Ready(block) => return Ok(i),
+                Some(_) => {
+                    // Keep the wire busy while the disk works.
+                    self.kick()?;
+                    self.reap();
+                    self.finish_reads(true)?;
+                    wd.progress();
+                }
+                None => {
+                    // Every slot is still referenced by packets in flight.
+                    self.kick()?;
+                    if self.reap() == 0 {
+                        wd.idle()?;
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
     }
 
     /// Puts packet `i` (in block slot `slot`) on the TX ring.
@@ -377,12 +480,28 @@ impl PacketSink for XdpSink<'_> {
     ) -> io::Result<u64> {
         let (kicks0, reads0) = (self.kicks, self.reads);
         let flags = if resent { FLAG_RESENT } else { 0 };
+        self.blocks.clear();
+        for &(a, b) in ranges.iter().filter(|(a, b)| a < b) {
+            for block in a / self.per_block..=(b - 1) / self.per_block {
+                if self.blocks.last() != Some(&block) {
+                    self.blocks.push(block);
+                }
+            }
+        }
+        for s in &mut self.slots {
+            s.pos = None;
+        }
+        self.ahead = 0;
+        let mut pos = 0;
         for &(a, b) in ranges {
             let mut i = a;
             while i < b {
                 let block = i / self.per_block;
                 let end = ((block + 1) * self.per_block).min(b);
-                let slot = self.load(block, wd)?;
+                while self.blocks[pos] != block {
+                    pos += 1;
+                }
+                let slot = self.load(pos, wd)?;
                 for j in i..end {
                     if flow.must_wait() {
                         self.kick()?;

@@ -121,3 +121,70 @@ impl Drop for SendZcRing<'_> {
         }
     }
 }
+
+/// An io_uring for file reads that complete while the caller does other
+/// work (the af-xdp sender reads the next file blocks into the UMEM while
+/// it sends the current one). `Drop` waits (bounded) for reads in flight.
+pub struct ReadRing {
+    ring: IoUring,
+    in_flight: u32,
+}
+
+impl ReadRing {
+    pub fn new(entries: u32) -> Result<ReadRing, UringError> {
+        let ring = IoUring::new(entries).map_err(UringError::Unavailable)?;
+        Ok(ReadRing { ring, in_flight: 0 })
+    }
+
+    /// Queues and submits a read of `len` bytes at `offset` of `file` into `buf`.
+    ///
+    /// # Safety
+    /// `buf..buf + len` must stay mapped, and no one may read or write it,
+    /// until `reap` has returned the completion tagged `tag`; and this ring
+    /// must be dropped before that memory is unmapped.
+    pub unsafe fn push_read(&mut self, file: &impl AsRawFd, buf: *mut u8, len: u32, offset: u64, tag: u64) -> io::Result<()> {
+        let sqe = opcode::Read::new(types::Fd(file.as_raw_fd()), buf, len).offset(offset).build().user_data(tag);
+        // SAFETY: the caller guarantees the buffer outlives the read (see above).
+        unsafe { self.ring.submission().push(&sqe) }.map_err(|_| io::Error::other("io_uring submission queue full"))?;
+        self.ring.submit()?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Reads in flight.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// Waits up to `timeout` for at least one completion (one io_uring_enter).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.raw_os_error() == Some(libc::EINTR) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes every completion: (tag, bytes read or -errno).
+    pub fn reap(&mut self, out: &mut Vec<(u64, i32)>) {
+        for cqe in self.ring.completion() {
+            self.in_flight -= 1;
+            out.push((cqe.user_data(), cqe.result()));
+        }
+    }
+}
+
+impl Drop for ReadRing {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut sink = Vec::new();
+        while self.in_flight > 0 && Instant::now() < deadline {
+            if self.wait(Duration::from_millis(100)).is_err() {
+                break;
+            }
+            self.reap(&mut sink);
+        }
+    }
+}

@@ -111,6 +111,35 @@ impl Umem {
     }
 }
 
+impl Umem {
+    /// Starts an asynchronous read of `len` bytes at `offset` of `file` into
+    /// `addr..addr + len` (bounds-checked); its completion comes from `ring`
+    /// tagged `tag`.
+    ///
+    /// The region must be one user space owns and leaves alone until that
+    /// completion: the af-xdp sender reads only into a block slot that no
+    /// descriptor points at, and touches it again only after the read
+    /// completed. The ring must be dropped before this UMEM (its Drop waits
+    /// for reads in flight).
+    pub fn read_async(
+        &mut self,
+        ring: &mut crate::sys::uring::ReadRing,
+        file: &std::fs::File,
+        addr: u64,
+        len: usize,
+        offset: u64,
+        tag: u64,
+    ) -> io::Result<()> {
+        let start = self.check(addr, len).map_err(io::Error::other)?;
+        let len32 = u32::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read larger than 4 GiB"))?;
+        // SAFETY: the region is inside the UMEM (checked) and owned by user
+        // space as documented above; `&mut self` rules out other views now,
+        // and the caller's protocol keeps the region untouched until the
+        // completion. The ring is dropped before the UMEM (documented above).
+        unsafe { ring.push_read(file, self.base().add(start), len32, offset, tag) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
