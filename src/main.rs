@@ -206,6 +206,10 @@ struct RecvArgs {
     expect_hash: Option<String>,
     #[command(flatten)]
     xdp: XdpArgs,
+    /// Packet paths: drop this many packets per thousand on purpose, as a lossy link
+    /// would, to watch retransmission rounds at work (fault injection).
+    #[arg(long, default_value_t = 0, value_name = "PER_MILLE", value_parser = clap::value_parser!(u32).range(0..=900))]
+    inject_loss: u32,
     /// af-xdp: where the XDP program runs (default: native, falling back to generic).
     #[arg(long, value_enum, value_name = "MODE")]
     xdp_mode: Option<AttachMode>,
@@ -334,6 +338,7 @@ fn run(cli: Cli) -> Result<bool> {
                     bind_mode: a.xdp.zerocopy.into(),
                     attach: a.xdp_mode,
                 },
+                inject_loss: a.inject_loss,
             };
             enter_netns(&a.netns)?;
             let rep = recv::receive(&cfg)?;

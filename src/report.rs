@@ -99,6 +99,9 @@ pub struct RxPackets {
     pub duplicates: u64,
     /// Malformed, foreign or out-of-range packets: counted, dropped, never written.
     pub invalid: u64,
+    /// Dropped on purpose (`recv --inject-loss`).
+    #[serde(default)]
+    pub injected_losses: u64,
     pub rounds: u32,
 }
 

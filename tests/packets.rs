@@ -126,3 +126,53 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str) {
     assert_eq!(r["packets"]["invalid"], 7 + 11, "{r}");
     assert_eq!(std::fs::read(&out).unwrap(), data, "only good packets were written");
 }
+
+/// Lost packets are sent again until the file is complete: the receiver
+/// drops 10 % of what arrives (fault injection), in every round.
+fn recovers_from_loss(mode: &str) {
+    if !privileged(&format!("recovers from loss, {mode}")) {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    random_file(&src, (5 << 20) + 77, 21);
+    let n = env.names().clone();
+    let recv = zclab()
+        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap(), "--json"])
+        .args(["--inject-loss", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s = run_zclab(&[
+        "send",
+        "--netns",
+        &n.tx_ns,
+        "--to",
+        "10.77.0.2:7777",
+        "--mode",
+        mode,
+        "--file",
+        src.to_str().unwrap(),
+        "--json",
+    ]);
+    let r = recv.wait_with_output().unwrap();
+    assert!(s.status.success() && r.status.success(), "{} {}", stderr(&s), stderr(&r));
+    let (sr, rr) = (json(&s), json(&r));
+    let injected = rr["packets"]["injected_losses"].as_u64().unwrap();
+    assert!(injected > 0, "{rr}");
+    assert!(sr["packets"]["retransmitted"].as_u64().unwrap() >= injected, "every dropped packet was sent again: {sr} {rr}");
+    assert!(sr["packets"]["rounds"].as_u64().unwrap() >= 2, "{sr}");
+    assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap());
+}
+
+#[test]
+fn recovers_from_loss_udp_gso() {
+    recovers_from_loss("udp-gso");
+}
+
+#[test]
+fn recovers_from_loss_af_xdp() {
+    recovers_from_loss("af-xdp");
+}

@@ -13,7 +13,7 @@ use crate::report::{RecvReport, RxPackets};
 use crate::send::Mode;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
 use crate::transfer::plan::PacketPlan;
-use crate::transfer::reassembly::Reassembly;
+use crate::transfer::reassembly::{LossInjector, Reassembly};
 use crate::transfer::{hash, Watchdog, IO_TICK};
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
@@ -36,6 +36,8 @@ pub struct RecvConfig {
     pub expect_hash: Option<String>,
     /// Interface, queue, bind and attach mode of the af-xdp path.
     pub af_xdp: af_xdp::AfXdpRecvOptions,
+    /// Packet paths: drop this many packets per thousand on purpose.
+    pub inject_loss: u32,
 }
 
 /// The output file while it is unverified. Dropped without `persist`, it
@@ -147,7 +149,8 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         let Some(payload) = payload else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
         partial.file().set_len(size).context("sizing the output file")?;
         let out = partial.file();
-        let mut r = Reassembly::new(PacketPlan::new(size, payload), transfer_id as u32);
+        let loss = LossInjector::new(cfg.inject_loss);
+        let mut r = Reassembly::with_loss(PacketPlan::new(size, payload), transfer_id as u32, loss);
         let (calls, rounds) = if path == Mode::AfXdp {
             let (mut src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
             let res = {
@@ -163,7 +166,13 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
             packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, None, udp::WINDOW).context("receiving the packets")?
         };
         let c = r.counts;
-        packets = Some(RxPackets { accepted: c.accepted, duplicates: c.duplicates, invalid: c.invalid, rounds });
+        packets = Some(RxPackets {
+            accepted: c.accepted,
+            duplicates: c.duplicates,
+            invalid: c.invalid,
+            injected_losses: c.injected_losses,
+            rounds,
+        });
         tcp::Received { bytes: r.bytes(), syscalls: calls }
     } else {
         tcp::receive_stream(&sock, partial.file(), size, &mut wd).context("receiving the data")?

@@ -51,7 +51,7 @@ pub fn receive_rounds(
 ) -> io::Result<(u64, u32)> {
     let mut calls = 0u64;
     send_msg(&mut &*ctrl, &Msg::Ready { mac, window: Some(window) }, wd)?;
-    let seen = |r: &Reassembly| r.counts.accepted + r.counts.duplicates + r.counts.invalid;
+    let seen = |r: &Reassembly| r.counts.accepted + r.counts.duplicates + r.counts.invalid + r.counts.injected_losses;
     let mut reported = 0;
     let mut control_checked = Instant::now();
     loop {

@@ -10,6 +10,32 @@
 use super::plan::{PacketPlan, Tracker};
 use crate::wire::{LabHeader, WireError};
 
+/// Fault injection for lessons and tests: drops a chosen share of the
+/// packets that arrive, as a lossy link would, so retransmission can be
+/// watched on a link that loses nothing. Deterministic (xorshift).
+#[derive(Debug, Clone)]
+pub struct LossInjector {
+    per_mille: u32,
+    state: u64,
+}
+
+impl LossInjector {
+    pub fn new(per_mille: u32) -> LossInjector {
+        LossInjector { per_mille: per_mille.min(1000), state: 0x9E37_79B9_7F4A_7C15 }
+    }
+
+    /// True for the packets to drop.
+    pub fn drop_next(&mut self) -> bool {
+        if self.per_mille == 0 {
+            return false;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state % 1000) < self.per_mille as u64
+    }
+}
+
 /// Counters the receiver reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RxCounts {
@@ -19,6 +45,8 @@ pub struct RxCounts {
     pub duplicates: u64,
     /// Malformed, foreign or out-of-range packets: dropped unwritten.
     pub invalid: u64,
+    /// Dropped on purpose by the loss injector.
+    pub injected_losses: u64,
 }
 
 /// Why a packet was dropped.
@@ -35,6 +63,8 @@ pub enum Outcome {
     /// New: write its payload at this file offset.
     Accept(u64),
     Duplicate,
+    /// Dropped by the loss injector.
+    Injected,
     Invalid(Invalid),
 }
 
@@ -42,12 +72,18 @@ pub struct Reassembly {
     plan: PacketPlan,
     transfer_id: u32,
     tracker: Tracker,
+    loss: LossInjector,
     pub counts: RxCounts,
 }
 
 impl Reassembly {
     pub fn new(plan: PacketPlan, transfer_id: u32) -> Reassembly {
-        Reassembly { plan, transfer_id, tracker: Tracker::new(plan.packets()), counts: RxCounts::default() }
+        Self::with_loss(plan, transfer_id, LossInjector::new(0))
+    }
+
+    /// A reassembly that first drops packets as `loss` says.
+    pub fn with_loss(plan: PacketPlan, transfer_id: u32, loss: LossInjector) -> Reassembly {
+        Reassembly { plan, transfer_id, tracker: Tracker::new(plan.packets()), loss, counts: RxCounts::default() }
     }
 
     /// Judges one UDP payload (lab header + file bytes); on `Accept`, the
@@ -61,6 +97,10 @@ impl Reassembly {
 
     /// Judges a packet whose lab header was parsed already.
     pub fn admit(&mut self, h: &LabHeader, payload: &[u8]) -> Outcome {
+        if self.loss.drop_next() {
+            self.counts.injected_losses += 1;
+            return Outcome::Injected;
+        }
         if h.transfer_id != self.transfer_id {
             return self.invalid(Invalid::OtherTransfer);
         }
@@ -112,6 +152,14 @@ impl Reassembly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loss_injector_drops_about_its_share() {
+        let mut l = LossInjector::new(100);
+        let dropped = (0..100_000).filter(|_| l.drop_next()).count();
+        assert!((9_000..11_000).contains(&dropped), "{dropped}");
+        assert!(!(0..1000).any(|_| LossInjector::new(0).drop_next()));
+    }
     use crate::wire::LAB_HEADER_LEN;
 
     fn pkt(id: u32, offset: u64, payload: &[u8]) -> Vec<u8> {
@@ -149,7 +197,7 @@ mod tests {
         assert_eq!(feed(&mut r, pkt(7, 10, &src[10..20])), Outcome::Accept(10));
         assert!(r.complete());
         assert_eq!(r.bytes(), 25);
-        assert_eq!(r.counts, RxCounts { accepted: 3, duplicates: 1, invalid: 6 });
+        assert_eq!(r.counts, RxCounts { accepted: 3, duplicates: 1, invalid: 6, injected_losses: 0 });
         assert_eq!(out, src);
     }
 }
