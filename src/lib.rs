@@ -14,6 +14,8 @@ pub mod netns;
 pub mod recv;
 /// Reports: the JSON schema and the tables people read.
 pub mod report;
+/// Next hop and its MAC from the kernel's route and neighbour tables.
+pub mod route;
 /// `zclab run`: both ends in their namespaces, one merged result.
 pub mod run;
 /// The sending end, one file per data path.

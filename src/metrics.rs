@@ -91,6 +91,8 @@ pub struct AfXdpTx {
     pub tx_invalid: u64,
     /// The file was read with O_DIRECT (page cache bypassed).
     pub o_direct: bool,
+    /// Where the frames' destination MAC came from.
+    pub next_hop: String,
 }
 
 /// Gigabits per second (10^9 bits) of `bytes` moved in `seconds`.

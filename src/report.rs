@@ -84,6 +84,8 @@ pub struct AfXdpRun {
     pub mtu: u32,
     pub frame_layout: String,
     pub o_direct: bool,
+    /// The next hop the frames were addressed to, and where its MAC came from.
+    pub next_hop: String,
     pub tx_invalid: u64,
     pub rx_dropped: u64,
     pub rx_ring_full: u64,
@@ -191,6 +193,7 @@ impl RunReport {
                     mtu: t.mtu,
                     frame_layout: t.frame_layout.clone(),
                     o_direct: t.o_direct,
+                    next_hop: t.next_hop.clone(),
                     tx_invalid: t.tx_invalid,
                     rx_dropped: x.rx_dropped,
                     rx_ring_full: x.rx_ring_full,
@@ -290,8 +293,8 @@ pub fn run_text(r: &RunReport) -> String {
         );
         let _ = writeln!(
             s,
-            "          tx_invalid {}, rx_dropped {}, rx_ring_full {}, fill_ring_empty {}",
-            x.tx_invalid, x.rx_dropped, x.rx_ring_full, x.fill_ring_empty
+            "          next hop {}; tx_invalid {}, rx_dropped {}, rx_ring_full {}, fill_ring_empty {}",
+            x.next_hop, x.tx_invalid, x.rx_dropped, x.rx_ring_full, x.fill_ring_empty
         );
     }
     let _ = writeln!(

@@ -151,3 +151,81 @@ fn sigkill_leaves_no_xdp_program_behind() {
         }
     }
 }
+
+/// Three namespaces made by hand: A -- R -- B, R forwarding. Removed on drop.
+struct Routed {
+    ns: [String; 3],
+}
+
+impl Routed {
+    fn up() -> Routed {
+        let base = unique_name();
+        let ns = [format!("{base}a"), format!("{base}r"), format!("{base}b")];
+        let r = Routed { ns: ns.clone() };
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(o.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+        };
+        let [a, rt, b] = [&ns[0], &ns[1], &ns[2]];
+        for n in &ns {
+            ip(&["netns", "add", n]);
+            ip(&["-n", n, "link", "set", "lo", "up"]);
+        }
+        ip(&["-n", a, "link", "add", "a0", "type", "veth", "peer", "name", "r0", "netns", rt]);
+        ip(&["-n", b, "link", "add", "b0", "type", "veth", "peer", "name", "r1", "netns", rt]);
+        for (n, dev, addr) in
+            [(a, "a0", "10.78.1.1/24"), (rt, "r0", "10.78.1.254/24"), (rt, "r1", "10.78.2.254/24"), (b, "b0", "10.78.2.1/24")]
+        {
+            ip(&["-n", n, "addr", "add", addr, "dev", dev]);
+            ip(&["-n", n, "link", "set", dev, "up"]);
+        }
+        ip(&["-n", a, "route", "add", "default", "via", "10.78.1.254"]);
+        ip(&["-n", b, "route", "add", "default", "via", "10.78.2.254"]);
+        let o = Command::new("ip").args(["netns", "exec", rt, "sysctl", "-qw", "net.ipv4.ip_forward=1"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        r
+    }
+}
+
+impl Drop for Routed {
+    fn drop(&mut self) {
+        for n in &self.ns {
+            let _ = Command::new("ip").args(["netns", "delete", n]).output();
+        }
+    }
+}
+
+#[test]
+fn af_xdp_reaches_a_receiver_behind_a_router() {
+    if !privileged("af_xdp_reaches_a_receiver_behind_a_router") {
+        return;
+    }
+    let net = Routed::up();
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    random_file(&src, (2 << 20) + 5, 31);
+    let recv = zclab()
+        .args(["recv", "--netns", &net.ns[2], "--listen", "10.78.2.1:7777", "--out", out.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s = run_zclab(&[
+        "send",
+        "--netns",
+        &net.ns[0],
+        "--to",
+        "10.78.2.1:7777",
+        "--mode",
+        "af-xdp",
+        "--file",
+        src.to_str().unwrap(),
+        "--json",
+    ]);
+    let r = recv.wait_with_output().unwrap();
+    assert!(s.status.success() && r.status.success(), "{} {}", stderr(&s), stderr(&r));
+    let sr = json(&s);
+    let hop = sr["af_xdp"]["next_hop"].as_str().unwrap();
+    assert!(hop.starts_with("10.78.1.254 ") && hop.contains("neighbour table"), "frames go to the router's MAC: {sr}");
+    assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap());
+}

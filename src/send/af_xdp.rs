@@ -136,13 +136,20 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
     let (mac, window) = await_ready(s)?;
-    let dst_mac = mac
-        .as_deref()
-        .and_then(wire::parse_mac)
-        .ok_or_else(|| io::Error::other("the receiver did not announce its MAC address (is it an af-xdp receiver?)"))?;
     let (src_ip, dst_ip) = match (s.sock.local_addr()?.ip(), to.ip()) {
         (IpAddr::V4(a), IpAddr::V4(b)) => (a, b),
         _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "af-xdp frames are IPv4")),
+    };
+    // The kernel's own answer first (it resolved the next hop for the
+    // control connection); the receiver's word only if the tables say nothing.
+    let (dst_mac, next_hop) = match crate::route::resolve(&p.iface, dst_ip) {
+        Some((hop, mac)) => (mac, format!("{hop} ({}) from the neighbour table", wire::format_mac(&mac))),
+        None => {
+            let mac = mac.as_deref().and_then(wire::parse_mac).ok_or_else(|| {
+                io::Error::other("no route or neighbour entry for the receiver, and it announced no MAC address")
+            })?;
+            (mac, format!("{dst_ip} ({}) as the receiver announced", wire::format_mac(&mac)))
+        }
     };
     let template =
         FrameTemplate { src_mac: p.src_mac, dst_mac, src_ip, dst_ip, src_port: s.sock.local_addr()?.port(), dst_port: to.port() };
@@ -224,6 +231,7 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
             frame_layout,
             tx_invalid: xs.tx_invalid_descs,
             o_direct: p.dio.is_some(),
+            next_hop,
         }),
     })
 }
