@@ -2,10 +2,11 @@
 # Installs the system packages zclab needs, only those that are missing.
 #   iproute2    `ip`: namespaces, veth pairs, addresses (zclab env)
 #   util-linux  `setpriv`: the tests run zclab as an unprivileged user once
+#   procps      `sysctl`: the routed af-xdp test turns on forwarding in its router namespace
 #   clang, libbpf-dev, linux-libc-dev: compile the XDP program in xdp-prog/
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux clang libbpf-dev linux-libc-dev)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
