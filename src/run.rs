@@ -7,6 +7,7 @@ use crate::report::{RecvReport, RunReport, SendReport};
 use crate::send::Mode;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -31,16 +32,20 @@ struct Peer {
     child: Child,
     stdout: Option<std::thread::JoinHandle<String>>,
     status: Option<ExitStatus>,
+    signalled: bool,
 }
 
 impl Peer {
     fn spawn(role: &'static str, args: &[String]) -> Result<Peer> {
         let exe = std::env::current_exe().context("cannot find the zclab executable")?;
         log::debug!("spawning {role}: {} {}", exe.display(), args.join(" "));
+        // Its own process group: a Ctrl-C at the terminal reaches only
+        // `zclab run`, which then asks each end once to stop (SIGTERM).
         let mut child = Command::new(exe)
             .args(args)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
+            .process_group(0)
             .spawn()
             .with_context(|| format!("cannot start the {role}"))?;
         let mut out = child.stdout.take().expect("stdout is piped");
@@ -49,7 +54,7 @@ impl Peer {
             let _ = out.read_to_string(&mut s);
             s
         });
-        Ok(Peer { role, child, stdout: Some(stdout), status: None })
+        Ok(Peer { role, child, stdout: Some(stdout), status: None, signalled: false })
     }
 
     fn poll(&mut self) -> Result<Option<ExitStatus>> {
@@ -59,11 +64,21 @@ impl Peer {
         Ok(self.status)
     }
 
+    /// Asks it to stop (SIGTERM: it cleans up as after an error). Only
+    /// once: a second signal makes zclab exit at once, skipping clean-up.
+    fn terminate(&mut self) {
+        if self.status.is_none() && !self.signalled {
+            self.signalled = true;
+            let _ = crate::sys::kill(self.child.id(), libc::SIGTERM);
+        }
+    }
+
+    /// Asks it to stop, waits up to 3 s, then kills it.
     fn stop(&mut self) {
         if self.status.is_some() {
             return;
         }
-        let _ = crate::sys::kill(self.child.id(), libc::SIGTERM);
+        self.terminate();
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(3) {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -156,6 +171,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     let mut sender_failed_at = None;
     loop {
         if crate::interrupt::requested() {
+            sender.terminate();
+            receiver.terminate();
             sender.stop();
             receiver.stop();
             bail!("interrupted; both ends stopped");

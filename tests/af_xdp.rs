@@ -229,3 +229,55 @@ fn af_xdp_reaches_a_receiver_behind_a_router() {
     assert!(hop.starts_with("10.78.1.254 ") && hop.contains("neighbour table"), "frames go to the router's MAC: {sr}");
     assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap());
 }
+
+#[test]
+fn ctrl_c_on_run_leaves_nothing_behind() {
+    if !privileged("ctrl_c_on_run_leaves_nothing_behind") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 512 << 20, 41);
+    let n = env.names().clone();
+    let keep = dir.path("kept");
+    for delay_ms in [50u64, 200, 400] {
+        let run = zclab()
+            .args([
+                "run",
+                "--env",
+                &n.name,
+                "--mode",
+                "af-xdp",
+                "--file",
+                src.to_str().unwrap(),
+                "--keep",
+                keep.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        zclab::sys::kill(run.id(), libc::SIGINT).unwrap();
+        let t = Instant::now();
+        let o = run.wait_with_output().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "Ctrl-C took {:?}", t.elapsed());
+        if o.status.success() {
+            continue; // finished before the signal: nothing to check
+        }
+        assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+        // Both ends were asked to stop and cleaned up after themselves.
+        let t = Instant::now();
+        loop {
+            let left = Command::new("pgrep").args(["-f", &format!("netns {}-", n.name)]).output().unwrap();
+            if left.stdout.is_empty() {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(5), "zclab ends still running: {}", String::from_utf8_lossy(&left.stdout));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!xdp_attached(&n.rx_ns, &n.rx_if), "XDP program left attached after Ctrl-C");
+        assert_eq!(files_in(&dir.0), vec!["src".to_string()], "after Ctrl-C at {delay_ms} ms");
+    }
+}

@@ -202,7 +202,7 @@ impl PacketSource for XdpSource {
             if n == 0 {
                 return Ok(calls);
             }
-            wd.progress();
+            wd.progress()?;
             let mut w = RunWriter::new(out);
             for k in 0..n {
                 let d = rx.read(idx.wrapping_add(k));

@@ -40,7 +40,7 @@ pub fn receive_stream(sock: &TcpStream, out: &File, size: u64, wd: &mut Watchdog
             }
             Err(e) => return Err(e),
         };
-        wd.progress();
+        wd.progress()?;
         let mut in_pipe = n;
         while in_pipe > 0 {
             calls += 1;

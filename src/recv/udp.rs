@@ -51,7 +51,7 @@ impl PacketSource for UdpSource {
             let Some((n, seg)) = so::recv_gro(&self.sock, &mut self.buf)? else {
                 return Ok(calls);
             };
-            wd.progress();
+            wd.progress()?;
             let seg = seg.unwrap_or(n).max(1);
             let mut w = RunWriter::new(out);
             for packet in self.buf[..n].chunks(seg) {

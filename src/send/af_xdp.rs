@@ -324,7 +324,7 @@ impl XdpSink<'_> {
         while !ready(self) {
             self.kick()?;
             if self.reap() > 0 {
-                wd.progress();
+                wd.progress()?;
             } else {
                 wd.idle()?;
                 std::thread::yield_now();
@@ -423,7 +423,7 @@ impl XdpSink<'_> {
                     self.kick()?;
                     self.reap();
                     self.finish_reads(true)?;
-                    wd.progress();
+                    wd.progress()?;
                 }
                 None => {
                     // Every slot is still referenced by packets in flight.

@@ -54,7 +54,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
                     if notif_follows {
                         zc.sends += 1;
                     }
-                    s.wd.progress();
+                    s.wd.progress()?;
                 }
                 ZcEvent::Released { copied, .. } => {
                     zc.completions += 1;

@@ -132,7 +132,7 @@ impl Stream<'_> {
                 Ok(0) => return Err(peer_closed()),
                 Ok(n) => {
                     off += n;
-                    self.wd.progress();
+                    self.wd.progress()?;
                 }
                 Err(e) if Watchdog::is_idle_error(&e) => self.wd.idle()?,
                 Err(e) => return Err(e),

@@ -37,7 +37,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
                 done += n as u64;
                 zc.sends += 1;
                 enobufs_in_a_row = 0;
-                s.wd.progress();
+                s.wd.progress()?;
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                 enobufs_in_a_row += 1;
@@ -82,7 +82,7 @@ fn reap(s: &mut Stream, zc: &mut ZerocopyStats, calls: &mut u64) -> io::Result<(
                 if c.copied {
                     zc.copied += n;
                 }
-                s.wd.progress();
+                s.wd.progress()?;
             }
         }
     }

@@ -18,7 +18,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         calls += 1;
         match sys::file::sendfile(s.sock, s.file, &mut offset, want) {
             Ok(0) => return Err(file_shrank(offset, s.size)),
-            Ok(_) => s.wd.progress(),
+            Ok(_) => s.wd.progress()?,
             Err(e) if Watchdog::is_idle_error(&e) => s.wd.idle()?,
             Err(e) => return Err(e),
         }

@@ -30,7 +30,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the receiver closed the connection")),
                 Ok(n) => {
                     in_pipe -= n;
-                    s.wd.progress();
+                    s.wd.progress()?;
                 }
                 Err(e) if Watchdog::is_idle_error(&e) => s.wd.idle()?,
                 Err(e) => return Err(e),

@@ -146,7 +146,7 @@ impl Batch {
                 Err(e) => return Err(e),
             }
         }
-        wd.progress();
+        wd.progress()?;
         self.len = 0;
         Ok(calls)
     }

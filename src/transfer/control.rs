@@ -85,7 +85,7 @@ pub fn send_msg<W: Write>(w: &mut W, msg: &Msg, wd: &mut Watchdog) -> io::Result
             Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the peer closed the connection")),
             Ok(n) => {
                 off += n;
-                wd.progress();
+                wd.progress()?;
             }
             Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
             Err(e) => return Err(e),
@@ -104,7 +104,7 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8], wd: &mut Watchdog) -> io::Resul
             Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection mid-message")),
             Ok(n) => {
                 off += n;
-                wd.progress();
+                wd.progress()?;
             }
             Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
             Err(e) => return Err(e),

@@ -19,9 +19,11 @@ impl Watchdog {
         Watchdog { limit, last: Instant::now(), what }
     }
 
-    /// Something moved: reset the clock.
-    pub fn progress(&mut self) {
+    /// Something moved: reset the clock. Also the place busy loops learn
+    /// of Ctrl-C, since they may never be idle.
+    pub fn progress(&mut self) -> io::Result<()> {
         self.last = Instant::now();
+        crate::interrupt::check()
     }
 
     /// Nothing moved this time: fail if it has been too long or Ctrl-C came.
@@ -58,7 +60,7 @@ mod tests {
         let e = w.idle().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(e.to_string().contains("the peer has not answered"));
-        w.progress();
+        w.progress().unwrap();
         assert!(w.idle().is_ok());
     }
 }

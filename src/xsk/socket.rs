@@ -130,6 +130,7 @@ impl XskSocket {
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                         last = Some(e);
+                        crate::interrupt::check()?;
                         std::thread::sleep(Duration::from_millis(200));
                     }
                     Err(e) => {
