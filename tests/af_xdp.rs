@@ -62,26 +62,8 @@ fn aligned_and_unaligned_umem_both_work() {
     let n = env.names().clone();
     for umem in ["aligned", "unaligned"] {
         let out = dir.path(&format!("out-{umem}"));
-        let recv = zclab()
-            .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap(), "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let s = run_zclab(&[
-            "send",
-            "--netns",
-            &n.tx_ns,
-            "--to",
-            "10.77.0.2:7777",
-            "--mode",
-            "af-xdp",
-            "--umem",
-            umem,
-            "--file",
-            src.to_str().unwrap(),
-            "--json",
-        ]);
+        let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json"]);
+        let s = send(&n.tx_ns, "10.77.0.2:7777", "af-xdp", &src, &["--umem", umem, "--json"]);
         let r = recv.wait_with_output().unwrap();
         assert!(s.status.success() && r.status.success(), "{umem}: {} {}", stderr(&s), stderr(&r));
         let sr = json(&s);
@@ -204,24 +186,8 @@ fn af_xdp_reaches_a_receiver_behind_a_router() {
     let dir = Scratch::new();
     let (src, out) = (dir.path("src"), dir.path("out"));
     random_file(&src, (2 << 20) + 5, 31);
-    let recv = zclab()
-        .args(["recv", "--netns", &net.ns[2], "--listen", "10.78.2.1:7777", "--out", out.to_str().unwrap(), "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let s = run_zclab(&[
-        "send",
-        "--netns",
-        &net.ns[0],
-        "--to",
-        "10.78.2.1:7777",
-        "--mode",
-        "af-xdp",
-        "--file",
-        src.to_str().unwrap(),
-        "--json",
-    ]);
+    let recv = spawn_recv(&net.ns[2], "10.78.2.1:7777", &out, &["--json"]);
+    let s = send(&net.ns[0], "10.78.2.1:7777", "af-xdp", &src, &["--json"]);
     let r = recv.wait_with_output().unwrap();
     assert!(s.status.success() && r.status.success(), "{} {}", stderr(&s), stderr(&r));
     let sr = json(&s);

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use zclab::netns::RX_ADDR;
 use zclab::transfer::control::{recv_msg, send_msg, Msg};
@@ -45,12 +44,7 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str) {
     random_file(&src, size, 5);
     let data = std::fs::read(&src).unwrap();
     let n = env.names().clone();
-    let recv = zclab()
-        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap(), "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json"]);
 
     let tx = n.tx_ns.clone();
     let sent_data = data.clone();
@@ -138,25 +132,8 @@ fn recovers_from_loss(mode: &str) {
     let (src, out) = (dir.path("src"), dir.path("out"));
     random_file(&src, (5 << 20) + 77, 21);
     let n = env.names().clone();
-    let recv = zclab()
-        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap(), "--json"])
-        .args(["--inject-loss", "100"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let s = run_zclab(&[
-        "send",
-        "--netns",
-        &n.tx_ns,
-        "--to",
-        "10.77.0.2:7777",
-        "--mode",
-        mode,
-        "--file",
-        src.to_str().unwrap(),
-        "--json",
-    ]);
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json", "--inject-loss", "100"]);
+    let s = send(&n.tx_ns, "10.77.0.2:7777", mode, &src, &["--json"]);
     let r = recv.wait_with_output().unwrap();
     assert!(s.status.success() && r.status.success(), "{} {}", stderr(&s), stderr(&r));
     let (sr, rr) = (json(&s), json(&r));

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use zclab::netns::RX_ADDR;
 use zclab::transfer::control::Msg;
@@ -20,23 +19,7 @@ fn truncated_stream_is_a_failure() {
     let dir = Scratch::new();
     let out = dir.path("out");
     let n = env.names().clone();
-    let recv = zclab()
-        .args([
-            "recv",
-            "--netns",
-            &n.rx_ns,
-            "--listen",
-            "10.77.0.2:7777",
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-            "--timeout",
-            "5",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json", "--timeout", "5"]);
     // A hand-made sender: announce 1000 bytes, send 500, hang up.
     let tx = n.tx_ns.clone();
     std::thread::spawn(move || {
@@ -75,25 +58,8 @@ fn hash_mismatch_is_a_failure_on_both_ends() {
     random_file(&src, 300_000, 9);
     let n = env.names().clone();
     let wrong = "00".repeat(32);
-    let recv = zclab()
-        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap(), "--json"])
-        .args(["--expect-hash", &wrong, "--timeout", "5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let s = run_zclab(&[
-        "send",
-        "--netns",
-        &n.tx_ns,
-        "--to",
-        "10.77.0.2:7777",
-        "--file",
-        src.to_str().unwrap(),
-        "--mode",
-        "splice",
-        "--json",
-    ]);
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json", "--expect-hash", &wrong, "--timeout", "5"]);
+    let s = send(&n.tx_ns, "10.77.0.2:7777", "splice", &src, &["--json"]);
     let o = recv.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "receiver: {}", stderr(&o));
     assert_eq!(s.status.code(), Some(1), "sender: {}", stderr(&s));
@@ -115,23 +81,8 @@ fn send_and_recv_work_standalone_and_print_tables() {
     let (src, out) = (dir.path("src"), dir.path("out"));
     random_file(&src, 777_777, 3);
     let n = env.names().clone();
-    let recv = zclab()
-        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7000", "--out", out.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let s = run_zclab(&[
-        "send",
-        "--netns",
-        &n.tx_ns,
-        "--to",
-        "10.77.0.2:7000",
-        "--file",
-        src.to_str().unwrap(),
-        "--mode",
-        "sendfile",
-    ]);
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7000", &out, &[]);
+    let s = send(&n.tx_ns, "10.77.0.2:7000", "sendfile", &src, &[]);
     let o = recv.wait_with_output().unwrap();
     assert!(s.status.success() && o.status.success(), "{} {}", stderr(&s), stderr(&o));
     assert!(String::from_utf8_lossy(&s.stdout).contains("VERIFIED"));

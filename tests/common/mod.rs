@@ -96,3 +96,24 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Starts `zclab recv --netns NS --listen LISTEN --out OUT EXTRA...` with
+/// its output captured (`wait_with_output` collects it).
+pub fn spawn_recv(ns: &str, listen: &str, out: &Path, extra: &[&str]) -> std::process::Child {
+    zclab()
+        .args(["recv", "--netns", ns, "--listen", listen, "--out", out.to_str().unwrap()])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("zclab recv starts")
+}
+
+/// Runs `zclab send --netns NS --to TO --mode MODE --file FILE EXTRA...`.
+pub fn send(ns: &str, to: &str, mode: &str, file: &Path, extra: &[&str]) -> Output {
+    zclab()
+        .args(["send", "--netns", ns, "--to", to, "--mode", mode, "--file", file.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .expect("zclab send runs")
+}
