@@ -331,6 +331,23 @@ pub fn send_text(r: &SendReport) -> String {
         human_bytes(r.source_cached_after_bytes)
     );
     s += &zc_line(&r.zerocopy);
+    if let Some(p) = &r.packets {
+        let _ = writeln!(
+            s,
+            "packets   {} sent, {} resent, {} rounds (MTU {})",
+            p.packets,
+            p.retransmitted,
+            p.rounds,
+            r.mtu.unwrap_or(0)
+        );
+    }
+    if let Some(x) = &r.af_xdp {
+        let _ = writeln!(
+            s,
+            "af_xdp    {} on {} ({} mode); O_DIRECT {}; next hop {}",
+            x.frame_layout, x.iface, x.bind_mode, x.o_direct, x.next_hop
+        );
+    }
     let _ = writeln!(s, "hash      blake3 {}", r.hash);
     s += &verdict_line(&r.reason);
     s
@@ -344,6 +361,20 @@ pub fn recv_text(r: &RecvReport) -> String {
         r.bytes, r.expected_bytes, r.mode, r.seconds, r.gbit_per_s
     );
     s += &cost_line("receiver", &r.cost);
+    if let Some(p) = &r.packets {
+        let _ = writeln!(
+            s,
+            "packets   {} accepted, {} duplicates, {} invalid (dropped unwritten), {} dropped by --inject-loss, {} rounds",
+            p.accepted, p.duplicates, p.invalid, p.injected_losses, p.rounds
+        );
+    }
+    if let Some(x) = &r.af_xdp {
+        let _ = writeln!(
+            s,
+            "af_xdp    {} {} mode, program {} ({}); rx_dropped {}, rx_ring_full {}, fill_ring_empty {}",
+            x.iface, x.bind_mode, x.program, x.attach_mode, x.rx_dropped, x.rx_ring_full, x.fill_ring_empty
+        );
+    }
     let _ = writeln!(s, "hash      blake3 {}", r.hash);
     if let Some(out) = &r.out {
         let _ = writeln!(s, "written   {out}");

@@ -247,3 +247,30 @@ fn ctrl_c_on_run_leaves_nothing_behind() {
         assert_eq!(files_in(&dir.0), vec!["src".to_string()], "after Ctrl-C at {delay_ms} ms");
     }
 }
+
+#[test]
+fn tmpfs_is_named_and_no_bypass_is_claimed() {
+    if !privileged("tmpfs_is_named_and_no_bypass_is_claimed") {
+        return;
+    }
+    let shm = std::path::Path::new("/dev/shm");
+    let src = shm.join(format!("zclab-test-{}", unique_name()));
+    random_file(&src, 300_000, 51);
+    let direct = zclab::sys::file::dio_align(&std::fs::File::open(&src).unwrap()).unwrap().is_some();
+    let env = env();
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let n = env.names().clone();
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json"]);
+    let s = send(&n.tx_ns, "10.77.0.2:7777", "af-xdp", &src, &["--json"]);
+    let r = recv.wait_with_output().unwrap();
+    let same = std::fs::read(&src).unwrap() == std::fs::read(&out).unwrap_or_default();
+    std::fs::remove_file(&src).unwrap();
+    assert!(s.status.success() && r.status.success(), "{} {}", stderr(&s), stderr(&r));
+    assert!(same);
+    let sr = json(&s);
+    assert_eq!(sr["af_xdp"]["o_direct"], direct, "{sr}");
+    if !direct {
+        assert!(stderr(&s).contains("does NOT show a page-cache bypass"), "the fallback is said out loud: {}", stderr(&s));
+    }
+}
