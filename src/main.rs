@@ -206,6 +206,10 @@ struct RecvArgs {
     expect_hash: Option<String>,
     #[command(flatten)]
     xdp: XdpArgs,
+    /// Write every page of the output file once before the timed part, so it measures the
+    /// data path rather than the kernel allocating fresh page-cache pages (erratic on VMs).
+    #[arg(long)]
+    preallocate: bool,
     /// Packet paths: drop this many packets per thousand on purpose, as a lossy link
     /// would, to watch retransmission rounds at work (fault injection).
     #[arg(long, default_value_t = 0, value_name = "PER_MILLE", value_parser = clap::value_parser!(u32).range(0..=900))]
@@ -244,6 +248,9 @@ struct RunArgs {
     /// Evict the file from the page cache first: a cold-cache run.
     #[arg(long)]
     cold: bool,
+    /// The receiver writes the output file's pages once before the timed part (see `recv --help`).
+    #[arg(long)]
+    preallocate: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -339,6 +346,7 @@ fn run(cli: Cli) -> Result<bool> {
                     attach: a.xdp_mode,
                 },
                 inject_loss: a.inject_loss,
+                preallocate: a.preallocate,
             };
             enter_netns(&a.netns)?;
             let rep = recv::receive(&cfg)?;
@@ -355,6 +363,7 @@ fn run(cli: Cli) -> Result<bool> {
                 chunk: chunk(a.chunk)?,
                 timeout: timeout(a.common.timeout)?,
                 cold: a.cold,
+                preallocate: a.preallocate,
             };
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);

@@ -23,6 +23,7 @@ pub struct RunConfig {
     pub chunk: usize,
     pub timeout: Duration,
     pub cold: bool,
+    pub preallocate: bool,
 }
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
@@ -130,23 +131,24 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     let to = format!("{RX_ADDR}:{}", cfg.port);
     let secs = cfg.timeout.as_secs_f64().to_string();
     let s = |x: &str| x.to_string();
-    let mut receiver = Peer::spawn(
-        "receiver",
-        &[
-            s("recv"),
-            s("--netns"),
-            names.rx_ns.clone(),
-            s("--listen"),
-            to.clone(),
-            s("--out"),
-            path_arg(&out),
-            s("--json"),
-            s("--timeout"),
-            secs.clone(),
-            s("--accept-timeout"),
-            secs.clone(),
-        ],
-    )?;
+    let mut recv_args = vec![
+        s("recv"),
+        s("--netns"),
+        names.rx_ns.clone(),
+        s("--listen"),
+        to.clone(),
+        s("--out"),
+        path_arg(&out),
+        s("--json"),
+        s("--timeout"),
+        secs.clone(),
+        s("--accept-timeout"),
+        secs.clone(),
+    ];
+    if cfg.preallocate {
+        recv_args.push(s("--preallocate"));
+    }
+    let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![
         s("send"),
         s("--netns"),

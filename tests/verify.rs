@@ -33,6 +33,9 @@ fn truncated_stream_is_a_failure() {
             }
         };
         s.write_all(&Msg::Hello { mode: "read-write".into(), size: 1000, chunk: 1000, transfer_id: 1 }.encode()).unwrap();
+        let mut wd = zclab::transfer::Watchdog::new(Duration::from_secs(5), "receiver");
+        let ready = zclab::transfer::control::recv_msg(&mut &s, &mut wd).unwrap();
+        assert!(matches!(ready, Some(Msg::Ready { .. })), "{ready:?}");
         s.write_all(&[7u8; 500]).unwrap();
     })
     .join()

@@ -38,6 +38,8 @@ pub struct RecvConfig {
     pub af_xdp: af_xdp::AfXdpRecvOptions,
     /// Packet paths: drop this many packets per thousand on purpose.
     pub inject_loss: u32,
+    /// Write the output file's pages once before the timed part.
+    pub preallocate: bool,
 }
 
 /// The output file while it is unverified. Dropped without `persist`, it
@@ -119,6 +121,30 @@ fn accept(listener: &TcpListener, limit: Option<Duration>) -> Result<TcpStream> 
     }
 }
 
+/// Where the data arrives.
+enum Plane {
+    Tcp,
+    Udp(udp::UdpSource),
+    /// The AF_XDP socket behind the XDP program, and the MAC to announce.
+    Xdp(Box<af_xdp::XdpSource>, String),
+}
+
+/// Writes every page of the output file once before the transfer, so the
+/// timed part overwrites pages the page cache already holds instead of
+/// allocating fresh ones (slow and erratic on virtual machines).
+fn preallocate(file: &File, size: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        crate::interrupt::check()?;
+        let n = (size - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// `zclab recv`: serves one transfer and returns its report.
 pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let listener = bind(cfg.listen)?;
@@ -140,30 +166,55 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let Some(path) = Mode::from_name(&mode) else {
         bail!("the sender wants mode {mode:?}, which this receiver does not know (an older zclab?)");
     };
+    // Everything the receiver sets up happens before Ready, outside the timed part.
+    let payload = if path.is_packet_path() {
+        let p = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));
+        let Some(p) = p else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
+        partial.file().set_len(size).context("sizing the output file")?;
+        p
+    } else {
+        0
+    };
+    if cfg.preallocate {
+        preallocate(partial.file(), size).context("preallocating the output file")?;
+    }
+    let mut plane = match path {
+        Mode::AfXdp => {
+            let (src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
+            Plane::Xdp(Box::new(src), mac)
+        }
+        Mode::UdpGso => Plane::Udp(
+            udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?,
+        ),
+        _ => Plane::Tcp,
+    };
+    let ready = match &plane {
+        Plane::Xdp(src, mac) => Msg::Ready { mac: Some(mac.clone()), window: Some(src.window()) },
+        Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW) },
+        Plane::Tcp => Msg::Ready { mac: None, window: None },
+    };
+    send_msg(&mut &sock, &ready, &mut wd)?;
+
     let mut packets = None;
     let mut af_xdp: Option<crate::report::AfXdpRx> = None;
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let got = if path.is_packet_path() {
-        let payload = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));
-        let Some(payload) = payload else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
-        partial.file().set_len(size).context("sizing the output file")?;
         let out = partial.file();
         let loss = LossInjector::new(cfg.inject_loss);
         let mut r = Reassembly::with_loss(PacketPlan::new(size, payload), transfer_id as u32, loss);
-        let (calls, rounds) = if path == Mode::AfXdp {
-            let (mut src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
-            let res = {
+        let (calls, rounds) = match &mut plane {
+            Plane::Xdp(src, _) => {
                 let window = src.window();
-                packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, Some(mac), window)
+                let res = packets::receive_rounds(&sock, src.as_mut(), &mut r, out, &mut wd, window)
+                    .context("receiving the packets")?;
+                af_xdp = Some(src.report()?);
+                res
             }
-            .context("receiving the packets")?;
-            af_xdp = Some(src.report()?);
-            res
-        } else {
-            let mut src =
-                udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?;
-            packets::receive_rounds(&sock, &mut src, &mut r, out, &mut wd, None, udp::WINDOW).context("receiving the packets")?
+            Plane::Udp(src) => {
+                packets::receive_rounds(&sock, src, &mut r, out, &mut wd, udp::WINDOW).context("receiving the packets")?
+            }
+            Plane::Tcp => unreachable!("packet paths have a packet plane"),
         };
         let c = r.counts;
         packets = Some(RxPackets {

@@ -38,19 +38,17 @@ pub trait PacketSource {
 const SPIN: Duration = Duration::from_micros(200);
 
 /// Runs the rounds until every packet is in `r`. Returns the syscalls made
-/// and the number of rounds. `window` (packets) is offered to the sender,
-/// and progress is reported every quarter window.
+/// and the number of rounds. Progress is reported every quarter of the
+/// `window` (packets) the receiver offered in its Ready.
 pub fn receive_rounds(
     ctrl: &TcpStream,
-    src: &mut impl PacketSource,
+    src: &mut (impl PacketSource + ?Sized),
     r: &mut Reassembly,
     out: &File,
     wd: &mut Watchdog,
-    mac: Option<String>,
     window: u64,
 ) -> io::Result<(u64, u32)> {
     let mut calls = 0u64;
-    send_msg(&mut &*ctrl, &Msg::Ready { mac, window: Some(window) }, wd)?;
     let seen = |r: &Reassembly| r.counts.accepted + r.counts.duplicates + r.counts.invalid + r.counts.injected_losses;
     let mut reported = 0;
     let mut control_checked = Instant::now();

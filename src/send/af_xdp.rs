@@ -21,7 +21,7 @@
 //! the two modes send identical packets and differ only in what the kernel
 //! checks.
 
-use super::packets::{await_ready, send_rounds, Flow, PacketSink};
+use super::packets::{send_rounds, Flow, PacketSink};
 use super::Stream;
 use crate::metrics::{AfXdpTx, DataPath};
 use crate::sys::uring::ReadRing;
@@ -60,18 +60,32 @@ pub struct AfXdpOptions {
     pub unaligned: bool,
 }
 
-/// Everything decided before the Hello: interface, MTU, payload, the file
-/// opened for direct I/O.
+/// Everything set up before the Hello, so none of it is timed: interface,
+/// MTU, payload, the file opened for direct I/O, the block layout, the UMEM
+/// and the bound socket, the io_uring for reads.
 pub struct XdpPath {
+    /// Before `sock`: dropped first (its Drop waits for reads into the UMEM).
+    reader: ReadRing,
+    sock: XskSocket,
     iface: String,
-    ifindex: u32,
     pub mtu: u32,
     src_mac: [u8; 6],
     pub payload: u32,
     file: File,
     /// O_DIRECT alignment of file offsets and lengths (None: buffered).
     dio: Option<u64>,
-    opts: AfXdpOptions,
+    unaligned: bool,
+    layout: Layout,
+}
+
+/// How the UMEM is cut: header frames first, then block slots.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    align: u64,
+    per_block: u64,
+    block_bytes: u64,
+    slot_bytes: u64,
+    header_bytes: u64,
 }
 
 impl XdpPath {
@@ -113,7 +127,36 @@ impl XdpPath {
                 (probe, None)
             }
         };
-        Ok(XdpPath { iface, ifindex, mtu, src_mac, payload, file, dio, opts: opts.clone() })
+        let align = dio.unwrap_or(1).max(1);
+        let per_block = packets_per_block(payload as u64, align);
+        let block_bytes = per_block * payload as u64;
+        let slot_bytes = (block_bytes + align).div_ceil(CHUNK as u64) * CHUNK as u64;
+        let header_bytes = RING as u64 * HEADER_SLOT;
+        let layout = Layout { align, per_block, block_bytes, slot_bytes, header_bytes };
+        let umem_len = header_bytes + SLOTS as u64 * slot_bytes;
+        let umem =
+            Umem::new(UmemConfig { len: umem_len as usize, chunk_size: CHUNK, unaligned: opts.unaligned, huge_pages: false })?;
+        let cfg = XskConfig {
+            ifindex,
+            queue: opts.queue,
+            rx_size: 0,
+            tx_size: RING,
+            fill_size: 64,
+            completion_size: RING,
+            bind_mode: opts.bind_mode,
+            need_wakeup: false,
+            multi_buffer: true,
+            tx_budget: Some(256),
+        };
+        let sock = XskSocket::new(umem, &cfg).map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {iface}: {e}")))?;
+        log::info!(
+            "AF_XDP TX on {iface} queue {} ({}), payload {payload} B, {per_block} packets per {} KiB block",
+            opts.queue,
+            if sock.is_zerocopy() { "zero copy" } else { "copy mode" },
+            block_bytes >> 10
+        );
+        let reader = ReadRing::new(2 * SLOTS as u32).map_err(io::Error::other)?;
+        Ok(XdpPath { reader, sock, iface, mtu, src_mac, payload, file, dio, unaligned: opts.unaligned, layout })
     }
 }
 
@@ -134,8 +177,8 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
-    let (mac, window) = await_ready(s)?;
+pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
+    let (mac, window) = (s.peer.mac.clone(), s.peer.window);
     let (src_ip, dst_ip) = match (s.sock.local_addr()?.ip(), to.ip()) {
         (IpAddr::V4(a), IpAddr::V4(b)) => (a, b),
         _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "af-xdp frames are IPv4")),
@@ -154,41 +197,11 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
     let template =
         FrameTemplate { src_mac: p.src_mac, dst_mac, src_ip, dst_ip, src_port: s.sock.local_addr()?.port(), dst_port: to.port() };
     let plan = PacketPlan::new(s.size, p.payload);
-    let align = p.dio.unwrap_or(1).max(1);
-    let per_block = packets_per_block(p.payload as u64, align);
-    let block_bytes = per_block * p.payload as u64;
-    let slot_bytes = (block_bytes + align).div_ceil(CHUNK as u64) * CHUNK as u64;
-    let header_bytes = RING as u64 * HEADER_SLOT;
-    let umem_len = header_bytes + SLOTS as u64 * slot_bytes;
-    let umem =
-        Umem::new(UmemConfig { len: umem_len as usize, chunk_size: CHUNK, unaligned: p.opts.unaligned, huge_pages: false })?;
-    let cfg = XskConfig {
-        ifindex: p.ifindex,
-        queue: p.opts.queue,
-        rx_size: 0,
-        tx_size: RING,
-        fill_size: 64,
-        completion_size: RING,
-        bind_mode: p.opts.bind_mode,
-        need_wakeup: false,
-        multi_buffer: true,
-        tx_budget: Some(256),
-    };
-    let sock = XskSocket::new(umem, &cfg).map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {}: {e}", p.iface)))?;
-    let zerocopy = sock.is_zerocopy();
-    log::info!(
-        "AF_XDP TX on {} queue {} ({}), payload {} B, {} packets per {} KiB block",
-        p.iface,
-        p.opts.queue,
-        if zerocopy { "zero copy" } else { "copy mode" },
-        p.payload,
-        per_block,
-        block_bytes >> 10
-    );
-    let reader = ReadRing::new(2 * SLOTS as u32).map_err(io::Error::other)?;
+    let zerocopy = p.sock.is_zerocopy();
+    let Layout { align, per_block, block_bytes, slot_bytes, header_bytes } = p.layout;
     let mut sink = XdpSink {
-        reader,
-        sock,
+        reader: p.reader,
+        sock: p.sock,
         blocks: Vec::new(),
         at: 0,
         ahead: 0,
@@ -218,7 +231,7 @@ pub fn send(s: &mut Stream, p: &XdpPath, to: SocketAddr, transfer_id: u32) -> io
         hi,
         FRAME_HEADER_LEN,
         CHUNK,
-        if p.opts.unaligned { "unaligned" } else { "aligned" }
+        if p.unaligned { "unaligned" } else { "aligned" }
     );
     Ok(DataPath {
         syscalls: calls,

@@ -115,6 +115,8 @@ pub struct Stream<'a> {
     pub sock: &'a TcpStream,
     pub chunk: usize,
     pub wd: Watchdog,
+    /// What the receiver announced in its Ready.
+    pub peer: packets::PeerReady,
 }
 
 impl Stream<'_> {
@@ -190,11 +192,11 @@ fn connect(to: SocketAddr, timeout: Duration) -> Result<TcpStream> {
 enum PacketSetup {
     None,
     Udp(udp_gso::UdpPath),
-    Xdp(af_xdp::XdpPath),
+    Xdp(Box<af_xdp::XdpPath>),
 }
 
 /// Runs one data path.
-fn stream(mode: Mode, s: &mut Stream, setup: &PacketSetup, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
+fn stream(mode: Mode, s: &mut Stream, setup: PacketSetup, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
     match (mode, setup) {
         (Mode::ReadWrite, _) => read_write::send(s),
         (Mode::MmapWrite, _) => mmap_write::send(s),
@@ -202,8 +204,8 @@ fn stream(mode: Mode, s: &mut Stream, setup: &PacketSetup, to: SocketAddr, trans
         (Mode::Splice, _) => splice::send(s),
         (Mode::MsgZerocopy, _) => msg_zerocopy::send(s),
         (Mode::IoUringZc, _) => io_uring_zc::send(s),
-        (Mode::UdpGso, PacketSetup::Udp(u)) => udp_gso::send(s, u, transfer_id),
-        (Mode::AfXdp, PacketSetup::Xdp(p)) => af_xdp::send(s, p, to, transfer_id),
+        (Mode::UdpGso, PacketSetup::Udp(u)) => udp_gso::send(s, &u, transfer_id),
+        (Mode::AfXdp, PacketSetup::Xdp(p)) => af_xdp::send(s, *p, to, transfer_id),
         (Mode::UdpGso | Mode::AfXdp, _) => unreachable!("packet paths are set up before the Hello"),
     }
 }
@@ -242,22 +244,25 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         Mode::AfXdp => {
             let p = af_xdp::XdpPath::prepare(&cfg.file, &sock, &cfg.af_xdp).context("setting up the AF_XDP path")?;
             let (payload, mtu) = (p.payload as usize, p.mtu);
-            (PacketSetup::Xdp(p), payload, Some(mtu))
+            (PacketSetup::Xdp(Box::new(p)), payload, Some(mtu))
         }
         _ => (PacketSetup::None, cfg.chunk, None),
     };
 
     let mut wd = Watchdog::new(cfg.timeout, "the receiver");
     let transfer_id = new_transfer_id();
-    let meter = CostMeter::start();
-    let t0 = Instant::now();
     send_msg(
         &mut &sock,
         &Msg::Hello { mode: cfg.mode.name().into(), size, chunk: chunk as u64, transfer_id: transfer_id as u64 },
         &mut wd,
     )?;
-    let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone() };
-    let path = stream(cfg.mode, &mut s, &setup, cfg.to, transfer_id).with_context(|| format!("{} failed", cfg.mode))?;
+    // The clock starts once the receiver is ready: its set-up (creating the
+    // file, attaching an XDP program) is not the data path's cost.
+    let peer = packets::await_ready(&sock, &mut wd)?;
+    let meter = CostMeter::start();
+    let t0 = Instant::now();
+    let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer };
+    let path = stream(cfg.mode, &mut s, setup, cfg.to, transfer_id).with_context(|| format!("{} failed", cfg.mode))?;
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,
         Some(other) => bail!("the receiver answered {other:?} where Received was expected"),

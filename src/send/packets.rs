@@ -97,11 +97,21 @@ impl<'a> Flow<'a> {
     }
 }
 
-/// Waits for the receiver's Ready; returns the MAC and window it announced.
-pub fn await_ready(s: &mut Stream) -> io::Result<(Option<String>, Option<u64>)> {
-    match recv_msg(&mut &*s.sock, &mut s.wd)? {
-        Some(Msg::Ready { mac, window }) => Ok((mac, window)),
-        other => Err(io::Error::other(format!("the receiver answered {other:?} where Ready was expected"))),
+/// What the receiver said when it was ready.
+#[derive(Debug, Clone, Default)]
+pub struct PeerReady {
+    /// Its MAC address (af-xdp receivers announce it).
+    pub mac: Option<String>,
+    /// Packets the sender may have in flight (packet paths).
+    pub window: Option<u64>,
+}
+
+/// Waits for the receiver's Ready (it follows the Hello on every path).
+pub fn await_ready(sock: &TcpStream, wd: &mut Watchdog) -> io::Result<PeerReady> {
+    match recv_msg(&mut &*sock, wd)? {
+        Some(Msg::Ready { mac, window }) => Ok(PeerReady { mac, window }),
+        Some(other) => Err(io::Error::other(format!("the receiver answered {other:?} where Ready was expected"))),
+        None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the receiver closed the connection instead of getting ready")),
     }
 }
 

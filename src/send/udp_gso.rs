@@ -9,7 +9,7 @@
 //! datagrams late, so the per-packet cost of the stack is paid once per
 //! batch. Lost datagrams are sent again in rounds, as the receiver asks.
 
-use super::packets::{await_ready, send_rounds, Flow, PacketSink};
+use super::packets::{send_rounds, Flow, PacketSink};
 use super::Stream;
 use crate::metrics::DataPath;
 use crate::sys::{self, socket as so};
@@ -48,7 +48,7 @@ impl UdpPath {
 
 /// Sends every packet, then what the receiver reports missing, round by round.
 pub fn send(s: &mut Stream, udp: &UdpPath, transfer_id: u32) -> io::Result<DataPath> {
-    let (_, window) = await_ready(s)?;
+    let window = s.peer.window;
     let plan = PacketPlan::new(s.size, udp.payload);
     let seg = LAB_HEADER_LEN + udp.payload as usize;
     so::set_int_opt(&udp.sock, so::SOL_UDP, so::UDP_SEGMENT, seg as libc::c_int)
