@@ -5,6 +5,7 @@
 #   MTU=9000 COLD=1 RUNS=3 MIB=1024 scripts/bench-paths.sh af-xdp udp-gso splice sendfile
 #
 # COLD=1 evicts the file from the page cache before every run (--cold).
+# PREALLOCATE=0 lets the receiver allocate its page cache inside the timed part.
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 mib=${MIB:-1024}
@@ -33,6 +34,7 @@ head -c "$((mib * 1024 * 1024))" /dev/urandom > "$work/file"
 sync "$work/file"
 extra=()
 [ "$cold" = 1 ] && extra=(--cold)
+[ "${PREALLOCATE:-1}" = 1 ] && extra+=(--preallocate)
 "$zclab" run --env "$env_name" --mode splice --file "$work/file" > /dev/null   # warm-up, not counted
 for i in $(seq "$runs"); do
     for m in "${modes[@]}"; do

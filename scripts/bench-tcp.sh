@@ -5,6 +5,7 @@
 # and write()s it; `-Z -F` uses sendfile() from a temporary copy).
 #
 #   scripts/bench-tcp.sh [FILE_MIB] [RUNS]       (defaults: 1024 MiB, 5 runs)
+#   PREALLOCATE=0 scripts/bench-tcp.sh           (receiver allocates page cache while timed)
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-1024}
@@ -31,10 +32,14 @@ env_made=1
 head -c "$((mib * 1024 * 1024))" /dev/urandom > "$work/file"
 sync "$work/file"
 cat "$work/file" > /dev/null   # warm
+# The receiver preallocates its output (recv --preallocate) unless PREALLOCATE=0:
+# iperf3's receiver discards what it gets, and fresh page-cache pages are erratic here.
+prealloc=()
+[ "${PREALLOCATE:-1}" = 1 ] && prealloc=(--preallocate)
 
 for i in $(seq "$runs"); do
     for m in "${modes[@]}"; do
-        "$zclab" run --env "$env_name" --mode "$m" --file "$work/file" --json > "$work/$m.$i.json"
+        "$zclab" run --env "$env_name" --mode "$m" --file "$work/file" "${prealloc[@]}" --json > "$work/$m.$i.json"
     done
     for z in "" "-Z"; do
         ip netns exec "$env_name-rx" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
@@ -47,7 +52,7 @@ done
 python3 - "$work" "$runs" "$mib" "${modes[@]}" <<'PY'
 import json, statistics, sys
 work, runs, mib, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-print(f"medians of {runs} runs, {mib} MiB file, warm cache")
+print(f"medians of {runs} runs, {mib} MiB file, warm cache, receiver preallocated unless PREALLOCATE=0")
 print(f"| {'path':<14} | {'Gbit/s median':>13} | {'all runs':<40} | {'snd sys s':>9} | {'syscalls':>8} |")
 print(f"|{'-'*16}|{'-'*15}|{'-'*42}|{'-'*11}|{'-'*10}|")
 for m in modes:

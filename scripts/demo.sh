@@ -36,6 +36,13 @@ echo "== a file of ${mib} MiB random bytes"
 head -c "$((mib * 1024 * 1024))" /dev/urandom > "$work/file"
 sync "$work/file"  # let writeback finish so it does not run during the timed transfers
 
+# --preallocate: the receiver writes its output file's pages once before
+# the timed part. On a VM, the kernel allocating fresh page-cache pages
+# costs 1-4x the transfer itself and varies wildly; without this the table
+# mostly measures that (try it: PREALLOCATE=0 scripts/demo.sh).
+prealloc=()
+[ "${PREALLOCATE:-1}" = 1 ] && prealloc=(--preallocate)
+
 # One transfer first, not shown: the first run after boot or a big new file
 # pays for memory the kernel touches for the first time, and that is not
 # the data path's cost.
@@ -45,7 +52,7 @@ echo "== warm-up transfer (not shown)"
 failed=0
 for m in "${modes[@]}"; do
     echo "== zclab run --mode $m"
-    if "$zclab" run --env "$env_name" --mode "$m" --file "$work/file" --json > "$work/$m.json"; then
+    if "$zclab" run --env "$env_name" --mode "$m" --file "$work/file" "${prealloc[@]}" --json > "$work/$m.json"; then
         echo "   verified"
     else
         echo "   !!! $m did not verify" >&2
@@ -54,7 +61,7 @@ for m in "${modes[@]}"; do
 done
 
 echo
-echo "== comparison (${mib} MiB, warm page cache, one run each; see README for medians)"
+echo "== comparison (${mib} MiB, warm page cache, ${prealloc[*]:-no preallocation}, one run each; see README for medians)"
 reports=()
 for m in "${modes[@]}"; do [ -s "$work/$m.json" ] && reports+=("$work/$m.json"); done
 "$zclab" compare "${reports[@]}" || failed=1

@@ -162,7 +162,8 @@ struct SendArgs {
     /// The file to send.
     #[arg(long, value_name = "PATH")]
     file: PathBuf,
-    /// Bytes per data-path call (read/write size, sendfile count, splice length).
+    /// TCP paths: bytes per data-path call (read/write size, sendfile count, splice length).
+    /// Packet paths cut the file by the MTU instead.
     #[arg(long, default_value_t = DEFAULT_CHUNK, value_name = "BYTES")]
     chunk: usize,
     /// Evict the file from the page cache first (POSIX_FADV_DONTNEED): a cold-cache run.
