@@ -110,18 +110,6 @@ pub fn evict_from_cache(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// Maps a whole file read-write and shared: stores land in the page cache
-/// of the file. `None` for an empty file.
-pub fn map_writable(file: &File) -> io::Result<Option<memmap2::MmapMut>> {
-    if file.metadata()?.len() == 0 {
-        return Ok(None);
-    }
-    // SAFETY: the file is one zclab created and nobody else truncates it;
-    // the mapping's length is taken from the file's size now.
-    let map = unsafe { memmap2::MmapMut::map_mut(file) }?;
-    Ok(Some(map))
-}
-
 /// The O_DIRECT alignment of an open file (`statx` with `STATX_DIOALIGN`):
 /// (memory alignment, file-offset alignment), or `None` when the
 /// filesystem does not do direct I/O (tmpfs accepts O_DIRECT and buffers).
