@@ -127,6 +127,7 @@ pub fn send_rounds(
     let mut stats = PacketStats::default();
     let mut calls = 0;
     let mut todo = vec![(0, plan.packets())];
+    let mut nothing_arrived = 0;
     for round in 0.. {
         if round >= MAX_ROUNDS {
             return Err(io::Error::other(format!("still missing packets after {MAX_ROUNDS} rounds: the link loses too much")));
@@ -149,6 +150,17 @@ pub fn send_rounds(
             Some(Msg::Missing { ranges, count: 0 }) if ranges.is_empty() => break,
             Some(Msg::Missing { ranges, count }) => {
                 log::info!("round {round}: the receiver misses {count} packets");
+                if count >= sent {
+                    nothing_arrived += 1;
+                    if nothing_arrived == 3 {
+                        return Err(io::Error::other(
+                            "three rounds in a row, none of the packets arrived: is something dropping UDP to the \
+                             port, or (af-xdp) do both ends use the same --queue?",
+                        ));
+                    }
+                } else {
+                    nothing_arrived = 0;
+                }
                 if ranges.is_empty() || ranges.iter().any(|&(a, b)| a >= b || b > plan.packets()) {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "the receiver asked for packets that do not exist"));
                 }
