@@ -14,27 +14,11 @@ mtu=${MTU:-1500}
 cold=${COLD:-0}
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(splice sendfile udp-gso af-xdp)
-env_name=zbench$$
-command -v python3 >/dev/null || { echo "bench-paths: needs python3 for the medians" >&2; exit 1; }
-cargo build --release --locked -q
-zclab=target/release/zclab
-work=$(mktemp -d /var/tmp/zclab-bench.XXXXXX)
-env_made=0
-cleanup() {
-    trap - EXIT INT TERM
-    if [ "$env_made" = 1 ]; then "$zclab" env down --name "$env_name" >/dev/null 2>&1 || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$zclab" env up --name "$env_name" --mtu "$mtu" >/dev/null 2>&1
-env_made=1
-head -c "$((mib * 1024 * 1024))" /dev/urandom > "$work/file"
-sync "$work/file"
+source scripts/bench-lib.sh
+bench_setup zb$$ "$mib" --mtu "$mtu"
 extra=()
 [ "$cold" = 1 ] && extra=(--cold)
-[ "${PREALLOCATE:-1}" = 1 ] && extra+=(--preallocate)
+extra+=("${prealloc[@]}")
 "$zclab" run --env "$env_name" --mode splice --file "$work/file" > /dev/null   # warm-up, not counted
 for i in $(seq "$runs"); do
     for m in "${modes[@]}"; do

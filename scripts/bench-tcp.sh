@@ -10,32 +10,12 @@ set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-1024}
 runs=${2:-5}
-env_name=zbench
 modes=(read-write mmap-write sendfile splice msg-zerocopy io-uring-zc)
 
 command -v iperf3 >/dev/null || { apt-get update -qq && apt-get install -y -qq iperf3 >/dev/null; }
-command -v python3 >/dev/null || { echo "bench-tcp: needs python3 for the medians" >&2; exit 1; }
-cargo build --release --locked -q
-zclab=target/release/zclab
-work=$(mktemp -d /var/tmp/zclab-bench.XXXXXX)
-env_made=0
-cleanup() {
-    trap - EXIT INT TERM
-    if [ "$env_made" = 1 ]; then "$zclab" env down --name "$env_name" >/dev/null 2>&1 || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$zclab" env up --name "$env_name" 2>/dev/null >/dev/null
-env_made=1
-head -c "$((mib * 1024 * 1024))" /dev/urandom > "$work/file"
-sync "$work/file"
+source scripts/bench-lib.sh
+bench_setup zb$$ "$mib"
 cat "$work/file" > /dev/null   # warm
-# The receiver preallocates its output (recv --preallocate) unless PREALLOCATE=0:
-# iperf3's receiver discards what it gets, and fresh page-cache pages are erratic here.
-prealloc=()
-[ "${PREALLOCATE:-1}" = 1 ] && prealloc=(--preallocate)
 
 for i in $(seq "$runs"); do
     for m in "${modes[@]}"; do

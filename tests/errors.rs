@@ -48,37 +48,13 @@ fn unreachable_receiver_fails_fast_and_clearly() {
     let tx = env.names().tx_ns.clone();
     // Nobody listens on 10.77.0.2:9: refused, retried, then a clear error.
     let t = Instant::now();
-    let o = run_zclab(&[
-        "send",
-        "--netns",
-        &tx,
-        "--to",
-        "10.77.0.2:9",
-        "--file",
-        "/etc/hostname",
-        "--mode",
-        "splice",
-        "--timeout",
-        "2",
-    ]);
+    let o = send(&tx, "10.77.0.2:9", "splice", std::path::Path::new("/etc/hostname"), &["--timeout", "2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
     assert!(stderr(&o).contains("cannot reach a receiver") && stderr(&o).contains("zclab recv"), "{}", stderr(&o));
     // No host has 10.77.0.3: no answer at all, a timeout, never a hang.
     let t = Instant::now();
-    let o = run_zclab(&[
-        "send",
-        "--netns",
-        &tx,
-        "--to",
-        "10.77.0.3:7777",
-        "--file",
-        "/etc/hostname",
-        "--mode",
-        "splice",
-        "--timeout",
-        "2",
-    ]);
+    let o = send(&tx, "10.77.0.3:7777", "splice", std::path::Path::new("/etc/hostname"), &["--timeout", "2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
     assert!(stderr(&o).contains("cannot reach a receiver"), "{}", stderr(&o));
