@@ -3,7 +3,7 @@
 //! never copies or touches a payload byte.
 //!
 //! ```text
-//! disk --O_DIRECT pread--> UMEM payload slot (a block of whole packets)
+//! disk --O_DIRECT read (io_uring, ahead)--> UMEM payload slot (a block of whole packets)
 //! UMEM header frame:  Ethernet | IPv4 | UDP | lab header     (66 bytes, built here)
 //! TX ring: [header, XDP_PKT_CONTD] [payload piece -> file bytes in the slot] ...
 //!    -> sendto() kick -> driver (veth: the kernel copies once into an skb;
