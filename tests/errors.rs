@@ -28,11 +28,19 @@ fn not_root_is_told_to_use_root() {
     if !privileged("not_root_is_told_to_use_root") {
         return;
     }
-    // Drop to nobody with no capabilities, as an ordinary user would be.
+    // Drop to nobody with no capabilities, as an ordinary user would be. The
+    // binary is copied where nobody may run it (the checkout may be under /root).
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new();
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path("zclab");
+    std::fs::copy(env!("CARGO_BIN_EXE_zclab"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
-        .arg(env!("CARGO_BIN_EXE_zclab"))
+        .arg(&exe)
         .args(["env", "up", "--name", &unique_name()])
+        .current_dir("/")
         .output()
         .expect("setpriv (util-linux) runs");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
