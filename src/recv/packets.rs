@@ -62,9 +62,9 @@ pub fn receive_rounds(
             }
             (true, look && so::poll_one(ctrl, libc::POLLIN, 0)? != 0)
         } else {
+            calls += 1;
             so::poll_two(&src.pollable(), &ctrl.as_fd(), libc::POLLIN, 100)?
         };
-        calls += 1;
         if data {
             calls += src.drain(r, out, wd)?;
             if seen(r) - reported >= (window / 4).max(1) {
