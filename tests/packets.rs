@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
 use zclab::netns::RX_ADDR;
 use zclab::transfer::control::{recv_msg, send_msg, Msg};
 use zclab::transfer::Watchdog;
@@ -51,14 +51,7 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str) {
     let verdict = std::thread::spawn(move || {
         zclab::sys::netns::enter(&tx).unwrap();
         let to = SocketAddr::from((RX_ADDR, 7777));
-        let start = Instant::now();
-        let ctrl = loop {
-            match TcpStream::connect(to) {
-                Ok(s) => break s,
-                Err(_) if start.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => panic!("receiver never listened: {e}"),
-            }
-        };
+        let ctrl = connect_retry(to);
         let mut wd = Watchdog::new(Duration::from_secs(5), "receiver");
         let hello = Msg::Hello { mode: mode.into(), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64 };
         send_msg(&mut &ctrl, &hello, &mut wd).unwrap();

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 use zclab::netns::RX_ADDR;
 use zclab::transfer::control::Msg;
 
@@ -24,14 +24,7 @@ fn truncated_stream_is_a_failure() {
     let tx = n.tx_ns.clone();
     std::thread::spawn(move || {
         zclab::sys::netns::enter(&tx).unwrap();
-        let start = Instant::now();
-        let mut s = loop {
-            match TcpStream::connect(SocketAddr::from((RX_ADDR, 7777))) {
-                Ok(s) => break s,
-                Err(_) if start.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => panic!("receiver never listened: {e}"),
-            }
-        };
+        let mut s = connect_retry(SocketAddr::from((RX_ADDR, 7777)));
         s.write_all(&Msg::Hello { mode: "read-write".into(), size: 1000, chunk: 1000, transfer_id: 1 }.encode()).unwrap();
         let mut wd = zclab::transfer::Watchdog::new(Duration::from_secs(5), "receiver");
         let ready = zclab::transfer::control::recv_msg(&mut &s, &mut wd).unwrap();

@@ -117,3 +117,17 @@ pub fn send(ns: &str, to: &str, mode: &str, file: &Path, extra: &[&str]) -> Outp
         .output()
         .expect("zclab send runs")
 }
+
+/// Connects to a receiver that may still be starting (retries for 10 s).
+pub fn connect_retry(to: std::net::SocketAddr) -> std::net::TcpStream {
+    let start = std::time::Instant::now();
+    loop {
+        match std::net::TcpStream::connect(to) {
+            Ok(s) => return s,
+            Err(_) if start.elapsed() < std::time::Duration::from_secs(10) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("receiver never listened at {to}: {e}"),
+        }
+    }
+}
