@@ -67,34 +67,6 @@ pub struct PacketStats {
     pub rounds: u32,
 }
 
-/// What a send path reports back: its syscall count and, for the zero-copy
-/// paths, the kernel's verdict; for packet paths, the packet counts.
-#[derive(Debug, Clone, Default)]
-pub struct DataPath {
-    pub syscalls: u64,
-    pub zerocopy: Option<ZerocopyStats>,
-    pub packets: Option<PacketStats>,
-    /// The AF_XDP sender's view (af-xdp only).
-    pub af_xdp: Option<AfXdpTx>,
-}
-
-/// What the AF_XDP sender reports.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AfXdpTx {
-    pub iface: String,
-    /// "copy" or "zerocopy": what the socket really got (XDP_OPTIONS).
-    pub bind_mode: String,
-    pub mtu: u32,
-    /// How a packet is laid out in descriptors.
-    pub frame_layout: String,
-    /// Descriptors the kernel refused (XDP_STATISTICS tx_invalid_descs).
-    pub tx_invalid: u64,
-    /// The file was read with O_DIRECT (page cache bypassed).
-    pub o_direct: bool,
-    /// Where the frames' destination MAC came from.
-    pub next_hop: String,
-}
-
 /// Gigabits per second (10^9 bits) of `bytes` moved in `seconds`.
 pub fn gbit_per_s(bytes: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {

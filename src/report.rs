@@ -3,14 +3,15 @@
 //! The JSON field names are a stable schema: later versions add fields,
 //! they never rename these.
 
-use crate::metrics::{AfXdpTx, PacketStats, ProcessCost, ZerocopyStats};
+use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
+use crate::transfer::Mode;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 /// What `zclab send` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendReport {
-    pub mode: String,
+    pub mode: Mode,
     pub bytes: u64,
     /// Bytes the receiver confirmed before the clock stopped.
     pub bytes_confirmed: u64,
@@ -38,7 +39,7 @@ pub struct SendReport {
 /// What `zclab recv` prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecvReport {
-    pub mode: String,
+    pub mode: Mode,
     pub bytes: u64,
     pub expected_bytes: u64,
     pub seconds: f64,
@@ -57,19 +58,60 @@ pub struct RecvReport {
     pub reason: Option<String>,
 }
 
-/// What the AF_XDP receiver reports (XDP_STATISTICS and how it was set up).
+/// What the AF_XDP sender reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AfXdpTx {
+    pub iface: String,
+    /// "copy" or "zerocopy": what the socket really got (XDP_OPTIONS).
+    pub bind_mode: String,
+    #[serde(flatten)]
+    pub path: TxPath,
+}
+
+/// How the sender framed the file, and what the kernel refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TxPath {
+    pub mtu: u32,
+    /// How a packet is laid out in descriptors.
+    pub frame_layout: String,
+    /// Descriptors the kernel refused (XDP_STATISTICS tx_invalid_descs).
+    pub tx_invalid: u64,
+    /// The file was read with O_DIRECT (page cache bypassed).
+    pub o_direct: bool,
+    /// The next hop the frames were addressed to, and where its MAC came from.
+    pub next_hop: String,
+}
+
+/// The XDP program on the receiving interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct XdpProgramInfo {
+    /// "native" or "generic": where the XDP program runs.
+    pub attach_mode: String,
+    /// "xdp" or "xdp.frags" (multi-buffer aware, for MTUs above 3506).
+    pub program: String,
+}
+
+/// Packets the receiving socket lost (XDP_STATISTICS).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RxDrops {
+    pub rx_dropped: u64,
+    /// The RX ring was full: user space did not keep up.
+    pub rx_ring_full: u64,
+    /// The fill ring was empty: no frame to receive into.
+    pub fill_ring_empty: u64,
+}
+
+/// What the AF_XDP receiver reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AfXdpRx {
     pub iface: String,
     /// "copy" or "zerocopy": what the socket really got.
     pub bind_mode: String,
-    /// "native" or "generic": where the XDP program runs.
-    pub attach_mode: String,
-    /// "xdp" or "xdp.frags" (multi-buffer aware, for MTUs above 3506).
-    pub program: String,
-    pub rx_dropped: u64,
-    pub rx_ring_full: u64,
-    pub fill_ring_empty: u64,
+    #[serde(flatten)]
+    pub program: XdpProgramInfo,
+    #[serde(flatten)]
+    pub drops: RxDrops,
+    /// Descriptors the kernel found invalid, and addresses it handed back that it was not holding.
     pub rx_invalid_descs: u64,
 }
 
@@ -79,17 +121,12 @@ pub struct AfXdpRun {
     /// The sender socket's mode ("copy" on veth, "zerocopy" on a capable NIC).
     pub bind_mode: String,
     pub receiver_bind_mode: String,
-    pub attach_mode: String,
-    pub program: String,
-    pub mtu: u32,
-    pub frame_layout: String,
-    pub o_direct: bool,
-    /// The next hop the frames were addressed to, and where its MAC came from.
-    pub next_hop: String,
-    pub tx_invalid: u64,
-    pub rx_dropped: u64,
-    pub rx_ring_full: u64,
-    pub fill_ring_empty: u64,
+    #[serde(flatten)]
+    pub program: XdpProgramInfo,
+    #[serde(flatten)]
+    pub path: TxPath,
+    #[serde(flatten)]
+    pub drops: RxDrops,
 }
 
 /// What a packet path's receiver counts.
@@ -117,7 +154,7 @@ pub struct HashSeconds {
 /// The merged result of `zclab run`: one transfer, both ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
-    pub mode: String,
+    pub mode: Mode,
     pub bytes: u64,
     /// From the sender's Hello to the receiver's confirmation of the last byte.
     pub seconds: f64,
@@ -162,7 +199,7 @@ impl RunReport {
             reason = Some("one side did not verify".into());
         }
         RunReport {
-            mode: s.mode.clone(),
+            mode: s.mode,
             bytes: s.bytes,
             seconds: s.seconds,
             gbit_per_s: s.gbit_per_s,
@@ -188,16 +225,9 @@ impl RunReport {
                 (Some(t), Some(x)) => Some(AfXdpRun {
                     bind_mode: t.bind_mode.clone(),
                     receiver_bind_mode: x.bind_mode.clone(),
-                    attach_mode: x.attach_mode.clone(),
                     program: x.program.clone(),
-                    mtu: t.mtu,
-                    frame_layout: t.frame_layout.clone(),
-                    o_direct: t.o_direct,
-                    next_hop: t.next_hop.clone(),
-                    tx_invalid: t.tx_invalid,
-                    rx_dropped: x.rx_dropped,
-                    rx_ring_full: x.rx_ring_full,
-                    fill_ring_empty: x.fill_ring_empty,
+                    path: t.path.clone(),
+                    drops: x.drops.clone(),
                 }),
                 _ => None,
             },
@@ -286,15 +316,15 @@ pub fn run_text(r: &RunReport) -> String {
             "af_xdp    sender {} mode, receiver {} mode, XDP program {} ({}); {}; O_DIRECT {}",
             x.bind_mode,
             x.receiver_bind_mode,
-            x.program,
-            x.attach_mode,
-            x.frame_layout,
-            if x.o_direct { "yes" } else { "NO (filesystem without direct I/O)" }
+            x.program.program,
+            x.program.attach_mode,
+            x.path.frame_layout,
+            if x.path.o_direct { "yes" } else { "NO (filesystem without direct I/O)" }
         );
         let _ = writeln!(
             s,
             "          next hop {}; tx_invalid {}, rx_dropped {}, rx_ring_full {}, fill_ring_empty {}",
-            x.next_hop, x.tx_invalid, x.rx_dropped, x.rx_ring_full, x.fill_ring_empty
+            x.path.next_hop, x.path.tx_invalid, x.drops.rx_dropped, x.drops.rx_ring_full, x.drops.fill_ring_empty
         );
     }
     let _ = writeln!(
@@ -345,7 +375,7 @@ pub fn send_text(r: &SendReport) -> String {
         let _ = writeln!(
             s,
             "af_xdp    {} on {} ({} mode); O_DIRECT {}; next hop {}",
-            x.frame_layout, x.iface, x.bind_mode, x.o_direct, x.next_hop
+            x.path.frame_layout, x.iface, x.bind_mode, x.path.o_direct, x.path.next_hop
         );
     }
     let _ = writeln!(s, "hash      blake3 {}", r.hash);
@@ -372,7 +402,13 @@ pub fn recv_text(r: &RecvReport) -> String {
         let _ = writeln!(
             s,
             "af_xdp    {} {} mode, program {} ({}); rx_dropped {}, rx_ring_full {}, fill_ring_empty {}",
-            x.iface, x.bind_mode, x.program, x.attach_mode, x.rx_dropped, x.rx_ring_full, x.fill_ring_empty
+            x.iface,
+            x.bind_mode,
+            x.program.program,
+            x.program.attach_mode,
+            x.drops.rx_dropped,
+            x.drops.rx_ring_full,
+            x.drops.fill_ring_empty
         );
     }
     let _ = writeln!(s, "hash      blake3 {}", r.hash);
@@ -443,7 +479,7 @@ mod tests {
 
     fn send(hash: &str, bytes: u64) -> SendReport {
         SendReport {
-            mode: "sendfile".into(),
+            mode: Mode::Sendfile,
             bytes,
             bytes_confirmed: bytes,
             seconds: 1.0,
@@ -466,7 +502,7 @@ mod tests {
 
     fn recv(hash: &str, bytes: u64) -> RecvReport {
         RecvReport {
-            mode: "sendfile".into(),
+            mode: Mode::Sendfile,
             bytes,
             expected_bytes: bytes,
             seconds: 1.0,

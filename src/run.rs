@@ -4,7 +4,7 @@
 
 use crate::netns::{EnvNames, RX_ADDR};
 use crate::report::{RecvReport, RunReport, SendReport};
-use crate::send::Mode;
+use crate::transfer::Mode;
 use anyhow::{bail, Context, Result};
 use std::io::Read;
 use std::os::unix::process::CommandExt;

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 use zclab::netns::RX_ADDR;
 use zclab::transfer::control::{recv_msg, send_msg, Msg};
-use zclab::transfer::Watchdog;
+use zclab::transfer::{Mode, Watchdog};
 use zclab::wire::LabHeader;
 
 const PAYLOAD: usize = 1448;
@@ -53,7 +53,7 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str) {
         let to = SocketAddr::from((RX_ADDR, 7777));
         let ctrl = connect_retry(to);
         let mut wd = Watchdog::new(Duration::from_secs(5), "receiver");
-        let hello = Msg::Hello { mode: mode.into(), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64 };
+        let hello = Msg::Hello { mode: parse_mode(mode), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64 };
         send_msg(&mut &ctrl, &hello, &mut wd).unwrap();
         match recv_msg(&mut &ctrl, &mut wd).unwrap() {
             Some(Msg::Ready { mac, .. }) => assert_eq!(mac.is_some(), mode == "af-xdp", "only af-xdp announces a MAC"),
@@ -145,4 +145,8 @@ fn recovers_from_loss_udp_gso() {
 #[test]
 fn recovers_from_loss_af_xdp() {
     recovers_from_loss("af-xdp");
+}
+
+fn parse_mode(name: &str) -> Mode {
+    Mode::ALL.into_iter().find(|m| m.name() == name).expect("a mode name")
 }

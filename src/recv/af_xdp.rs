@@ -12,24 +12,22 @@
 
 use super::packets::PacketSource;
 use super::writer::RunWriter;
-use crate::report::AfXdpRx;
-use crate::sys::xdp as sysxdp;
-use crate::transfer::reassembly::Outcome;
-use crate::transfer::reassembly::Reassembly;
+use crate::report::{AfXdpRx, RxDrops, XdpProgramInfo};
+use crate::transfer::af_xdp::{Iface, CHUNK};
+use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
 use crate::xdp::{AttachMode, XdpSteering, MAX_MTU_WITHOUT_FRAGS};
-use crate::xsk::{BindMode, Umem, UmemConfig, XskConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Rx, Umem, UmemConfig, XskSocket};
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-const CHUNK: u32 = 4096;
 const FILL: u32 = 4096;
 const RX: u32 = 4096;
-/// RX descriptors taken per peek.
+/// RX descriptors taken per batch.
 const BATCH: u32 = 256;
 /// The largest packet gathered from several descriptors.
 const MAX_FRAME: usize = 65536 + 64;
@@ -46,94 +44,63 @@ pub struct AfXdpRecvOptions {
 }
 
 pub struct XdpSource {
-    // Field order is drop order: the socket is removed from the program's
-    // map implicitly when the program (and its link) go first.
     steering: XdpSteering,
     sock: XskSocket,
+    rx: Rx,
     port: u16,
-    iface: String,
-    mtu: u32,
-    /// Frames taken from RX, to go back on the fill ring.
-    free: Vec<u64>,
-    /// A packet spread over several descriptors, being gathered.
-    gather: Vec<u8>,
-    gathering: bool,
+    iface: Iface,
+    /// Frames user space holds, to go back on the fill ring.
+    free: Vec<Frame>,
+    batch: Vec<Received>,
+    gather: Gather,
 }
 
 impl XdpSource {
     /// Attaches the program and binds the socket; returns it and the MAC
     /// address the sender must put in its frames.
     pub fn open(listen: SocketAddr, opts: &AfXdpRecvOptions) -> io::Result<(XdpSource, String)> {
-        let iface = match &opts.iface {
-            Some(i) => i.clone(),
-            None => match listen.ip() {
-                IpAddr::V4(ip) if !ip.is_unspecified() => sysxdp::iface_with_addr(ip)?.ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, format!("no interface holds {ip}: name one with --iface"))
-                })?,
-                _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "af-xdp needs --iface when listening on 0.0.0.0 or IPv6",
-                    ))
-                }
-            },
-        };
-        let ifindex = sysxdp::if_index(&iface)?;
-        let (mac, mtu) = sysxdp::iface_mac_mtu(&iface)?;
-        let frags = mtu > MAX_MTU_WITHOUT_FRAGS;
-        let mut steering = XdpSteering::attach(&iface, listen.port(), frags, opts.attach).map_err(io::Error::other)?;
-        let umem = Umem::new(UmemConfig {
-            len: ((FILL + RX) * CHUNK) as usize,
+        let iface = Iface::find(opts.iface.as_deref(), listen.ip())?;
+        let frags = iface.mtu > MAX_MTU_WITHOUT_FRAGS;
+        let mut steering = XdpSteering::attach(&iface.name, listen.port(), frags, opts.attach).map_err(io::Error::other)?;
+        let umem = Umem::new(&UmemConfig {
+            pools: vec![PoolSpec { frame_size: CHUNK, count: FILL + RX }],
             chunk_size: CHUNK,
             unaligned: false,
             huge_pages: false,
-        })?;
-        let cfg = XskConfig {
-            ifindex,
-            queue: opts.queue,
-            rx_size: RX,
-            tx_size: 0,
             fill_size: FILL,
             completion_size: 64,
-            bind_mode: opts.bind_mode,
-            need_wakeup: false,
-            multi_buffer: true,
-            tx_budget: None,
-        };
-        let sock = XskSocket::new(umem, &cfg).map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {iface}: {e}")))?;
+        })?;
+        let cfg = iface.socket_config(opts.queue, opts.bind_mode, None);
+        let (mut sock, rx) = XskSocket::bind_rx(umem, RX, &cfg)
+            .map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {}: {e}", iface.name)))?;
         steering.register(opts.queue, &sock).map_err(io::Error::other)?;
+        let frames = sock.umem_mut().frames_mut();
+        let free = std::iter::from_fn(|| frames.alloc(PoolId(0))).collect();
+        let mac = wire::format_mac(&iface.mac);
         let mut src = XdpSource {
             steering,
             sock,
+            rx,
             port: listen.port(),
             iface,
-            mtu,
-            free: (0..(FILL + RX) as u64).map(|i| i * CHUNK as u64).collect(),
-            gather: Vec::with_capacity(MAX_FRAME),
-            gathering: false,
+            free,
+            batch: Vec::with_capacity(BATCH as usize),
+            gather: Gather::new(MAX_FRAME),
         };
-        src.refill();
-        Ok((src, wire::format_mac(&mac)))
+        src.refill()?;
+        Ok((src, mac))
     }
 
     /// Puts free frames on the fill ring, as many as it takes.
-    fn refill(&mut self) {
-        let want = (self.free.len() as u32).min(self.sock.fill.free(self.free.len() as u32));
-        if want == 0 {
-            return;
-        }
-        let idx = self.sock.fill.reserve(want).expect("free() said there is room");
-        for k in 0..want {
-            let addr = self.free.pop().expect("counted");
-            self.sock.fill.write(idx.wrapping_add(k), addr);
-        }
-        self.sock.fill.submit(want);
+    fn refill(&mut self) -> io::Result<()> {
+        self.sock.umem_mut().fill(&mut self.free).map_err(io::Error::other)?;
+        Ok(())
     }
 
     /// Packets the sender may have in flight: three quarters of what the
     /// RX ring holds, counting the descriptors one packet takes at this MTU.
     pub fn window(&self) -> u64 {
-        let descs_per_packet = (self.mtu as u64 + 14).div_ceil(CHUNK as u64 - 256).max(1);
+        let descs_per_packet = (self.iface.mtu as u64 + 14).div_ceil(CHUNK as u64 - 256).max(1);
         (RX as u64 / descs_per_packet) * 3 / 4
     }
 
@@ -141,19 +108,83 @@ impl XdpSource {
     pub fn report(&self) -> io::Result<AfXdpRx> {
         let s = self.sock.statistics()?;
         Ok(AfXdpRx {
-            iface: self.iface.clone(),
+            iface: self.iface.name.clone(),
             bind_mode: if self.sock.is_zerocopy() { "zerocopy" } else { "copy" }.into(),
-            attach_mode: match self.steering.mode {
-                AttachMode::Native => "native",
-                AttachMode::Generic => "generic",
-            }
-            .into(),
-            program: if self.steering.frags { "xdp.frags" } else { "xdp" }.into(),
-            rx_dropped: s.rx_dropped,
-            rx_ring_full: s.rx_ring_full,
-            fill_ring_empty: s.rx_fill_ring_empty_descs,
-            rx_invalid_descs: s.rx_invalid_descs,
+            program: XdpProgramInfo {
+                attach_mode: match self.steering.mode {
+                    AttachMode::Native => "native",
+                    AttachMode::Generic => "generic",
+                }
+                .into(),
+                program: if self.steering.frags { "xdp.frags" } else { "xdp" }.into(),
+            },
+            drops: RxDrops {
+                rx_dropped: s.rx_dropped,
+                rx_ring_full: s.rx_ring_full,
+                fill_ring_empty: s.rx_fill_ring_empty_descs,
+            },
+            rx_invalid_descs: s.rx_invalid_descs + self.sock.umem().foreign_addresses(),
         })
+    }
+}
+
+/// Puts a packet that spans several descriptors (`XDP_PKT_CONTD`) back
+/// together. A one-descriptor packet passes straight through, uncopied.
+pub struct Gather {
+    buf: Vec<u8>,
+    max: usize,
+    /// A packet is being gathered (the last buffer said "more").
+    active: bool,
+    /// It grew past `max`: it is dropped when it ends.
+    too_long: bool,
+}
+
+/// What one buffer made of the packet being gathered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gathered<'a> {
+    /// The buffer just pushed is a whole packet by itself.
+    Whole,
+    /// The packet, put together from several buffers.
+    Joined(&'a [u8]),
+    /// More buffers of it are to come.
+    Pending,
+    /// It ended longer than `max`: dropped.
+    TooLong,
+}
+
+impl Gather {
+    pub fn new(max: usize) -> Gather {
+        Gather { buf: Vec::with_capacity(max), max, active: false, too_long: false }
+    }
+
+    /// Takes one buffer; `more` says another of the same packet follows.
+    pub fn push(&mut self, bytes: &[u8], more: bool) -> Gathered<'_> {
+        if !self.active {
+            self.buf.clear();
+            self.too_long = false;
+            if !more {
+                return Gathered::Whole;
+            }
+        }
+        if self.buf.len() + bytes.len() <= self.max {
+            self.buf.extend_from_slice(bytes);
+        } else {
+            self.too_long = true;
+        }
+        self.active = more;
+        match (more, self.too_long) {
+            (true, _) => Gathered::Pending,
+            (false, true) => Gathered::TooLong,
+            (false, false) => Gathered::Joined(&self.buf),
+        }
+    }
+
+    /// Forgets a packet half gathered (after a malformed descriptor).
+    pub fn reset(&mut self) -> bool {
+        let was = self.active;
+        self.active = false;
+        self.buf.clear();
+        was
     }
 }
 
@@ -174,15 +205,14 @@ fn deliver<'a>(frame: &'a [u8], port: u16, r: &mut Reassembly, w: &mut RunWriter
 
 impl PacketSource for XdpSource {
     fn pollable(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+        self.rx.as_fd()
     }
 
     fn ready(&mut self, spin: Duration) -> bool {
         // Wait for a batch, not a packet: each drain costs a pwritev.
-        let rx = self.sock.rx.as_mut().expect("RX ring");
         let start = Instant::now();
         loop {
-            let n = rx.ready();
+            let n = self.rx.ready();
             if n >= BATCH / 4 || (n > 0 && start.elapsed() >= spin / 4) {
                 return true;
             }
@@ -196,44 +226,89 @@ impl PacketSource for XdpSource {
     fn drain(&mut self, r: &mut Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64> {
         let mut calls = 0;
         loop {
-            let sock = &mut self.sock;
-            let rx = sock.rx.as_mut().expect("RX ring");
-            let (n, idx) = rx.peek(BATCH);
-            if n == 0 {
+            if self.rx.receive(self.sock.umem_mut(), BATCH, &mut self.batch) == 0 {
                 return Ok(calls);
             }
             wd.progress()?;
+            let frames = self.sock.umem().frames();
             let mut w = RunWriter::new(out);
-            for k in 0..n {
-                let d = rx.read(idx.wrapping_add(k));
-                // In aligned mode the frame's chunk is the address rounded down.
-                self.free.push(d.addr - d.addr % CHUNK as u64);
-                let Ok(frame) = sock.umem.slice(d.addr, d.len as usize) else {
-                    r.reject(WireError::Truncated);
-                    continue;
+            for got in &self.batch {
+                let rx = match got {
+                    Received::Packet(rx) => rx,
+                    Received::Malformed(_) | Received::Foreign(_) => {
+                        r.reject(WireError::Truncated);
+                        self.gather.reset();
+                        continue;
+                    }
                 };
-                let more = d.options & libc::XDP_PKT_CONTD != 0;
-                if !more && !self.gathering {
-                    deliver(frame, self.port, r, &mut w)?;
-                    continue;
-                }
-                if self.gather.len() + frame.len() <= MAX_FRAME {
-                    self.gather.extend_from_slice(frame);
-                }
-                self.gathering = more;
-                if !more {
-                    let mut g = RunWriter::new(out);
-                    deliver(&self.gather, self.port, r, &mut g)?;
-                    g.flush()?;
-                    calls += g.syscalls;
-                    self.gather.clear();
+                match self.gather.push(rx.bytes(frames), rx.more) {
+                    Gathered::Pending => {}
+                    Gathered::TooLong => {
+                        r.reject(WireError::BadLength);
+                    }
+                    Gathered::Whole => deliver(rx.bytes(frames), self.port, r, &mut w)?,
+                    Gathered::Joined(p) => {
+                        // Gathered bytes live in a buffer that the next packet reuses: write them now.
+                        let mut g = RunWriter::new(out);
+                        deliver(p, self.port, r, &mut g)?;
+                        g.flush()?;
+                        calls += g.syscalls;
+                    }
                 }
             }
             // The frames go back to the kernel only once their bytes are written.
             w.flush()?;
             calls += w.syscalls;
-            rx.release(n);
-            self.refill();
+            drop(w);
+            for got in self.batch.drain(..) {
+                match got {
+                    Received::Packet(rx) => self.free.push(rx.into_frame()),
+                    Received::Malformed(f) => self.free.push(f),
+                    Received::Foreign(_) => {}
+                }
+            }
+            self.refill()?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_descriptor_packets_pass_through_uncopied() {
+        let mut g = Gather::new(100);
+        assert_eq!(g.push(&[1u8; 10], false), Gathered::Whole);
+        assert_eq!(g.push(&[2u8; 10], false), Gathered::Whole);
+    }
+
+    #[test]
+    fn several_descriptors_make_one_packet() {
+        let mut g = Gather::new(100);
+        assert_eq!(g.push(b"head", true), Gathered::Pending);
+        assert_eq!(g.push(b"-mid", true), Gathered::Pending);
+        assert_eq!(g.push(b"-tail", false), Gathered::Joined(b"head-mid-tail"));
+        assert_eq!(g.push(b"next", false), Gathered::Whole, "a new packet starts clean");
+    }
+
+    #[test]
+    fn a_packet_too_long_is_dropped_whole_and_the_next_starts_clean() {
+        let mut g = Gather::new(8);
+        assert_eq!(g.push(b"12345", true), Gathered::Pending);
+        assert_eq!(g.push(b"67890", true), Gathered::Pending);
+        assert_eq!(g.push(b"x", false), Gathered::TooLong);
+        assert_eq!(g.push(b"ok", true), Gathered::Pending);
+        assert_eq!(g.push(b"!", false), Gathered::Joined(b"ok!"));
+    }
+
+    #[test]
+    fn a_malformed_descriptor_resets_the_gather() {
+        let mut g = Gather::new(100);
+        assert_eq!(g.push(b"half of one", true), Gathered::Pending);
+        assert!(g.reset(), "a packet was being gathered");
+        // Without the reset, "tail" would be glued to the half packet.
+        assert_eq!(g.push(b"tail", false), Gathered::Whole);
+        assert!(!g.reset());
     }
 }

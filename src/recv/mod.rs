@@ -10,11 +10,10 @@ pub mod writer;
 
 use crate::metrics::{self, CostMeter};
 use crate::report::{RecvReport, RxPackets};
-use crate::send::Mode;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::reassembly::{LossInjector, Reassembly};
-use crate::transfer::{hash, Watchdog, IO_TICK};
+use crate::transfer::{hash, Mode, Watchdog, IO_TICK};
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -163,9 +162,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     log::info!("receiving {size} bytes by {mode}");
     let partial = PartialFile::create(&cfg.out).with_context(|| format!("cannot create a file beside {}", cfg.out.display()))?;
 
-    let Some(path) = Mode::from_name(&mode) else {
-        bail!("the sender wants mode {mode:?}, which this receiver does not know (an older zclab?)");
-    };
+    let path = mode;
     // Everything the receiver sets up happens before Ready, outside the timed part.
     let payload = if path.is_packet_path() {
         let p = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));

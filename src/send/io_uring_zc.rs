@@ -6,8 +6,9 @@
 //! pages (with `IORING_SEND_ZC_REPORT_USAGE`, flagged if it copied). One
 //! `io_uring_enter` submits a send and reaps what has completed.
 
+use super::DataPath;
 use super::Stream;
-use crate::metrics::{DataPath, ZerocopyStats};
+use crate::metrics::ZerocopyStats;
 use crate::sys;
 use crate::sys::uring::{SendZcRing, ZcEvent};
 use crate::transfer::IO_TICK;

@@ -4,8 +4,8 @@
 //! `write()` still copies into socket buffers (1 CPU copy). Page faults on
 //! first touch replace the read syscalls.
 
+use super::DataPath;
 use super::Stream;
-use crate::metrics::DataPath;
 use crate::sys;
 use std::io;
 

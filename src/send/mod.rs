@@ -16,81 +16,28 @@ pub mod sendfile;
 pub mod splice;
 pub mod udp_gso;
 
-use crate::metrics::{self, CostMeter, DataPath};
+use crate::metrics::{self, CostMeter, PacketStats, ZerocopyStats};
+use crate::report::AfXdpTx;
 use crate::report::SendReport;
 use crate::sys;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
-use crate::transfer::{hash, Watchdog, IO_TICK};
+use crate::transfer::{hash, Mode, Watchdog, IO_TICK};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The data paths. The names are the `--mode` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// read() into a buffer, write() to the socket: 2 CPU copies per byte.
-    ReadWrite,
-    /// mmap() the file, write() from the mapping: 1 CPU copy per byte.
-    MmapWrite,
-    /// sendfile(): page-cache pages go to the socket, no user-space copy.
-    Sendfile,
-    /// splice() file to pipe to socket: page references through a pipe.
-    Splice,
-    /// send(MSG_ZEROCOPY) from a file mapping; completions on the error queue.
-    MsgZerocopy,
-    /// io_uring IORING_OP_SEND_ZC from a file mapping, with notifications.
-    IoUringZc,
-    /// Kernel UDP with UDP_SEGMENT (GSO), receiver with UDP_GRO; lost packets resent.
-    UdpGso,
-    /// AF_XDP: O_DIRECT reads into the UMEM, frames from the TX ring; AF_XDP receiver behind XDP.
-    AfXdp,
-}
-
-impl Mode {
-    pub const ALL: [Mode; 8] = [
-        Mode::ReadWrite,
-        Mode::MmapWrite,
-        Mode::Sendfile,
-        Mode::Splice,
-        Mode::MsgZerocopy,
-        Mode::IoUringZc,
-        Mode::UdpGso,
-        Mode::AfXdp,
-    ];
-
-    /// The `--mode` spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::ReadWrite => "read-write",
-            Mode::MmapWrite => "mmap-write",
-            Mode::Sendfile => "sendfile",
-            Mode::Splice => "splice",
-            Mode::MsgZerocopy => "msg-zerocopy",
-            Mode::IoUringZc => "io-uring-zc",
-            Mode::UdpGso => "udp-gso",
-            Mode::AfXdp => "af-xdp",
-        }
-    }
-
-    /// True for the paths that move packets (lab header, rounds) rather than a TCP stream.
-    pub fn is_packet_path(self) -> bool {
-        matches!(self, Mode::UdpGso | Mode::AfXdp)
-    }
-
-    pub fn from_name(s: &str) -> Option<Mode> {
-        Mode::ALL.into_iter().find(|m| m.name() == s)
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// What a send path reports back: its syscall count and, for the zero-copy
+/// paths, the kernel's verdict; for packet paths, the packet counts.
+#[derive(Debug, Clone, Default)]
+pub struct DataPath {
+    pub syscalls: u64,
+    pub zerocopy: Option<ZerocopyStats>,
+    pub packets: Option<PacketStats>,
+    /// The AF_XDP sender's view (af-xdp only).
+    pub af_xdp: Option<AfXdpTx>,
 }
 
 /// A validated `zclab send`.
@@ -243,7 +190,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         }
         Mode::AfXdp => {
             let p = af_xdp::XdpPath::prepare(&cfg.file, &sock, &cfg.af_xdp).context("setting up the AF_XDP path")?;
-            let (payload, mtu) = (p.payload as usize, p.mtu);
+            let (payload, mtu) = (p.payload as usize, p.mtu());
             (PacketSetup::Xdp(Box::new(p)), payload, Some(mtu))
         }
         _ => (PacketSetup::None, cfg.chunk, None),
@@ -251,11 +198,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
 
     let mut wd = Watchdog::new(cfg.timeout, "the receiver");
     let transfer_id = new_transfer_id();
-    send_msg(
-        &mut &sock,
-        &Msg::Hello { mode: cfg.mode.name().into(), size, chunk: chunk as u64, transfer_id: transfer_id as u64 },
-        &mut wd,
-    )?;
+    send_msg(&mut &sock, &Msg::Hello { mode: cfg.mode, size, chunk: chunk as u64, transfer_id: transfer_id as u64 }, &mut wd)?;
     // The clock starts once the receiver is ready: its set-up (creating the
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;
@@ -283,7 +226,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         None => bail!("the receiver closed the connection before its verdict"),
     };
     Ok(SendReport {
-        mode: cfg.mode.name().into(),
+        mode: cfg.mode,
         bytes: size,
         bytes_confirmed: received,
         seconds,

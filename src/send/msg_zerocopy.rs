@@ -12,8 +12,9 @@
 //! (`net.core.optmem_max`); when it is full, `send` fails with ENOBUFS and
 //! we must read completions before sending more.
 
+use super::DataPath;
 use super::Stream;
-use crate::metrics::{DataPath, ZerocopyStats};
+use crate::metrics::ZerocopyStats;
 use crate::sys::{self, socket as so};
 use crate::transfer::Watchdog;
 use std::io;

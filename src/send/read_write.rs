@@ -4,8 +4,8 @@
 //! two mode switches), `write()` copies our buffer into socket buffers
 //! (copy 2, two more). The CPU touches every byte twice.
 
+use super::DataPath;
 use super::{file_shrank, Stream};
-use crate::metrics::DataPath;
 use std::io::{self, Read};
 
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {

@@ -4,8 +4,8 @@
 //! references them in skbs (no CPU copy on the send side; veth then
 //! delivers those skbs to the peer). Two mode switches per chunk.
 
+use super::DataPath;
 use super::{file_shrank, Stream};
-use crate::metrics::DataPath;
 use crate::sys;
 use crate::transfer::Watchdog;
 use std::io;

@@ -5,8 +5,8 @@
 //! but two syscalls per chunk. The pipe is sized to one chunk so each
 //! splice moves a whole chunk.
 
+use super::DataPath;
 use super::{file_shrank, Stream};
-use crate::metrics::DataPath;
 use crate::sys::file::{splice, Pipe};
 use crate::transfer::Watchdog;
 use std::io;

@@ -10,8 +10,8 @@
 //! batch. Lost datagrams are sent again in rounds, as the receiver asks.
 
 use super::packets::{send_rounds, Flow, PacketSink};
+use super::DataPath;
 use super::Stream;
-use crate::metrics::DataPath;
 use crate::sys::{self, socket as so};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::{Watchdog, IO_TICK};

@@ -7,6 +7,7 @@
 #![allow(unsafe_code)]
 
 pub mod file;
+pub mod iface;
 pub mod mmap;
 pub mod netns;
 pub mod rusage;

@@ -122,37 +122,79 @@ impl Drop for SendZcRing<'_> {
     }
 }
 
-/// An io_uring for file reads that complete while the caller does other
-/// work (the af-xdp sender reads the next file blocks into the UMEM while
-/// it sends the current one). `Drop` waits (bounded) for reads in flight.
-pub struct ReadRing {
-    ring: IoUring,
-    in_flight: u32,
+/// Memory an asynchronous read may write into, for as long as the value
+/// lives.
+///
+/// # Safety
+/// An implementor promises that `io_ptr()..io_ptr() + io_len()` is valid,
+/// writable memory that stays mapped for as long as the value exists, and
+/// also forever if the value is leaked (`mem::forget`); and that nothing
+/// else reads or writes that memory while the value exists.
+pub unsafe trait IoBuf {
+    fn io_ptr(&mut self) -> *mut u8;
+    fn io_len(&self) -> usize;
 }
 
-impl ReadRing {
-    pub fn new(entries: u32) -> Result<ReadRing, UringError> {
+/// A finished read: the buffer back, its tag, and the bytes read or `-errno`.
+pub struct ReadDone<B> {
+    pub buf: B,
+    pub tag: u64,
+    pub result: i32,
+}
+
+/// An io_uring for file reads that complete while the caller does other
+/// work (the af-xdp sender reads the next file blocks into the UMEM while
+/// it sends the current one). The ring *holds* each buffer while its read
+/// is in flight and hands it back with the completion, so no one can touch
+/// the memory meanwhile, and the memory outlives the read however the ring
+/// ends: if reads are still in flight when it is dropped and do not finish
+/// within a few seconds, their buffers are leaked, never freed under the
+/// kernel's feet.
+pub struct ReadRing<B: IoBuf> {
+    ring: IoUring,
+    /// Buffers of reads in flight, indexed by the read's user_data.
+    slots: Vec<Option<(B, u64)>>,
+    free: Vec<usize>,
+    in_flight: usize,
+}
+
+impl<B: IoBuf> ReadRing<B> {
+    pub fn new(entries: u32) -> Result<ReadRing<B>, UringError> {
         let ring = IoUring::new(entries).map_err(UringError::Unavailable)?;
-        Ok(ReadRing { ring, in_flight: 0 })
+        Ok(ReadRing { ring, slots: Vec::new(), free: Vec::new(), in_flight: 0 })
     }
 
-    /// Queues and submits a read of `len` bytes at `offset` of `file` into `buf`.
-    ///
-    /// # Safety
-    /// `buf..buf + len` must stay mapped, and no one may read or write it,
-    /// until `reap` has returned the completion tagged `tag`; and this ring
-    /// must be dropped before that memory is unmapped.
-    pub unsafe fn push_read(&mut self, file: &impl AsRawFd, buf: *mut u8, len: u32, offset: u64, tag: u64) -> io::Result<()> {
-        let sqe = opcode::Read::new(types::Fd(file.as_raw_fd()), buf, len).offset(offset).build().user_data(tag);
-        // SAFETY: the caller guarantees the buffer outlives the read (see above).
-        unsafe { self.ring.submission().push(&sqe) }.map_err(|_| io::Error::other("io_uring submission queue full"))?;
-        self.ring.submit()?;
+    /// Queues and submits a read of all of `buf` from `offset` of `file`;
+    /// its completion comes back from `reap` with `tag`. On an error the
+    /// buffer is given back with it.
+    pub fn push_read(&mut self, file: &impl AsRawFd, mut buf: B, offset: u64, tag: u64) -> Result<(), (B, io::Error)> {
+        let Ok(len) = u32::try_from(buf.io_len()) else {
+            return Err((buf, io::Error::new(io::ErrorKind::InvalidInput, "read larger than 4 GiB")));
+        };
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let sqe = opcode::Read::new(types::Fd(file.as_raw_fd()), buf.io_ptr(), len).offset(offset).build().user_data(slot as u64);
+        // SAFETY: the SQE points at `buf`'s memory, which the IoBuf contract
+        // keeps valid and unshared while `buf` exists; `buf` is stored in
+        // `slots` below until its completion is reaped, and leaked if the
+        // ring is dropped before that (see Drop).
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            self.free.push(slot);
+            return Err((buf, io::Error::other("io_uring submission queue full")));
+        }
+        self.slots[slot] = Some((buf, tag));
         self.in_flight += 1;
+        if let Err(e) = self.ring.submit() {
+            // The SQE stays queued and goes with the next submit; the buffer stays held.
+            log::debug!("io_uring submit: {e}; retried with the next call");
+        }
         Ok(())
     }
 
     /// Reads in flight.
-    pub fn in_flight(&self) -> u32 {
+    pub fn in_flight(&self) -> usize {
         self.in_flight
     }
 
@@ -167,24 +209,34 @@ impl ReadRing {
         }
     }
 
-    /// Takes every completion: (tag, bytes read or -errno).
-    pub fn reap(&mut self, out: &mut Vec<(u64, i32)>) {
+    /// Takes every completion.
+    pub fn reap(&mut self, out: &mut Vec<ReadDone<B>>) {
         for cqe in self.ring.completion() {
-            self.in_flight -= 1;
-            out.push((cqe.user_data(), cqe.result()));
+            let slot = cqe.user_data() as usize;
+            if let Some((buf, tag)) = self.slots.get_mut(slot).and_then(Option::take) {
+                self.free.push(slot);
+                self.in_flight -= 1;
+                out.push(ReadDone { buf, tag, result: cqe.result() });
+            }
         }
     }
 }
 
-impl Drop for ReadRing {
+impl<B: IoBuf> Drop for ReadRing<B> {
     fn drop(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut sink = Vec::new();
+        let mut done = Vec::new();
         while self.in_flight > 0 && Instant::now() < deadline {
             if self.wait(Duration::from_millis(100)).is_err() {
                 break;
             }
-            self.reap(&mut sink);
+            self.reap(&mut done);
+        }
+        if self.in_flight > 0 {
+            log::error!("{} reads did not complete within 5 s; their buffers are leaked, not freed", self.in_flight);
+            for held in self.slots.drain(..).flatten() {
+                std::mem::forget(held);
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! message as JSON. JSON keeps the messages readable in a packet capture
 //! and lets later versions add fields without breaking older readers.
 
-use super::Watchdog;
+use super::{Mode, Watchdog};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
@@ -15,7 +15,7 @@ pub const MAX_MSG: usize = 64 * 1024;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
     /// Sender to receiver, first: what is coming.
-    Hello { mode: String, size: u64, chunk: u64, transfer_id: u64 },
+    Hello { mode: Mode, size: u64, chunk: u64, transfer_id: u64 },
     /// Receiver to sender (packet paths): ready for data. `mac` is the
     /// receiving interface's MAC address where the path needs it; `window`
     /// the packets the sender may have in flight beyond those it heard of.
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn round_trip_every_message() {
         let msgs = [
-            Msg::Hello { mode: "sendfile".into(), size: u64::MAX, chunk: 131072, transfer_id: 7 },
+            Msg::Hello { mode: Mode::Sendfile, size: u64::MAX, chunk: 131072, transfer_id: 7 },
             Msg::Received { bytes: 0 },
             Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024) },
             Msg::Progress { seen: 77 },

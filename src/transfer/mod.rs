@@ -1,11 +1,22 @@
 //! The transfer protocol shared by both ends.
 //!
-//! A TCP transfer is one connection:
+//! A transfer is one TCP control connection; on the TCP paths the file's
+//! bytes follow on the same connection, on the packet paths (udp-gso,
+//! af-xdp) they go as UDP packets beside it:
 //! ```text
 //! sender                                   receiver
 //!   Hello {mode, size, chunk, id}  ---->
-//!   size bytes of file data        ---->   (timed: hello to Received)
+//!                                          (creates the file; attaches the XDP program)
+//!                                  <----   Ready {mac, window}
+//!   --- the clock starts ---
+//!   TCP paths: size bytes of data  ---->
+//!   packet paths, per round:
+//!     packets (UDP / AF_XDP)       ====>
+//!                                  <----   Progress {seen}     (now and then: the window)
+//!     RoundDone {round, sent}      ---->
+//!                                  <----   Missing {ranges}    (empty: all there)
 //!                                  <----   Received {bytes}
+//!   --- the clock stops ---
 //!   (hashes the file, untimed)             (hashes what it wrote, untimed)
 //!   Trailer {hash}                 ---->
 //!                                  <----   Verdict {bytes, hash, verified}
@@ -13,12 +24,15 @@
 //! The receiver never reads past `size`, so the trailer cannot be mistaken
 //! for data; a stream that ends early is reported as truncated.
 
+pub mod af_xdp;
 pub mod control;
 pub mod hash;
+pub mod mode;
 pub mod plan;
 pub mod reassembly;
 pub mod watchdog;
 
+pub use mode::Mode;
 pub use watchdog::Watchdog;
 
 /// The port zclab listens on unless told otherwise.

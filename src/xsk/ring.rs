@@ -96,8 +96,15 @@ impl<T: Copy> RingMem<T> {
 }
 
 /// The user-space producer side of a ring (Fill, Tx).
+///
+/// Entries are written only through a [`Reservation`], which hands out
+/// exactly the slots it reserved, and publishes the ones written when it
+/// is submitted (or dropped): the kernel never sees a slot half-filled, and
+/// no code can write a slot it did not reserve.
 pub struct Producer<T> {
     mem: RingMem<T>,
+    /// Reserved up to here; equal to the published producer index whenever
+    /// no reservation is open.
     cached_prod: u32,
     /// Kept `size` ahead of the consumer index, so `cached_cons -
     /// cached_prod` is directly the number of free entries (libxdp's trick).
@@ -121,28 +128,14 @@ impl<T: Copy> Producer<T> {
         self.cached_cons.wrapping_sub(self.cached_prod)
     }
 
-    /// Reserves `n` entries; returns the index of the first, or `None` if
-    /// fewer than `n` are free. Fill them with `write`, then `submit(n)`.
-    pub fn reserve(&mut self, n: u32) -> Option<u32> {
+    /// Reserves `n` entries, or `None` if fewer than `n` are free.
+    pub fn reserve(&mut self, n: u32) -> Option<Reservation<'_, T>> {
         if self.free(n) < n {
             return None;
         }
-        let idx = self.cached_prod;
+        let start = self.cached_prod;
         self.cached_prod = self.cached_prod.wrapping_add(n);
-        Some(idx)
-    }
-
-    /// Writes entry `idx` (one of those reserved).
-    pub fn write(&mut self, idx: u32, value: T) {
-        // SAFETY: `slot` is in bounds; the entry is reserved, so the kernel
-        // does not read it until `submit` publishes it.
-        unsafe { self.mem.slot(idx).write(value) }
-    }
-
-    /// Publishes `n` written entries to the kernel (a release store).
-    pub fn submit(&mut self, n: u32) {
-        let p = self.mem.producer().load(Ordering::Relaxed);
-        self.mem.producer().store(p.wrapping_add(n), Ordering::Release);
+        Some(Reservation { ring: self, start, len: n, written: 0 })
     }
 
     /// True if the kernel asks to be woken (XDP_USE_NEED_WAKEUP).
@@ -160,7 +153,52 @@ impl<T: Copy> Producer<T> {
     }
 }
 
+/// Entries reserved on a producer ring: write them in order with `push`,
+/// then `submit`. Dropping it submits too; reserved entries never written
+/// go back to the ring unpublished.
+pub struct Reservation<'r, T: Copy> {
+    ring: &'r mut Producer<T>,
+    start: u32,
+    len: u32,
+    written: u32,
+}
+
+impl<T: Copy> Reservation<'_, T> {
+    /// Writes the next reserved entry; gives the value back when all are written.
+    pub fn push(&mut self, value: T) -> Result<(), T> {
+        if self.written == self.len {
+            return Err(value);
+        }
+        let idx = self.start.wrapping_add(self.written);
+        // SAFETY: `slot` is in bounds; the entry lies in this reservation
+        // (checked above), so the kernel does not read it before `submit`.
+        unsafe { self.ring.mem.slot(idx).write(value) }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Entries reserved and not yet written.
+    pub fn remaining(&self) -> u32 {
+        self.len - self.written
+    }
+
+    /// Publishes the written entries to the kernel (a release store).
+    pub fn submit(self) {}
+}
+
+impl<T: Copy> Drop for Reservation<'_, T> {
+    fn drop(&mut self) {
+        let end = self.start.wrapping_add(self.written);
+        self.ring.cached_prod = end;
+        self.ring.mem.producer().store(end, Ordering::Release);
+    }
+}
+
 /// The user-space consumer side of a ring (Completion, Rx).
+///
+/// Entries are read only through a [`Peeked`] batch, which reads exactly
+/// the entries it took and gives them back to the kernel when released (or
+/// dropped).
 pub struct Consumer<T> {
     mem: RingMem<T>,
     cached_prod: u32,
@@ -174,18 +212,16 @@ impl<T: Copy> Consumer<T> {
         Consumer { mem, cached_prod, cached_cons }
     }
 
-    /// Up to `n` entries ready to read: (count, index of the first). Looks
-    /// at the kernel's producer index only when fewer than `n` are known.
-    pub fn peek(&mut self, n: u32) -> (u32, u32) {
+    /// Takes up to `n` entries that are ready. Looks at the kernel's
+    /// producer index only when fewer than `n` are known to be ready.
+    pub fn peek(&mut self, n: u32) -> Peeked<'_, T> {
         let mut avail = self.cached_prod.wrapping_sub(self.cached_cons);
         if avail < n {
             self.cached_prod = self.mem.producer().load(Ordering::Acquire);
             avail = self.cached_prod.wrapping_sub(self.cached_cons);
         }
-        let take = avail.min(n);
-        let idx = self.cached_cons;
-        self.cached_cons = self.cached_cons.wrapping_add(take);
-        (take, idx)
+        let len = avail.min(n);
+        Peeked { ring: self, len }
     }
 
     /// Entries ready now, without taking them (refreshes the producer index).
@@ -194,22 +230,53 @@ impl<T: Copy> Consumer<T> {
         self.cached_prod.wrapping_sub(self.cached_cons)
     }
 
-    /// Reads entry `idx` (one of those peeked).
-    pub fn read(&self, idx: u32) -> T {
-        // SAFETY: `slot` is in bounds; the acquire load of the producer in
-        // `peek` made the kernel's write of this entry visible, and the kernel
-        // does not reuse the slot until `release`.
-        unsafe { self.mem.slot(idx).read() }
-    }
-
-    /// Gives `n` peeked entries back to the kernel (a release store).
-    pub fn release(&mut self, n: u32) {
-        let c = self.mem.consumer().load(Ordering::Relaxed);
-        self.mem.consumer().store(c.wrapping_add(n), Ordering::Release);
-    }
-
     pub fn size(&self) -> u32 {
         self.mem.size()
+    }
+}
+
+/// Entries taken from a consumer ring: read them with `get` or `iter`, then
+/// `release` them to the kernel (dropping releases too).
+pub struct Peeked<'r, T: Copy> {
+    ring: &'r mut Consumer<T>,
+    len: u32,
+}
+
+impl<T: Copy> Peeked<'_, T> {
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entry `k` of this batch (`None` past its end).
+    pub fn get(&self, k: u32) -> Option<T> {
+        if k >= self.len {
+            return None;
+        }
+        let idx = self.ring.cached_cons.wrapping_add(k);
+        // SAFETY: `slot` is in bounds; the entry lies in this batch
+        // (checked above), whose producer index was read with acquire in
+        // `peek`, so the kernel's write is visible; the kernel does not
+        // reuse the slot before `release`.
+        Some(unsafe { self.ring.mem.slot(idx).read() })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        (0..self.len).filter_map(|k| self.get(k))
+    }
+
+    /// Gives the entries back to the kernel (a release store).
+    pub fn release(self) {}
+}
+
+impl<T: Copy> Drop for Peeked<'_, T> {
+    fn drop(&mut self) {
+        let c = &mut *self.ring;
+        c.cached_cons = c.cached_cons.wrapping_add(self.len);
+        c.mem.consumer().store(c.cached_cons, Ordering::Release);
     }
 }
 
@@ -220,7 +287,7 @@ macro_rules! ring_newtype {
 
         impl $name {
             /// A ring over `map` laid out as `off`, with `size` entries.
-            pub fn new(map: Arc<Mapping>, off: RingOffsets, size: u32) -> io::Result<$name> {
+            pub(super) fn new(map: Arc<Mapping>, off: RingOffsets, size: u32) -> io::Result<$name> {
                 Ok($name($side::new(RingMem::new(map, off, size)?)))
             }
         }
@@ -291,25 +358,40 @@ mod tests {
     #[test]
     fn fills_then_refuses_then_wraps() {
         let (mut p, mut c) = pair_in_memory::<u64>(4, u32::MAX - 1);
-        let i = p.reserve(4).unwrap();
+        let mut r = p.reserve(4).unwrap();
         for k in 0..4 {
-            p.write(i.wrapping_add(k), 100 + k as u64);
+            r.push(100 + k).unwrap();
         }
-        assert_eq!(p.reserve(1), None, "full");
-        assert_eq!(c.peek(8), (0, u32::MAX - 1), "nothing published yet");
-        p.submit(4);
-        let (n, j) = c.peek(3);
-        assert_eq!(n, 3);
-        assert_eq!((0..n).map(|k| c.read(j.wrapping_add(k))).collect::<Vec<_>>(), vec![100, 101, 102]);
-        c.release(3);
-        let i = p.reserve(3).unwrap();
-        assert_eq!(i, 2, "indices wrapped past u32::MAX");
+        assert_eq!(r.push(7), Err(7), "a reservation writes only what it reserved");
+        drop(r);
+        assert!(p.reserve(1).is_none(), "full");
+        let got = c.peek(3);
+        assert_eq!(got.iter().collect::<Vec<_>>(), vec![100, 101, 102]);
+        assert_eq!(got.get(3), None, "a batch reads only what it took");
+        got.release();
+        let mut r = p.reserve(3).unwrap();
+        assert_eq!(r.start, 2, "indices wrapped past u32::MAX");
         for k in 0..3 {
-            p.write(i + k, 200 + k as u64);
+            r.push(200 + k).unwrap();
         }
-        p.submit(3);
-        let (n, j) = c.peek(10);
-        assert_eq!((0..n).map(|k| c.read(j.wrapping_add(k))).collect::<Vec<_>>(), vec![103, 200, 201, 202]);
+        r.submit();
+        assert_eq!(c.peek(10).iter().collect::<Vec<_>>(), vec![103, 200, 201, 202]);
+    }
+
+    #[test]
+    fn unwritten_reserved_entries_are_not_published() {
+        let (mut p, mut c) = pair_in_memory::<u64>(8, 5);
+        let mut r = p.reserve(4).unwrap();
+        r.push(1).unwrap();
+        r.push(2).unwrap();
+        assert_eq!(r.remaining(), 2);
+        r.submit();
+        assert_eq!(c.peek(8).iter().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(p.free(8), 8, "the two unwritten entries went back to the ring");
+        let mut r = p.reserve(8).unwrap();
+        r.push(3).unwrap();
+        drop(r);
+        assert_eq!(c.peek(8).iter().collect::<Vec<_>>(), vec![3]);
     }
 
     #[derive(Debug, Clone)]
@@ -331,25 +413,24 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Produce(n) => match p.reserve(n) {
-                        Some(i) => {
+                        Some(mut r) => {
                             prop_assert!(oracle.len() + n as usize <= 8);
                             for k in 0..n {
                                 let d = XdpDesc { addr: next, len: k, options: 0 };
-                                p.write(i.wrapping_add(k), d);
+                                prop_assert!(r.push(d).is_ok());
                                 oracle.push_back(d);
                                 next += 1;
                             }
-                            p.submit(n);
+                            r.submit();
                         }
                         None => prop_assert!(oracle.len() + n as usize > 8, "refused with room"),
                     },
                     Op::Consume(n) => {
-                        let (got, i) = c.peek(n);
-                        prop_assert_eq!(got as usize, oracle.len().min(n as usize));
-                        for k in 0..got {
-                            prop_assert_eq!(Some(c.read(i.wrapping_add(k))), oracle.pop_front());
+                        let got = c.peek(n);
+                        prop_assert_eq!(got.len() as usize, oracle.len().min(n as usize));
+                        for d in got.iter() {
+                            prop_assert_eq!(Some(d), oracle.pop_front());
                         }
-                        c.release(got);
                     }
                 }
             }

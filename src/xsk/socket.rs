@@ -1,9 +1,17 @@
-//! The AF_XDP socket: registers its UMEM, sizes and maps its rings, binds
-//! to one queue of one interface.
+//! The AF_XDP socket: binds a UMEM to one queue of one interface, with the
+//! one data ring its user needs: an [`Rx`] ring to receive, or a [`Tx`]
+//! ring to send (libxdp's `xsk_socket_config`, split from the UMEM's).
+//!
+//! The rings are separate values from the socket, so code that sends holds
+//! a `Tx` and cannot reach for an RX ring that does not exist, and frames
+//! move only as the types allow: a [`Frame`] goes *into* the TX ring by
+//! value, comes *back* from the completion ring ([`Umem::complete`]); a
+//! frame comes *out* of the RX ring as an [`RxFrame`] and goes back to the
+//! kernel through the fill ring ([`Umem::fill`]).
 
-use super::ring::{CompletionRing, FillRing, RxRing, TxRing};
-use super::umem::Umem;
-use crate::sys::mmap::Mapping;
+use super::frame::{DescError, Foreign, Frame, Frames, Returned, SharedFrame};
+use super::ring::{Reservation, RxRing, TxRing, XdpDesc};
+use super::umem::{context, map_ring, Umem};
 use crate::sys::xdp::{self, XdpStatistics};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -22,15 +30,11 @@ pub enum BindMode {
     Auto,
 }
 
+/// Where and how the socket binds (libxdp's `xsk_socket_config`).
 #[derive(Debug, Clone)]
-pub struct XskConfig {
+pub struct SocketConfig {
     pub ifindex: u32,
     pub queue: u32,
-    /// Entries per ring (powers of two); 0 leaves that ring out.
-    pub rx_size: u32,
-    pub tx_size: u32,
-    pub fill_size: u32,
-    pub completion_size: u32,
     pub bind_mode: BindMode,
     /// XDP_USE_NEED_WAKEUP: the kernel says when it needs a syscall to move.
     pub need_wakeup: bool,
@@ -40,73 +44,43 @@ pub struct XskConfig {
     pub tx_budget: Option<u32>,
 }
 
+/// A bound AF_XDP socket and the UMEM it owns.
 pub struct XskSocket {
-    fd: OwnedFd,
-    pub umem: Umem,
-    pub fill: FillRing,
-    pub completion: CompletionRing,
-    pub rx: Option<RxRing>,
-    pub tx: Option<TxRing>,
+    fd: Arc<OwnedFd>,
+    umem: Umem,
     zerocopy: bool,
 }
 
-fn context(what: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
 impl XskSocket {
-    pub fn new(umem: Umem, cfg: &XskConfig) -> io::Result<XskSocket> {
-        let fd = xdp::socket().map_err(|e| context("socket(AF_XDP) (needs CAP_NET_RAW; is CONFIG_XDP_SOCKETS on?)", e))?;
-        let u = umem.config();
-        let flags = if u.unaligned { libc::XDP_UMEM_UNALIGNED_CHUNK_FLAG } else { 0 };
-        xdp::register_umem(&fd, umem.base(), umem.len(), u.chunk_size, 0, flags).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM) => io::Error::new(
-                e.kind(),
-                format!(
-                    "XDP_UMEM_REG of {} MiB failed ({e}): the UMEM is locked memory and RLIMIT_MEMLOCK (`ulimit -l`) is \
-                     too small; run as root (CAP_IPC_LOCK lifts the limit) or make the UMEM smaller",
-                    umem.len() >> 20
-                ),
-            ),
-            _ => context("XDP_UMEM_REG", e),
-        })?;
-        for (ring, size) in [
-            (libc::XDP_UMEM_FILL_RING, cfg.fill_size),
-            (libc::XDP_UMEM_COMPLETION_RING, cfg.completion_size),
-            (libc::XDP_RX_RING, cfg.rx_size),
-            (libc::XDP_TX_RING, cfg.tx_size),
-        ] {
-            if size > 0 {
-                xdp::set_ring_size(&fd, ring, size).map_err(|e| context(&format!("ring size {size}"), e))?;
-            }
-        }
-        let off = xdp::mmap_offsets(&fd)?;
-        let map = |off: crate::sys::xdp::RingOffsets, elem: usize, size: u32, pgoff: u64| -> io::Result<Arc<Mapping>> {
-            Mapping::shared(&fd, (off.desc as usize) + elem * size as usize, pgoff)
-                .map(Arc::new)
-                .map_err(|e| context("mmap of a ring", e))
-        };
-        let fill = FillRing::new(map(off.fill, 8, cfg.fill_size, libc::XDP_UMEM_PGOFF_FILL_RING)?, off.fill, cfg.fill_size)?;
-        let completion = CompletionRing::new(
-            map(off.completion, 8, cfg.completion_size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?,
-            off.completion,
-            cfg.completion_size,
-        )?;
-        let rx = if cfg.rx_size > 0 {
-            Some(RxRing::new(map(off.rx, 16, cfg.rx_size, libc::XDP_PGOFF_RX_RING as u64)?, off.rx, cfg.rx_size)?)
-        } else {
-            None
-        };
-        let tx = if cfg.tx_size > 0 {
-            Some(TxRing::new(map(off.tx, 16, cfg.tx_size, libc::XDP_PGOFF_TX_RING as u64)?, off.tx, cfg.tx_size)?)
-        } else {
-            None
-        };
+    /// Binds a receiving socket with an RX ring of `entries`.
+    pub fn bind_rx(umem: Umem, entries: u32, cfg: &SocketConfig) -> io::Result<(XskSocket, Rx)> {
+        let fd = umem.fd().clone();
+        xdp::set_ring_size(&*fd, libc::XDP_RX_RING, entries).map_err(|e| context(&format!("RX ring size {entries}"), e))?;
+        let off = xdp::mmap_offsets(&*fd)?.rx;
+        let ring = RxRing::new(map_ring(&fd, off, 16, entries, libc::XDP_PGOFF_RX_RING as u64)?, off, entries)?;
+        let umem_id = umem.frames().id();
+        let sock = Self::bind(umem, cfg)?;
+        Ok((sock, Rx { ring, fd, umem: umem_id }))
+    }
+
+    /// Binds a sending socket with a TX ring of `entries`.
+    pub fn bind_tx(umem: Umem, entries: u32, cfg: &SocketConfig) -> io::Result<(XskSocket, Tx)> {
+        let fd = umem.fd().clone();
+        xdp::set_ring_size(&*fd, libc::XDP_TX_RING, entries).map_err(|e| context(&format!("TX ring size {entries}"), e))?;
+        let off = xdp::mmap_offsets(&*fd)?.tx;
+        let ring = TxRing::new(map_ring(&fd, off, 16, entries, libc::XDP_PGOFF_TX_RING as u64)?, off, entries)?;
         if let Some(b) = cfg.tx_budget {
-            if let Err(e) = xdp::set_tx_budget(&fd, b) {
+            if let Err(e) = xdp::set_tx_budget(&*fd, b) {
                 log::info!("XDP_MAX_TX_SKB_BUDGET not available ({e}); the kernel default applies");
             }
         }
+        let umem_id = umem.frames().id();
+        let sock = Self::bind(umem, cfg)?;
+        Ok((sock, Tx { ring, fd, umem: umem_id }))
+    }
+
+    fn bind(umem: Umem, cfg: &SocketConfig) -> io::Result<XskSocket> {
+        let fd = umem.fd().clone();
         let mut base = 0u16;
         if cfg.need_wakeup {
             base |= libc::XDP_USE_NEED_WAKEUP;
@@ -123,7 +97,7 @@ impl XskSocket {
         'modes: for &m in attempts {
             // A queue just released by another socket is busy for a moment.
             for _ in 0..15 {
-                match xdp::bind(&fd, cfg.ifindex, cfg.queue, base | m) {
+                match xdp::bind(&*fd, cfg.ifindex, cfg.queue, base | m) {
                     Ok(()) => {
                         last = None;
                         break 'modes;
@@ -149,8 +123,16 @@ impl XskSocket {
             };
             return Err(io::Error::new(e.kind(), format!("bind of the AF_XDP socket to queue {}: {e}{hint}", cfg.queue)));
         }
-        let zerocopy = xdp::is_zerocopy(&fd)?;
-        Ok(XskSocket { fd, umem, fill, completion, rx, tx, zerocopy })
+        let zerocopy = xdp::is_zerocopy(&*fd)?;
+        Ok(XskSocket { fd, umem, zerocopy })
+    }
+
+    pub fn umem(&self) -> &Umem {
+        &self.umem
+    }
+
+    pub fn umem_mut(&mut self) -> &mut Umem {
+        &mut self.umem
     }
 
     /// True if the socket got zero-copy mode (XDP_OPTIONS).
@@ -159,12 +141,7 @@ impl XskSocket {
     }
 
     pub fn statistics(&self) -> io::Result<XdpStatistics> {
-        xdp::statistics(&self.fd)
-    }
-
-    /// Asks the kernel to send what is on the TX ring.
-    pub fn kick_tx(&self) -> io::Result<()> {
-        xdp::kick_tx(&self.fd)
+        xdp::statistics(&*self.fd)
     }
 }
 
@@ -177,5 +154,194 @@ impl AsRawFd for XskSocket {
 impl AsFd for XskSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// The RX ring of a bound socket: received packets, one descriptor each
+/// (or several, chained with `XDP_PKT_CONTD`, for a multi-buffer packet).
+pub struct Rx {
+    ring: RxRing,
+    fd: Arc<OwnedFd>,
+    /// The UMEM its descriptors point into.
+    umem: u32,
+}
+
+/// A received buffer: the frame it landed in, now ours, and where in it
+/// the bytes are.
+#[derive(Debug)]
+pub struct RxFrame {
+    frame: Frame,
+    offset: u32,
+    len: u32,
+    /// More descriptors of the same packet follow (`XDP_PKT_CONTD`).
+    pub more: bool,
+}
+
+impl RxFrame {
+    /// The received bytes.
+    pub fn bytes<'u>(&self, frames: &'u Frames) -> &'u [u8] {
+        &frames.bytes(&self.frame)[self.offset as usize..(self.offset + self.len) as usize]
+    }
+
+    /// The frame, to give back to the fill ring.
+    pub fn into_frame(self) -> Frame {
+        self.frame
+    }
+}
+
+/// One entry taken off the RX ring.
+#[derive(Debug)]
+pub enum Received {
+    /// A buffer of a packet.
+    Packet(RxFrame),
+    /// A frame came back, but the descriptor's bytes do not fit in it: the
+    /// frame is ours again, its contents are not to be trusted.
+    Malformed(Frame),
+    /// An address the kernel was not holding: nothing to give back.
+    Foreign(Foreign),
+}
+
+impl Rx {
+    /// Descriptors ready now.
+    pub fn ready(&mut self) -> u32 {
+        self.ring.ready()
+    }
+
+    /// Takes up to `max` descriptors off the RX ring into `out`; returns how
+    /// many. The frames are ours from here until they go back to the fill ring.
+    pub fn receive(&mut self, umem: &mut Umem, max: u32, out: &mut Vec<Received>) -> u32 {
+        assert_eq!(umem.frames().id(), self.umem, "the RX ring of another UMEM");
+        let got = self.ring.peek(max);
+        for d in got.iter() {
+            out.push(match umem.frames_mut().take_back(d.addr) {
+                Ok(Returned::Frame(frame)) => {
+                    let offset = umem.frames().offset_in_frame(d.addr).unwrap_or(u64::MAX);
+                    let fits = offset.checked_add(d.len as u64).is_some_and(|end| end <= frame.size() as u64);
+                    if fits {
+                        Received::Packet(RxFrame {
+                            frame,
+                            offset: offset as u32,
+                            len: d.len,
+                            more: d.options & libc::XDP_PKT_CONTD != 0,
+                        })
+                    } else {
+                        Received::Malformed(frame)
+                    }
+                }
+                Ok(Returned::Piece(_)) | Err(_) => {
+                    umem.count_foreign();
+                    Received::Foreign(Foreign { addr: d.addr })
+                }
+            });
+        }
+        let n = got.len();
+        got.release();
+        n
+    }
+}
+
+impl AsFd for Rx {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The TX ring of a bound socket.
+pub struct Tx {
+    ring: TxRing,
+    fd: Arc<OwnedFd>,
+    /// The UMEM its descriptors point into.
+    umem: u32,
+}
+
+impl Tx {
+    /// Reserves `n` descriptors, or `None` if fewer are free.
+    pub fn reserve(&mut self, n: u32) -> Option<TxReservation<'_>> {
+        let umem = self.umem;
+        self.ring.reserve(n).map(|r| TxReservation { ring: r, umem })
+    }
+
+    /// Free descriptors (looks at the kernel's index if fewer than `want` are known).
+    pub fn free(&mut self, want: u32) -> u32 {
+        self.ring.free(want)
+    }
+
+    /// Descriptors published and not yet taken by the kernel.
+    pub fn pending(&self) -> u32 {
+        self.ring.pending()
+    }
+
+    pub fn size(&self) -> u32 {
+        self.ring.size()
+    }
+
+    /// True if the kernel asks for a kick (XDP_USE_NEED_WAKEUP).
+    pub fn needs_wakeup(&self) -> bool {
+        self.ring.needs_wakeup()
+    }
+
+    /// Asks the kernel to send what is on the TX ring (`sendto`).
+    pub fn kick(&self) -> io::Result<()> {
+        xdp::kick_tx(&*self.fd)
+    }
+}
+
+/// Descriptors reserved on the TX ring. Frames go in by value; pieces of
+/// shared frames by reference. Submitted when `submit` is called or it is
+/// dropped; the descriptors of one packet go in one reservation.
+pub struct TxReservation<'r> {
+    ring: Reservation<'r, XdpDesc>,
+    umem: u32,
+}
+
+impl TxReservation<'_> {
+    /// Sends `len` bytes from the start of `frame`; `more` chains the next
+    /// descriptor to the same packet (`XDP_PKT_CONTD`).
+    pub fn push_frame(&mut self, frames: &mut Frames, frame: Frame, len: u32, more: bool) -> Result<(), (Frame, DescError)> {
+        assert_eq!(frames.id(), self.umem, "frames of another UMEM");
+        if self.ring.remaining() == 0 {
+            return Err((frame, DescError::NotReserved));
+        }
+        let addr = frames.give_whole(frame, len)?;
+        let pushed = self.ring.push(XdpDesc { addr, len, options: options(more) });
+        debug_assert!(pushed.is_ok(), "checked that an entry is left");
+        Ok(())
+    }
+
+    /// Sends `len` bytes at `offset` of a shared frame.
+    pub fn push_piece(
+        &mut self,
+        frames: &mut Frames,
+        shared: &SharedFrame,
+        offset: u64,
+        len: u32,
+        more: bool,
+    ) -> Result<(), DescError> {
+        assert_eq!(frames.id(), self.umem, "frames of another UMEM");
+        if self.ring.remaining() == 0 {
+            return Err(DescError::NotReserved);
+        }
+        let addr = frames.give_piece(shared, offset, len)?;
+        let pushed = self.ring.push(XdpDesc { addr, len, options: options(more) });
+        debug_assert!(pushed.is_ok(), "checked that an entry is left");
+        Ok(())
+    }
+
+    /// Descriptors reserved and not yet written.
+    pub fn remaining(&self) -> u32 {
+        self.ring.remaining()
+    }
+
+    /// Publishes the descriptors written.
+    pub fn submit(self) {
+        self.ring.submit()
+    }
+}
+
+fn options(more: bool) -> u32 {
+    if more {
+        libc::XDP_PKT_CONTD
+    } else {
+        0
     }
 }

@@ -1,162 +1,169 @@
 //! The UMEM: one region of memory, registered with the kernel, that every
-//! packet buffer of a socket lives in. Descriptors name buffers by their
-//! byte offset (the "address") into it.
+//! packet buffer of a socket lives in, with the two rings that move its
+//! frames between user space and the kernel without a packet: the *fill*
+//! ring (frames we give the kernel to receive into) and the *completion*
+//! ring (frames the kernel has finished sending). Descriptors name buffers
+//! by their byte offset (the "address") into it.
 //!
 //! *Aligned* mode cuts the UMEM into chunks of a power-of-two size and a
 //! descriptor may not cross a chunk edge (the kernel drops it silently,
-//! counting `tx_invalid_descs`). *Unaligned* mode
-//! (`XDP_UMEM_UNALIGNED_CHUNK_FLAG`) lets a descriptor start anywhere: what
-//! lets zclab point a TX descriptor straight at file bytes read into the
-//! UMEM with O_DIRECT.
+//! counting `tx_invalid_descs`; [`Frames`] refuses to make one). *Unaligned*
+//! mode (`XDP_UMEM_UNALIGNED_CHUNK_FLAG`) lets a descriptor start anywhere:
+//! what lets zclab point a TX descriptor straight at file bytes read into
+//! the UMEM with O_DIRECT.
+//!
+//! As in libxdp (`xsk_umem__create`), the UMEM is registered on an AF_XDP
+//! socket of its own; the first socket bound with it is that same socket.
 
+use super::frame::{DescError, Foreign, Frame, Frames, PoolSpec, Returned};
+use super::ring::{CompletionRing, FillRing};
 use crate::sys::mmap::Mapping;
+use crate::sys::xdp::{self, RingOffsets};
 use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy)]
+/// How the UMEM is cut and how large its two rings are
+/// (libxdp's `xsk_umem_config`).
+#[derive(Debug, Clone)]
 pub struct UmemConfig {
-    /// Bytes in all; a multiple of `chunk_size`.
-    pub len: usize,
+    /// The frames, pool by pool; each pool starts on a chunk edge.
+    pub pools: Vec<PoolSpec>,
     /// Aligned mode: a power of two from 2048 to the page size.
     pub chunk_size: u32,
     /// Allow descriptors to start anywhere.
     pub unaligned: bool,
     /// Back the UMEM with 2 MiB huge pages (vm.nr_hugepages must allow it).
     pub huge_pages: bool,
-}
-
-/// A descriptor pointed outside the UMEM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("UMEM access {addr}+{len} outside its {size} bytes")]
-pub struct OutOfBounds {
-    pub addr: u64,
-    pub len: usize,
-    pub size: usize,
+    /// Fill ring entries (a power of two; the kernel wants the ring even on a TX-only socket).
+    pub fill_size: u32,
+    /// Completion ring entries (a power of two).
+    pub completion_size: u32,
 }
 
 pub struct Umem {
-    area: Mapping,
-    cfg: UmemConfig,
+    fd: Arc<OwnedFd>,
+    frames: Frames,
+    fill: FillRing,
+    completion: CompletionRing,
+    /// Addresses the kernel handed back that it was not holding.
+    foreign: u64,
+}
+
+pub(super) fn context(what: &str, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Maps one ring of `fd`.
+pub(super) fn map_ring(fd: &OwnedFd, off: RingOffsets, elem: usize, size: u32, pgoff: u64) -> io::Result<Arc<Mapping>> {
+    Mapping::shared(fd, (off.desc as usize) + elem * size as usize, pgoff).map(Arc::new).map_err(|e| context("mmap of a ring", e))
 }
 
 impl Umem {
-    pub fn new(cfg: UmemConfig) -> io::Result<Umem> {
-        let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-        if cfg.chunk_size < 2048 || (!cfg.unaligned && !cfg.chunk_size.is_power_of_two()) {
-            return Err(invalid(format!(
-                "UMEM chunk size {} must be at least 2048 and, in aligned mode, a power of two",
-                cfg.chunk_size
-            )));
-        }
-        if cfg.len == 0 || !cfg.len.is_multiple_of(cfg.chunk_size as usize) {
-            return Err(invalid(format!(
-                "UMEM size {} must be a positive multiple of the chunk size {}",
-                cfg.len, cfg.chunk_size
-            )));
-        }
-        let area = Mapping::anonymous(cfg.len, cfg.huge_pages).map_err(|e| {
-            if cfg.huge_pages {
-                io::Error::new(
-                    e.kind(),
-                    format!("no huge pages for a {} MiB UMEM ({e}): reserve some with sysctl vm.nr_hugepages=N", cfg.len >> 20),
-                )
-            } else {
-                e
-            }
+    /// Maps the memory, registers it on a new AF_XDP socket, and maps its
+    /// fill and completion rings.
+    pub fn new(cfg: &UmemConfig) -> io::Result<Umem> {
+        let frames = Frames::new(&cfg.pools, cfg.chunk_size, cfg.unaligned, cfg.huge_pages)?;
+        let fd = xdp::socket().map_err(|e| context("socket(AF_XDP) (needs CAP_NET_RAW; is CONFIG_XDP_SOCKETS on?)", e))?;
+        let flags = if cfg.unaligned { libc::XDP_UMEM_UNALIGNED_CHUNK_FLAG } else { 0 };
+        xdp::register_umem(&fd, frames.base(), frames.len(), cfg.chunk_size, 0, flags).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM) => io::Error::new(
+                e.kind(),
+                format!(
+                    "XDP_UMEM_REG of {} MiB failed ({e}): the UMEM is locked memory and RLIMIT_MEMLOCK (`ulimit -l`) \
+                         is too small; run as root (CAP_IPC_LOCK lifts the limit) or make the UMEM smaller",
+                    frames.len() >> 20
+                ),
+            ),
+            _ => context("XDP_UMEM_REG", e),
         })?;
-        Ok(Umem { area, cfg })
+        xdp::set_ring_size(&fd, libc::XDP_UMEM_FILL_RING, cfg.fill_size)
+            .map_err(|e| context(&format!("fill ring size {}", cfg.fill_size), e))?;
+        xdp::set_ring_size(&fd, libc::XDP_UMEM_COMPLETION_RING, cfg.completion_size)
+            .map_err(|e| context(&format!("completion ring size {}", cfg.completion_size), e))?;
+        let off = xdp::mmap_offsets(&fd)?;
+        let fill_map = map_ring(&fd, off.fill, 8, cfg.fill_size, libc::XDP_UMEM_PGOFF_FILL_RING)?;
+        let fill = FillRing::new(fill_map, off.fill, cfg.fill_size)?;
+        let completion_map = map_ring(&fd, off.completion, 8, cfg.completion_size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
+        let completion = CompletionRing::new(completion_map, off.completion, cfg.completion_size)?;
+        Ok(Umem { fd: Arc::new(fd), frames, fill, completion, foreign: 0 })
     }
 
-    pub fn config(&self) -> &UmemConfig {
-        &self.cfg
+    /// The memory and who owns each frame of it.
+    pub fn frames(&self) -> &Frames {
+        &self.frames
     }
 
-    pub fn len(&self) -> usize {
-        self.area.len()
+    pub fn frames_mut(&mut self) -> &mut Frames {
+        &mut self.frames
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.area.is_empty()
+    pub(super) fn fd(&self) -> &Arc<OwnedFd> {
+        &self.fd
     }
 
-    pub(crate) fn base(&self) -> *mut u8 {
-        self.area.as_ptr()
-    }
-
-    fn check(&self, addr: u64, len: usize) -> Result<usize, OutOfBounds> {
-        let err = OutOfBounds { addr, len, size: self.len() };
-        let start = usize::try_from(addr).map_err(|_| err)?;
-        match start.checked_add(len) {
-            Some(end) if end <= self.len() => Ok(start),
-            _ => Err(err),
+    /// Moves frames from the end of `from` onto the fill ring, as many as
+    /// there is room for; returns how many went. A frame that cannot
+    /// receive (not a whole chunk) stays in `from` and ends the call.
+    pub fn fill(&mut self, from: &mut Vec<Frame>) -> Result<u32, DescError> {
+        let want = from.len().min(u32::MAX as usize) as u32;
+        let n = want.min(self.fill.free(want));
+        if n == 0 {
+            return Ok(0);
         }
+        let Some(mut r) = self.fill.reserve(n) else { return Ok(0) };
+        let mut moved = 0;
+        while let Some(f) = from.pop() {
+            match self.frames.give_to_fill(f) {
+                Ok(addr) => {
+                    let pushed = r.push(addr);
+                    debug_assert!(pushed.is_ok(), "reserved one entry per frame");
+                    moved += 1;
+                    if moved == n {
+                        break;
+                    }
+                }
+                Err((f, e)) => {
+                    from.push(f);
+                    return Err(e);
+                }
+            }
+        }
+        r.submit();
+        Ok(moved)
     }
 
-    /// The bytes `addr..addr + len`, bounds-checked.
-    ///
-    /// Call it only for buffers user space owns: taken from the Rx or
-    /// Completion ring and not yet given back, or never given to the kernel.
-    pub fn slice(&self, addr: u64, len: usize) -> Result<&[u8], OutOfBounds> {
-        let start = self.check(addr, len)?;
-        // SAFETY: in bounds (checked); the buffer is owned by user space by
-        // the ring protocol, so the kernel does not write it meanwhile.
-        Ok(unsafe { std::slice::from_raw_parts(self.base().add(start), len) })
+    /// Takes up to `max` entries off the completion ring: whole frames come
+    /// back as [`Frame`]s, pieces of shared frames as their names. An
+    /// address the kernel was not holding is counted and skipped. Returns
+    /// the entries taken.
+    pub fn complete(&mut self, max: u32, out: &mut Vec<Returned>) -> u32 {
+        let done = self.completion.peek(max);
+        for addr in done.iter() {
+            match self.frames.take_back(addr) {
+                Ok(r) => out.push(r),
+                Err(Foreign { addr }) => {
+                    log::warn!("completion ring: address {addr:#x} was not lent to the kernel; ignored");
+                    self.foreign += 1;
+                }
+            }
+        }
+        let n = done.len();
+        done.release();
+        n
     }
 
-    /// Mutable bytes `addr..addr + len`, bounds-checked; same ownership rule.
-    pub fn slice_mut(&mut self, addr: u64, len: usize) -> Result<&mut [u8], OutOfBounds> {
-        let start = self.check(addr, len)?;
-        // SAFETY: in bounds; `&mut self` excludes other user-space views, and
-        // the ring protocol keeps the kernel away from a buffer we own.
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.base().add(start), len) })
+    /// Completion entries ready now.
+    pub fn completions_ready(&mut self) -> u32 {
+        self.completion.ready()
     }
-}
 
-impl Umem {
-    /// Starts an asynchronous read of `len` bytes at `offset` of `file` into
-    /// `addr..addr + len` (bounds-checked); its completion comes from `ring`
-    /// tagged `tag`.
-    ///
-    /// The region must be one user space owns and leaves alone until that
-    /// completion: the af-xdp sender reads only into a block slot that no
-    /// descriptor points at, and touches it again only after the read
-    /// completed. The ring must be dropped before this UMEM (its Drop waits
-    /// for reads in flight).
-    pub fn read_async(
-        &mut self,
-        ring: &mut crate::sys::uring::ReadRing,
-        file: &std::fs::File,
-        addr: u64,
-        len: usize,
-        offset: u64,
-        tag: u64,
-    ) -> io::Result<()> {
-        let start = self.check(addr, len).map_err(io::Error::other)?;
-        let len32 = u32::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "read larger than 4 GiB"))?;
-        // SAFETY: the region is inside the UMEM (checked) and owned by user
-        // space as documented above; `&mut self` rules out other views now,
-        // and the caller's protocol keeps the region untouched until the
-        // completion. The ring is dropped before the UMEM (documented above).
-        unsafe { ring.push_read(file, self.base().add(start), len32, offset, tag) }
+    /// Addresses the kernel handed back (completion or RX ring) that it was not holding.
+    pub fn foreign_addresses(&self) -> u64 {
+        self.foreign
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_is_validated_and_access_bounds_checked() {
-        let c = UmemConfig { len: 8 * 4096, chunk_size: 4096, unaligned: false, huge_pages: false };
-        assert!(Umem::new(UmemConfig { chunk_size: 3000, ..c }).is_err());
-        assert!(Umem::new(UmemConfig { chunk_size: 1024, ..c }).is_err());
-        assert!(Umem::new(UmemConfig { len: 4096 * 8 + 1, ..c }).is_err());
-        assert!(Umem::new(UmemConfig { chunk_size: 3000, len: 30000, unaligned: true, ..c }).is_ok());
-        let mut u = Umem::new(c).unwrap();
-        u.slice_mut(100, 4).unwrap().copy_from_slice(b"zcla");
-        assert_eq!(u.slice(100, 4).unwrap(), b"zcla");
-        assert!(u.slice(8 * 4096 - 4, 4).is_ok());
-        assert!(u.slice(8 * 4096 - 4, 5).is_err());
-        assert!(u.slice(u64::MAX, 1).is_err());
-        assert!(u.slice_mut(u64::MAX - 1, usize::MAX).is_err());
+    pub(super) fn count_foreign(&mut self) {
+        self.foreign += 1;
     }
 }

@@ -1,0 +1,288 @@
+//! `af-xdp`: the file's pages go from the disk into the UMEM by O_DIRECT
+//! reads, and from the UMEM onto the wire by the TX ring. The sender's CPU
+//! never copies or touches a payload byte.
+//!
+//! ```text
+//! disk --O_DIRECT read (io_uring, ahead)--> UMEM payload slot (a block of whole packets)
+//! UMEM header frame:  Ethernet | IPv4 | UDP | lab header     (66 bytes, built here)
+//! TX ring: [header, XDP_PKT_CONTD] [payload piece -> file bytes in the slot] ...
+//!    -> sendto() kick -> driver (veth: the kernel copies once into an skb;
+//!       a zero-copy NIC DMAs straight from the UMEM)
+//! completion ring: addresses come back; header frames and slots are reused
+//! ```
+//! A payload descriptor points at the packet's bytes wherever they landed
+//! in a block read from the file. A block holds a whole number of packets
+//! and starts at a file offset the filesystem's O_DIRECT alignment accepts
+//! (statx STATX_DIOALIGN). Payloads are cut at UMEM chunk edges (4096
+//! bytes): a descriptor may not cross one in *aligned* mode, and may not be
+//! longer than a chunk in either mode, so a 1448-byte payload takes one or
+//! two descriptors and a jumbo payload several. In *unaligned* mode
+//! (`XDP_UMEM_UNALIGNED_CHUNK_FLAG`, the default) the same cut is used, so
+//! the two modes send identical packets and differ only in what the kernel
+//! checks.
+
+//!
+//! The parts: `blocks.rs` (the file's blocks in UMEM slots, read ahead),
+//! `tx.rs` (a packet as descriptors, and what the completion ring gives
+//! back), and this file, which sets them up and runs the rounds.
+
+mod blocks;
+mod tx;
+
+use super::packets::{send_rounds, Flow, PacketSink};
+use super::DataPath;
+use super::Stream;
+use crate::report::{AfXdpTx, TxPath};
+use crate::sys;
+use crate::transfer::af_xdp::{Iface, CHUNK, TX_BUDGET};
+use crate::transfer::plan::PacketPlan;
+use crate::transfer::Watchdog;
+use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN};
+use crate::xsk::{BindMode, PoolId, PoolSpec, Umem, UmemConfig, XskSocket};
+use blocks::{BlockCache, BlockLayout, DirectReader, Poll};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+use tx::PacketTx;
+
+/// Bytes per header frame (the 66-byte header, rounded up).
+const HEADER_FRAME: u32 = 128;
+/// TX and completion ring entries, and header frames.
+const RING: u32 = 4096;
+/// File blocks held in the UMEM at once (read ahead while others are sent).
+const SLOTS: u32 = 8;
+/// The UMEM's pools.
+const HEADERS: PoolId = PoolId(0);
+const BLOCKS: PoolId = PoolId(1);
+/// A disk read that takes longer than this is an error.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sender's choices for the AF_XDP path.
+#[derive(Debug, Clone)]
+pub struct AfXdpOptions {
+    /// The interface to send on (default: the one the control connection uses).
+    pub iface: Option<String>,
+    pub queue: u32,
+    pub bind_mode: BindMode,
+    /// Register the UMEM in unaligned-chunk mode (default) or aligned mode.
+    pub unaligned: bool,
+}
+
+/// Everything set up before the Hello, so none of it is timed: interface,
+/// MTU, payload, the file opened for direct I/O, the block layout, the UMEM
+/// and the bound socket, the io_uring for reads.
+pub struct XdpPath {
+    tx: PacketTx,
+    cache: BlockCache<DirectReader>,
+    iface: Iface,
+    pub payload: u32,
+    o_direct: bool,
+    unaligned: bool,
+}
+
+impl XdpPath {
+    pub fn prepare(path: &Path, ctrl: &TcpStream, opts: &AfXdpOptions) -> io::Result<XdpPath> {
+        let iface = Iface::find(opts.iface.as_deref(), ctrl.local_addr()?.ip())?;
+        let payload = wire::payload_for_mtu(iface.mtu)
+            .map(|p| p & !1) // even, so every TX address stays even (see FACTS: the completion ring clears bit 0)
+            .filter(|p| *p >= 64)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("MTU {} of {} is too small", iface.mtu, iface.name))
+            })?;
+        let (file, align) = open_direct(path)?;
+        let size = file.metadata()?.len();
+        let layout = BlockLayout::new(payload as u64, align.unwrap_or(1), CHUNK as u64);
+        let umem = Umem::new(&UmemConfig {
+            pools: vec![
+                PoolSpec { frame_size: HEADER_FRAME, count: RING },
+                PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS },
+            ],
+            chunk_size: CHUNK,
+            unaligned: opts.unaligned,
+            huge_pages: false,
+            fill_size: 64,
+            completion_size: RING,
+        })?;
+        let cfg = iface.socket_config(opts.queue, opts.bind_mode, Some(TX_BUDGET));
+        let (mut sock, tx_ring) = XskSocket::bind_tx(umem, RING, &cfg)
+            .map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {}: {e}", iface.name)))?;
+        log::info!(
+            "AF_XDP TX on {} queue {} ({}), payload {payload} B, {} packets per {} KiB block",
+            iface.name,
+            opts.queue,
+            if sock.is_zerocopy() { "zero copy" } else { "copy mode" },
+            layout.packets_per_block,
+            layout.block_bytes >> 10
+        );
+        let frames = sock.umem_mut().frames_mut();
+        let slots = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
+        let reader = DirectReader::new(file, 2 * SLOTS)?;
+        let cache = BlockCache::new(reader, layout, size, slots, READ_TIMEOUT);
+        let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name);
+        Ok(XdpPath { tx, cache, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned })
+    }
+
+    pub fn mtu(&self) -> u32 {
+        self.iface.mtu
+    }
+}
+
+/// Opens the file for direct I/O where its filesystem has it; returns the
+/// file and its O_DIRECT alignment (None: buffered, through the page cache).
+fn open_direct(path: &Path) -> io::Result<(File, Option<u64>)> {
+    let probe = File::open(path)?;
+    match sys::file::dio_align(&probe)? {
+        Some((mem, off)) if mem as u64 <= CHUNK as u64 => {
+            let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path)?;
+            Ok((f, Some(off.max(mem) as u64)))
+        }
+        _ => {
+            log::warn!(
+                "{} is on a filesystem without direct I/O (tmpfs?): reading it through the page cache; \
+                 this run does NOT show a page-cache bypass",
+                path.display()
+            );
+            Ok((probe, None))
+        }
+    }
+}
+
+/// The destination MAC: the kernel's answer first (it resolved the next
+/// hop for the control connection); the receiver's word only if the
+/// tables say nothing. Returns it with a note of where it came from.
+fn destination_mac(iface: &str, dst_ip: std::net::Ipv4Addr, announced: Option<&str>) -> io::Result<([u8; 6], String)> {
+    match crate::route::resolve(iface, dst_ip) {
+        Some((hop, mac)) => Ok((mac, format!("{hop} ({}) from the neighbour table", wire::format_mac(&mac)))),
+        None => {
+            let mac = announced.and_then(wire::parse_mac).ok_or_else(|| {
+                io::Error::other("no route or neighbour entry for the receiver, and it announced no MAC address")
+            })?;
+            Ok((mac, format!("{dst_ip} ({}) as the receiver announced", wire::format_mac(&mac))))
+        }
+    }
+}
+
+pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
+    let (src_ip, dst_ip) = match (s.sock.local_addr()?.ip(), to.ip()) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (a, b),
+        _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "af-xdp frames are IPv4")),
+    };
+    let (dst_mac, next_hop) = destination_mac(&p.iface.name, dst_ip, s.peer.mac.as_deref())?;
+    let template = FrameTemplate {
+        src_mac: p.iface.mac,
+        dst_mac,
+        src_ip,
+        dst_ip,
+        src_port: s.sock.local_addr()?.port(),
+        dst_port: to.port(),
+    };
+    let plan = PacketPlan::new(s.size, p.payload);
+    let window = s.peer.window;
+    let mut sink = XdpSink { tx: p.tx, cache: p.cache, template, transfer_id };
+    let (stats, calls) = send_rounds(s, &plan, window, &mut sink)?;
+    let xs = sink.tx.statistics()?;
+    let (lo, hi) = sink.tx.descs_per_packet;
+    let frame_layout = format!(
+        "{}{} descriptors per packet: a {}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({} UMEM)",
+        if lo < hi { format!("{lo}-") } else { String::new() },
+        hi,
+        FRAME_HEADER_LEN,
+        CHUNK,
+        if p.unaligned { "unaligned" } else { "aligned" }
+    );
+    Ok(DataPath {
+        syscalls: calls,
+        zerocopy: None,
+        packets: Some(stats),
+        af_xdp: Some(AfXdpTx {
+            iface: p.iface.name.clone(),
+            bind_mode: if sink.tx.socket().is_zerocopy() { "zerocopy" } else { "copy" }.into(),
+            path: TxPath { mtu: p.iface.mtu, frame_layout, tx_invalid: xs.tx_invalid_descs, o_direct: p.o_direct, next_hop },
+        }),
+    })
+}
+
+/// The af-xdp data plane: blocks from the cache, packets onto the TX ring.
+struct XdpSink {
+    tx: PacketTx,
+    cache: BlockCache<DirectReader>,
+    template: FrameTemplate,
+    transfer_id: u32,
+}
+
+impl XdpSink {
+    /// The slot that holds the round's block at `pos`, once read; keeps the
+    /// wire busy while the disk works.
+    fn load(&mut self, pos: usize, wd: &mut Watchdog) -> io::Result<usize> {
+        loop {
+            match self.cache.poll(pos, self.tx.frames_mut())? {
+                Poll::Ready(slot) => return Ok(slot),
+                Poll::Reading => {
+                    self.tx.kick()?;
+                    self.tx.reap();
+                    self.cache.wait_for_reads(self.tx.frames_mut())?;
+                    wd.progress()?;
+                }
+                Poll::NoSlot => {
+                    // Every slot is still referenced by packets in flight.
+                    self.tx.kick()?;
+                    if self.tx.reap() == 0 {
+                        wd.idle()?;
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts packet `i`, whose block is in `slot`, on the TX ring.
+    fn queue(&mut self, plan: &PacketPlan, i: u64, slot: usize, flags: u16, wd: &mut Watchdog) -> io::Result<()> {
+        let lab = LabHeader { transfer_id: self.transfer_id, offset: plan.offset(i), len: plan.len(i), flags };
+        let block = self.cache.data(slot).expect("load returned a ready slot");
+        let offset = self.cache.layout().offset_in_block(i);
+        self.tx.queue(&self.template, &lab, block, offset, wd)
+    }
+}
+
+impl PacketSink for XdpSink {
+    fn send(
+        &mut self,
+        plan: &PacketPlan,
+        ranges: &[(u64, u64)],
+        resent: bool,
+        flow: &mut Flow,
+        wd: &mut Watchdog,
+    ) -> io::Result<u64> {
+        let (kicks0, disk0) = (self.tx.kicks, self.cache.data_syscalls);
+        let flags = if resent { FLAG_RESENT } else { 0 };
+        self.cache.begin_round(ranges);
+        let layout = *self.cache.layout();
+        let mut pos = 0;
+        for &(a, b) in ranges {
+            let mut i = a;
+            while i < b {
+                let block = layout.block_of(i);
+                let end = ((block + 1) * layout.packets_per_block).min(b);
+                while self.cache.round()[pos] != block {
+                    pos += 1;
+                }
+                let slot = self.load(pos, wd)?;
+                for j in i..end {
+                    if flow.must_wait() {
+                        self.tx.kick()?;
+                        self.tx.reap();
+                    }
+                    flow.admit(wd)?;
+                    self.queue(plan, j, slot, flags, wd)?;
+                }
+                i = end;
+            }
+        }
+        // Everything must have left before the round is declared done.
+        self.tx.wait_for(wd, |tx| tx.all_sent())?;
+        Ok(self.tx.kicks - kicks0 + self.cache.data_syscalls - disk0)
+    }
+}

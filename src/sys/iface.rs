@@ -1,0 +1,83 @@
+//! Interfaces by name and address: index, MAC, MTU (getifaddrs, ioctl).
+//! The AF_XDP paths need them to bind a socket and to build frames; the
+//! AF_XDP layer itself (`xsk`) works with an interface index only.
+
+use super::cvt;
+use std::ffi::CString;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// `if_nametoindex`; an error names the interface.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name with NUL"))?;
+    // SAFETY: `c` is a valid C string for the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name:?} in this network namespace (`ip link`)"),
+        ));
+    }
+    Ok(i)
+}
+
+/// The interface that holds the IPv4 address `ip` (getifaddrs).
+pub fn iface_with_addr(ip: Ipv4Addr) -> io::Result<Option<String>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`; we free it below.
+    cvt(unsafe { libc::getifaddrs(&mut list) })?;
+    let mut found = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` walks the list getifaddrs returned, which stays valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr is non-null and points at a sockaddr owned by the list.
+            let family = unsafe { (*ifa.ifa_addr).sa_family } as libc::c_int;
+            if family == libc::AF_INET {
+                // SAFETY: for AF_INET the sockaddr is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                if Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)) == ip {
+                    // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+                    let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+                    found = Some(name.to_string_lossy().into_owned());
+                    break;
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(found)
+}
+
+/// The MAC address and MTU of interface `name` (SIOCGIFHWADDR, SIOCGIFMTU).
+pub fn iface_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name {name:?} too long")));
+    }
+    // SAFETY: a plain datagram socket used only for the ioctls.
+    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: s is fresh and owned here.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: ifreq is a plain C struct; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: `req` is a live ifreq carrying the name; the kernel fills the union.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) })?;
+    // SAFETY: SIOCGIFHWADDR filled ifru_hwaddr.
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (m, b) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *m = *b as u8;
+    }
+    // SAFETY: as above, for SIOCGIFMTU (fills ifru_mtu).
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
+    // SAFETY: SIOCGIFMTU filled ifru_mtu.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu } as u32;
+    Ok((mac, mtu))
+}

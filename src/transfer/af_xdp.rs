@@ -1,0 +1,61 @@
+//! What both af-xdp ends set up alike: the interface they use, the UMEM
+//! chunk size, and the socket settings. The sender (`send::af_xdp`) and the
+//! receiver (`recv::af_xdp`) build on this and never on each other.
+
+use crate::sys::iface;
+use crate::xsk::{BindMode, SocketConfig};
+use std::io;
+use std::net::IpAddr;
+
+/// UMEM chunk size on both ends, and so the most one descriptor carries.
+/// Larger chunks are refused by `XDP_UMEM_REG` on this kernel.
+pub const CHUNK: u32 = 4096;
+
+/// Frames sent per TX kick in copy mode (`XDP_MAX_TX_SKB_BUDGET`; the
+/// kernel's default is 32, and 256 sent about a third more frames per
+/// second here).
+pub const TX_BUDGET: u32 = 256;
+
+/// The interface an af-xdp end binds to.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    pub name: String,
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+impl Iface {
+    /// The interface named `explicit`, or else the one that holds `ip`
+    /// (the control connection's local address on the sender, the listen
+    /// address on the receiver).
+    pub fn find(explicit: Option<&str>, ip: IpAddr) -> io::Result<Iface> {
+        let name = match explicit {
+            Some(name) => name.to_string(),
+            None => match ip {
+                IpAddr::V4(v4) if !v4.is_unspecified() => iface::iface_with_addr(v4)?.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("no interface holds {ip}: name one with --iface"))
+                })?,
+                IpAddr::V4(_) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, "af-xdp needs --iface when listening on 0.0.0.0"))
+                }
+                IpAddr::V6(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "af-xdp frames are IPv4: use IPv4 addresses (or name the interface with --iface)",
+                    ))
+                }
+            },
+        };
+        let index = iface::if_index(&name)?;
+        let (mac, mtu) = iface::iface_mac_mtu(&name)?;
+        Ok(Iface { name, index, mac, mtu })
+    }
+
+    /// The socket settings both ends use on this interface: multi-buffer
+    /// packets on (a jumbo frame spans several 4096-byte chunks), no
+    /// need-wakeup (it cost speed in copy mode here, see FACTS).
+    pub fn socket_config(&self, queue: u32, bind_mode: BindMode, tx_budget: Option<u32>) -> SocketConfig {
+        SocketConfig { ifindex: self.index, queue, bind_mode, need_wakeup: false, multi_buffer: true, tx_budget }
+    }
+}

@@ -1,0 +1,64 @@
+//! The data paths: one type from the command line, through the Hello, to
+//! the reports. On the wire and in JSON a mode is its `--mode` name.
+
+use serde::{Deserialize, Serialize};
+
+/// The data paths. The names are the `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// read() into a buffer, write() to the socket: 2 CPU copies per byte.
+    ReadWrite,
+    /// mmap() the file, write() from the mapping: 1 CPU copy per byte.
+    MmapWrite,
+    /// sendfile(): page-cache pages go to the socket, no user-space copy.
+    Sendfile,
+    /// splice() file to pipe to socket: page references through a pipe.
+    Splice,
+    /// send(MSG_ZEROCOPY) from a file mapping; completions on the error queue.
+    MsgZerocopy,
+    /// io_uring IORING_OP_SEND_ZC from a file mapping, with notifications.
+    IoUringZc,
+    /// Kernel UDP with UDP_SEGMENT (GSO), receiver with UDP_GRO; lost packets resent.
+    UdpGso,
+    /// AF_XDP: O_DIRECT reads into the UMEM, frames from the TX ring; AF_XDP receiver behind XDP.
+    AfXdp,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 8] = [
+        Mode::ReadWrite,
+        Mode::MmapWrite,
+        Mode::Sendfile,
+        Mode::Splice,
+        Mode::MsgZerocopy,
+        Mode::IoUringZc,
+        Mode::UdpGso,
+        Mode::AfXdp,
+    ];
+
+    /// The `--mode` spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::ReadWrite => "read-write",
+            Mode::MmapWrite => "mmap-write",
+            Mode::Sendfile => "sendfile",
+            Mode::Splice => "splice",
+            Mode::MsgZerocopy => "msg-zerocopy",
+            Mode::IoUringZc => "io-uring-zc",
+            Mode::UdpGso => "udp-gso",
+            Mode::AfXdp => "af-xdp",
+        }
+    }
+
+    /// True for the paths that move packets (lab header, rounds) rather than a TCP stream.
+    pub fn is_packet_path(self) -> bool {
+        matches!(self, Mode::UdpGso | Mode::AfXdp)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
