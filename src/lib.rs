@@ -1,7 +1,12 @@
 //! zclab: move a file from one network namespace to another by each Linux
 //! data path, measure what each path costs, and prove the file arrived intact.
 //!
-//! Layering, bottom up (nothing imports anything above it):
+//! The module map, bottom up: each module uses only those above it in this
+//! list (and `interrupt`, which every long loop asks about Ctrl-C).
+//!
+//! `unsafe` is denied in the whole crate except two rooms: `sys`, where
+//! every syscall is, and `xsk`, whose rings and UMEM are memory shared with
+//! the kernel. Every `unsafe` block there says why it is sound.
 #![deny(unsafe_code)]
 
 /// Ctrl-C and SIGTERM: one flag every long loop checks.
@@ -20,13 +25,13 @@ pub mod route;
 pub mod run;
 /// The sending end, one file per data path.
 pub mod send;
-/// Raw syscalls (libc): the only module allowed `unsafe`.
+/// Raw syscalls (libc): sockets, files, mappings, AF_XDP ABI, io_uring, namespaces, interfaces.
 pub mod sys;
-/// The transfer protocol: control messages, hashing, the stall watchdog.
+/// The protocol both ends share: modes, control messages, packet plan, reassembly, watchdog, af-xdp set-up.
 pub mod transfer;
-/// The packet paths' wire format: frames and the lab header.
+/// The packet paths' wire format: frames and the lab header, pure bytes.
 pub mod wire;
 /// The XDP program: load, attach (as a BPF link), fill its maps.
 pub mod xdp;
-/// Our AF_XDP layer: UMEM, rings, socket (no files, no protocol).
+/// Our AF_XDP layer: UMEM and who owns each frame, the four rings, the socket (no files, no protocol).
 pub mod xsk;

@@ -194,8 +194,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
         std::thread::sleep(Duration::from_millis(10));
     }
     let (s_out, r_out) = (sender.output(), receiver.output());
-    let s_rep: Option<SendReport> = serde_json::from_str(&s_out).ok();
-    let r_rep: Option<RecvReport> = serde_json::from_str(&r_out).ok();
+    let s_rep = parse_report::<SendReport>(sender.role, &s_out)?;
+    let r_rep = parse_report::<RecvReport>(receiver.role, &r_out)?;
     match (s_rep, r_rep) {
         (Some(s), Some(r)) => Ok(RunReport::merge(&s, &r)),
         (s, _) => {
@@ -209,6 +209,35 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     }
 }
 
+/// One end's JSON report: None if it printed nothing (it failed, and said
+/// why on stderr); an error if it printed something that is not a report.
+fn parse_report<T: serde::de::DeserializeOwned>(role: &str, out: &str) -> Result<Option<T>> {
+    if out.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(out).map(Some).map_err(|e| {
+        let shown: String = out.chars().take(300).collect();
+        anyhow::anyhow!(
+            "the {role} printed a report this zclab cannot read ({e}): is it another version of zclab? It printed: {shown}"
+        )
+    })
+}
+
 fn path_arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_that_printed_nothing_failed_and_one_that_printed_garbage_is_named() {
+        assert!(parse_report::<SendReport>("sender", "").unwrap().is_none());
+        assert!(parse_report::<SendReport>("sender", " \n").unwrap().is_none());
+        let e = parse_report::<RecvReport>("receiver", "{\"mode\": \"sendfile\", \"bytes\": \"many\"}").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("the receiver printed a report this zclab cannot read"), "{msg}");
+        assert!(msg.contains("\"bytes\": \"many\""), "what it printed is shown: {msg}");
+    }
 }

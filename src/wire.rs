@@ -222,6 +222,42 @@ mod tests {
         assert_eq!(ip.calc_header_checksum(), ip.header_checksum);
     }
 
+    /// A frame of known fields against bytes written out by hand (smoltcp's
+    /// style): a change of layout, byte order or checksum shows here.
+    #[test]
+    fn frame_matches_golden_bytes() {
+        #[rustfmt::skip]
+        let golden: [u8; FRAME_HEADER_LEN + 5] = [
+            // Ethernet: destination, source, EtherType IPv4
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x02,
+            0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
+            0x08, 0x00,
+            // IPv4: version 4 + IHL 5, DSCP 0, total length 57 (20 + 8 + 24 + 5)
+            0x45, 0x00, 0x00, 0x39,
+            // identification 0, flags: don't fragment, fragment offset 0
+            0x00, 0x00, 0x40, 0x00,
+            // TTL 64, protocol 17 (UDP), header checksum 0x2618 (ones' complement sum by hand)
+            0x40, 0x11, 0x26, 0x18,
+            // source 10.77.0.1, destination 10.77.0.2
+            0x0a, 0x4d, 0x00, 0x01,
+            0x0a, 0x4d, 0x00, 0x02,
+            // UDP: source port 40000, destination port 7777, length 37, checksum 0 (none)
+            0x9c, 0x40, 0x1e, 0x61, 0x00, 0x25, 0x00, 0x00,
+            // lab header: magic "ZCLB", transfer id, offset 1448, length 5, flags (resent), reserved
+            b'Z', b'C', b'L', b'B',
+            0x01, 0x02, 0x03, 0x04,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0xa8,
+            0x00, 0x00, 0x00, 0x05,
+            0x00, 0x01, 0x00, 0x00,
+            // payload
+            b'h', b'e', b'l', b'l', b'o',
+        ];
+        let lab = LabHeader { transfer_id: 0x0102_0304, offset: 1448, len: 5, flags: FLAG_RESENT };
+        assert_eq!(frame(&lab, b"hello"), golden);
+        let (h, p) = parse_frame(&golden, 7777).unwrap();
+        assert_eq!((h, p), (lab, &b"hello"[..]));
+    }
+
     #[test]
     fn malformed_frames_are_named() {
         let lab = LabHeader { transfer_id: 1, offset: 0, len: 4, flags: 0 };

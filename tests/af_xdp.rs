@@ -274,3 +274,45 @@ fn tmpfs_is_named_and_no_bypass_is_claimed() {
         assert!(stderr(&s).contains("does NOT show a page-cache bypass"), "the fallback is said out loud: {}", stderr(&s));
     }
 }
+
+#[test]
+fn a_link_that_goes_down_mid_transfer_is_named() {
+    if !privileged("a_link_that_goes_down_mid_transfer_is_named") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 512 << 20, 17);
+    let n = env.names().clone();
+    let out = dir.path("out");
+    let mut recv = zclab()
+        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let send = zclab()
+        .args(["send", "--netns", &n.tx_ns, "--to", "10.77.0.2:7777", "--mode", "af-xdp", "--file", src.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !xdp_attached(&n.rx_ns, &n.rx_if) {
+        assert!(t.elapsed() < Duration::from_secs(10), "the XDP program never appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // well into the transfer
+    let down = Command::new("ip").args(["-n", &n.tx_ns, "link", "set", &n.tx_if, "down"]).status().unwrap();
+    assert!(down.success());
+    let downed = Instant::now();
+    let o = send.wait_with_output().unwrap();
+    let took = downed.elapsed();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a transfer over a dead link cannot succeed");
+    assert!(err.contains("the link is down"), "the sender must name the cause: {err}");
+    assert!(took < Duration::from_secs(2), "the sender took {took:?} to notice");
+    let _ = recv.kill();
+    let _ = recv.wait();
+}

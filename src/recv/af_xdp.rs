@@ -13,7 +13,7 @@
 use super::packets::PacketSource;
 use super::writer::RunWriter;
 use crate::report::{AfXdpRx, RxDrops, XdpProgramInfo};
-use crate::transfer::af_xdp::{Iface, CHUNK};
+use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, CHUNK};
 use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
@@ -71,8 +71,7 @@ impl XdpSource {
             completion_size: 64,
         })?;
         let cfg = iface.socket_config(opts.queue, opts.bind_mode, None);
-        let (mut sock, rx) = XskSocket::bind_rx(umem, RX, &cfg)
-            .map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {}: {e}", iface.name)))?;
+        let (mut sock, rx) = XskSocket::bind_rx(umem, RX, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
         steering.register(opts.queue, &sock).map_err(io::Error::other)?;
         let frames = sock.umem_mut().frames_mut();
         let free = std::iter::from_fn(|| frames.alloc(PoolId(0))).collect();

@@ -42,58 +42,98 @@ pub trait PacketSink {
 /// How long a blocked sender waits for news before it assumes loss.
 const STALL: Duration = Duration::from_millis(5);
 
-/// The sender's side of the window.
-pub struct Flow<'a> {
-    ctrl: &'a TcpStream,
-    window: Option<u64>,
+/// The window's arithmetic: how many packets are in flight, by the
+/// sender's count and the receiver's last report.
+///
+/// The receiver reports `seen`, packets it has taken off its data plane in
+/// all rounds. In flight is what was sent since the last *credit* minus
+/// what the receiver has seen since then. A credit happens when the sender
+/// heard nothing for a while: whatever was in flight then is taken as
+/// delivered or lost, and the window opens fully again (the rounds repair
+/// any loss).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Packets the sender may have in flight (None: no limit).
+    limit: Option<u64>,
     sent: u64,
-    /// `sent` as of the last time the receiver's count was trusted.
-    credited: u64,
+    /// `sent` as of the last credit.
+    sent_at_credit: u64,
+    /// `seen` as of the last credit.
     seen_at_credit: u64,
     seen: u64,
+}
+
+impl Window {
+    pub fn new(limit: Option<u64>) -> Window {
+        Window { limit, ..Window::default() }
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        (self.sent - self.sent_at_credit).saturating_sub(self.seen - self.seen_at_credit)
+    }
+
+    /// True if one more packet must wait.
+    pub fn is_full(&self) -> bool {
+        self.limit.is_some_and(|w| self.in_flight() >= w)
+    }
+
+    pub fn sent_one(&mut self) {
+        self.sent += 1;
+    }
+
+    /// The receiver's report; an older (smaller) one changes nothing.
+    pub fn heard(&mut self, seen: u64) {
+        self.seen = self.seen.max(seen);
+    }
+
+    /// Nothing heard for a while: take everything in flight as gone.
+    pub fn credit(&mut self) {
+        self.sent_at_credit = self.sent;
+        self.seen_at_credit = self.seen;
+    }
+}
+
+/// The sender's side of the window: the arithmetic, and the control
+/// connection it hears the receiver on.
+pub struct Flow<'a> {
+    ctrl: &'a TcpStream,
+    window: Window,
     /// Times the sender waited for the receiver, and gave up waiting.
     pub waits: u64,
     pub stalls: u64,
 }
 
 impl<'a> Flow<'a> {
-    pub fn new(ctrl: &'a TcpStream, window: Option<u64>) -> Flow<'a> {
-        Flow { ctrl, window, sent: 0, credited: 0, seen_at_credit: 0, seen: 0, waits: 0, stalls: 0 }
-    }
-
-    fn in_flight(&self) -> u64 {
-        (self.sent - self.credited).saturating_sub(self.seen - self.seen_at_credit)
+    pub fn new(ctrl: &'a TcpStream, limit: Option<u64>) -> Flow<'a> {
+        Flow { ctrl, window: Window::new(limit), waits: 0, stalls: 0 }
     }
 
     /// True if the next `admit` would wait: push out what is queued first.
     pub fn must_wait(&self) -> bool {
-        self.window.is_some_and(|w| self.in_flight() >= w)
+        self.window.is_full()
     }
 
     /// Returns once one more packet may go (and counts it as sent).
     pub fn admit(&mut self, wd: &mut Watchdog) -> io::Result<()> {
-        if let Some(window) = self.window {
-            while self.in_flight() >= window {
-                self.waits += 1;
-                if poll_one(self.ctrl, libc::POLLIN, STALL.as_millis() as i32)? == 0 {
-                    // Nothing heard: what is in flight is delivered or lost.
-                    self.stalls += 1;
-                    self.credited = self.sent;
-                    self.seen_at_credit = self.seen;
-                    break;
-                }
-                match recv_msg(&mut &*self.ctrl, wd)? {
-                    Some(Msg::Progress { seen }) => self.heard(seen),
-                    other => return Err(io::Error::other(format!("the receiver sent {other:?} mid-round"))),
-                }
+        while self.window.is_full() {
+            self.waits += 1;
+            if poll_one(self.ctrl, libc::POLLIN, STALL.as_millis() as i32)? == 0 {
+                // Nothing heard: what is in flight is delivered or lost.
+                self.stalls += 1;
+                self.window.credit();
+                break;
+            }
+            match recv_msg(&mut &*self.ctrl, wd)? {
+                Some(Msg::Progress { seen }) => self.window.heard(seen),
+                other => return Err(io::Error::other(format!("the receiver sent {other:?} mid-round"))),
             }
         }
-        self.sent += 1;
+        self.window.sent_one();
         Ok(())
     }
 
     fn heard(&mut self, seen: u64) {
-        self.seen = self.seen.max(seen);
+        self.window.heard(seen);
     }
 }
 
@@ -171,4 +211,64 @@ pub fn send_rounds(
     }
     log::info!("window {window:?}: waited for the receiver {} times, assumed loss {} times", flow.waits, flow.stalls);
     Ok((stats, calls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_limit_never_waits() {
+        let mut w = Window::new(None);
+        for _ in 0..1_000_000 {
+            w.sent_one();
+        }
+        assert!(!w.is_full());
+        assert_eq!(w.in_flight(), 1_000_000);
+    }
+
+    #[test]
+    fn fills_at_the_limit_and_reports_open_it() {
+        let mut w = Window::new(Some(4));
+        for _ in 0..4 {
+            assert!(!w.is_full());
+            w.sent_one();
+        }
+        assert!(w.is_full());
+        w.heard(3);
+        assert_eq!(w.in_flight(), 1);
+        w.heard(2); // a stale report changes nothing
+        assert_eq!(w.in_flight(), 1);
+        for _ in 0..3 {
+            w.sent_one();
+        }
+        assert!(w.is_full());
+    }
+
+    #[test]
+    fn a_credit_opens_the_window_and_later_reports_count_from_it() {
+        let mut w = Window::new(Some(10));
+        for _ in 0..10 {
+            w.sent_one();
+        }
+        w.heard(4); // 6 still in flight by the receiver's word, perhaps lost
+        w.credit();
+        assert_eq!(w.in_flight(), 0);
+        for _ in 0..5 {
+            w.sent_one();
+        }
+        // The receiver now reports 4 + 7: the 6 "lost" ones arrived late after all, and one new.
+        w.heard(11);
+        assert_eq!(w.in_flight(), 0, "never below zero");
+        w.sent_one();
+        assert_eq!(w.in_flight(), 0);
+        w.heard(11);
+        for _ in 0..10 {
+            w.sent_one();
+        }
+        assert_eq!(w.in_flight(), 9, "16 sent since the credit, 7 seen since");
+        assert!(!w.is_full());
+        w.sent_one();
+        assert!(w.is_full());
+    }
 }

@@ -16,6 +16,25 @@ pub const CHUNK: u32 = 4096;
 /// second here).
 pub const TX_BUDGET: u32 = 256;
 
+/// Between two tries to bind a busy queue (a socket that just closed holds
+/// it for a moment; 0.6 s was enough here): wait a little, unless Ctrl-C came.
+pub fn wait_for_busy_queue() -> io::Result<()> {
+    crate::interrupt::check()?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    Ok(())
+}
+
+/// A socket set-up error, with the interface named and the lab's own fix
+/// where there is one.
+pub fn socket_error(iface: &str, e: io::Error) -> io::Error {
+    let fix = if e.raw_os_error() == Some(libc::EINVAL) || e.to_string().contains("no such queue") {
+        "; the lab makes a veth with more queues by `zclab env up --queues N`"
+    } else {
+        ""
+    };
+    io::Error::new(e.kind(), format!("AF_XDP socket on {iface}: {e}{fix}"))
+}
+
 /// The interface an af-xdp end binds to.
 #[derive(Debug, Clone)]
 pub struct Iface {

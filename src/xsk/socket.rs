@@ -16,7 +16,6 @@ use crate::sys::xdp::{self, XdpStatistics};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How the socket may move packets between the NIC and the UMEM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -29,6 +28,9 @@ pub enum BindMode {
     /// Try zero copy, fall back to copy.
     Auto,
 }
+
+/// Tries to bind a busy queue before giving up.
+const BUSY_TRIES: u32 = 15;
 
 /// Where and how the socket binds (libxdp's `xsk_socket_config`).
 #[derive(Debug, Clone)]
@@ -52,19 +54,30 @@ pub struct XskSocket {
 }
 
 impl XskSocket {
-    /// Binds a receiving socket with an RX ring of `entries`.
-    pub fn bind_rx(umem: Umem, entries: u32, cfg: &SocketConfig) -> io::Result<(XskSocket, Rx)> {
+    /// Binds a receiving socket with an RX ring of `entries`. `on_busy` is
+    /// called before each new try while the queue is busy (see [`Self::bind`]).
+    pub fn bind_rx(
+        umem: Umem,
+        entries: u32,
+        cfg: &SocketConfig,
+        on_busy: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<(XskSocket, Rx)> {
         let fd = umem.fd().clone();
         xdp::set_ring_size(&*fd, libc::XDP_RX_RING, entries).map_err(|e| context(&format!("RX ring size {entries}"), e))?;
         let off = xdp::mmap_offsets(&*fd)?.rx;
         let ring = RxRing::new(map_ring(&fd, off, 16, entries, libc::XDP_PGOFF_RX_RING as u64)?, off, entries)?;
         let umem_id = umem.frames().id();
-        let sock = Self::bind(umem, cfg)?;
+        let sock = Self::bind(umem, cfg, on_busy)?;
         Ok((sock, Rx { ring, fd, umem: umem_id }))
     }
 
-    /// Binds a sending socket with a TX ring of `entries`.
-    pub fn bind_tx(umem: Umem, entries: u32, cfg: &SocketConfig) -> io::Result<(XskSocket, Tx)> {
+    /// Binds a sending socket with a TX ring of `entries`. `on_busy` as for `bind_rx`.
+    pub fn bind_tx(
+        umem: Umem,
+        entries: u32,
+        cfg: &SocketConfig,
+        on_busy: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<(XskSocket, Tx)> {
         let fd = umem.fd().clone();
         xdp::set_ring_size(&*fd, libc::XDP_TX_RING, entries).map_err(|e| context(&format!("TX ring size {entries}"), e))?;
         let off = xdp::mmap_offsets(&*fd)?.tx;
@@ -75,11 +88,15 @@ impl XskSocket {
             }
         }
         let umem_id = umem.frames().id();
-        let sock = Self::bind(umem, cfg)?;
+        let sock = Self::bind(umem, cfg, on_busy)?;
         Ok((sock, Tx { ring, fd, umem: umem_id }))
     }
 
-    fn bind(umem: Umem, cfg: &SocketConfig) -> io::Result<XskSocket> {
+    /// Binds to the queue, in zero-copy or copy mode as asked. A queue just
+    /// released by another socket is busy for a moment (EBUSY): each of up
+    /// to BUSY_TRIES tries is preceded by `on_busy`, which waits (and may
+    /// give up, say on Ctrl-C, by returning an error).
+    fn bind(umem: Umem, cfg: &SocketConfig, mut on_busy: impl FnMut() -> io::Result<()>) -> io::Result<XskSocket> {
         let fd = umem.fd().clone();
         let mut base = 0u16;
         if cfg.need_wakeup {
@@ -95,8 +112,7 @@ impl XskSocket {
         };
         let mut last = None;
         'modes: for &m in attempts {
-            // A queue just released by another socket is busy for a moment.
-            for _ in 0..15 {
+            for _ in 0..BUSY_TRIES {
                 match xdp::bind(&*fd, cfg.ifindex, cfg.queue, base | m) {
                     Ok(()) => {
                         last = None;
@@ -104,8 +120,7 @@ impl XskSocket {
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                         last = Some(e);
-                        crate::interrupt::check()?;
-                        std::thread::sleep(Duration::from_millis(200));
+                        on_busy()?;
                     }
                     Err(e) => {
                         last = Some(e);
@@ -117,7 +132,7 @@ impl XskSocket {
         if let Some(e) = last {
             let hint = match e.raw_os_error() {
                 Some(libc::EOPNOTSUPP) => " (this driver has no zero-copy AF_XDP: use copy mode; veth never has it)",
-                Some(libc::EINVAL) => " (no such queue? veth has one unless created with more queues: `zclab env up --queues N`)",
+                Some(libc::EINVAL) => " (no such queue? a veth has one unless it was created with more)",
                 Some(libc::EBUSY) => " (another AF_XDP socket holds this queue)",
                 _ => "",
             };

@@ -34,7 +34,7 @@ use super::DataPath;
 use super::Stream;
 use crate::report::{AfXdpTx, TxPath};
 use crate::sys;
-use crate::transfer::af_xdp::{Iface, CHUNK, TX_BUDGET};
+use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, CHUNK, TX_BUDGET};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::Watchdog;
 use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN};
@@ -107,8 +107,8 @@ impl XdpPath {
             completion_size: RING,
         })?;
         let cfg = iface.socket_config(opts.queue, opts.bind_mode, Some(TX_BUDGET));
-        let (mut sock, tx_ring) = XskSocket::bind_tx(umem, RING, &cfg)
-            .map_err(|e| io::Error::new(e.kind(), format!("AF_XDP socket on {}: {e}", iface.name)))?;
+        let (mut sock, tx_ring) =
+            XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
         log::info!(
             "AF_XDP TX on {} queue {} ({}), payload {payload} B, {} packets per {} KiB block",
             iface.name,
