@@ -3,10 +3,13 @@
 #   iproute2    `ip`: namespaces, veth pairs, addresses (zclab env)
 #   util-linux  `setpriv`: the tests run zclab as an unprivileged user once
 #   procps      `sysctl`: the routed af-xdp test turns on forwarding in its router namespace
-#   clang, libbpf-dev, linux-libc-dev: compile the XDP program in xdp-prog/
+#   clang, libbpf-dev, linux-libc-dev: compile the BPF programs in xdp-prog/
+#   bpftool     makes vmlinux.h from the kernel's BTF for the tracing programs (--trace);
+#               the tests also list loaded BPF programs with it
+#   nftables    the trace test drops packets in a router namespace on purpose
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,6 +27,8 @@ pub mod run;
 pub mod send;
 /// Raw syscalls (libc): sockets, files, mappings, AF_XDP ABI, io_uring, namespaces, interfaces.
 pub mod sys;
+/// `--trace`: the kernel's own counters of a transfer, from tracepoints (BPF programs in xdp-prog/).
+pub mod trace;
 /// The protocol both ends share: modes, control messages, packet plan, reassembly, watchdog, af-xdp set-up.
 pub mod transfer;
 /// The packet paths' wire format: frames and the lab header, pure bytes.

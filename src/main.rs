@@ -60,6 +60,12 @@ enum Cmd {
     Run(RunArgs),
     /// Print the side-by-side table of saved `zclab run --json` reports.
     Compare(CompareArgs),
+    /// Say which of the kernel counters of `--trace` work on this machine (needs root).
+    ///
+    /// Loads and attaches every tracing program for a moment, in this network namespace,
+    /// and prints each tracepoint with "ok" or the reason it cannot be used. A tracepoint
+    /// that is missing here only takes its own counters out of the reports.
+    TraceCheck,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +105,12 @@ struct Common {
     /// Give up when the peer moves no byte for this long (seconds).
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     timeout: f64,
+    /// Count what the kernel did during the timed part, from its tracepoints: bytes copied
+    /// into user memory, how each TCP send's bytes came (copied, page references, pinned),
+    /// pages added to the page cache, packets, XDP redirects, drops and their reasons.
+    /// See `zclab trace-check` for which counters work on this machine.
+    #[arg(long)]
+    trace: bool,
 }
 
 /// `--zerocopy`: how an AF_XDP socket binds.
@@ -328,6 +340,7 @@ fn run(cli: Cli) -> Result<bool> {
                     bind_mode: a.xdp.zerocopy.into(),
                     unaligned: a.umem == UmemMode::Unaligned,
                 },
+                trace: a.common.trace,
             };
             enter_netns(&a.netns)?;
             let rep = send::send_file(&cfg)?;
@@ -349,6 +362,7 @@ fn run(cli: Cli) -> Result<bool> {
                 },
                 inject_loss: a.inject_loss,
                 preallocate: a.preallocate,
+                trace: a.common.trace,
             };
             enter_netns(&a.netns)?;
             let rep = recv::receive(&cfg)?;
@@ -366,10 +380,27 @@ fn run(cli: Cli) -> Result<bool> {
                 timeout: timeout(a.common.timeout)?,
                 cold: a.cold,
                 preallocate: a.preallocate,
+                trace: a.common.trace,
             };
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);
             Ok(rep.verified)
+        }
+        Cmd::TraceCheck => {
+            netns::require_privileges("zclab trace-check (it loads BPF programs)")?;
+            let mut t = zclab::trace::Tracer::load(None, None).map_err(anyhow::Error::msg)?;
+            t.attach();
+            let status = t.status();
+            let working = status.iter().filter(|(_, why)| why.is_none()).count();
+            for (tp, why) in &status {
+                match why {
+                    None => println!("ok       {tp}"),
+                    Some(why) => println!("MISSING  {tp}: {why}"),
+                }
+            }
+            println!("{working} of {} tracepoints work here", status.len());
+            drop(t.finish());
+            Ok(working == status.len())
         }
         Cmd::Compare(a) => {
             let mut runs = Vec::new();

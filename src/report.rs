@@ -4,6 +4,7 @@
 //! they never rename these.
 
 use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
+use crate::trace::{KernelCounters, KernelRun, UNSEEN_COPIES};
 use crate::transfer::Mode;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -34,6 +35,9 @@ pub struct SendReport {
     pub source_cached_after_bytes: u64,
     pub zerocopy: Option<ZerocopyStats>,
     pub reason: Option<String>,
+    /// The kernel's counters for the timed part (`--trace`), else null.
+    #[serde(default)]
+    pub kernel: Option<KernelCounters>,
 }
 
 /// What `zclab recv` prints.
@@ -56,6 +60,9 @@ pub struct RecvReport {
     /// The AF_XDP receiver's view (af-xdp).
     pub af_xdp: Option<AfXdpRx>,
     pub reason: Option<String>,
+    /// The kernel's counters for the timed part (`--trace`), else null.
+    #[serde(default)]
+    pub kernel: Option<KernelCounters>,
 }
 
 /// What the AF_XDP sender reports.
@@ -183,6 +190,9 @@ pub struct RunReport {
     pub af_xdp: Option<AfXdpRun>,
     /// Why it did not verify (None when it did).
     pub reason: Option<String>,
+    /// Both ends' kernel counters (`--trace`), else null.
+    #[serde(default)]
+    pub kernel: Option<KernelRun>,
 }
 
 impl RunReport {
@@ -232,6 +242,8 @@ impl RunReport {
                 _ => None,
             },
             reason,
+            kernel: (s.kernel.is_some() || r.kernel.is_some())
+                .then(|| KernelRun { sender: s.kernel.clone(), receiver: r.kernel.clone() }),
         }
     }
 
@@ -282,6 +294,83 @@ fn zc_line(z: &Option<ZerocopyStats>) -> String {
     }
 }
 
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "n/a".into(), |v| v.to_string())
+}
+
+fn reasons(m: &std::collections::BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(" ({})", parts.join(", "))
+}
+
+/// The kernel's counters of one end, as text (`--trace`).
+pub fn kernel_text(side: &str, k: &KernelCounters) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "kernel    {side}: socket sent {} B in {} calls (TCP copied {} B, page refs {} B, zero copy {} B; other sockets {} B), \
+         received {} B in {} calls; copied to user {} B in {} calls",
+        opt(k.socket_sent_bytes),
+        opt(k.socket_send_calls),
+        opt(k.tcp_sent_copied_bytes),
+        opt(k.tcp_sent_page_ref_bytes),
+        opt(k.tcp_sent_zerocopy_bytes),
+        opt(k.other_sent_bytes),
+        opt(k.socket_received_bytes),
+        opt(k.socket_receive_calls),
+        opt(k.copied_to_user_bytes),
+        opt(k.copied_to_user_calls),
+    );
+    let _ = writeln!(
+        s,
+        "          {side}: page cache +{} pages ({} of the transfer's file), {} file faults; devices sent {} / took in {} packets; NAPI {} polls \
+         ({} packets); XDP {} redirects, {} failed, {} exceptions; TCP {} retransmits",
+        opt(k.page_cache_pages_added),
+        opt(k.file_pages_added),
+        opt(k.file_page_faults),
+        opt(k.dev_xmit_packets),
+        opt(k.dev_received_packets),
+        opt(k.napi_polls),
+        opt(k.napi_work),
+        opt(k.xdp_redirects),
+        opt(k.xdp_redirect_errors),
+        opt(k.xdp_exceptions),
+        opt(k.tcp_retransmits),
+    );
+    let _ = writeln!(
+        s,
+        "          {side}: drops here {}{}; the transfer's packets dropped anywhere {}{}",
+        opt(k.drops),
+        reasons(&k.drops_by_reason),
+        opt(k.transfer_drops),
+        reasons(&k.transfer_drops_by_reason)
+    );
+    for m in &k.missing {
+        let _ = writeln!(s, "          {side}: not measured: {m}");
+    }
+    s
+}
+
+fn kernel_run_text(k: &KernelRun, bytes: u64) -> String {
+    let mut s = String::new();
+    for (side, c) in [("sender", &k.sender), ("receiver", &k.receiver)] {
+        match c {
+            Some(c) => s += &kernel_text(side, c),
+            None => s += &format!("kernel    {side}: not traced\n"),
+        }
+    }
+    match k.copies_per_byte(bytes) {
+        Some(x) => {
+            let _ = writeln!(s, "kernel    copies seen: {x:.2} bytes copied per byte of file (both ends; {UNSEEN_COPIES})");
+        }
+        None => s += "kernel    copies seen: n/a (a counter it needs was not measured)\n",
+    }
+    s
+}
+
 /// The human-readable form of one run.
 pub fn run_text(r: &RunReport) -> String {
     let mut s = String::new();
@@ -326,6 +415,9 @@ pub fn run_text(r: &RunReport) -> String {
             "          next hop {}; tx_invalid {}, rx_dropped {}, rx_ring_full {}, fill_ring_empty {}",
             x.path.next_hop, x.path.tx_invalid, x.drops.rx_dropped, x.drops.rx_ring_full, x.drops.fill_ring_empty
         );
+    }
+    if let Some(k) = &r.kernel {
+        s += &kernel_run_text(k, r.bytes);
     }
     let _ = writeln!(
         s,
@@ -378,6 +470,9 @@ pub fn send_text(r: &SendReport) -> String {
             x.path.frame_layout, x.iface, x.bind_mode, x.path.o_direct, x.path.next_hop
         );
     }
+    if let Some(k) = &r.kernel {
+        s += &kernel_text("sender", k);
+    }
     let _ = writeln!(s, "hash      blake3 {}", r.hash);
     s += &verdict_line(&r.reason);
     s
@@ -411,6 +506,9 @@ pub fn recv_text(r: &RecvReport) -> String {
             x.drops.fill_ring_empty
         );
     }
+    if let Some(k) = &r.kernel {
+        s += &kernel_text("receiver", k);
+    }
     let _ = writeln!(s, "hash      blake3 {}", r.hash);
     if let Some(out) = &r.out {
         let _ = writeln!(s, "written   {out}");
@@ -428,6 +526,7 @@ fn verdict_line(reason: &Option<String>) -> String {
 
 /// The side-by-side table of several runs (`zclab compare`, the demo).
 pub fn compare_table(runs: &[RunReport]) -> String {
+    let traced = runs.iter().any(|r| r.kernel.is_some());
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -444,11 +543,17 @@ pub fn compare_table(runs: &[RunReport]) -> String {
         "zc copied",
         "verified"
     );
+    if traced {
+        s.insert_str(s.len() - 1, &format!(" {:>9} |", "kcopies/B"));
+    }
     let _ = writeln!(
         s,
         "|{:-<14}|{:->10}|{:->9}|{:->11}|{:->11}|{:->13}|{:->10}|{:->11}|{:->15}|{:->13}|{:-<10}|",
         "", "", "", "", "", "", "", "", "", "", ""
     );
+    if traced {
+        s.insert_str(s.len() - 1, &format!("{:->11}|", ""));
+    }
     for r in runs {
         let zc = match &r.zerocopy {
             None => "-".to_string(),
@@ -468,6 +573,18 @@ pub fn compare_table(runs: &[RunReport]) -> String {
             human_bytes(r.source_cached_before_bytes),
             zc,
             if r.verified { "yes" } else { "NO" }
+        );
+        if traced {
+            let k = r.kernel.as_ref().and_then(|k| k.copies_per_byte(r.bytes));
+            let cell = k.map_or_else(|| "n/a".to_string(), |x| format!("{x:.2}"));
+            s.insert_str(s.len() - 1, &format!(" {cell:>9} |"));
+        }
+    }
+    if traced {
+        let _ = writeln!(
+            s,
+            "\nkcopies/B: bytes the kernel was seen to copy (user memory into a send, socket buffers into user \
+             memory) per byte of file, both ends (`--trace`). Copies {UNSEEN_COPIES}."
         );
     }
     s
@@ -497,6 +614,7 @@ mod tests {
             source_cached_after_bytes: bytes,
             zerocopy: None,
             reason: None,
+            kernel: None,
         }
     }
 
@@ -516,6 +634,7 @@ mod tests {
             packets: None,
             af_xdp: None,
             reason: None,
+            kernel: None,
         }
     }
 

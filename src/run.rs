@@ -24,6 +24,8 @@ pub struct RunConfig {
     pub timeout: Duration,
     pub cold: bool,
     pub preallocate: bool,
+    /// Both ends count what the kernel did (`--trace`).
+    pub trace: bool,
 }
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
@@ -148,6 +150,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     if cfg.preallocate {
         recv_args.push(s("--preallocate"));
     }
+    if cfg.trace {
+        recv_args.push(s("--trace"));
+    }
     let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![
         s("send"),
@@ -167,6 +172,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     ];
     if cfg.cold {
         send_args.push(s("--cold"));
+    }
+    if cfg.trace {
+        send_args.push(s("--trace"));
     }
     let mut sender = Peer::spawn("sender", &send_args)?;
 

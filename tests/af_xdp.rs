@@ -134,49 +134,6 @@ fn sigkill_leaves_no_xdp_program_behind() {
     }
 }
 
-/// Three namespaces made by hand: A -- R -- B, R forwarding. Removed on drop.
-struct Routed {
-    ns: [String; 3],
-}
-
-impl Routed {
-    fn up() -> Routed {
-        let base = unique_name();
-        let ns = [format!("{base}a"), format!("{base}r"), format!("{base}b")];
-        let r = Routed { ns: ns.clone() };
-        let ip = |args: &[&str]| {
-            let o = Command::new("ip").args(args).output().unwrap();
-            assert!(o.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
-        };
-        let [a, rt, b] = [&ns[0], &ns[1], &ns[2]];
-        for n in &ns {
-            ip(&["netns", "add", n]);
-            ip(&["-n", n, "link", "set", "lo", "up"]);
-        }
-        ip(&["-n", a, "link", "add", "a0", "type", "veth", "peer", "name", "r0", "netns", rt]);
-        ip(&["-n", b, "link", "add", "b0", "type", "veth", "peer", "name", "r1", "netns", rt]);
-        for (n, dev, addr) in
-            [(a, "a0", "10.78.1.1/24"), (rt, "r0", "10.78.1.254/24"), (rt, "r1", "10.78.2.254/24"), (b, "b0", "10.78.2.1/24")]
-        {
-            ip(&["-n", n, "addr", "add", addr, "dev", dev]);
-            ip(&["-n", n, "link", "set", dev, "up"]);
-        }
-        ip(&["-n", a, "route", "add", "default", "via", "10.78.1.254"]);
-        ip(&["-n", b, "route", "add", "default", "via", "10.78.2.254"]);
-        let o = Command::new("ip").args(["netns", "exec", rt, "sysctl", "-qw", "net.ipv4.ip_forward=1"]).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        r
-    }
-}
-
-impl Drop for Routed {
-    fn drop(&mut self) {
-        for n in &self.ns {
-            let _ = Command::new("ip").args(["netns", "delete", n]).output();
-        }
-    }
-}
-
 #[test]
 fn af_xdp_reaches_a_receiver_behind_a_router() {
     if !privileged("af_xdp_reaches_a_receiver_behind_a_router") {

@@ -10,6 +10,7 @@ pub mod writer;
 
 use crate::metrics::{self, CostMeter};
 use crate::report::{RecvReport, RxPackets};
+use crate::trace::Testimony;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::reassembly::{LossInjector, Reassembly};
@@ -18,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,8 @@ pub struct RecvConfig {
     pub inject_loss: u32,
     /// Write the output file's pages once before the timed part.
     pub preallocate: bool,
+    /// Count what the kernel did during the timed part (tracepoints).
+    pub trace: bool,
 }
 
 /// The output file while it is unverified. Dropped without `persist`, it
@@ -185,11 +189,14 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         ),
         _ => Plane::Tcp,
     };
+    let out_ino = partial.file().metadata().map(|m| m.ino()).ok();
+    let mut testimony = Testimony::prepare(cfg.trace, None, out_ino);
     let ready = match &plane {
         Plane::Xdp(src, mac) => Msg::Ready { mac: Some(mac.clone()), window: Some(src.window()) },
         Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW) },
         Plane::Tcp => Msg::Ready { mac: None, window: None },
     };
+    testimony.start();
     send_msg(&mut &sock, &ready, &mut wd)?;
 
     let mut packets = None;
@@ -227,6 +234,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     };
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(got.syscalls);
+    let kernel = testimony.finish();
     let truncated = got.bytes < size;
     if !truncated {
         send_msg(&mut &sock, &Msg::Received { bytes: got.bytes }, &mut wd)?;
@@ -278,5 +286,6 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         packets,
         af_xdp,
         reason,
+        kernel,
     })
 }

@@ -20,12 +20,14 @@ use crate::metrics::{self, CostMeter, PacketStats, ZerocopyStats};
 use crate::report::AfXdpTx;
 use crate::report::SendReport;
 use crate::sys;
+use crate::trace::Testimony;
 use crate::transfer::control::{recv_msg, send_msg, Msg};
 use crate::transfer::{hash, Mode, Watchdog, IO_TICK};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,8 @@ pub struct SendConfig {
     pub cold: bool,
     /// Interface, queue and bind mode of the af-xdp path.
     pub af_xdp: af_xdp::AfXdpOptions,
+    /// Count what the kernel did during the timed part (tracepoints).
+    pub trace: bool,
 }
 
 /// What every data path gets.
@@ -196,12 +200,18 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         _ => (PacketSetup::None, cfg.chunk, None),
     };
 
+    let data_target = match (cfg.mode.is_packet_path(), cfg.to.ip()) {
+        (true, std::net::IpAddr::V4(ip)) => Some((ip, cfg.to.port())),
+        _ => None,
+    };
+    let mut testimony = Testimony::prepare(cfg.trace, data_target, Some(meta.ino()));
     let mut wd = Watchdog::new(cfg.timeout, "the receiver");
     let transfer_id = new_transfer_id();
     send_msg(&mut &sock, &Msg::Hello { mode: cfg.mode, size, chunk: chunk as u64, transfer_id: transfer_id as u64 }, &mut wd)?;
     // The clock starts once the receiver is ready: its set-up (creating the
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;
+    testimony.start();
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer };
@@ -213,6 +223,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     };
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(path.syscalls);
+    let kernel = testimony.finish();
     let cached_after = sys::file::cached_bytes(&file)?;
 
     let (hash, hash_time) = hash::hash_file(&cfg.file).context("hashing the source file")?;
@@ -244,5 +255,6 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         source_cached_after_bytes: cached_after,
         zerocopy: path.zerocopy,
         reason,
+        kernel,
     })
 }

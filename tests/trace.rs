@@ -1,0 +1,173 @@
+//! `--trace`: the kernel's counters back the lab's claims, and the tracing
+//! programs leave nothing attached. Each test makes its own namespaces.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The tests of this file run one at a time: one of them looks at every BPF
+/// program loaded on the machine, which the others' programs would confuse.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `zclab run --trace --json` of `mode` on a fresh env; the merged report.
+fn traced_run(mode: &str, extra: &[&str], size: usize) -> Value {
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, size, 3);
+    let name = &env.names().name;
+    let mut args = vec!["run", "--env", name, "--mode", mode, "--file", src.to_str().unwrap(), "--trace", "--json"];
+    args.extend_from_slice(extra);
+    let o = run_zclab(&args);
+    assert!(o.status.success(), "{mode}: {}", stderr(&o));
+    let r = json(&o);
+    assert!(r["kernel"]["sender"].is_object() && r["kernel"]["receiver"].is_object(), "{r}");
+    r
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not measured: {v}"))
+}
+
+/// TCP bytes the sender's kernel sent, by kind: (copied, page refs, zero copy).
+fn tcp_kinds(r: &Value) -> (u64, u64, u64) {
+    let k = &r["kernel"]["sender"];
+    (u(&k["tcp_sent_copied_bytes"]), u(&k["tcp_sent_page_ref_bytes"]), u(&k["tcp_sent_zerocopy_bytes"]))
+}
+
+/// Names of the BPF programs loaded in the kernel now (`bpftool prog show`).
+fn loaded_programs() -> Vec<String> {
+    let o = Command::new("bpftool").args(["prog", "show", "--json"]).output().expect("bpftool runs (scripts/setup.sh)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array().unwrap().iter().filter_map(|p| p["name"].as_str().map(String::from)).collect()
+}
+
+fn tracing_programs() -> Vec<String> {
+    loaded_programs().into_iter().filter(|n| n.starts_with("zct_")).collect()
+}
+
+/// The kernel frees a program shortly after its last reference goes
+/// (after an RCU grace period), so give it a moment, then insist.
+fn assert_no_tracing_program_left(after: &str) {
+    let t = Instant::now();
+    while !tracing_programs().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(5), "tracing programs left {after}: {:?}", tracing_programs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn af_xdp_data_skips_the_sender_socket_layer_and_page_cache() {
+    if !privileged("af_xdp_data_skips_the_sender_socket_layer_and_page_cache") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let size = 16 << 20;
+    let r = traced_run("af-xdp", &["--cold"], size);
+    let (tx, rx) = (&r["kernel"]["sender"], &r["kernel"]["receiver"]);
+    let through_socket = u(&tx["socket_sent_bytes"]);
+    assert!(through_socket * 100 < size as u64, "the sender's socket layer carried {through_socket} of {size} bytes");
+    assert_eq!(u(&tx["file_pages_added"]), 0, "O_DIRECT: the source file never entered the page cache: {tx}");
+    let unique = u(&r["packets"]) - u(&r["retransmitted_packets"]);
+    let redirects = u(&rx["xdp_redirects"]);
+    assert!(redirects >= unique, "every accepted packet came through an XDP redirect: {redirects} < {unique}");
+    assert!(u(&rx["dev_received_packets"]) * 10 < unique, "redirected packets never enter the stack: {rx}");
+}
+
+#[test]
+fn tcp_sends_come_as_the_path_says() {
+    if !privileged("tcp_sends_come_as_the_path_says") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let size = 8 << 20;
+    for (mode, want) in [("sendfile", 1), ("splice", 1), ("read-write", 0), ("msg-zerocopy", 2)] {
+        let r = traced_run(mode, &[], size);
+        let (copied, page_refs, zerocopy) = tcp_kinds(&r);
+        let all = copied + page_refs + zerocopy;
+        assert!(all >= size as u64, "{mode}: the kernel saw {all} TCP bytes of {size}");
+        let got = [copied, page_refs, zerocopy][want];
+        assert!(got * 100 >= all * 99, "{mode}: only {got} of {all} TCP bytes came as expected: {:?}", tcp_kinds(&r));
+    }
+}
+
+#[test]
+fn drops_on_a_lossy_router_match_what_was_resent() {
+    if !privileged("drops_on_a_lossy_router_match_what_was_resent") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let net = Routed::up();
+    let nft = |rule: &str| {
+        let o = Command::new("ip").args(["netns", "exec", &net.ns[1], "nft", rule]).output().expect("nft (scripts/setup.sh)");
+        assert!(o.status.success(), "nft {rule}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    nft("add table inet lossy");
+    nft("add chain inet lossy forwarded { type filter hook forward priority 0 ; }");
+    nft("add rule inet lossy forwarded meta l4proto udp numgen random mod 100 < 1 drop");
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    random_file(&src, 16 << 20, 41);
+    let recv = spawn_recv(&net.ns[2], "10.78.2.1:7777", &out, &["--json"]);
+    let s = send(&net.ns[0], "10.78.2.1:7777", "af-xdp", &src, &["--json", "--trace"]);
+    let r = recv.wait_with_output().unwrap();
+    assert!(s.status.success() && r.status.success(), "{} {}", stderr(&s), stderr(&r));
+    let sr = json(&s);
+    let resent = u(&sr["packets"]["retransmitted"]);
+    let k = &sr["kernel"];
+    let drops = u(&k["transfer_drops"]);
+    let netfilter = k["transfer_drops_by_reason"]["NETFILTER_DROP"].as_u64().unwrap_or(0);
+    assert!(resent > 0, "a 1% lossy link must cost some packets: {sr}");
+    assert_eq!(netfilter, drops, "every drop on the way has the router's reason: {k}");
+    // A resent packet can be dropped again, and a packet can be lost elsewhere: roughly, not exactly.
+    assert!(drops * 2 >= resent && drops <= resent * 2 + 5, "{drops} drops seen, {resent} packets resent: {k}");
+}
+
+#[test]
+fn no_tracing_program_stays_after_a_run_or_a_sigkill() {
+    if !privileged("no_tracing_program_stays_after_a_run_or_a_sigkill") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    traced_run("sendfile", &[], 1 << 20);
+    assert_no_tracing_program_left("after a traced run");
+
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 512 << 20, 9);
+    let n = env.names().clone();
+    let out = dir.path("out");
+    let mut recv = zclab()
+        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut send = zclab()
+        .args(["send", "--netns", &n.tx_ns, "--to", "10.77.0.2:7777", "--mode", "udp-gso", "--trace"])
+        .args(["--file", src.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while tracing_programs().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the sender never loaded its tracing programs");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    send.kill().unwrap(); // SIGKILL: no destructor runs
+    send.wait().unwrap();
+    let _ = recv.kill();
+    let _ = recv.wait();
+    assert_no_tracing_program_left("after SIGKILL");
+}
