@@ -43,6 +43,11 @@ sync "$work/file"  # let writeback finish so it does not run during the timed tr
 prealloc=()
 [ "${PREALLOCATE:-1}" = 1 ] && prealloc=(--preallocate)
 
+# --trace: both ends count what the kernel did (tracepoints), which gives the
+# table its kcopies/B column. TRACE=0 leaves it out.
+trace=()
+[ "${TRACE:-1}" = 1 ] && trace=(--trace)
+
 # One transfer first, not shown: the first run after boot or a big new file
 # pays for memory the kernel touches for the first time, and that is not
 # the data path's cost.
@@ -52,7 +57,7 @@ echo "== warm-up transfer (not shown)"
 failed=0
 for m in "${modes[@]}"; do
     echo "== zclab run --mode $m"
-    if "$zclab" run --env "$env_name" --mode "$m" --file "$work/file" "${prealloc[@]}" --json > "$work/$m.json"; then
+    if "$zclab" run --env "$env_name" --mode "$m" --file "$work/file" "${prealloc[@]}" "${trace[@]}" --json > "$work/$m.json"; then
         echo "   verified"
     else
         echo "   !!! $m did not verify" >&2
@@ -61,7 +66,7 @@ for m in "${modes[@]}"; do
 done
 
 echo
-echo "== comparison (${mib} MiB, warm page cache, ${prealloc[*]:-no preallocation}, one run each; see README for medians)"
+echo "== comparison (${mib} MiB, warm page cache, ${prealloc[*]:-no preallocation} ${trace[*]}, one run each; see README for medians)"
 reports=()
 for m in "${modes[@]}"; do [ -s "$work/$m.json" ] && reports+=("$work/$m.json"); done
 "$zclab" compare "${reports[@]}" || failed=1

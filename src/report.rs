@@ -639,6 +639,34 @@ mod tests {
     }
 
     #[test]
+    fn the_table_lines_up_and_shows_kernel_copies_only_when_traced() {
+        let plain = RunReport::merge(&send("aa", 1000), &recv("aa", 1000));
+        let t = compare_table(std::slice::from_ref(&plain));
+        assert!(!t.contains("kcopies/B"), "{t}");
+        let widths: Vec<usize> = t.lines().map(|l| l.chars().count()).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "every row as wide as the header: {t}");
+        assert!(t.contains("| sendfile     |"), "the mode is padded to its column: {t}");
+
+        let k = |copied| KernelCounters {
+            tcp_sent_copied_bytes: Some(copied),
+            other_sent_bytes: Some(0),
+            copied_to_user_bytes: Some(0),
+            ..KernelCounters::default()
+        };
+        let (mut s, mut r) = (send("aa", 1000), recv("aa", 1000));
+        s.kernel = Some(k(1000));
+        r.kernel = Some(k(500));
+        let traced = RunReport::merge(&s, &r);
+        let t = compare_table(&[traced, plain]);
+        let rows: Vec<&str> = t.lines().take(4).collect();
+        assert!(rows[0].ends_with("kcopies/B |"), "{t}");
+        assert!(rows[2].ends_with("1.50 |"), "1000 + 500 bytes copied for 1000: {t}");
+        assert!(rows[3].ends_with("n/a |"), "a run without --trace shows no number: {t}");
+        assert!(rows.iter().all(|l| l.chars().count() == rows[0].chars().count()), "{t}");
+        assert!(t.contains("skb_pp_cow_data"), "the footnote names what is not seen: {t}");
+    }
+
+    #[test]
     fn merge_verifies_only_when_both_agree() {
         let gib = 1u64 << 30;
         let ok = RunReport::merge(&send("aa", gib), &recv("aa", gib));

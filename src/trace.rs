@@ -24,7 +24,7 @@
 use aya::maps::{Array, PerCpuArray};
 use aya::programs::tp_btf::BtfTracePointLinkId;
 use aya::programs::BtfTracePoint;
-use aya::{Btf, Ebpf};
+use aya::{Btf, Ebpf, EbpfLoader};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -217,7 +217,8 @@ impl KernelRun {
 /// The copies no tracepoint on this kernel shows (the table's footnote).
 pub const UNSEEN_COPIES: &str = "not seen by any tracepoint here, so not counted: veth's copy of each packet \
      (skb_pp_cow_data), the copy into a copy-mode UMEM (one per XDP redirect), a pipe's copy into a file (the \
-     splice receiver), a file's copy into user memory (read)";
+     splice receiver), a file's copy into user memory (read), and the copy of pinned MSG_ZEROCOPY or SEND_ZC pages \
+     that the kernel makes after all when a packet crosses into another namespace (the `zc copied` column)";
 
 /// Name of drop reason `r`.
 fn reason_name(r: u32) -> String {
@@ -257,7 +258,11 @@ impl Tracer {
                 .into());
         }
         let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF ({e}): tp_btf tracepoints need it"))?;
-        let mut bpf = Ebpf::load(OBJECT).map_err(|e| format!("loading the tracing programs failed: {e} (needs root)"))?;
+        // Task storage (send_kind) has no aya wrapper; the kernel makes it all the same.
+        let mut bpf = EbpfLoader::new()
+            .allow_unsupported_maps()
+            .load(OBJECT)
+            .map_err(|e| format!("loading the tracing programs failed: {e} (needs root)"))?;
         let netns = own_netns().map_err(|e| format!("cannot read this process's network namespace: {e}"))?;
         let (ip, port) = data.map(|(ip, port)| (u32::from_ne_bytes(ip.octets()), port as u32)).unwrap_or((0, 0));
         let map = bpf.map_mut("trace_config").ok_or("the object has no trace_config map")?;

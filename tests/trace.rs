@@ -126,6 +126,7 @@ fn drops_on_a_lossy_router_match_what_was_resent() {
     let k = &sr["kernel"];
     let drops = u(&k["transfer_drops"]);
     let netfilter = k["transfer_drops_by_reason"]["NETFILTER_DROP"].as_u64().unwrap_or(0);
+    eprintln!("lossy router: {drops} of the transfer's packets dropped on the way ({netfilter} NETFILTER_DROP), {resent} resent");
     assert!(resent > 0, "a 1% lossy link must cost some packets: {sr}");
     assert_eq!(netfilter, drops, "every drop on the way has the router's reason: {k}");
     // A resent packet can be dropped again, and a packet can be lost elsewhere: roughly, not exactly.

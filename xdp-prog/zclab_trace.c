@@ -91,13 +91,16 @@ struct {
 	__type(value, __u64);
 } drop_reasons SEC(".maps");
 
-/* The kind of the TCP send a thread is in, from tcp_sendmsg_locked until sock_send_length. */
+/* The kind of the TCP send a thread is in, from tcp_sendmsg_locked until
+ * sock_send_length: storage that hangs off the task itself (cheap to find). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, __u32);
 } send_kind SEC(".maps");
+
+#define NO_SEND 0xffffffff
 
 static __always_inline struct trace_cfg *trace_cfg(void)
 {
@@ -112,20 +115,27 @@ static __always_inline void add(__u32 counter, __u64 value)
 		*c += value;
 }
 
+/*
+ * The namespace of a device, a socket, the current task. tp_btf arguments
+ * are typed kernel pointers, so the program follows them with plain loads
+ * (the verifier makes each load fault-safe; vmlinux.h marks every struct
+ * preserve_access_index, so the offsets are fixed up for the running
+ * kernel). Much cheaper than a bpf_probe_read_kernel per field.
+ */
 static __always_inline __u32 ns_of_dev(const struct net_device *dev)
 {
-	return dev ? BPF_CORE_READ(dev, nd_net.net, ns.inum) : 0;
+	return dev ? dev->nd_net.net->ns.inum : 0;
 }
 
 static __always_inline __u32 ns_of_sock(const struct sock *sk)
 {
-	return sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) : 0;
+	return sk ? sk->__sk_common.skc_net.net->ns.inum : 0;
 }
 
 static __always_inline __u32 ns_of_task(void)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
-	return BPF_CORE_READ(t, nsproxy, net_ns, ns.inum);
+	return t->nsproxy ? t->nsproxy->net_ns->ns.inum : 0;
 }
 
 static __always_inline int ours(__u32 ns)
@@ -152,10 +162,10 @@ int BPF_PROG(zct_tcp_sendmsg, const struct sock *sk, const struct msghdr *msg, c
 		return 0;
 	/* It fires once per skb a send fills, so only remember the kind here;
 	 * sock_send_length, once per call, counts the bytes. */
-	__u32 flags = BPF_CORE_READ(msg, msg_flags);
-	__u32 kind = (flags & MSG_SPLICE_PAGES) ? SENT_PAGE_REF : (flags & MSG_ZEROCOPY) ? SENT_ZEROCOPY : SENT_COPIED;
-	__u64 thread = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&send_kind, &thread, &kind, BPF_ANY);
+	__u32 flags = msg->msg_flags;
+	__u32 *kind = bpf_task_storage_get(&send_kind, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (kind)
+		*kind = (flags & MSG_SPLICE_PAGES) ? SENT_PAGE_REF : (flags & MSG_ZEROCOPY) ? SENT_ZEROCOPY : SENT_COPIED;
 	return 0;
 }
 
@@ -166,11 +176,10 @@ int BPF_PROG(zct_sock_send, struct sock *sk, int ret, int flags)
 		return 0;
 	add(SOCKET_SENT_BYTES, ret);
 	add(SOCKET_SEND_CALLS, 1);
-	__u64 thread = bpf_get_current_pid_tgid();
-	__u32 *kind = bpf_map_lookup_elem(&send_kind, &thread);
-	if (kind) {
-		add(TCP_SENT_COPIED_BYTES + (*kind <= SENT_ZEROCOPY ? *kind : 0), ret);
-		bpf_map_delete_elem(&send_kind, &thread);
+	__u32 *kind = bpf_task_storage_get(&send_kind, bpf_get_current_task_btf(), 0, 0);
+	if (kind && *kind <= SENT_ZEROCOPY) {
+		add(TCP_SENT_COPIED_BYTES + *kind, ret);
+		*kind = NO_SEND;
 	} else {
 		/* Not TCP (UDP, say): sendmsg copies from user memory. */
 		add(OTHER_SENT_BYTES, ret);
@@ -202,13 +211,13 @@ int BPF_PROG(zct_page_cache_add, struct folio *folio)
 	if (!ours(ns_of_task()))
 		return 0;
 	/* A folio is 1 page, or 2^order pages when it is large (PG_head set). */
-	unsigned long flags = BPF_CORE_READ(folio, flags.f);
+	unsigned long flags = folio->flags.f;
 	__u64 pages = 1;
 	if (flags & (1UL << bpf_core_enum_value(enum pageflags, PG_head)))
-		pages = 1ULL << (BPF_CORE_READ(folio, _flags_1) & 0xff);
+		pages = 1ULL << (folio->_flags_1 & 0xff);
 	add(PAGE_CACHE_PAGES_ADDED, pages);
 	struct trace_cfg *c = trace_cfg();
-	__u64 ino = BPF_CORE_READ(folio, mapping, host, i_ino);
+	__u64 ino = folio->mapping ? folio->mapping->host->i_ino : 0;
 	if (c && ino && ino == (((__u64)c->file_ino_hi << 32) | c->file_ino_lo))
 		add(FILE_PAGES_ADDED, pages);
 	return 0;

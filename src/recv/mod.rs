@@ -234,11 +234,13 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     };
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(got.syscalls);
-    let kernel = testimony.finish();
     let truncated = got.bytes < size;
     if !truncated {
         send_msg(&mut &sock, &Msg::Received { bytes: got.bytes }, &mut wd)?;
     }
+    // After Received: detaching waits for RCU grace periods (milliseconds
+    // per program), which must not land in the sender's timed part.
+    let kernel = testimony.finish();
 
     let (hash, hash_time) = hash::hash_file(&partial.path).context("hashing the received file")?;
     let announced = if truncated {
