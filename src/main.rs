@@ -108,7 +108,8 @@ struct Common {
     /// Count what the kernel did during the timed part, from its tracepoints: bytes copied
     /// into user memory, how each TCP send's bytes came (copied, page references, pinned),
     /// pages added to the page cache, packets, XDP redirects, drops and their reasons.
-    /// See `zclab trace-check` for which counters work on this machine.
+    /// See `zclab trace-check` for which counters work on this machine; a counter whose
+    /// tracepoint is missing is null in the report (ZCLAB_TRACE_WITHOUT=name,... pretends so).
     #[arg(long)]
     trace: bool,
 }

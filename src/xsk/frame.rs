@@ -198,6 +198,10 @@ pub enum DescError {
 /// One pool's place in the UMEM and its frames' owners.
 struct Pool {
     start: u64,
+    /// One past its last byte.
+    end: u64,
+    /// log2 of the frame size, when it is a power of two.
+    shift: Option<u32>,
     spec: PoolSpec,
     owner: Vec<Owner>,
     free: Vec<u32>,
@@ -232,7 +236,8 @@ impl Frames {
             let start = at.div_ceil(chunk) * chunk;
             at = start + spec.frame_size as u64 * spec.count as u64;
             let owner = vec![Owner::Free; spec.count as usize];
-            laid.push(Pool { start, spec: *spec, owner, free: (0..spec.count).rev().collect() });
+            let shift = spec.frame_size.is_power_of_two().then(|| spec.frame_size.trailing_zeros());
+            laid.push(Pool { start, end: at, shift, spec: *spec, owner, free: (0..spec.count).rev().collect() });
         }
         let unit = if huge_pages { 2 << 20 } else { chunk };
         let len = usize::try_from(at.div_ceil(unit) * unit).map_err(|_| invalid("UMEM too large".into()))?;
@@ -409,18 +414,23 @@ impl Frames {
 
     /// Takes back what the kernel returns at `addr` (completion or RX ring).
     pub(super) fn take_back(&mut self, addr: u64) -> Result<Returned, Foreign> {
-        let (id, _) = self.locate(addr).ok_or(Foreign { addr })?;
+        self.take_back_at(addr).map(|(r, _)| r)
+    }
+
+    /// As `take_back`, with the offset of `addr` in its frame (for RX descriptors).
+    pub(super) fn take_back_at(&mut self, addr: u64) -> Result<(Returned, u64), Foreign> {
+        let (id, offset) = self.locate(addr).ok_or(Foreign { addr })?;
         let owner = &mut self.pools[id.pool.0 as usize].owner[id.index as usize];
         match owner {
             Owner::Kernel => {
                 *owner = Owner::User;
                 let pool = &self.pools[id.pool.0 as usize];
                 let (addr, size) = (pool.start + id.index as u64 * pool.spec.frame_size as u64, pool.spec.frame_size);
-                Ok(Returned::Frame(Frame { umem: self.id, id, addr, size }))
+                Ok((Returned::Frame(Frame { umem: self.id, id, addr, size }), offset))
             }
             Owner::Lent { pieces } if *pieces > 0 => {
                 *pieces -= 1;
-                Ok(Returned::Piece(id))
+                Ok((Returned::Piece(id), offset))
             }
             _ => Err(Foreign { addr }),
         }
@@ -429,17 +439,14 @@ impl Frames {
     /// The frame holding `addr` and the offset of `addr` in it.
     fn locate(&self, addr: u64) -> Option<(FrameId, u64)> {
         let a = if self.unaligned { (addr & UNALIGNED_ADDR_MASK) + (addr >> UNALIGNED_OFFSET_SHIFT) } else { addr };
-        self.pools.iter().enumerate().find_map(|(p, pool)| {
-            let size = pool.spec.frame_size as u64;
-            let rel = a.checked_sub(pool.start)?;
-            let index = rel / size;
-            (index < pool.spec.count as u64).then(|| (FrameId { pool: PoolId(p as u16), index: index as u32 }, rel % size))
-        })
-    }
-
-    /// The offset of `addr` in its frame (for RX descriptors).
-    pub(super) fn offset_in_frame(&self, addr: u64) -> Option<u64> {
-        self.locate(addr).map(|(_, off)| off)
+        let (p, pool) = self.pools.iter().enumerate().find(|(_, pool)| a >= pool.start && a < pool.end)?;
+        let rel = a - pool.start;
+        // Frame sizes are often powers of two (header frames, chunks): a shift, not a division.
+        let (index, offset) = match pool.shift {
+            Some(shift) => (rel >> shift, rel & ((1 << shift) - 1)),
+            None => (rel / pool.spec.frame_size as u64, rel % pool.spec.frame_size as u64),
+        };
+        Some((FrameId { pool: PoolId(p as u16), index: index as u32 }, offset))
     }
 
     fn check_desc(&self, frame_addr: u64, offset: u64, len: u32, size: u32) -> Result<(), DescError> {

@@ -228,9 +228,8 @@ impl Rx {
         assert_eq!(umem.frames().id(), self.umem, "the RX ring of another UMEM");
         let got = self.ring.peek(max);
         for d in got.iter() {
-            out.push(match umem.frames_mut().take_back(d.addr) {
-                Ok(Returned::Frame(frame)) => {
-                    let offset = umem.frames().offset_in_frame(d.addr).unwrap_or(u64::MAX);
+            out.push(match umem.frames_mut().take_back_at(d.addr) {
+                Ok((Returned::Frame(frame), offset)) => {
                     let fits = offset.checked_add(d.len as u64).is_some_and(|end| end <= frame.size() as u64);
                     if fits {
                         Received::Packet(RxFrame {
@@ -243,7 +242,7 @@ impl Rx {
                         Received::Malformed(frame)
                     }
                 }
-                Ok(Returned::Piece(_)) | Err(_) => {
+                Ok((Returned::Piece(_), _)) | Err(_) => {
                     umem.count_foreign();
                     Received::Foreign(Foreign { addr: d.addr })
                 }

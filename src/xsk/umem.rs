@@ -133,15 +133,15 @@ impl Umem {
         Ok(moved)
     }
 
-    /// Takes up to `max` entries off the completion ring: whole frames come
-    /// back as [`Frame`]s, pieces of shared frames as their names. An
-    /// address the kernel was not holding is counted and skipped. Returns
-    /// the entries taken.
-    pub fn complete(&mut self, max: u32, out: &mut Vec<Returned>) -> u32 {
+    /// Takes up to `max` entries off the completion ring and hands each to
+    /// `each`: whole frames come back as [`Frame`]s, pieces of shared frames
+    /// as their names. An address the kernel was not holding is counted and
+    /// skipped. Returns the entries taken.
+    pub fn complete(&mut self, max: u32, mut each: impl FnMut(Returned)) -> u32 {
         let done = self.completion.peek(max);
         for addr in done.iter() {
             match self.frames.take_back(addr) {
-                Ok(r) => out.push(r),
+                Ok(r) => each(r),
                 Err(Foreign { addr }) => {
                     log::warn!("completion ring: address {addr:#x} was not lent to the kernel; ignored");
                     self.foreign += 1;

@@ -31,7 +31,8 @@ pub struct BlockLayout {
     pub payload: u64,
     pub packets_per_block: u64,
     pub block_bytes: u64,
-    /// UMEM bytes per slot: a block rounded up to the alignment and to whole chunks.
+    /// UMEM bytes per slot: a block rounded up to the alignment, then to a
+    /// power of two (so a completed address finds its slot by a shift).
     pub slot_bytes: u64,
 }
 
@@ -39,7 +40,7 @@ impl BlockLayout {
     pub fn new(payload: u64, align: u64, chunk: u64) -> BlockLayout {
         let packets_per_block = packets_per_block(payload, align);
         let block_bytes = packets_per_block * payload;
-        let slot_bytes = (block_bytes + align).div_ceil(chunk) * chunk;
+        let slot_bytes = (block_bytes + align).next_power_of_two().max(chunk);
         BlockLayout { align, payload, packets_per_block, block_bytes, slot_bytes }
     }
 

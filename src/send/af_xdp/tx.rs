@@ -53,7 +53,6 @@ pub struct PacketTx {
     free_headers: Vec<Frame>,
     header_frames: usize,
     chunk: u64,
-    returned: Vec<Returned>,
     queued_since_kick: u32,
     iface: String,
     pub kicks: u64,
@@ -74,7 +73,6 @@ impl PacketTx {
             free_headers,
             header_frames,
             chunk,
-            returned: Vec::with_capacity(4096),
             queued_since_kick: 0,
             iface: iface.to_string(),
             kicks: 0,
@@ -105,14 +103,11 @@ impl PacketTx {
 
     /// Takes back what the kernel has sent; returns the completions taken.
     pub fn reap(&mut self) -> u32 {
-        let n = self.sock.umem_mut().complete(self.tx.size(), &mut self.returned);
-        for r in self.returned.drain(..) {
-            match r {
-                Returned::Frame(header) => self.free_headers.push(header),
-                Returned::Piece(_) => {} // the ledger counted it
-            }
-        }
-        n
+        let free_headers = &mut self.free_headers;
+        self.sock.umem_mut().complete(self.tx.size(), |r| match r {
+            Returned::Frame(header) => free_headers.push(header),
+            Returned::Piece(_) => {} // the ledger counted it
+        })
     }
 
     /// Kicks and reaps until `ready` holds; fails if the kernel stops moving.
