@@ -85,18 +85,8 @@ fn sigkill_leaves_no_xdp_program_behind() {
     let n = env.names().clone();
     for victim in ["receiver", "sender"] {
         let out = dir.path("out");
-        let mut recv = zclab()
-            .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut send = zclab()
-            .args(["send", "--netns", &n.tx_ns, "--to", "10.77.0.2:7777", "--mode", "af-xdp", "--file", src.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut recv = spawn_quiet_recv(&n.rx_ns, &out);
+        let mut send = spawn_send(&n.tx_ns, "af-xdp", &src, &[], Stdio::null());
         // Wait until the receiver's program is attached, i.e. the transfer runs.
         let t = Instant::now();
         while !xdp_attached(&n.rx_ns, &n.rx_if) {
@@ -243,18 +233,8 @@ fn a_link_that_goes_down_mid_transfer_is_named() {
     random_file(&src, 512 << 20, 17);
     let n = env.names().clone();
     let out = dir.path("out");
-    let mut recv = zclab()
-        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let send = zclab()
-        .args(["send", "--netns", &n.tx_ns, "--to", "10.77.0.2:7777", "--mode", "af-xdp", "--file", src.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut recv = spawn_quiet_recv(&n.rx_ns, &out);
+    let send = spawn_send(&n.tx_ns, "af-xdp", &src, &[], Stdio::piped());
     let t = Instant::now();
     while !xdp_attached(&n.rx_ns, &n.rx_if) {
         assert!(t.elapsed() < Duration::from_secs(10), "the XDP program never appeared");

@@ -168,19 +168,8 @@ fn no_tracing_program_stays_after_a_run_or_a_sigkill() {
     random_file(&src, 512 << 20, 9);
     let n = env.names().clone();
     let out = dir.path("out");
-    let mut recv = zclab()
-        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut send = zclab()
-        .args(["send", "--netns", &n.tx_ns, "--to", "10.77.0.2:7777", "--mode", "udp-gso", "--trace"])
-        .args(["--file", src.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut recv = spawn_quiet_recv(&n.rx_ns, &out);
+    let mut send = spawn_send(&n.tx_ns, "udp-gso", &src, &["--trace"], Stdio::null());
     let t = Instant::now();
     let mut ids = Vec::new();
     let mut linked = Vec::new();

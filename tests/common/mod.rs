@@ -109,6 +109,27 @@ pub fn spawn_recv(ns: &str, listen: &str, out: &Path, extra: &[&str]) -> std::pr
         .expect("zclab recv starts")
 }
 
+/// Starts a receiver of the lab env (`zclab recv` in NS at 10.77.0.2:7777) whose output is not needed.
+pub fn spawn_quiet_recv(ns: &str, out: &Path) -> std::process::Child {
+    zclab()
+        .args(["recv", "--netns", ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("zclab recv starts")
+}
+
+/// Starts a sender of the lab env (`zclab send` in NS to 10.77.0.2:7777), stdout discarded.
+pub fn spawn_send(ns: &str, mode: &str, file: &Path, extra: &[&str], stderr: std::process::Stdio) -> std::process::Child {
+    zclab()
+        .args(["send", "--netns", ns, "--to", "10.77.0.2:7777", "--mode", mode, "--file", file.to_str().unwrap()])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("zclab send starts")
+}
+
 /// Runs `zclab send --netns NS --to TO --mode MODE --file FILE EXTRA...`.
 pub fn send(ns: &str, to: &str, mode: &str, file: &Path, extra: &[&str]) -> Output {
     zclab()
