@@ -11,6 +11,8 @@
 
 /// Ctrl-C and SIGTERM: one flag every long loop checks.
 pub mod interrupt;
+/// Lessons: experiments that measure themselves and check their claims (`zclab lesson`).
+pub mod lessons;
 /// What a run measures: CPU time, context switches, syscalls, zero-copy verdicts.
 pub mod metrics;
 /// The lab environment: namespaces, veth pair, addresses, MTU.

@@ -60,6 +60,8 @@ enum Cmd {
     Run(RunArgs),
     /// Print the side-by-side table of saved `zclab run --json` reports.
     Compare(CompareArgs),
+    /// List the lessons, or run one: experiments, their evidence, and claims checked on this machine.
+    Lesson(LessonArgs),
     /// Say which of the kernel counters of `--trace` work on this machine (needs root).
     ///
     /// Loads and attaches every tracing program for a moment, in this network namespace,
@@ -271,6 +273,46 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+#[command(after_help = "\
+Each lesson makes its own lab environment and file, runs its experiments, prints the
+evidence, then its claims, each marked `holds` or `DOES NOT HOLD on this machine` with the
+numbers that decide it. A claim that does not hold is a finding, not a failure: the exit
+status is 0 whenever the lesson ran. The texts are in docs/lessons/. Examples:
+    zclab lesson                 # the list
+    zclab lesson 1 --size 64M    # the read-write lesson on a 64 MiB file")]
+struct LessonArgs {
+    /// The lesson's number (none: list the lessons).
+    number: Option<u32>,
+    /// Size of the file the lesson moves, in bytes or with K, M, G (powers of 1024).
+    #[arg(long, default_value = "64M", value_name = "SIZE")]
+    size: String,
+    /// Leave out the kernel's counters (`--trace`), which the lessons use where they work.
+    #[arg(long)]
+    no_trace: bool,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// "64M" and friends, in bytes.
+fn parse_size(s: &str) -> Result<u64> {
+    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = num.parse().with_context(|| format!("--size {s:?}: expected a number with an optional K, M or G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        other => bail!("--size {s:?}: unknown unit {other:?} (use K, M or G)"),
+    };
+    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).context("--size too large")?;
+    if !(1 << 20..=16 << 30).contains(&bytes) {
+        bail!("--size must be between 1M and 16G (a lesson needs a file to move, and room on /var/tmp)");
+    }
+    Ok(bytes)
+}
+
+#[derive(Args)]
 struct CompareArgs {
     /// Reports written by `zclab run --json`.
     #[arg(required = true, value_name = "REPORT.json")]
@@ -386,6 +428,19 @@ fn run(cli: Cli) -> Result<bool> {
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);
             Ok(rep.verified)
+        }
+        Cmd::Lesson(a) => {
+            let Some(n) = a.number else {
+                print!("{}", zclab::lessons::list());
+                return Ok(true);
+            };
+            let Some(lesson) = zclab::lessons::find(n) else {
+                bail!("there is no lesson {n}; `zclab lesson` lists them");
+            };
+            let size = parse_size(&a.size)?;
+            let findings = zclab::lessons::run(lesson, size, !a.no_trace)?;
+            print(a.json, &findings, zclab::lessons::text);
+            Ok(true)
         }
         Cmd::TraceCheck => {
             netns::require_privileges("zclab trace-check (it loads BPF programs)")?;

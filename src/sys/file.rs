@@ -18,6 +18,15 @@ pub fn sendfile(out: &impl AsRawFd, input: &File, offset: &mut u64, count: usize
     Ok(n as usize)
 }
 
+/// `sendfile(out, in, NULL, count)`: from `input`'s current position (the
+/// only way to name a pipe or socket as input; the kernel still refuses those).
+pub fn sendfile_from_position(out: &impl AsRawFd, input: &impl AsRawFd, count: usize) -> io::Result<usize> {
+    // SAFETY: both fds are open for the duration of the call; a null offset
+    // pointer is allowed and means "use and advance the file position".
+    let n = cvt(unsafe { libc::sendfile(out.as_raw_fd(), input.as_raw_fd(), std::ptr::null_mut(), count) })?;
+    Ok(n as usize)
+}
+
 /// A pipe: the kernel buffer that `splice` moves page references through.
 /// Both ends are closed on drop.
 pub struct Pipe {

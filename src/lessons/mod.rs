@@ -1,0 +1,288 @@
+//! Lessons: each idea of zero copy as a lab that runs, measures itself and
+//! checks its own claims.
+//!
+//! A lesson runs *experiments* on a lab environment of its own (made and
+//! removed), prints their evidence as tables (and a bar chart for a
+//! sweep), and then its *claims*, each marked as holding or not holding on
+//! this machine, with the numbers that decide it. A claim that does not
+//! hold is a finding, never hidden. Every number printed was measured in
+//! that run. The lesson texts are in `docs/lessons/`.
+
+mod direct_io;
+mod read_write;
+mod sendfile;
+
+use crate::netns::{EnvConfig, LabEnv};
+use crate::report::RunReport;
+use crate::run::{self, RunConfig};
+use crate::transfer::{Mode, DEFAULT_CHUNK, DEFAULT_PORT};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One lesson: its number in the course, its name, and what it runs.
+pub struct Lesson {
+    pub number: u32,
+    pub slug: &'static str,
+    pub title: &'static str,
+    /// What you will learn, in one sentence.
+    pub learn: &'static str,
+    run: fn(&mut Lab) -> Result<Findings>,
+}
+
+/// The lessons that exist, in course order.
+pub const LESSONS: &[Lesson] = &[read_write::LESSON, sendfile::LESSON, direct_io::LESSON];
+
+pub fn find(number: u32) -> Option<&'static Lesson> {
+    LESSONS.iter().find(|l| l.number == number)
+}
+
+/// The list `zclab lesson` prints.
+pub fn list() -> String {
+    let mut s = String::from("Lessons (run one with `zclab lesson N`; the text is in docs/lessons/):\n");
+    for l in LESSONS {
+        let _ = writeln!(s, "  {:>2}  {:<14} {}\n      {}", l.number, l.slug, l.title, l.learn);
+    }
+    s
+}
+
+/// A table of evidence from one experiment, and optionally a bar chart of one column.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// Index of the column to draw as bars (a sweep).
+    pub chart: Option<usize>,
+}
+
+/// A claim of the lesson, checked against this run's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Claim {
+    pub text: String,
+    pub holds: bool,
+    /// The numbers that decide it.
+    pub evidence: String,
+}
+
+impl Claim {
+    pub fn new(text: &str, holds: bool, evidence: String) -> Claim {
+        Claim { text: text.into(), holds, evidence }
+    }
+}
+
+/// What one lesson run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Findings {
+    pub lesson: u32,
+    pub title: String,
+    pub file_bytes: u64,
+    pub experiments: Vec<Experiment>,
+    pub claims: Vec<Claim>,
+    /// Context a reader needs (a counter that was not available, a filesystem that was missing).
+    pub notes: Vec<String>,
+}
+
+/// What a lesson works with: an environment of its own, a file of random
+/// bytes on a filesystem with direct I/O, and a way to run transfers.
+pub struct Lab {
+    env: LabEnv,
+    dir: Scratch,
+    pub file: PathBuf,
+    pub size: u64,
+    /// Count the kernel's testimony too (`--trace`), where it works.
+    pub trace: bool,
+    port: u16,
+}
+
+/// A directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Lab {
+    fn new(number: u32, size: u64, trace: bool) -> Result<Lab> {
+        let name = format!("zl{number}-{}", std::process::id() % 100_000);
+        let env = LabEnv::up(&EnvConfig { name, mtu: None, queues: None, verbose: false })?;
+        let dir = PathBuf::from(format!("/var/tmp/zclab-lesson-{number}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = Scratch(dir);
+        let file = dir.0.join("file");
+        write_random(&file, size)?;
+        Ok(Lab { env, dir, file, size, trace, port: DEFAULT_PORT })
+    }
+
+    /// A scratch path in the lesson's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    /// One transfer of the lesson's file across its environment.
+    pub fn transfer(&mut self, mode: Mode, chunk: usize, cold: bool) -> Result<RunReport> {
+        progress(&format!(
+            "{mode}{}{}",
+            if chunk != DEFAULT_CHUNK { format!(", {} chunks", bytes(chunk as u64)) } else { String::new() },
+            if cold { ", cold cache" } else { "" }
+        ));
+        // A fresh port each time: the kernel may hold the last one for a moment.
+        self.port = if self.port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { self.port + 1 };
+        let cfg = RunConfig {
+            env: self.env.names().name.clone(),
+            mode,
+            file: self.file.clone(),
+            keep: None,
+            port: self.port,
+            chunk,
+            timeout: Duration::from_secs(20),
+            cold,
+            preallocate: true,
+            trace: self.trace,
+        };
+        let r = run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))?;
+        anyhow::ensure!(r.verified, "the {mode} transfer did not verify: {}", r.reason.clone().unwrap_or_default());
+        Ok(r)
+    }
+}
+
+/// Runs lesson `l` with a file of `size` bytes.
+pub fn run(l: &Lesson, size: u64, trace: bool) -> Result<Findings> {
+    crate::netns::require_privileges("a lesson (it makes its own lab environment)")?;
+    let mut lab = Lab::new(l.number, size, trace)?;
+    let f = (l.run)(&mut lab)?;
+    eprintln!();
+    Ok(f)
+}
+
+fn progress(what: &str) {
+    let mut e = std::io::stderr();
+    let _ = write!(e, "  running: {what:<60}\r");
+    let _ = e.flush();
+}
+
+/// `len` bytes of random data into `path`, synced so no writeback runs during the lesson.
+fn write_random(path: &Path, len: u64) -> Result<()> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut left = len;
+    let mut block = vec![0u8; 1 << 16];
+    while left > 0 {
+        crate::interrupt::check()?;
+        for w in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(())
+}
+
+/// Bytes in KiB/MiB/GiB, short.
+pub fn bytes(b: u64) -> String {
+    crate::report::human_bytes(b)
+}
+
+/// CPU seconds of both ends per GiB of file.
+pub fn cpu_per_gib(r: &RunReport) -> f64 {
+    r.cpu_s_per_gib()
+}
+
+/// The human-readable findings: tables, bar charts, then the claims.
+pub fn text(f: &Findings) -> String {
+    let mut s = format!("Lesson {}: {} ({} file)\n", f.lesson, f.title, bytes(f.file_bytes));
+    for e in &f.experiments {
+        let _ = write!(s, "\n{}\n", e.name);
+        s += &table(&e.columns, &e.rows);
+        if let Some(c) = e.chart {
+            s += &bars(e, c);
+        }
+    }
+    s += "\nClaims\n";
+    for c in &f.claims {
+        let mark = if c.holds { "holds" } else { "DOES NOT HOLD on this machine" };
+        let _ = writeln!(s, "  [{mark}] {}\n      {}", c.text, c.evidence);
+    }
+    for n in &f.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    s
+}
+
+fn table(columns: &[String], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).chain([columns[i].chars().count()]).max().unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let mut l = String::from("  ");
+        for (i, w) in widths.iter().enumerate() {
+            let c = cells.get(i).map_or("", |c| c.as_str());
+            let _ = write!(l, "{c:>w$}  ");
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut s = line(columns);
+    for r in rows {
+        s += &line(r);
+    }
+    s
+}
+
+/// Horizontal bars of column `c` (its cells must be numbers), labelled by the first column.
+fn bars(e: &Experiment, c: usize) -> String {
+    let vals: Vec<(String, f64)> =
+        e.rows.iter().filter_map(|r| Some((r.first()?.clone(), r.get(c)?.trim().parse::<f64>().ok()?))).collect();
+    let max = vals.iter().map(|v| v.1).fold(0.0, f64::max);
+    if max <= 0.0 {
+        return String::new();
+    }
+    let mut s = format!("  {} by {}:\n", e.columns[c], e.columns[0]);
+    for (label, v) in &vals {
+        let n = ((v / max) * 40.0).round() as usize;
+        let _ = writeln!(s, "  {label:>10} {} {v}", "#".repeat(n.max(1)));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lessons_are_in_course_order_with_unique_numbers() {
+        let n: Vec<u32> = LESSONS.iter().map(|l| l.number).collect();
+        let mut sorted = n.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(n, sorted);
+        assert!(find(1).is_some() && find(99).is_none());
+    }
+
+    #[test]
+    fn tables_align_and_bars_scale_to_the_largest() {
+        let e = Experiment {
+            name: "sweep".into(),
+            columns: vec!["chunk".into(), "Gbit/s".into()],
+            rows: vec![vec!["4 KiB".into(), "2.5".into()], vec!["1 MiB".into(), "10".into()]],
+            chart: Some(1),
+        };
+        let t = table(&e.columns, &e.rows);
+        let widths: Vec<usize> = t.lines().map(|l| l.len()).collect();
+        assert_eq!(widths[1], widths[2], "{t}");
+        let b = bars(&e, 1);
+        assert!(b.contains(&format!("1 MiB {} 10", "#".repeat(40))), "{b}");
+        assert!(b.contains(&format!("4 KiB {} 2.5", "#".repeat(10))), "{b}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The lessons run, and their claims that hold on any machine do hold; the
+//! shell commands of every lesson text run as written.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// `zclab lesson N --size 16M --json`: the findings.
+fn lesson(n: u32) -> Value {
+    let o = run_zclab(&["lesson", &n.to_string(), "--size", "16M", "--json"]);
+    assert!(o.status.success(), "lesson {n}: {}", stderr(&o));
+    json(&o)
+}
+
+/// The claim whose text starts with `start`; asserts that it holds.
+fn assert_holds(f: &Value, start: &str) {
+    let claims = f["claims"].as_array().unwrap();
+    let c = claims
+        .iter()
+        .find(|c| c["text"].as_str().unwrap().starts_with(start))
+        .unwrap_or_else(|| panic!("no claim starting {start:?} in {f}"));
+    assert_eq!(c["holds"], true, "{}: {}", c["text"], c["evidence"]);
+}
+
+#[test]
+fn lesson_list_names_every_lesson() {
+    let o = run_zclab(&["lesson"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["read-write", "sendfile", "direct-io"] {
+        assert!(out.contains(name), "{out}");
+    }
+    let o = run_zclab(&["lesson", "42"]);
+    assert!(!o.status.success() && stderr(&o).contains("there is no lesson 42"), "{}", stderr(&o));
+    let o = run_zclab(&["lesson", "1", "--size", "12X"]);
+    assert!(!o.status.success() && stderr(&o).contains("unknown unit"), "{}", stderr(&o));
+}
+
+#[test]
+fn lesson_1_read_write_claims() {
+    if !privileged("lesson_1_read_write_claims") {
+        return;
+    }
+    let f = lesson(1);
+    assert_eq!(f["experiments"][0]["rows"].as_array().unwrap().len(), 6, "six chunk sizes: {f}");
+    assert_holds(&f, "Each chunk costs two syscalls");
+    assert_holds(&f, "Bigger chunks need fewer syscalls per GiB");
+    assert_holds(&f, "The kernel copies every byte of the file from user memory");
+}
+
+#[test]
+fn lesson_3_sendfile_claims() {
+    if !privileged("lesson_3_sendfile_claims") {
+        return;
+    }
+    let f = lesson(3);
+    assert_holds(&f, "sendfile's input must be a file with pages");
+    assert_holds(&f, "A cold sendfile reads the file into the page cache");
+    assert_holds(&f, "The kernel sends sendfile's bytes as page references");
+}
+
+#[test]
+fn lesson_7_direct_io_claims() {
+    if !privileged("lesson_7_direct_io_claims") {
+        return;
+    }
+    let f = lesson(7);
+    assert_holds(&f, "An O_DIRECT read needs its file offset and length");
+    assert_holds(&f, "A cold af-xdp transfer");
+    if Path::new("/dev/shm").exists() {
+        assert_holds(&f, "tmpfs accepts O_DIRECT");
+    }
+}
+
+/// The ```sh blocks of a Markdown text.
+fn shell_blocks(md: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in md.lines() {
+        match (&mut cur, line.trim_end()) {
+            (None, "```sh") => cur = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                cur = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_lesson_text_runs_as_written() {
+    if !privileged("every_lesson_text_runs_as_written") {
+        return;
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_zclab")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut texts: Vec<_> = std::fs::read_dir("docs/lessons").unwrap().map(|e| e.unwrap().path()).collect();
+    texts.sort();
+    assert!(!texts.is_empty(), "no lesson texts");
+    for text in texts {
+        let md = std::fs::read_to_string(&text).unwrap();
+        let blocks = shell_blocks(&md);
+        assert!(!blocks.is_empty(), "{} has no command to run", text.display());
+        for block in blocks {
+            let o =
+                Command::new("bash").args(["-o", "errexit", "-o", "pipefail", "-c", &block]).env("PATH", &path).output().unwrap();
+            assert!(o.status.success(), "{}: `{}` failed: {}", text.display(), block.trim(), String::from_utf8_lossy(&o.stderr));
+            let out = String::from_utf8_lossy(&o.stdout);
+            if block.contains("zclab lesson ") {
+                assert!(out.contains("Claims"), "{}: `{}` printed no claims: {out}", text.display(), block.trim());
+            }
+        }
+    }
+}
+
+#[test]
+fn shell_blocks_are_found() {
+    let md = "intro\n```sh\nzclab lesson 1\necho hi\n```\ntext\n```rust\nfn x() {}\n```\n```sh\nls\n```\n";
+    assert_eq!(shell_blocks(md), vec!["zclab lesson 1\necho hi\n".to_string(), "ls\n".to_string()]);
+}
