@@ -30,7 +30,7 @@ fn lesson_list_names_every_lesson() {
     let o = run_zclab(&["lesson"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["read-write", "sendfile", "direct-io"] {
+    for name in ["read-write", "sendfile", "zerocopy-send", "direct-io"] {
         assert!(out.contains(name), "{out}");
     }
     let o = run_zclab(&["lesson", "42"]);
@@ -60,6 +60,17 @@ fn lesson_3_sendfile_claims() {
     assert_holds(&f, "sendfile's input must be a file with pages");
     assert_holds(&f, "A cold sendfile reads the file into the page cache");
     assert_holds(&f, "The kernel sends sendfile's bytes as page references");
+}
+
+#[test]
+fn lesson_6_zerocopy_send_claims() {
+    if !privileged("lesson_6_zerocopy_send_claims") {
+        return;
+    }
+    let f = lesson(6);
+    assert_holds(&f, "Between two namespaces over veth, every zero-copy send is copied after all");
+    assert_holds(&f, "MSG_ZEROCOPY costs more syscalls than a plain write()");
+    assert_holds(&f, "The kernel took every byte as pinned pages");
 }
 
 #[test]

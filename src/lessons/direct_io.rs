@@ -141,6 +141,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 columns: ["read", "offset", "length", "buffer", "result"].map(String::from).to_vec(),
                 rows,
                 chart: None,
+                label_columns: 1,
             },
             Experiment {
                 name: "Cold transfers: what is left in the page cache".into(),
@@ -157,6 +158,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                     })
                     .collect(),
                 chart: None,
+                label_columns: 1,
             },
         ],
         claims,

@@ -11,6 +11,7 @@
 mod direct_io;
 mod read_write;
 mod sendfile;
+mod zerocopy;
 
 use crate::netns::{EnvConfig, LabEnv};
 use crate::report::RunReport;
@@ -34,7 +35,7 @@ pub struct Lesson {
 }
 
 /// The lessons that exist, in course order.
-pub const LESSONS: &[Lesson] = &[read_write::LESSON, sendfile::LESSON, direct_io::LESSON];
+pub const LESSONS: &[Lesson] = &[read_write::LESSON, sendfile::LESSON, zerocopy::LESSON, direct_io::LESSON];
 
 pub fn find(number: u32) -> Option<&'static Lesson> {
     LESSONS.iter().find(|l| l.number == number)
@@ -57,6 +58,8 @@ pub struct Experiment {
     pub rows: Vec<Vec<String>>,
     /// Index of the column to draw as bars (a sweep).
     pub chart: Option<usize>,
+    /// How many leading columns name a row in the chart.
+    pub label_columns: usize,
 }
 
 /// A claim of the lesson, checked against this run's numbers.
@@ -242,16 +245,19 @@ fn table(columns: &[String], rows: &[Vec<String>]) -> String {
 
 /// Horizontal bars of column `c` (its cells must be numbers), labelled by the first column.
 fn bars(e: &Experiment, c: usize) -> String {
+    let label = |r: &[String]| r.iter().take(e.label_columns.max(1)).cloned().collect::<Vec<_>>().join(" ");
     let vals: Vec<(String, f64)> =
-        e.rows.iter().filter_map(|r| Some((r.first()?.clone(), r.get(c)?.trim().parse::<f64>().ok()?))).collect();
+        e.rows.iter().filter_map(|r| Some((label(r), r.get(c)?.trim().parse::<f64>().ok()?))).collect();
+    let width = vals.iter().map(|v| v.0.chars().count()).max().unwrap_or(0);
     let max = vals.iter().map(|v| v.1).fold(0.0, f64::max);
     if max <= 0.0 {
         return String::new();
     }
-    let mut s = format!("  {} by {}:\n", e.columns[c], e.columns[0]);
+    let by = e.columns.iter().take(e.label_columns.max(1)).cloned().collect::<Vec<_>>().join(" and ");
+    let mut s = format!("  {} by {by}:\n", e.columns[c]);
     for (label, v) in &vals {
         let n = ((v / max) * 40.0).round() as usize;
-        let _ = writeln!(s, "  {label:>10} {} {v}", "#".repeat(n.max(1)));
+        let _ = writeln!(s, "  {label:<width$} {} {v}", "#".repeat(n.max(1)));
     }
     s
 }
@@ -277,12 +283,14 @@ mod tests {
             columns: vec!["chunk".into(), "Gbit/s".into()],
             rows: vec![vec!["4 KiB".into(), "2.5".into()], vec!["1 MiB".into(), "10".into()]],
             chart: Some(1),
+            label_columns: 1,
         };
         let t = table(&e.columns, &e.rows);
         let widths: Vec<usize> = t.lines().map(|l| l.len()).collect();
         assert_eq!(widths[1], widths[2], "{t}");
         let b = bars(&e, 1);
         assert!(b.contains(&format!("1 MiB {} 10", "#".repeat(40))), "{b}");
+        assert!(b.contains("  4 KiB "), "labels line up on the left: {b}");
         assert!(b.contains(&format!("4 KiB {} 2.5", "#".repeat(10))), "{b}");
     }
 }

@@ -84,6 +84,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             columns: ["chunk", "syscalls", "syscalls/GiB", "CPU s/GiB", "Gbit/s"].map(String::from).to_vec(),
             rows,
             chart: Some(4),
+            label_columns: 1,
         }],
         claims,
         notes,

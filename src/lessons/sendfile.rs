@@ -107,6 +107,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 .to_vec(),
             rows: vec![row("read-write", &rw), row("sendfile", &sf), row("sendfile cold", &cold)],
             chart: None,
+            label_columns: 1,
         }],
         claims,
         notes,
