@@ -62,6 +62,13 @@ enum Cmd {
     Compare(CompareArgs),
     /// List the lessons, or run one: experiments, their evidence, and claims checked on this machine.
     Lesson(LessonArgs),
+    /// Helpers the lessons run in a child process (not for direct use).
+    #[command(hide = true, name = "lesson-helper")]
+    LessonHelper {
+        /// `touch-past-end`: map two pages of FILE (at most a page long) and read the second: SIGBUS.
+        what: String,
+        file: PathBuf,
+    },
     /// Say which of the kernel counters of `--trace` work on this machine (needs root).
     ///
     /// Loads and attaches every tracing program for a moment, in this network namespace,
@@ -442,6 +449,14 @@ fn run(cli: Cli) -> Result<bool> {
             print(a.json, &findings, zclab::lessons::text);
             Ok(true)
         }
+        Cmd::LessonHelper { what, file } => match what.as_str() {
+            "touch-past-end" => {
+                let f = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+                let b = zclab::sys::file::touch_past_end(&f)?;
+                bail!("read {b} past the end of the file without a signal: the file was longer than a page");
+            }
+            other => bail!("unknown lesson helper {other:?}"),
+        },
         Cmd::TraceCheck => {
             netns::require_privileges("zclab trace-check (it loads BPF programs)")?;
             let mut t = zclab::trace::Tracer::load(None, None).map_err(anyhow::Error::msg)?;

@@ -19,6 +19,9 @@ pub struct ProcessCost {
     pub syscalls: u64,
     pub voluntary_ctx_switches: u64,
     pub involuntary_ctx_switches: u64,
+    /// Page faults served from memory (a mapped page touched the first time).
+    #[serde(default)]
+    pub minor_faults: u64,
 }
 
 /// Started before the timed part; `finish` gives the difference.
@@ -39,6 +42,7 @@ impl CostMeter {
             syscalls,
             voluntary_ctx_switches: end.voluntary_ctx_switches.saturating_sub(self.start.voluntary_ctx_switches),
             involuntary_ctx_switches: end.involuntary_ctx_switches.saturating_sub(self.start.involuntary_ctx_switches),
+            minor_faults: end.minor_faults.saturating_sub(self.start.minor_faults),
         }
     }
 }

@@ -30,7 +30,7 @@ fn lesson_list_names_every_lesson() {
     let o = run_zclab(&["lesson"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["read-write", "sendfile", "zerocopy-send", "direct-io"] {
+    for name in ["read-write", "mmap-write", "sendfile", "zerocopy-send", "direct-io"] {
         assert!(out.contains(name), "{out}");
     }
     let o = run_zclab(&["lesson", "42"]);
@@ -49,6 +49,21 @@ fn lesson_1_read_write_claims() {
     assert_holds(&f, "Each chunk costs two syscalls");
     assert_holds(&f, "Bigger chunks need fewer syscalls per GiB");
     assert_holds(&f, "The kernel copies every byte of the file from user memory");
+}
+
+#[test]
+fn lesson_2_mmap_write_claims() {
+    if !privileged("lesson_2_mmap_write_claims") {
+        return;
+    }
+    let f = lesson(2);
+    assert_holds(&f, "mmap-write makes one syscall per chunk");
+    assert_holds(&f, "MAP_POPULATE maps every page up front");
+    assert_holds(&f, "write() from a mapping whose file shrank under it fails with EFAULT");
+    assert_holds(&f, "Touching that page in user space raises SIGBUS");
+    // How many faults a plain mapping takes depends on the kernel's fault-around: reported, not asserted.
+    let rows = f["experiments"][1]["rows"].as_array().unwrap();
+    assert!(rows[0][1].as_str().unwrap().parse::<u64>().unwrap() > 0, "touching a fresh mapping faults: {f}");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! that run. The lesson texts are in `docs/lessons/`.
 
 mod direct_io;
+mod mmap_write;
 mod read_write;
 mod sendfile;
 mod zerocopy;
@@ -35,7 +36,7 @@ pub struct Lesson {
 }
 
 /// The lessons that exist, in course order.
-pub const LESSONS: &[Lesson] = &[read_write::LESSON, sendfile::LESSON, zerocopy::LESSON, direct_io::LESSON];
+pub const LESSONS: &[Lesson] = &[read_write::LESSON, mmap_write::LESSON, sendfile::LESSON, zerocopy::LESSON, direct_io::LESSON];
 
 pub fn find(number: u32) -> Option<&'static Lesson> {
     LESSONS.iter().find(|l| l.number == number)
@@ -256,8 +257,9 @@ fn bars(e: &Experiment, c: usize) -> String {
     let by = e.columns.iter().take(e.label_columns.max(1)).cloned().collect::<Vec<_>>().join(" and ");
     let mut s = format!("  {} by {by}:\n", e.columns[c]);
     for (label, v) in &vals {
-        let n = ((v / max) * 40.0).round() as usize;
-        let _ = writeln!(s, "  {label:<width$} {} {v}", "#".repeat(n.max(1)));
+        // A value above zero gets at least one mark; zero gets none.
+        let n = if *v > 0.0 { (((v / max) * 40.0).round() as usize).max(1) } else { 0 };
+        let _ = writeln!(s, "  {label:<width$} {} {v}", "#".repeat(n));
     }
     s
 }

@@ -91,6 +91,45 @@ pub fn map_readonly(file: &File) -> io::Result<Option<Mmap>> {
     Ok(Some(map))
 }
 
+/// Maps a whole file read-only for the page-fault lesson: with `populate`
+/// (`MAP_POPULATE`) every page is mapped before the call returns; with
+/// `sequential` the kernel is told the mapping will be read in order
+/// (`madvise(MADV_SEQUENTIAL)`). `None` for an empty file.
+pub fn map_for_reading(file: &File, populate: bool, sequential: bool) -> io::Result<Option<Mmap>> {
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    let mut opts = memmap2::MmapOptions::new();
+    if populate {
+        opts.populate();
+    }
+    // SAFETY: as in `map_readonly`: read-only and private; the lesson that
+    // uses it does not truncate this file while the mapping lives.
+    let map = unsafe { opts.map(file) }?;
+    if sequential {
+        map.advise(memmap2::Advice::Sequential)?;
+    }
+    Ok(Some(map))
+}
+
+/// Maps two pages of `file`, which must be at most one page long, and
+/// reads the second page: past the end of the file, so the kernel sends
+/// SIGBUS and the process dies of it. For a child process that shows the
+/// signal (the mmap lesson); it returns only if the file was longer.
+pub fn touch_past_end(file: &File) -> io::Result<u8> {
+    let page = super::page_size();
+    if file.metadata()?.len() > page as u64 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the file is longer than a page: nothing to show"));
+    }
+    // SAFETY: a read-only private mapping of two pages; the second lies past
+    // the end of the file, which is the point: touching it raises SIGBUS,
+    // which ends the process before any value is produced.
+    let map = unsafe { memmap2::MmapOptions::new().len(2 * page).map(file) }?;
+    // SAFETY: the pointer is inside the two-page mapping; a volatile read so
+    // that the access really happens.
+    Ok(unsafe { std::ptr::read_volatile(map.as_ptr().add(page)) })
+}
+
 /// How many bytes of `file` sit in the page cache now (`mincore` over a
 /// fresh mapping; mapping a file does not read it).
 pub fn cached_bytes(file: &File) -> io::Result<u64> {

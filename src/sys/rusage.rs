@@ -1,4 +1,4 @@
-//! `getrusage(RUSAGE_SELF)`: CPU time and context switches of this process.
+//! `getrusage(RUSAGE_SELF)`: CPU time, context switches and page faults of this process.
 
 use std::time::Duration;
 
@@ -9,6 +9,10 @@ pub struct Rusage {
     pub system: Duration,
     pub voluntary_ctx_switches: u64,
     pub involuntary_ctx_switches: u64,
+    /// Page faults served without I/O (the page was in memory: mapped on first touch).
+    pub minor_faults: u64,
+    /// Page faults that had to read from disk.
+    pub major_faults: u64,
 }
 
 fn tv(t: libc::timeval) -> Duration {
@@ -27,5 +31,7 @@ pub fn self_usage() -> Rusage {
         system: tv(ru.ru_stime),
         voluntary_ctx_switches: ru.ru_nvcsw as u64,
         involuntary_ctx_switches: ru.ru_nivcsw as u64,
+        minor_faults: ru.ru_minflt as u64,
+        major_faults: ru.ru_majflt as u64,
     }
 }
