@@ -30,7 +30,7 @@ fn lesson_list_names_every_lesson() {
     let o = run_zclab(&["lesson"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["read-write", "mmap-write", "sendfile", "zerocopy-send", "direct-io"] {
+    for name in ["read-write", "mmap-write", "sendfile", "splice", "zerocopy-send", "direct-io"] {
         assert!(out.contains(name), "{out}");
     }
     let o = run_zclab(&["lesson", "42"]);
@@ -75,6 +75,18 @@ fn lesson_3_sendfile_claims() {
     assert_holds(&f, "sendfile's input must be a file with pages");
     assert_holds(&f, "A cold sendfile reads the file into the page cache");
     assert_holds(&f, "The kernel sends sendfile's bytes as page references");
+}
+
+#[test]
+fn lesson_5_splice_claims() {
+    if !privileged("lesson_5_splice_claims") {
+        return;
+    }
+    let f = lesson(5);
+    assert_holds(&f, "One end of a splice must be a pipe");
+    assert_holds(&f, "Each chunk takes two splices");
+    assert_holds(&f, "The kernel rounds a pipe's size up to a power of two pages");
+    assert_holds(&f, "The kernel sends every byte as page references");
 }
 
 #[test]

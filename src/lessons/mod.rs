@@ -12,6 +12,7 @@ mod direct_io;
 mod mmap_write;
 mod read_write;
 mod sendfile;
+mod splice;
 mod zerocopy;
 
 use crate::netns::{EnvConfig, LabEnv};
@@ -36,7 +37,8 @@ pub struct Lesson {
 }
 
 /// The lessons that exist, in course order.
-pub const LESSONS: &[Lesson] = &[read_write::LESSON, mmap_write::LESSON, sendfile::LESSON, zerocopy::LESSON, direct_io::LESSON];
+pub const LESSONS: &[Lesson] =
+    &[read_write::LESSON, mmap_write::LESSON, sendfile::LESSON, splice::LESSON, zerocopy::LESSON, direct_io::LESSON];
 
 pub fn find(number: u32) -> Option<&'static Lesson> {
     LESSONS.iter().find(|l| l.number == number)
