@@ -30,7 +30,7 @@ fn lesson_list_names_every_lesson() {
     let o = run_zclab(&["lesson"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["read-write", "mmap-write", "sendfile", "splice", "zerocopy-send", "direct-io"] {
+    for name in ["read-write", "mmap-write", "sendfile", "splice", "zerocopy-send", "direct-io", "buffers"] {
         assert!(out.contains(name), "{out}");
     }
     let o = run_zclab(&["lesson", "42"]);
@@ -111,6 +111,17 @@ fn lesson_7_direct_io_claims() {
     if Path::new("/dev/shm").exists() {
         assert_holds(&f, "tmpfs accepts O_DIRECT");
     }
+}
+
+#[test]
+fn lesson_10_buffers_claims() {
+    if !privileged("lesson_10_buffers_claims") {
+        return;
+    }
+    let f = lesson(10);
+    assert_holds(&f, "The first write to each page of a private mapping faults");
+    assert_holds(&f, "The file is unchanged");
+    assert_holds(&f, "A UMEM frame goes from user space to the kernel and back only through the rings");
 }
 
 /// The ```sh blocks of a Markdown text.

@@ -8,6 +8,7 @@
 //! hold is a finding, never hidden. Every number printed was measured in
 //! that run. The lesson texts are in `docs/lessons/`.
 
+mod buffers;
 mod direct_io;
 mod mmap_write;
 mod read_write;
@@ -37,8 +38,15 @@ pub struct Lesson {
 }
 
 /// The lessons that exist, in course order.
-pub const LESSONS: &[Lesson] =
-    &[read_write::LESSON, mmap_write::LESSON, sendfile::LESSON, splice::LESSON, zerocopy::LESSON, direct_io::LESSON];
+pub const LESSONS: &[Lesson] = &[
+    read_write::LESSON,
+    mmap_write::LESSON,
+    sendfile::LESSON,
+    splice::LESSON,
+    zerocopy::LESSON,
+    direct_io::LESSON,
+    buffers::LESSON,
+];
 
 pub fn find(number: u32) -> Option<&'static Lesson> {
     LESSONS.iter().find(|l| l.number == number)
@@ -123,6 +131,11 @@ impl Lab {
         let file = dir.0.join("file");
         write_random(&file, size)?;
         Ok(Lab { env, dir, file, size, trace, port: DEFAULT_PORT })
+    }
+
+    /// The lab environment's names (namespaces, interfaces).
+    pub fn names(&self) -> &crate::netns::EnvNames {
+        self.env.names()
     }
 
     /// A scratch path in the lesson's directory.
@@ -235,7 +248,12 @@ fn table(columns: &[String], rows: &[Vec<String>]) -> String {
         let mut l = String::from("  ");
         for (i, w) in widths.iter().enumerate() {
             let c = cells.get(i).map_or("", |c| c.as_str());
-            let _ = write!(l, "{c:>w$}  ");
+            // The first column names the row: left-aligned; the numbers after it: right-aligned.
+            if i == 0 {
+                let _ = write!(l, "{c:<w$}  ");
+            } else {
+                let _ = write!(l, "{c:>w$}  ");
+            }
         }
         l.trim_end().to_string() + "\n"
     };

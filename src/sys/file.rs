@@ -112,6 +112,20 @@ pub fn map_for_reading(file: &File, populate: bool, sequential: bool) -> io::Res
     Ok(Some(map))
 }
 
+/// Maps a whole file private and writable (`MAP_PRIVATE`, copy-on-write):
+/// writes go to private copies of the pages, never to the file. `None` for
+/// an empty file.
+pub fn map_copy_on_write(file: &File) -> io::Result<Option<memmap2::MmapMut>> {
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: a private mapping: our writes never reach the file or other
+    // mappings; the only hazard is a concurrent truncation (see
+    // `map_readonly`), which the lesson that uses it does not do.
+    let map = unsafe { memmap2::MmapOptions::new().map_copy(file) }?;
+    Ok(Some(map))
+}
+
 /// Maps two pages of `file`, which must be at most one page long, and
 /// reads the second page: past the end of the file, so the kernel sends
 /// SIGBUS and the process dies of it. For a child process that shows the
