@@ -30,7 +30,7 @@ fn lesson_list_names_every_lesson() {
     let o = run_zclab(&["lesson"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["read-write", "mmap-write", "sendfile", "splice", "zerocopy-send", "direct-io", "buffers"] {
+    for name in ["read-write", "mmap-write", "sendfile", "splice", "zerocopy-send", "direct-io", "af-xdp", "buffers"] {
         assert!(out.contains(name), "{out}");
     }
     let o = run_zclab(&["lesson", "42"]);
@@ -111,6 +111,22 @@ fn lesson_7_direct_io_claims() {
     if Path::new("/dev/shm").exists() {
         assert_holds(&f, "tmpfs accepts O_DIRECT");
     }
+}
+
+#[test]
+fn lesson_8_af_xdp_faults_show_in_their_counters() {
+    if !privileged("lesson_8_af_xdp_faults_show_in_their_counters") {
+        return;
+    }
+    let f = lesson(8);
+    assert_holds(&f, "With no frame on the fill ring");
+    assert_holds(&f, "With the RX ring never read");
+    assert_holds(&f, "A TX descriptor the kernel cannot accept");
+    assert_holds(&f, "af-xdp reads the file with O_DIRECT");
+    let rows = f["experiments"][0]["rows"].as_array().unwrap();
+    let cell = |r: usize, c: usize| rows[r][c].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!((cell(0, 2), cell(0, 4)), (0, 0), "an empty fill ring moves only its own counter: {f}");
+    assert_eq!((cell(1, 1), cell(1, 4)), (0, 0), "a full RX ring moves only its own counter: {f}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! hold is a finding, never hidden. Every number printed was measured in
 //! that run. The lesson texts are in `docs/lessons/`.
 
+mod af_xdp;
 mod buffers;
 mod direct_io;
 mod mmap_write;
@@ -45,6 +46,7 @@ pub const LESSONS: &[Lesson] = &[
     splice::LESSON,
     zerocopy::LESSON,
     direct_io::LESSON,
+    af_xdp::LESSON,
     buffers::LESSON,
 ];
 
@@ -175,12 +177,17 @@ pub fn run(l: &Lesson, size: u64, trace: bool) -> Result<Findings> {
     crate::netns::require_privileges("a lesson (it makes its own lab environment)")?;
     let mut lab = Lab::new(l.number, size, trace)?;
     let f = (l.run)(&mut lab)?;
-    eprintln!();
+    progress("");
     Ok(f)
 }
 
+/// A "running: ..." line on a terminal, overwritten by the next; nothing when stderr is not a terminal.
 fn progress(what: &str) {
+    use std::io::IsTerminal;
     let mut e = std::io::stderr();
+    if !e.is_terminal() {
+        return;
+    }
     let _ = write!(e, "  running: {what:<60}\r");
     let _ = e.flush();
 }

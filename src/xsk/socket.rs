@@ -341,6 +341,30 @@ impl TxReservation<'_> {
         Ok(())
     }
 
+    /// Sends `len` bytes from the start of `frame` with raw `options` bits,
+    /// skipping this layer's checks of length and chunk edges: the kernel
+    /// then judges the descriptor alone and counts what it refuses in
+    /// `XDP_STATISTICS.tx_invalid_descs`. For showing exactly that (the
+    /// AF_XDP lesson); the kernel validates every descriptor, so nothing
+    /// unsound can follow. The frame is the kernel's until the completion
+    /// ring hands it back, if it ever does.
+    pub fn push_frame_unchecked(
+        &mut self,
+        frames: &mut Frames,
+        frame: Frame,
+        len: u32,
+        options: u32,
+    ) -> Result<(), (Frame, DescError)> {
+        assert_eq!(frames.id(), self.umem, "frames of another UMEM");
+        if self.ring.remaining() == 0 {
+            return Err((frame, DescError::NotReserved));
+        }
+        let addr = frames.give_whole(frame, 0)?;
+        let pushed = self.ring.push(XdpDesc { addr, len, options });
+        debug_assert!(pushed.is_ok(), "checked that an entry is left");
+        Ok(())
+    }
+
     /// Descriptors reserved and not yet written.
     pub fn remaining(&self) -> u32 {
         self.ring.remaining()
