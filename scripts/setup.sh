@@ -7,9 +7,10 @@
 #   bpftool     makes vmlinux.h from the kernel's BTF for the tracing programs (--trace);
 #               the tests also list loaded BPF programs with it
 #   nftables    the trace test drops packets in a router namespace on purpose
+#   ethtool     lesson 4 turns scatter-gather of the lab's veth off and on
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -30,7 +30,9 @@ fn lesson_list_names_every_lesson() {
     let o = run_zclab(&["lesson"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["read-write", "mmap-write", "sendfile", "splice", "zerocopy-send", "direct-io", "af-xdp", "buffers"] {
+    for name in
+        ["read-write", "mmap-write", "sendfile", "sendfile-sg", "splice", "zerocopy-send", "direct-io", "af-xdp", "buffers"]
+    {
         assert!(out.contains(name), "{out}");
     }
     let o = run_zclab(&["lesson", "42"]);
@@ -75,6 +77,17 @@ fn lesson_3_sendfile_claims() {
     assert_holds(&f, "sendfile's input must be a file with pages");
     assert_holds(&f, "A cold sendfile reads the file into the page cache");
     assert_holds(&f, "The kernel sends sendfile's bytes as page references");
+}
+
+#[test]
+fn lesson_4_sendfile_sg_claims() {
+    if !privileged("lesson_4_sendfile_sg_claims") {
+        return;
+    }
+    let f = lesson(4);
+    assert_holds(&f, "veth can gather a packet from several buffers");
+    assert_holds(&f, "Without scatter-gather there is no TSO");
+    assert_holds(&f, "af-xdp does the gather by hand");
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod direct_io;
 mod mmap_write;
 mod read_write;
 mod sendfile;
+mod sendfile_sg;
 mod splice;
 mod zerocopy;
 
@@ -43,6 +44,7 @@ pub const LESSONS: &[Lesson] = &[
     read_write::LESSON,
     mmap_write::LESSON,
     sendfile::LESSON,
+    sendfile_sg::LESSON,
     splice::LESSON,
     zerocopy::LESSON,
     direct_io::LESSON,
