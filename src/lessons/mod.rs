@@ -10,6 +10,7 @@
 
 mod af_xdp;
 mod buffers;
+mod cache;
 mod direct_io;
 mod mmap_write;
 mod read_write;
@@ -50,6 +51,7 @@ pub const LESSONS: &[Lesson] = &[
     direct_io::LESSON,
     af_xdp::LESSON,
     buffers::LESSON,
+    cache::LESSON,
 ];
 
 pub fn find(number: u32) -> Option<&'static Lesson> {
@@ -140,6 +142,16 @@ impl Lab {
     /// The lab environment's names (namespaces, interfaces).
     pub fn names(&self) -> &crate::netns::EnvNames {
         self.env.names()
+    }
+
+    /// Makes the lesson's file at least `min` bytes (a lesson whose
+    /// measurement needs the transfer, not its set-up, to fill the time).
+    pub fn at_least(&mut self, min: u64) -> Result<()> {
+        if self.size < min {
+            write_random(&self.file, min)?;
+            self.size = min;
+        }
+        Ok(())
     }
 
     /// A scratch path in the lesson's directory.

@@ -11,6 +11,7 @@ pub mod iface;
 pub mod mmap;
 pub mod netns;
 pub mod rusage;
+pub mod sched;
 pub mod socket;
 pub mod uring;
 pub mod xdp;
