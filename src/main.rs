@@ -299,6 +299,10 @@ struct LessonArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     json: bool,
+    /// Check the lesson's assignment instead of running the lesson (lessons that have one):
+    /// exit status 0 only if every check holds.
+    #[arg(long)]
+    check: bool,
 }
 
 /// "64M" and friends, in bytes.
@@ -445,9 +449,10 @@ fn run(cli: Cli) -> Result<bool> {
                 bail!("there is no lesson {n}; `zclab lesson` lists them");
             };
             let size = parse_size(&a.size)?;
-            let findings = zclab::lessons::run(lesson, size, !a.no_trace)?;
+            let findings = zclab::lessons::run(lesson, size, !a.no_trace, a.check)?;
             print(a.json, &findings, zclab::lessons::text);
-            Ok(true)
+            // A lesson's claims are findings; an assignment's checks must hold.
+            Ok(!a.check || findings.claims.iter().all(|c| c.holds))
         }
         Cmd::LessonHelper { what, file } => match what.as_str() {
             "touch-past-end" => {

@@ -168,6 +168,26 @@ fn lesson_8_af_xdp_faults_show_in_their_counters() {
 }
 
 #[test]
+fn lesson_9_xdp_program_claims_and_an_assignment_not_yet_done() {
+    if !privileged("lesson_9_xdp_program_claims_and_an_assignment_not_yet_done") {
+        return;
+    }
+    let f = lesson(9);
+    assert_holds(&f, "Packets to the lab's UDP port are redirected to the AF_XDP socket");
+    assert_holds(&f, "Everything else passes (XDP_PASS)");
+    assert_holds(&f, "In a transfer, the data packets are redirected");
+    // The XDP program as shipped drops nothing: the assignment's check must say "not yet" and fail.
+    let o = run_zclab(&["lesson", "9", "--size", "16M", "--check"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "the check passes without the assignment done: {out}");
+    assert!(out.contains("[NOT YET] The XDP program drops about one data packet in 100"), "{out}");
+    assert!(out.contains("[done] The file still arrives intact"), "{out}");
+    // A lesson without a check says so.
+    let o = run_zclab(&["lesson", "1", "--size", "16M", "--check"]);
+    assert!(!o.status.success() && stderr(&o).contains("has no --check"), "{}", stderr(&o));
+}
+
+#[test]
 fn lesson_10_buffers_claims() {
     if !privileged("lesson_10_buffers_claims") {
         return;

@@ -27,6 +27,7 @@ pub const LESSON: Lesson = Lesson {
     title: "Kernel bypass: the UMEM, its four rings, and the faults they report",
     learn: "what the fill, RX, TX and completion rings are for; an empty fill ring, a full RX ring and an invalid TX descriptor, each in its XDP_STATISTICS counter; what af-xdp still costs on veth",
     run,
+    check: None,
 };
 
 /// The UDP port the experiments steer to their AF_XDP socket.
@@ -211,6 +212,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     }
     Ok(Findings {
         lesson: 8,
+        assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
         experiments: vec![

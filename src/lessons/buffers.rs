@@ -24,6 +24,7 @@ pub const LESSON: Lesson = Lesson {
     title: "Between kernel and user buffers: copy-on-write and the UMEM",
     learn: "a private mapping copies a page on its first write (count the faults; the file stays as it was), and a UMEM frame changes owner only through the rings",
     run,
+    check: None,
 };
 
 /// Minor faults of reading, then writing one byte of every page of a private mapping.
@@ -132,6 +133,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     ];
     Ok(Findings {
         lesson: 10,
+        assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
         experiments: vec![

@@ -22,6 +22,7 @@ pub const LESSON: Lesson = Lesson {
     title: "Cache pollution without hardware counters",
     learn: "how a transfer on the same core slows a memory-bound neighbour, measured in the neighbour's own CPU time, and whether copying paths pollute more than zero-copy ones here",
     run,
+    check: None,
 };
 
 /// The victim's array: 1 MiB, in cache lines of 64 bytes.
@@ -190,6 +191,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     }
     Ok(Findings {
         lesson: 12,
+        assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
         experiments: vec![Experiment {

@@ -20,6 +20,7 @@ pub const LESSON: Lesson = Lesson {
     title: "Direct I/O: the page cache skipped",
     learn: "O_DIRECT's alignment rules from statx, the EINVAL when they are broken, tmpfs, and a cold transfer that leaves no trace in the page cache",
     run,
+    check: None,
 };
 
 /// A buffer of `len` bytes starting at an address that is a multiple of `align`.
@@ -133,6 +134,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     ));
     Ok(Findings {
         lesson: 7,
+        assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
         experiments: vec![

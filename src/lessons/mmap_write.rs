@@ -21,6 +21,7 @@ pub const LESSON: Lesson = Lesson {
     title: "mmap() + write(): one copy fewer, page faults instead",
     learn: "what mapping a file saves and what it costs (page faults, and fault-around), MAP_POPULATE and MADV_SEQUENTIAL, and the shrinking-file trap: EFAULT and SIGBUS",
     run,
+    check: None,
 };
 
 /// Touches one byte per page of a fresh mapping; returns the minor faults it took.
@@ -120,6 +121,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     ];
     Ok(Findings {
         lesson: 2,
+        assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
         experiments: vec![

@@ -17,6 +17,7 @@ mod read_write;
 mod sendfile;
 mod sendfile_sg;
 mod splice;
+mod xdp_program;
 mod zerocopy;
 
 use crate::netns::{EnvConfig, LabEnv};
@@ -38,6 +39,14 @@ pub struct Lesson {
     /// What you will learn, in one sentence.
     pub learn: &'static str,
     run: fn(&mut Lab) -> Result<Findings>,
+    /// Checks the lesson's assignment (`--check`), where it has one that a run can check.
+    check: Option<fn(&mut Lab) -> Result<Findings>>,
+}
+
+impl Lesson {
+    pub fn has_check(&self) -> bool {
+        self.check.is_some()
+    }
 }
 
 /// The lessons that exist, in course order.
@@ -50,6 +59,7 @@ pub const LESSONS: &[Lesson] = &[
     zerocopy::LESSON,
     direct_io::LESSON,
     af_xdp::LESSON,
+    xdp_program::LESSON,
     buffers::LESSON,
     cache::LESSON,
 ];
@@ -62,7 +72,8 @@ pub fn find(number: u32) -> Option<&'static Lesson> {
 pub fn list() -> String {
     let mut s = String::from("Lessons (run one with `zclab lesson N`; the text is in docs/lessons/):\n");
     for l in LESSONS {
-        let _ = writeln!(s, "  {:>2}  {:<14} {}\n      {}", l.number, l.slug, l.title, l.learn);
+        let check = if l.check.is_some() { " (has --check)" } else { "" };
+        let _ = writeln!(s, "  {:>2}  {:<14} {}{check}\n      {}", l.number, l.slug, l.title, l.learn);
     }
     s
 }
@@ -98,6 +109,8 @@ impl Claim {
 #[derive(Debug, Clone, Serialize)]
 pub struct Findings {
     pub lesson: u32,
+    /// These are an assignment's checks (`--check`), not the lesson's claims.
+    pub assignment: bool,
     pub title: String,
     pub file_bytes: u64,
     pub experiments: Vec<Experiment>,
@@ -186,11 +199,18 @@ impl Lab {
     }
 }
 
-/// Runs lesson `l` with a file of `size` bytes.
-pub fn run(l: &Lesson, size: u64, trace: bool) -> Result<Findings> {
+/// Runs lesson `l` with a file of `size` bytes, or with `check` its assignment's check.
+pub fn run(l: &Lesson, size: u64, trace: bool, check: bool) -> Result<Findings> {
+    let what = match (check, l.check) {
+        (false, _) => l.run,
+        (true, Some(c)) => c,
+        (true, None) => {
+            anyhow::bail!("lesson {} has no --check: its assignments say how to check them (docs/lessons/)", l.number)
+        }
+    };
     crate::netns::require_privileges("a lesson (it makes its own lab environment)")?;
     let mut lab = Lab::new(l.number, size, trace)?;
-    let f = (l.run)(&mut lab)?;
+    let f = what(&mut lab)?;
     progress("");
     Ok(f)
 }
@@ -248,9 +268,14 @@ pub fn text(f: &Findings) -> String {
             s += &bars(e, c);
         }
     }
-    s += "\nClaims\n";
+    s += if f.assignment { "\nChecks\n" } else { "\nClaims\n" };
     for c in &f.claims {
-        let mark = if c.holds { "holds" } else { "DOES NOT HOLD on this machine" };
+        let mark = match (f.assignment, c.holds) {
+            (false, true) => "holds",
+            (false, false) => "DOES NOT HOLD on this machine",
+            (true, true) => "done",
+            (true, false) => "NOT YET",
+        };
         let _ = writeln!(s, "  [{mark}] {}\n      {}", c.text, c.evidence);
     }
     for n in &f.notes {

@@ -20,6 +20,7 @@ pub const LESSON: Lesson = Lesson {
     title: "sendfile with scatter/gather DMA: header here, payload there",
     learn: "why zero-copy sending needs a NIC that gathers a packet from several buffers, what happens without it, and how af-xdp does the same gather by hand",
     run,
+    check: None,
 };
 
 /// `ethtool ARGS` inside the namespace `ns`; its output.
@@ -107,6 +108,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     ));
     Ok(Findings {
         lesson: 4,
+        assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
         experiments: vec![Experiment {

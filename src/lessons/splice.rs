@@ -18,6 +18,7 @@ pub const LESSON: Lesson = Lesson {
     title: "splice(): page references through a pipe",
     learn: "why one end must be a pipe, two calls per chunk, and how the pipe's size (F_SETPIPE_SZ) bounds each call",
     run,
+    check: None,
 };
 
 /// zclab's splice sender sizes its pipe to the chunk, so this sweeps both.
@@ -111,6 +112,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     }
     Ok(Findings {
         lesson: 5,
+        assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
         experiments: vec![Experiment {
