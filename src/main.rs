@@ -60,6 +60,16 @@ enum Cmd {
     Run(RunArgs),
     /// Print the side-by-side table of saved `zclab run --json` reports.
     Compare(CompareArgs),
+    /// Draw a data path: where the bytes live, each copy and who makes it, the mode switches,
+    /// the page cache or not; with the figures of the last `zclab run` of that mode.
+    ///
+    /// Without a mode, lists them. `zclab run` keeps its last report per mode in
+    /// $ZCLAB_STATE_DIR, else $XDG_STATE_HOME/zclab, else ~/.local/state/zclab.
+    Explain {
+        /// The data path to draw.
+        #[arg(value_enum)]
+        mode: Option<Mode>,
+    },
     /// List the lessons, or run one: experiments, their evidence, and claims checked on this machine.
     Lesson(LessonArgs),
     /// Helpers the lessons run in a child process (not for direct use).
@@ -439,6 +449,13 @@ fn run(cli: Cli) -> Result<bool> {
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);
             Ok(rep.verified)
+        }
+        Cmd::Explain { mode } => {
+            match mode {
+                Some(m) => print!("{}", zclab::explain::explain(m)),
+                None => print!("{}", zclab::explain::list()),
+            }
+            Ok(true)
         }
         Cmd::Lesson(a) => {
             let Some(n) = a.number else {

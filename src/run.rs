@@ -205,7 +205,11 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     let s_rep = parse_report::<SendReport>(sender.role, &s_out)?;
     let r_rep = parse_report::<RecvReport>(receiver.role, &r_out)?;
     match (s_rep, r_rep) {
-        (Some(s), Some(r)) => Ok(RunReport::merge(&s, &r)),
+        (Some(s), Some(r)) => {
+            let merged = RunReport::merge(&s, &r);
+            crate::explain::remember(&merged);
+            Ok(merged)
+        }
         (s, _) => {
             let who = if s.is_none() { &sender } else { &receiver };
             bail!(

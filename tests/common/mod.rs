@@ -72,8 +72,11 @@ pub fn random_file(path: &Path, len: usize, seed: u64) {
     std::fs::write(path, data).unwrap();
 }
 
+/// The zclab binary; the runs it keeps for `zclab explain` go to a directory of the tests'.
 pub fn zclab() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_zclab"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zclab"));
+    c.env("ZCLAB_STATE_DIR", std::env::temp_dir().join("zclab-test-state"));
+    c
 }
 
 pub fn run_zclab(args: &[&str]) -> Output {
