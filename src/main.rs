@@ -13,6 +13,7 @@ use zclab::report::{self, RunReport};
 use zclab::run::{self, RunConfig};
 use zclab::send::af_xdp::AfXdpOptions;
 use zclab::send::{self, SendConfig};
+use zclab::transfer::mode::Via;
 use zclab::transfer::Mode;
 use zclab::transfer::{DEFAULT_CHUNK, DEFAULT_PORT};
 use zclab::xdp::AttachMode;
@@ -251,6 +252,9 @@ struct RecvArgs {
     /// af-xdp: where the XDP program runs (default: native, falling back to generic).
     #[arg(long, value_enum, value_name = "MODE")]
     xdp_mode: Option<AttachMode>,
+    /// TCP paths: how to take the data off the socket.
+    #[arg(long, value_enum, default_value = "splice", value_name = "HOW")]
+    via: Via,
     #[command(flatten)]
     common: Common,
 }
@@ -285,6 +289,9 @@ struct RunArgs {
     /// The receiver writes the output file's pages once before the timed part (see `recv --help`).
     #[arg(long)]
     preallocate: bool,
+    /// TCP paths: how the receiver takes the data off the socket (see `recv --help`).
+    #[arg(long, value_enum, default_value = "splice", value_name = "HOW")]
+    via: Via,
     #[command(flatten)]
     common: Common,
 }
@@ -427,6 +434,7 @@ fn run(cli: Cli) -> Result<bool> {
                 inject_loss: a.inject_loss,
                 preallocate: a.preallocate,
                 trace: a.common.trace,
+                via: a.via,
             };
             enter_netns(&a.netns)?;
             let rep = recv::receive(&cfg)?;
@@ -445,6 +453,7 @@ fn run(cli: Cli) -> Result<bool> {
                 cold: a.cold,
                 preallocate: a.preallocate,
                 trace: a.common.trace,
+                via: a.via,
             };
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);

@@ -5,6 +5,7 @@
 
 use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
 use crate::trace::{KernelCounters, KernelRun, UNSEEN_COPIES};
+use crate::transfer::mode::{Via, ZerocopyReceive};
 use crate::transfer::Mode;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -63,6 +64,12 @@ pub struct RecvReport {
     /// The kernel's counters for the timed part (`--trace`), else null.
     #[serde(default)]
     pub kernel: Option<KernelCounters>,
+    /// How the TCP receiver took the data off the socket (`--via`); null for packet paths.
+    #[serde(default)]
+    pub via: Option<Via>,
+    /// What TCP_ZEROCOPY_RECEIVE mapped and copied (`--via mmap`).
+    #[serde(default)]
+    pub zerocopy_receive: Option<ZerocopyReceive>,
 }
 
 /// What the AF_XDP sender reports.
@@ -193,6 +200,12 @@ pub struct RunReport {
     /// Both ends' kernel counters (`--trace`), else null.
     #[serde(default)]
     pub kernel: Option<KernelRun>,
+    /// How the TCP receiver took the data off the socket (`--via`); null for packet paths.
+    #[serde(default)]
+    pub receive_via: Option<Via>,
+    /// What TCP_ZEROCOPY_RECEIVE mapped and copied (`--via mmap`).
+    #[serde(default)]
+    pub zerocopy_receive: Option<ZerocopyReceive>,
 }
 
 impl RunReport {
@@ -244,6 +257,8 @@ impl RunReport {
             reason,
             kernel: (s.kernel.is_some() || r.kernel.is_some())
                 .then(|| KernelRun { sender: s.kernel.clone(), receiver: r.kernel.clone() }),
+            receive_via: r.via,
+            zerocopy_receive: r.zerocopy_receive,
         }
     }
 
@@ -635,6 +650,8 @@ mod tests {
             af_xdp: None,
             reason: None,
             kernel: None,
+            via: None,
+            zerocopy_receive: None,
         }
     }
 

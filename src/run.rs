@@ -26,6 +26,8 @@ pub struct RunConfig {
     pub preallocate: bool,
     /// Both ends count what the kernel did (`--trace`).
     pub trace: bool,
+    /// How the TCP receiver takes the data off the socket.
+    pub via: crate::transfer::mode::Via,
 }
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
@@ -153,6 +155,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     if cfg.trace {
         recv_args.push(s("--trace"));
     }
+    recv_args.extend([s("--via"), s(cfg.via.name())]);
     let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![
         s("send"),

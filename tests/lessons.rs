@@ -199,6 +199,19 @@ fn lesson_10_buffers_claims() {
 }
 
 #[test]
+fn lesson_11_receive_side_claims() {
+    if !privileged("lesson_11_receive_side_claims") {
+        return;
+    }
+    let f = lesson(11);
+    assert_holds(&f, "Zero-copy sending leaves the receiver's copy");
+    assert_holds(&f, "TCP_ZEROCOPY_RECEIVE maps everything when every segment is one whole page");
+    let rows = f["experiments"][0]["rows"].as_array().unwrap();
+    assert_eq!(rows[3][7], "no (discarded)", "discard verifies nothing and says so: {f}");
+    assert_eq!(rows[0][7], "yes");
+}
+
+#[test]
 fn lesson_12_cache_pollution_is_measured() {
     if !privileged("lesson_12_cache_pollution_is_measured") {
         return;

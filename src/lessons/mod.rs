@@ -14,6 +14,7 @@ mod cache;
 mod direct_io;
 mod mmap_write;
 mod read_write;
+mod receive;
 mod sendfile;
 mod sendfile_sg;
 mod splice;
@@ -23,6 +24,7 @@ mod zerocopy;
 use crate::netns::{EnvConfig, LabEnv};
 use crate::report::RunReport;
 use crate::run::{self, RunConfig};
+use crate::transfer::mode::Via;
 use crate::transfer::{Mode, DEFAULT_CHUNK, DEFAULT_PORT};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -61,6 +63,7 @@ pub const LESSONS: &[Lesson] = &[
     af_xdp::LESSON,
     xdp_program::LESSON,
     buffers::LESSON,
+    receive::LESSON,
     cache::LESSON,
 ];
 
@@ -142,7 +145,7 @@ impl Drop for Scratch {
 
 impl Lab {
     fn new(number: u32, size: u64, trace: bool) -> Result<Lab> {
-        let name = format!("zl{number}-{}", std::process::id() % 100_000);
+        let name = format!("zl{number}-{}", std::process::id() % 10_000);
         let env = LabEnv::up(&EnvConfig { name, mtu: None, queues: None, verbose: false })?;
         let dir = PathBuf::from(format!("/var/tmp/zclab-lesson-{number}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -174,6 +177,15 @@ impl Lab {
 
     /// One transfer of the lesson's file across its environment.
     pub fn transfer(&mut self, mode: Mode, chunk: usize, cold: bool) -> Result<RunReport> {
+        let r = self.transfer_with(mode, chunk, cold, Via::Splice, None)?;
+        anyhow::ensure!(r.verified, "the {mode} transfer did not verify: {}", r.reason.clone().unwrap_or_default());
+        Ok(r)
+    }
+
+    /// A transfer with the receiver taking the data `via` some way, on the
+    /// lesson's environment or on `env` (another of the lesson's making). It
+    /// need not verify (`--via discard` cannot).
+    pub fn transfer_with(&mut self, mode: Mode, chunk: usize, cold: bool, via: Via, env: Option<&str>) -> Result<RunReport> {
         progress(&format!(
             "{mode}{}{}",
             if chunk != DEFAULT_CHUNK { format!(", {} chunks", bytes(chunk as u64)) } else { String::new() },
@@ -182,7 +194,7 @@ impl Lab {
         // A fresh port each time: the kernel may hold the last one for a moment.
         self.port = if self.port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { self.port + 1 };
         let cfg = RunConfig {
-            env: self.env.names().name.clone(),
+            env: env.map_or_else(|| self.env.names().name.clone(), String::from),
             mode,
             file: self.file.clone(),
             keep: None,
@@ -192,10 +204,15 @@ impl Lab {
             cold,
             preallocate: true,
             trace: self.trace,
+            via,
         };
-        let r = run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))?;
-        anyhow::ensure!(r.verified, "the {mode} transfer did not verify: {}", r.reason.clone().unwrap_or_default());
-        Ok(r)
+        run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
+    }
+
+    /// Another environment for this lesson, with its own MTU; removed when dropped.
+    pub fn extra_env(&self, suffix: &str, mtu: u32) -> Result<LabEnv> {
+        let name = format!("{}{suffix}", self.env.names().name);
+        LabEnv::up(&EnvConfig { name, mtu: Some(mtu), queues: None, verbose: false })
     }
 }
 

@@ -47,6 +47,13 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         ]);
     }
     let fewer = syscalls_per_gib.windows(2).all(|w| w[1] < w[0]);
+    // The other end: the same sends, a receiver that read()s against one that splices.
+    let mut receivers = Vec::new();
+    for via in [crate::transfer::mode::Via::Read, crate::transfer::mode::Via::Splice] {
+        let r = lab.transfer_with(Mode::ReadWrite, crate::transfer::DEFAULT_CHUNK, false, via, None)?;
+        anyhow::ensure!(r.verified, "the read-write transfer did not verify: {}", r.reason.clone().unwrap_or_default());
+        receivers.push((via, r));
+    }
     let mut claims = vec![
         Claim::new(
             "Each chunk costs two syscalls, read() then write(): four mode switches",
@@ -65,6 +72,15 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         cpu[5] < cpu[0],
         format!("{:.3} CPU s/GiB at 4 KiB, {:.3} at 4 MiB (both ends; a speed claim: noisy here)", cpu[0], cpu[5]),
     ));
+    let (rd, sp) = (&receivers[0].1, &receivers[1].1);
+    claims.push(Claim::new(
+        "On the receiving side, read() is the same story again: it costs more system CPU than splice, which copies once",
+        rd.receiver.cpu_sys_s > sp.receiver.cpu_sys_s,
+        format!(
+            "receiver sys s: read {:.3} ({} calls), splice {:.3} ({} calls) (a speed claim: noisy here)",
+            rd.receiver.cpu_sys_s, rd.receiver.syscalls, sp.receiver.cpu_sys_s, sp.receiver.syscalls
+        ),
+    ));
     let mut notes = Vec::new();
     if copied.len() == CHUNKS.len() && copied.iter().all(Option::is_some) {
         let least = copied.iter().flatten().min().copied().unwrap_or(0);
@@ -81,13 +97,33 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         assignment: false,
         title: LESSON.title.into(),
         file_bytes: lab.size,
-        experiments: vec![Experiment {
-            name: "Chunk sweep: zclab run --mode read-write --chunk C".into(),
-            columns: ["chunk", "syscalls", "syscalls/GiB", "CPU s/GiB", "Gbit/s"].map(String::from).to_vec(),
-            rows,
-            chart: Some(4),
-            label_columns: 1,
-        }],
+        experiments: vec![
+            Experiment {
+                name: "Chunk sweep: zclab run --mode read-write --chunk C".into(),
+                columns: ["chunk", "syscalls", "syscalls/GiB", "CPU s/GiB", "Gbit/s"].map(String::from).to_vec(),
+                rows,
+                chart: Some(4),
+                label_columns: 1,
+            },
+            Experiment {
+                name: "The receiving end of read-write (128 KiB sends): zclab run --via read | splice".into(),
+                columns: ["receiver", "rcv syscalls", "rcv sys s", "CPU s/GiB", "Gbit/s"].map(String::from).to_vec(),
+                rows: receivers
+                    .iter()
+                    .map(|(v, r)| {
+                        vec![
+                            v.name().to_string(),
+                            r.receiver.syscalls.to_string(),
+                            format!("{:.3}", r.receiver.cpu_sys_s),
+                            format!("{:.3}", cpu_per_gib(r)),
+                            format!("{:.2}", r.gbit_per_s),
+                        ]
+                    })
+                    .collect(),
+                chart: None,
+                label_columns: 1,
+            },
+        ],
         claims,
         notes,
     })

@@ -41,6 +41,8 @@ pub struct RecvConfig {
     pub inject_loss: u32,
     /// Write the output file's pages once before the timed part.
     pub preallocate: bool,
+    /// How the TCP paths take the data off the socket.
+    pub via: tcp::Via,
     /// Count what the kernel did during the timed part (tracepoints).
     pub trace: bool,
 }
@@ -228,10 +230,11 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
             injected_losses: c.injected_losses,
             rounds,
         });
-        tcp::Received { bytes: r.bytes(), syscalls: calls }
+        tcp::Received { bytes: r.bytes(), syscalls: calls, zerocopy: None }
     } else {
-        tcp::receive_stream(&sock, partial.file(), size, &mut wd).context("receiving the data")?
+        tcp::receive_stream(&sock, partial.file(), size, &mut wd, cfg.via).context("receiving the data")?
     };
+    let discarded = !path.is_packet_path() && cfg.via == tcp::Via::Discard;
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(got.syscalls);
     let truncated = got.bytes < size;
@@ -255,6 +258,8 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let expected = cfg.expect_hash.clone().or(announced);
     let reason = if truncated {
         Some(format!("the stream ended after {} of {} announced bytes", got.bytes, size))
+    } else if discarded {
+        Some("the receiver discarded the data (--via discard): nothing was written, so nothing is verified".into())
     } else {
         match &expected {
             None => Some("the sender closed the connection without sending its hash".to_string()),
@@ -289,5 +294,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         af_xdp,
         reason,
         kernel,
+        via: (!path.is_packet_path()).then_some(cfg.via),
+        zerocopy_receive: got.zerocopy,
     })
 }

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod rusage;
 pub mod sched;
 pub mod socket;
+pub mod tcp_zc;
 pub mod uring;
 pub mod xdp;
 

@@ -1,5 +1,6 @@
 //! The data paths: one type from the command line, through the Hello, to
-//! the reports. On the wire and in JSON a mode is its `--mode` name.
+//! the reports. On the wire and in JSON a mode is its `--mode` name. And
+//! the ways the TCP receiver takes the data off its socket (`--via`).
 
 use serde::{Deserialize, Serialize};
 
@@ -61,4 +62,39 @@ impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.name())
     }
+}
+
+/// How the TCP receiver takes the data off the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Via {
+    /// splice() socket -> pipe -> file: page references, then one copy into the file.
+    #[default]
+    Splice,
+    /// read() into a buffer, then pwrite(): two CPU copies.
+    Read,
+    /// TCP_ZEROCOPY_RECEIVE: pages mapped where they are whole, the rest copied; then one copy into the file.
+    Mmap,
+    /// recv(MSG_TRUNC): the data is dropped uncopied and nothing is verified (the receiver's floor).
+    Discard,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Splice => "splice",
+            Via::Read => "read",
+            Via::Mmap => "mmap",
+            Via::Discard => "discard",
+        }
+    }
+}
+
+/// What TCP_ZEROCOPY_RECEIVE did with the bytes (`--via mmap`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZerocopyReceive {
+    /// Bytes whose pages were mapped into our memory.
+    pub mapped_bytes: u64,
+    /// Bytes the kernel had to copy (not in whole, aligned pages).
+    pub copied_bytes: u64,
 }
