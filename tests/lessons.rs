@@ -161,6 +161,9 @@ fn lesson_8_af_xdp_faults_show_in_their_counters() {
     assert_holds(&f, "With the RX ring never read");
     assert_holds(&f, "A TX descriptor the kernel cannot accept");
     assert_holds(&f, "af-xdp reads the file with O_DIRECT");
+    assert_holds(&f, "veth has no zero-copy AF_XDP");
+    assert_holds(&f, "In copy mode the kernel sends at most the TX budget per kick");
+    assert_holds(&f, "With need_wakeup, a copy-mode TX ring asks for a kick every time");
     let rows = f["experiments"][0]["rows"].as_array().unwrap();
     let cell = |r: usize, c: usize| rows[r][c].as_str().unwrap().parse::<u64>().unwrap();
     assert_eq!((cell(0, 2), cell(0, 4)), (0, 0), "an empty fill ring moves only its own counter: {f}");
