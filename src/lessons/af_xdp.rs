@@ -10,9 +10,9 @@
 //! counter moves. Then it moves the lesson's file by af-xdp beside
 //! sendfile, and shows what the kernel still copies on veth.
 
-use super::{bytes, cpu_per_gib, Claim, Experiment, Findings, Lab, Lesson};
+use super::{bytes, cpu_per_gib, enter_iface, small_umem, Claim, Experiment, Findings, Lab, Lesson};
 use crate::sys::xdp::XdpStatistics;
-use crate::transfer::af_xdp::{wait_for_busy_queue, Iface};
+use crate::transfer::af_xdp::wait_for_busy_queue;
 use crate::transfer::{Mode, DEFAULT_CHUNK};
 use crate::xdp::XdpSteering;
 use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Returned, Umem, UmemConfig, XskSocket};
@@ -53,17 +53,9 @@ fn receive_experiment(lab: &Lab, how: Receiver) -> Result<XdpStatistics> {
     let (sent_tx, sent_rx) = mpsc::channel::<()>();
     let receiver = std::thread::spawn(move || -> Result<XdpStatistics> {
         let setup = || -> Result<(XdpSteering, XskSocket)> {
-            crate::sys::netns::enter(&names.rx_ns)?;
-            let ifc = Iface::find(Some(&names.rx_if), std::net::Ipv4Addr::UNSPECIFIED.into())?;
+            let ifc = enter_iface(&names.rx_ns, &names.rx_if)?;
             let mut steering = XdpSteering::attach(&ifc.name, PORT, false, None)?;
-            let umem = Umem::new(&UmemConfig {
-                pools: vec![PoolSpec { frame_size: 4096, count: 32 }],
-                chunk_size: 4096,
-                unaligned: false,
-                huge_pages: false,
-                fill_size: 32,
-                completion_size: 8,
-            })?;
+            let umem = small_umem(32, 32, 8)?;
             let (mut sock, _rx) = XskSocket::bind_rx(umem, 8, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
             steering.register(0, &sock)?;
             if let Receiver::NeverDrained = how {
@@ -115,16 +107,8 @@ fn receive_experiment(lab: &Lab, how: Receiver) -> Result<XdpStatistics> {
 fn invalid_tx_experiment(lab: &Lab) -> Result<(XdpStatistics, bool)> {
     let names = lab.names().clone();
     std::thread::spawn(move || -> Result<(XdpStatistics, bool)> {
-        crate::sys::netns::enter(&names.tx_ns)?;
-        let ifc = Iface::find(Some(&names.tx_if), std::net::Ipv4Addr::UNSPECIFIED.into())?;
-        let umem = Umem::new(&UmemConfig {
-            pools: vec![PoolSpec { frame_size: 4096, count: 4 }],
-            chunk_size: 4096,
-            unaligned: false,
-            huge_pages: false,
-            fill_size: 4,
-            completion_size: 4,
-        })?;
+        let ifc = enter_iface(&names.tx_ns, &names.tx_if)?;
+        let umem = small_umem(4, 4, 4)?;
         let (mut sock, mut tx) = XskSocket::bind_tx(umem, 4, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
         let frames = sock.umem_mut().frames_mut();
         let frame = frames.alloc(PoolId(0)).context("a free frame")?;
@@ -163,8 +147,7 @@ struct Blast {
 fn blast(lab: &Lab, settings: Vec<(Option<u32>, bool)>, secs: f64) -> Result<(Option<String>, Vec<Blast>)> {
     let names = lab.names().clone();
     std::thread::spawn(move || -> Result<(Option<String>, Vec<Blast>)> {
-        crate::sys::netns::enter(&names.tx_ns)?;
-        let ifc = Iface::find(Some(&names.tx_if), std::net::Ipv4Addr::UNSPECIFIED.into())?;
+        let ifc = enter_iface(&names.tx_ns, &names.tx_if)?;
         let umem_cfg = UmemConfig {
             pools: vec![PoolSpec { frame_size: 4096, count: 2048 }],
             chunk_size: 4096,

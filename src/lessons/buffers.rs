@@ -7,15 +7,14 @@
 //! keeps them from treading on each other is who *owns* each frame, and a
 //! frame changes hands only through the rings.
 
-use super::{bytes, Claim, Experiment, Findings, Lab, Lesson};
+use super::{bytes, enter_iface, small_umem, Claim, Experiment, Findings, Lab, Lesson};
 use crate::sys::file::map_copy_on_write;
 use crate::sys::rusage::self_usage;
-use crate::transfer::af_xdp::{wait_for_busy_queue, Iface};
+use crate::transfer::af_xdp::wait_for_busy_queue;
 use crate::wire::{FrameTemplate, LabHeader, FRAME_HEADER_LEN};
-use crate::xsk::{BindMode, Owner, PoolId, PoolSpec, Returned, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Owner, PoolId, Returned, XskSocket};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 pub const LESSON: Lesson = Lesson {
@@ -49,16 +48,8 @@ fn cow_faults(file: &File) -> Result<(u64, u64)> {
 /// One frame's life on a TX socket in the lab's sending namespace: who owns
 /// its UMEM address after each step (runs in a thread that enters the namespace).
 fn frame_life(ns: String, iface: String) -> Result<Vec<(String, Owner)>> {
-    crate::sys::netns::enter(&ns).with_context(|| format!("entering {ns}"))?;
-    let ifc = Iface::find(Some(&iface), Ipv4Addr::UNSPECIFIED.into())?;
-    let umem = Umem::new(&UmemConfig {
-        pools: vec![PoolSpec { frame_size: 4096, count: 4 }],
-        chunk_size: 4096,
-        unaligned: false,
-        huge_pages: false,
-        fill_size: 4,
-        completion_size: 4,
-    })?;
+    let ifc = enter_iface(&ns, &iface)?;
+    let umem = small_umem(4, 4, 4)?;
     let (mut sock, mut tx) = XskSocket::bind_tx(umem, 4, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
     let mut steps = Vec::new();
     let frames = sock.umem_mut().frames_mut();

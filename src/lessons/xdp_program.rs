@@ -7,11 +7,11 @@
 //! everything else gets XDP_PASS and goes on into the kernel's stack as if
 //! the program were not there.
 
-use super::{Claim, Experiment, Findings, Lab, Lesson};
-use crate::transfer::af_xdp::{wait_for_busy_queue, Iface};
+use super::{enter_iface, small_umem, Claim, Experiment, Findings, Lab, Lesson};
+use crate::transfer::af_xdp::wait_for_busy_queue;
 use crate::transfer::{Mode, DEFAULT_CHUNK};
 use crate::xdp::XdpSteering;
-use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, PoolId, Received, XskSocket};
 use anyhow::{Context, Result};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
@@ -55,17 +55,9 @@ fn steering_experiment(lab: &Lab) -> Result<Arrivals> {
     let (sent_tx, sent_rx) = mpsc::channel::<()>();
     let receiver = std::thread::spawn(move || -> Result<Arrivals> {
         let setup = || -> Result<_> {
-            crate::sys::netns::enter(&names.rx_ns)?;
-            let ifc = Iface::find(Some(&names.rx_if), std::net::Ipv4Addr::UNSPECIFIED.into())?;
+            let ifc = enter_iface(&names.rx_ns, &names.rx_if)?;
             let mut steering = XdpSteering::attach(&ifc.name, PORT, false, None)?;
-            let umem = Umem::new(&UmemConfig {
-                pools: vec![PoolSpec { frame_size: 4096, count: 2 * PACKETS as u32 }],
-                chunk_size: 4096,
-                unaligned: false,
-                huge_pages: false,
-                fill_size: 2 * PACKETS as u32,
-                completion_size: 8,
-            })?;
+            let umem = small_umem(2 * PACKETS as u32, 2 * PACKETS as u32, 8)?;
             let cfg = ifc.socket_config(0, BindMode::Copy, None);
             let (mut sock, rx) = XskSocket::bind_rx(umem, 2 * PACKETS as u32, &cfg, wait_for_busy_queue)?;
             steering.register(0, &sock)?;
