@@ -31,13 +31,19 @@ A first session, as root:
     head -c 256M /dev/urandom > /var/tmp/f          # a file to move
     zclab run --mode sendfile --file /var/tmp/f    # one transfer, one report
     zclab run --mode read-write --file /var/tmp/f  # compare the numbers
+    zclab explain sendfile                         # the path drawn, with that run's figures
     zclab env down
+
+To learn why the numbers differ:
+    zclab lesson                                   # the lessons, each a lab of its own
+    zclab lesson 3                                 # run one: evidence, then claims checked
 
 What a report tells you: throughput; CPU seconds (user and system) of each end from
 getrusage; the data-path syscalls zclab itself made; context switches; how much of
 the source file sat in the page cache before and after (mincore); for the zero-copy
 paths, how many sends the kernel flagged as copied after all; and the BLAKE3 hash
-both ends computed. A transfer that does not verify exits with status 1.
+both ends computed. With --trace, the kernel's own counters too (zclab trace-check).
+A transfer that does not verify exits with status 1.
 
 Set RUST_LOG=debug to see each step.";
 
