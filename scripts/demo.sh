@@ -3,8 +3,12 @@
 # random bytes, move it by every data path, print the comparison table,
 # and bring the environment down again (also on failure or Ctrl-C).
 #
+# Then `zclab bench` runs every mode three times more, interleaved, for the
+# charts (report.html, gbit.svg, cpu.svg), kept in ./zclab-demo-report.
+#
 #   scripts/demo.sh                 # 256 MiB
 #   ZCLAB_DEMO_MIB=1024 scripts/demo.sh
+#   ZCLAB_DEMO_OUT=DIR scripts/demo.sh   # the charts elsewhere
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,4 +74,10 @@ echo "== comparison (${mib} MiB, warm page cache, ${prealloc[*]:-no preallocatio
 reports=()
 for m in "${modes[@]}"; do [ -s "$work/$m.json" ] && reports+=("$work/$m.json"); done
 "$zclab" compare "${reports[@]}" || failed=1
+
+out=${ZCLAB_DEMO_OUT:-zclab-demo-report}
+echo
+echo "== zclab bench: every mode 3 times, interleaved, for the charts (medians and ranges)"
+"$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --out "$out" || failed=1
+echo "   open $out/report.html to see the charts"
 exit "$failed"

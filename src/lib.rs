@@ -9,6 +9,8 @@
 //! the kernel. Every `unsafe` block there says why it is sound.
 #![deny(unsafe_code)]
 
+/// `zclab bench`: every path side by side, interleaved; medians, charts, an HTML report.
+pub mod bench;
 /// `zclab explain`: each data path drawn, with the last run's figures.
 pub mod explain;
 /// Ctrl-C and SIGTERM: one flag every long loop checks.

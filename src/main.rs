@@ -67,6 +67,8 @@ enum Cmd {
     Run(RunArgs),
     /// Print the side-by-side table of saved `zclab run --json` reports.
     Compare(CompareArgs),
+    /// Run every path side by side, interleaved: medians, ranges, charts and an HTML report.
+    Bench(BenchArgs),
     /// Draw a data path: where the bytes live, each copy and who makes it, the mode switches,
     /// the page cache or not; with the figures of the last `zclab run` of that mode.
     ///
@@ -347,6 +349,41 @@ fn parse_size(s: &str) -> Result<u64> {
 }
 
 #[derive(Args)]
+#[command(after_help = "\
+The bench makes its own lab environment (unless --env names one) and a file of random
+bytes, runs every mode in turn (A B C A B C ...) so that whatever else the machine does
+hits them alike, and reports each figure as the median and the range of its runs. Cold
+runs evict the file from the page cache first. It writes runs.json, summary.csv,
+gbit.svg, cpu.svg and report.html into --out. Example:
+    zclab bench --size 256M --runs 5 --out /var/tmp/zclab-bench")]
+struct BenchArgs {
+    /// An environment made by `zclab env up` (default: the bench makes one and removes it).
+    #[arg(long, value_name = "NAME")]
+    env: Option<String>,
+    /// Size of the file, in bytes or with K, M or G.
+    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    size: String,
+    /// The modes to run, comma-separated, or `all`.
+    #[arg(long, default_value = "all", value_name = "all|LIST")]
+    modes: String,
+    /// Runs of each mode in each setting.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    runs: u32,
+    /// Page cache of the sender's file: warm, cold, or both (comma-separated).
+    #[arg(long, default_value = "warm", value_name = "warm,cold")]
+    cache: String,
+    /// Where the outputs go (created if missing).
+    #[arg(long, default_value = "zclab-bench", value_name = "DIR")]
+    out: PathBuf,
+    /// Count what the kernel did in each run (see `zclab trace-check`).
+    #[arg(long)]
+    trace: bool,
+    /// Print the summaries as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct CompareArgs {
     /// Reports written by `zclab run --json`.
     #[arg(required = true, value_name = "REPORT.json")]
@@ -464,6 +501,44 @@ fn run(cli: Cli) -> Result<bool> {
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);
             Ok(rep.verified)
+        }
+        Cmd::Bench(a) => {
+            let modes = if a.modes == "all" {
+                Mode::ALL.to_vec()
+            } else {
+                a.modes
+                    .split(',')
+                    .map(|m| {
+                        Mode::ALL.into_iter().find(|x| x.name() == m.trim()).with_context(|| {
+                            format!("--modes: no mode {m:?} (they are: {})", Mode::ALL.map(|m| m.name()).join(", "))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let caches = a
+                .cache
+                .split(',')
+                .map(|c| match c.trim() {
+                    "warm" => Ok(zclab::bench::Cache::Warm),
+                    "cold" => Ok(zclab::bench::Cache::Cold),
+                    other => bail!("--cache: {other:?} is neither warm nor cold"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if !(1..=100).contains(&a.runs) {
+                bail!("--runs must be between 1 and 100");
+            }
+            let cfg = zclab::bench::BenchConfig {
+                env: a.env,
+                size: parse_size(&a.size)?,
+                modes,
+                runs: a.runs,
+                caches,
+                out: a.out.clone(),
+                trace: a.trace,
+            };
+            let summaries = zclab::bench::bench(&cfg)?;
+            print(a.json, &summaries, |s| zclab::bench::text(s, &a.out));
+            Ok(summaries.iter().all(|s| s.verified == s.runs))
         }
         Cmd::Explain { mode } => {
             match mode {

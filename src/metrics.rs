@@ -71,6 +71,18 @@ pub struct PacketStats {
     pub rounds: u32,
 }
 
+/// Busy time of all CPUs so far (the `cpu` line of /proc/stat: everything
+/// but idle and iowait), in seconds. The difference over a timed part is
+/// the machine's whole cost of it, whichever process the kernel charged.
+pub fn all_cpu_busy_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle) as f64 / crate::sys::clock_ticks() as f64)
+}
+
 /// Gigabits per second (10^9 bits) of `bytes` moved in `seconds`.
 pub fn gbit_per_s(bytes: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
@@ -89,6 +101,19 @@ mod tests {
         assert_eq!(gbit_per_s(1_000_000_000, 8.0), 1.0);
         assert_eq!(gbit_per_s(125_000_000, 0.5), 2.0);
         assert_eq!(gbit_per_s(5, 0.0), 0.0);
+    }
+
+    #[test]
+    fn all_cpu_busy_time_grows_with_work() {
+        let a = all_cpu_busy_s().expect("/proc/stat is readable");
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(100) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let b = all_cpu_busy_s().unwrap();
+        assert!(b - a >= 0.05, "100 ms of spinning shows in /proc/stat: {}", b - a);
     }
 
     #[test]

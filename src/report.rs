@@ -39,6 +39,9 @@ pub struct SendReport {
     /// The kernel's counters for the timed part (`--trace`), else null.
     #[serde(default)]
     pub kernel: Option<KernelCounters>,
+    /// Busy seconds of all CPUs during the timed part (/proc/stat, 10 ms ticks), whichever process they went to.
+    #[serde(default)]
+    pub all_cpu_s: Option<f64>,
 }
 
 /// What `zclab recv` prints.
@@ -200,6 +203,9 @@ pub struct RunReport {
     /// Both ends' kernel counters (`--trace`), else null.
     #[serde(default)]
     pub kernel: Option<KernelRun>,
+    /// Busy seconds of all CPUs during the timed part (/proc/stat, 10 ms ticks).
+    #[serde(default)]
+    pub all_cpu_s: Option<f64>,
     /// How the TCP receiver took the data off the socket (`--via`); null for packet paths.
     #[serde(default)]
     pub receive_via: Option<Via>,
@@ -257,6 +263,7 @@ impl RunReport {
             reason,
             kernel: (s.kernel.is_some() || r.kernel.is_some())
                 .then(|| KernelRun { sender: s.kernel.clone(), receiver: r.kernel.clone() }),
+            all_cpu_s: s.all_cpu_s,
             receive_via: r.via,
             zerocopy_receive: r.zerocopy_receive,
         }
@@ -630,6 +637,7 @@ mod tests {
             zerocopy: None,
             reason: None,
             kernel: None,
+            all_cpu_s: None,
         }
     }
 

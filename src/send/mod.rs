@@ -212,6 +212,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;
     testimony.start();
+    let busy0 = metrics::all_cpu_busy_s();
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer };
@@ -223,6 +224,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     };
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(path.syscalls);
+    let all_cpu_s = busy0.zip(metrics::all_cpu_busy_s()).map(|(a, b)| b - a);
     let kernel = testimony.finish();
     let cached_after = sys::file::cached_bytes(&file)?;
 
@@ -256,5 +258,6 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         zerocopy: path.zerocopy,
         reason,
         kernel,
+        all_cpu_s,
     })
 }

@@ -39,6 +39,17 @@ pub fn page_size() -> usize {
     }
 }
 
+/// Clock ticks per second, the unit of /proc/stat's CPU times (100 on Linux).
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 {
+        n as u64
+    } else {
+        100
+    }
+}
+
 /// The effective user id (0 for root).
 pub fn geteuid() -> u32 {
     // SAFETY: geteuid cannot fail and touches no memory of ours.

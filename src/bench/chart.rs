@@ -1,0 +1,121 @@
+//! SVG bar charts with min-max whiskers, written by hand: a chart is a few
+//! rectangles, lines and labels, and an SVG a student can read as text.
+
+use super::{Cache, Spread, Summary};
+use std::fmt::Write as _;
+
+const W: f64 = 760.0;
+const BAR_AREA_LEFT: f64 = 130.0;
+const ROW: f64 = 26.0;
+const TOP: f64 = 50.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A horizontal bar per mode and cache setting: the median as a bar, the
+/// min-max as a whisker, the value written beside it.
+pub fn bars(title: &str, axis: &str, rows: &[Summary], value: impl Fn(&Summary) -> Spread) -> String {
+    let max = rows.iter().map(|r| value(r).max).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    let h = TOP + ROW * rows.len() as f64 + 40.0;
+    let scale = (W - BAR_AREA_LEFT - 90.0) / max;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{BAR_AREA_LEFT}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
+         <text x=\"{BAR_AREA_LEFT}\" y=\"38\" fill=\"#555\">{}</text>\n",
+        esc(title),
+        esc(axis)
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let v = value(r);
+        let y = TOP + ROW * i as f64;
+        let color = match r.cache {
+            Cache::Warm => "#4878a8",
+            Cache::Cold => "#a86448",
+        };
+        let label = format!("{} ({})", r.mode.name(), format!("{:?}", r.cache).to_lowercase());
+        let (x0, x1, xm) = (BAR_AREA_LEFT + v.min * scale, BAR_AREA_LEFT + v.max * scale, BAR_AREA_LEFT + v.median * scale);
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n\
+             <rect x=\"{BAR_AREA_LEFT}\" y=\"{:.1}\" width=\"{:.1}\" height=\"16\" fill=\"{color}\"/>\n\
+             <line x1=\"{x0:.1}\" x2=\"{x1:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <line x1=\"{x1:.1}\" x2=\"{x1:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+            BAR_AREA_LEFT - 6.0,
+            y + 12.5,
+            esc(&label),
+            y,
+            (xm - BAR_AREA_LEFT).max(0.5),
+            y + 8.0,
+            y + 8.0,
+            y + 3.0,
+            y + 13.0,
+            y + 3.0,
+            y + 13.0,
+            x1.max(xm) + 6.0,
+            y + 12.5,
+            fmt(v.median)
+        );
+    }
+    let axis_y = TOP + ROW * rows.len() as f64 + 4.0;
+    let _ = writeln!(
+        s,
+        "<line x1=\"{BAR_AREA_LEFT}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"#888\"/>\n\
+         <text x=\"{BAR_AREA_LEFT}\" y=\"{:.1}\" fill=\"#555\">0</text>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>\n</svg>",
+        BAR_AREA_LEFT + max * scale,
+        axis_y + 16.0,
+        BAR_AREA_LEFT + max * scale,
+        axis_y + 16.0,
+        fmt(max)
+    );
+    s
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::Mode;
+
+    fn row(mode: Mode, median: f64, min: f64, max: f64) -> Summary {
+        let s = Spread { median, min, max };
+        Summary {
+            mode,
+            cache: Cache::Warm,
+            runs: 3,
+            verified: 3,
+            gbit_per_s: s,
+            all_cpu_s_per_gib: s,
+            process_cpu_s_per_gib: s,
+            sender_sys_s: s,
+            sender_syscalls: s,
+            kernel_copies_per_byte: None,
+        }
+    }
+
+    #[test]
+    fn one_bar_per_row_scaled_to_the_largest_max() {
+        let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0), row(Mode::AfXdp, 4.0, 3.5, 4.5)];
+        let svg = bars("T <1>", "Gbit/s", &rows, |m| m.gbit_per_s);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<rect x=").count(), 2, "{svg}");
+        assert!(svg.contains("T &lt;1&gt;"), "titles are escaped");
+        assert!(svg.contains(">sendfile (warm)<") && svg.contains(">af-xdp (warm)<"));
+        // The largest max (25) spans the whole bar area; sendfile's median bar is 20/25 of it.
+        let area = W - BAR_AREA_LEFT - 90.0;
+        assert!(svg.contains(&format!("width=\"{:.1}\"", area * 20.0 / 25.0)), "{svg}");
+    }
+}

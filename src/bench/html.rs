@@ -1,0 +1,90 @@
+//! report.html: one self-contained page with the charts inline, the table,
+//! the machine, and a paragraph per chart saying what it shows.
+
+use super::{BenchConfig, Summary};
+use crate::report::human_bytes;
+use std::fmt::Write as _;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// What this machine is: CPU model, cores, kernel, the filesystem the file was on.
+pub fn machine(out: &std::path::Path) -> Vec<(String, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model =
+        cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']).to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let out = std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let fs = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && out.starts_with(f[1])).then(|| (f[1].len(), format!("{} on {} ({})", f[2], f[1], f[0])))
+        })
+        .max()
+        .map(|x| x.1)
+        .unwrap_or_default();
+    vec![
+        ("CPU".into(), model.unwrap_or_else(|| "unknown".into())),
+        ("cores".into(), crate::sys::sched::cpus().to_string()),
+        ("kernel".into(), kernel),
+        ("file system of the file".into(), fs),
+    ]
+}
+
+pub fn report(cfg: &BenchConfig, rows: &[Summary], gbit_svg: &str, cpu_svg: &str, direct: bool) -> String {
+    let mut s = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>zclab bench</title>\n<style>\
+         body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
+         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+         td:first-child,th:first-child{text-align:left}</style></head><body>\n<h1>zclab bench</h1>\n",
+    );
+    let _ = writeln!(
+        s,
+        "<p>{} of random data, moved {} time(s) by each of {} path(s), {} cache; the runs interleaved (every path once, then \
+         again), the receiver's output preallocated. Each figure is the median of its runs, with the smallest and largest.</p>",
+        human_bytes(cfg.size),
+        cfg.runs,
+        cfg.modes.len(),
+        cfg.caches.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>().join(" and ")
+    );
+    if !direct {
+        s += "<p><b>The file was on a filesystem without direct I/O (tmpfs?):</b> cold runs are not cold, and af-xdp could not skip the page cache.</p>\n";
+    }
+    s += "<h2>Throughput</h2>\n";
+    s += gbit_svg;
+    s += "\n<p>Gigabits per second from the sender's first control message to the receiver's confirmation of the last byte. \
+          The whisker spans the fastest and slowest run: where whiskers overlap, the paths are not told apart by this bench.</p>\n";
+    s += "<h2>CPU per GiB</h2>\n";
+    s += cpu_svg;
+    s += "\n<p>Busy seconds of all CPUs (from /proc/stat) per GiB moved. On veth both ends and the link run on this machine, and \
+          the kernel charges receive work to whatever process happens to run, so this total is fairer than each process's own time.</p>\n";
+    s +=
+        "<h2>All figures</h2>\n<table><tr><th>path</th><th>cache</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
+          <th>all-CPU s/GiB</th><th>process CPU s/GiB</th><th>sender syscalls</th><th>kernel copies per byte</th></tr>\n";
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td></tr>",
+            r.mode.name(),
+            format!("{:?}", r.cache).to_lowercase(),
+            r.runs,
+            if r.verified < r.runs { format!(" ({} NOT verified)", r.runs - r.verified) } else { String::new() },
+            r.gbit_per_s.median,
+            r.gbit_per_s.min,
+            r.gbit_per_s.max,
+            r.all_cpu_s_per_gib.median,
+            r.process_cpu_s_per_gib.median,
+            r.sender_syscalls.median,
+            r.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median))
+        );
+    }
+    s += "</table>\n<h2>The machine</h2>\n<table>\n";
+    for (k, v) in machine(&cfg.out) {
+        let _ = writeln!(s, "<tr><td>{}</td><td>{}</td></tr>", esc(&k), esc(&v));
+    }
+    s += "</table>\n<p>runs.json has every run's full report; summary.csv these figures.</p>\n</body></html>\n";
+    s
+}

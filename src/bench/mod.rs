@@ -1,0 +1,309 @@
+//! `zclab bench`: every path side by side, interleaved, with medians,
+//! ranges, charts and an HTML report.
+//!
+//! Runs go round-robin (A B C A B C ...) so that whatever the machine does
+//! meanwhile hits every path alike; each figure is reported as the median
+//! and the min-max of its runs. Beside each process's own CPU time (which
+//! misplaces veth's receive work) it records the busy time of all CPUs
+//! from /proc/stat, the more honest total.
+
+mod chart;
+mod html;
+
+use crate::netns::{EnvConfig, LabEnv};
+use crate::report::{human_bytes, RunReport};
+use crate::run::{self, RunConfig};
+use crate::transfer::mode::Via;
+use crate::transfer::{Mode, DEFAULT_CHUNK, DEFAULT_PORT};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Warm or cold page cache for the sender's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cache {
+    Warm,
+    Cold,
+}
+
+/// A validated `zclab bench`.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// An environment to use (None: the bench makes its own and removes it).
+    pub env: Option<String>,
+    pub size: u64,
+    pub modes: Vec<Mode>,
+    pub runs: u32,
+    pub caches: Vec<Cache>,
+    pub out: PathBuf,
+    pub trace: bool,
+}
+
+/// One run of the matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRun {
+    pub mode: Mode,
+    pub cache: Cache,
+    pub round: u32,
+    /// Busy seconds of all CPUs during the run's timed part (/proc/stat).
+    pub all_cpu_s: f64,
+    pub report: RunReport,
+}
+
+/// Median and range of one figure.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// None for no values.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        Some(Spread { median, min: v[0], max: v[n - 1] })
+    }
+}
+
+/// The figures of one mode in one setting, over its runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub mode: Mode,
+    pub cache: Cache,
+    pub runs: usize,
+    pub verified: usize,
+    pub gbit_per_s: Spread,
+    /// All CPUs' busy seconds per GiB moved.
+    pub all_cpu_s_per_gib: Spread,
+    /// Both processes' user + system seconds per GiB.
+    pub process_cpu_s_per_gib: Spread,
+    pub sender_sys_s: Spread,
+    pub sender_syscalls: Spread,
+    /// Bytes the kernel was seen to copy per byte of file (`--trace`).
+    pub kernel_copies_per_byte: Option<Spread>,
+}
+
+/// Makes `size` bytes of random data at `path`, synced.
+fn make_file(path: &Path, size: u64) -> Result<()> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut block = vec![0u8; 1 << 16];
+    let mut left = size;
+    while left > 0 {
+        crate::interrupt::check()?;
+        for w in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(())
+}
+
+fn progress(done: usize, total: usize, what: &str) {
+    use std::io::IsTerminal;
+    let mut e = std::io::stderr();
+    if e.is_terminal() {
+        let _ = write!(e, "\r  [{done:>3}/{total}] {what:<40}");
+        let _ = e.flush();
+    }
+}
+
+/// Runs the matrix, writes runs.json, summary.csv, the charts and report.html
+/// into `cfg.out`; returns the summaries.
+pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
+    crate::netns::require_privileges("zclab bench (it makes or enters a lab environment)")?;
+    if cfg.modes.is_empty() || cfg.runs == 0 || cfg.caches.is_empty() {
+        bail!("nothing to run: give at least one mode, one cache setting and one run");
+    }
+    std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    let _own_env;
+    let env = match &cfg.env {
+        Some(e) => e.clone(),
+        None => {
+            let name = format!("zb{}", std::process::id() % 100_000);
+            _own_env = LabEnv::up(&EnvConfig { name: name.clone(), mtu: None, queues: None, verbose: false })?;
+            name
+        }
+    };
+    let file = cfg.out.join(format!(".bench-file-{}", std::process::id()));
+    let _file_guard = Removed(file.clone());
+    make_file(&file, cfg.size)?;
+    let direct = crate::sys::file::dio_align(&std::fs::File::open(&file)?)?.is_some();
+    if !direct {
+        log::warn!(
+            "{} is on a filesystem without direct I/O (tmpfs?): cold runs are not cold and af-xdp cannot skip the page cache",
+            cfg.out.display()
+        );
+    }
+    let total = cfg.runs as usize * cfg.caches.len() * cfg.modes.len();
+    let mut runs = Vec::with_capacity(total);
+    let mut port = DEFAULT_PORT;
+    for round in 0..cfg.runs {
+        for &cache in &cfg.caches {
+            for &mode in &cfg.modes {
+                crate::interrupt::check()?;
+                progress(runs.len(), total, &format!("{mode}, {cache:?}, round {}", round + 1));
+                port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
+                let rc = RunConfig {
+                    env: env.clone(),
+                    mode,
+                    file: file.clone(),
+                    keep: None,
+                    port,
+                    chunk: DEFAULT_CHUNK,
+                    timeout: Duration::from_secs(20),
+                    cold: cache == Cache::Cold,
+                    preallocate: true,
+                    trace: cfg.trace,
+                    via: Via::Splice,
+                };
+                let report = run::run(&rc).with_context(|| format!("the {mode} run ({cache:?}) failed"))?;
+                if cache == Cache::Cold && report.source_cached_before_bytes > 0 {
+                    log::warn!(
+                        "{mode}: {} of the file was still cached at the start of a cold run",
+                        human_bytes(report.source_cached_before_bytes)
+                    );
+                }
+                let all_cpu_s = report.all_cpu_s.unwrap_or(f64::NAN);
+                runs.push(BenchRun { mode, cache, round, all_cpu_s, report });
+            }
+        }
+    }
+    progress(total, total, "done");
+    let summaries = summarize(&runs, cfg);
+    write_outputs(cfg, &runs, &summaries, direct)?;
+    Ok(summaries)
+}
+
+/// A file removed on drop.
+struct Removed(PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn gib(bytes: u64) -> f64 {
+    (bytes as f64 / (1u64 << 30) as f64).max(f64::MIN_POSITIVE)
+}
+
+/// Medians and ranges per mode and cache setting.
+pub fn summarize(runs: &[BenchRun], cfg: &BenchConfig) -> Vec<Summary> {
+    let mut out = Vec::new();
+    for &cache in &cfg.caches {
+        for &mode in &cfg.modes {
+            let rs: Vec<&BenchRun> = runs.iter().filter(|r| r.mode == mode && r.cache == cache).collect();
+            if rs.is_empty() {
+                continue;
+            }
+            let f = |g: &dyn Fn(&BenchRun) -> f64| Spread::of(&rs.iter().map(|r| g(r)).collect::<Vec<_>>()).expect("runs exist");
+            let copies: Vec<f64> =
+                rs.iter().filter_map(|r| r.report.kernel.as_ref().and_then(|k| k.copies_per_byte(r.report.bytes))).collect();
+            out.push(Summary {
+                mode,
+                cache,
+                runs: rs.len(),
+                verified: rs.iter().filter(|r| r.report.verified).count(),
+                gbit_per_s: f(&|r| r.report.gbit_per_s),
+                all_cpu_s_per_gib: Spread::of(&rs.iter().map(|r| r.all_cpu_s / gib(r.report.bytes)).collect::<Vec<_>>())
+                    .unwrap_or(Spread { median: f64::NAN, min: f64::NAN, max: f64::NAN }),
+                process_cpu_s_per_gib: f(&|r| r.report.cpu_s_per_gib()),
+                sender_sys_s: f(&|r| r.report.sender.cpu_sys_s),
+                sender_syscalls: f(&|r| r.report.sender.syscalls as f64),
+                kernel_copies_per_byte: (copies.len() == rs.len()).then(|| Spread::of(&copies)).flatten(),
+            });
+        }
+    }
+    out
+}
+
+/// The table printed at the end.
+pub fn text(summaries: &[Summary], out: &Path) -> String {
+    let mut s = String::from(
+        "| mode         | cache | runs | Gbit/s median (min-max) | all-CPU s/GiB | process CPU s/GiB | snd syscalls | kcopies/B |\n\
+         |--------------|-------|------|-------------------------|---------------|-------------------|--------------|-----------|\n",
+    );
+    for m in summaries {
+        let _ = writeln!(
+            s,
+            "| {:<12} | {:<5} | {:>4} | {:>7.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>17.3} | {:>12.0} | {:>9} |",
+            m.mode.name(),
+            format!("{:?}", m.cache).to_lowercase(),
+            if m.verified == m.runs { m.runs.to_string() } else { format!("{}!", m.runs) },
+            m.gbit_per_s.median,
+            m.gbit_per_s.min,
+            m.gbit_per_s.max,
+            m.all_cpu_s_per_gib.median,
+            m.process_cpu_s_per_gib.median,
+            m.sender_syscalls.median,
+            m.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median)),
+        );
+    }
+    let _ = writeln!(s, "\nruns.json, summary.csv, gbit.svg, cpu.svg and report.html are in {}", out.display());
+    s
+}
+
+fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], direct: bool) -> Result<()> {
+    let w = |name: &str, bytes: &[u8]| {
+        std::fs::write(cfg.out.join(name), bytes).with_context(|| format!("writing {}", cfg.out.join(name).display()))
+    };
+    w("runs.json", &serde_json::to_vec_pretty(runs)?)?;
+    let mut csv = String::from(
+        "mode,cache,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,process_cpu_s_per_gib_median,sender_syscalls_median,kernel_copies_per_byte_median\n",
+    );
+    for m in summaries {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{}",
+            m.mode.name(),
+            format!("{:?}", m.cache).to_lowercase(),
+            m.runs,
+            m.verified,
+            m.gbit_per_s.median,
+            m.gbit_per_s.min,
+            m.gbit_per_s.max,
+            m.all_cpu_s_per_gib.median,
+            m.process_cpu_s_per_gib.median,
+            m.sender_syscalls.median,
+            m.kernel_copies_per_byte.map_or_else(String::new, |k| format!("{:.4}", k.median))
+        );
+    }
+    w("summary.csv", csv.as_bytes())?;
+    let gbit = chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, |m| m.gbit_per_s);
+    let cpu = chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, |m| m.all_cpu_s_per_gib);
+    w("gbit.svg", gbit.as_bytes())?;
+    w("cpu.svg", cpu.as_bytes())?;
+    w("report.html", html::report(cfg, summaries, &gbit, &cpu, direct).as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_median_and_range() {
+        assert_eq!(Spread::of(&[3.0, 1.0, 2.0]), Some(Spread { median: 2.0, min: 1.0, max: 3.0 }));
+        assert_eq!(Spread::of(&[4.0, 1.0, 2.0, 3.0]), Some(Spread { median: 2.5, min: 1.0, max: 4.0 }));
+        assert_eq!(Spread::of(&[f64::NAN, 5.0]), Some(Spread { median: 5.0, min: 5.0, max: 5.0 }));
+        assert_eq!(Spread::of(&[]), None);
+    }
+}

@@ -1,0 +1,123 @@
+//! `zclab bench`: the matrix interleaves, the outputs are all there and
+//! agree, cold runs are cold, and the bench leaves no namespace behind.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Both tests look at every bench namespace on the machine: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn bench_namespaces() -> Vec<String> {
+    let o = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("zb") && (n.ends_with("-tx") || n.ends_with("-rx")))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_small_bench_interleaves_and_writes_every_output() {
+    if !privileged("a_small_bench_interleaves_and_writes_every_output") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = bench_namespaces();
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let o = run_zclab(&[
+        "bench",
+        "--size",
+        "4M",
+        "--runs",
+        "2",
+        "--modes",
+        "sendfile,read-write",
+        "--cache",
+        "warm,cold",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summaries = json(&o);
+    assert_eq!(summaries.as_array().unwrap().len(), 4, "2 modes x 2 cache settings: {summaries}");
+    let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 8);
+    let order: Vec<(&str, &str)> = runs.iter().map(|r| (r["mode"].as_str().unwrap(), r["cache"].as_str().unwrap())).collect();
+    assert_eq!(
+        &order[..4],
+        &[("sendfile", "warm"), ("read-write", "warm"), ("sendfile", "cold"), ("read-write", "cold")],
+        "round-robin, not one mode after the other"
+    );
+    assert_eq!(&order[4..], &order[..4], "and again in the second round");
+    for r in runs {
+        assert!(r["report"]["verified"].as_bool().unwrap());
+        assert!(r["all_cpu_s"].as_f64().unwrap() >= 0.0);
+        if r["cache"] == "cold" {
+            assert_eq!(r["report"]["source_cached_before_bytes"], 0, "a cold run starts cold: {r}");
+        }
+    }
+    // The summaries are the medians of the runs.
+    let s = summaries.as_array().unwrap().iter().find(|s| s["mode"] == "sendfile" && s["cache"] == "warm").unwrap();
+    let g: Vec<f64> = runs
+        .iter()
+        .filter(|r| r["mode"] == "sendfile" && r["cache"] == "warm")
+        .map(|r| r["report"]["gbit_per_s"].as_f64().unwrap())
+        .collect();
+    let median = (g[0] + g[1]) / 2.0;
+    assert!((s["gbit_per_s"]["median"].as_f64().unwrap() - median).abs() < 1e-9, "{s}");
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "a header and four rows: {csv}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "both charts inline");
+    for f in ["gbit.svg", "cpu.svg"] {
+        let svg = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("sendfile (cold)"), "{f}");
+    }
+    assert!(!files_in(&out).iter().any(|f| f.starts_with(".bench-file")), "the bench's file is removed");
+    assert_eq!(bench_namespaces(), before, "the bench's own environment is removed");
+}
+
+#[test]
+fn ctrl_c_stops_a_bench_and_leaves_nothing() {
+    if !privileged("ctrl_c_stops_a_bench_and_leaves_nothing") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = bench_namespaces();
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let mut child = zclab()
+        .args(["bench", "--size", "64M", "--runs", "20", "--modes", "sendfile", "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while bench_namespaces().len() <= before.len() {
+        assert!(t.elapsed() < Duration::from_secs(20), "the bench never made its environment");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500)); // into the runs
+    zclab::sys::kill(child.id(), libc::SIGINT).unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the bench did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    assert_eq!(bench_namespaces(), before, "no namespace left behind");
+    let left: Vec<String> = if out.exists() { files_in(&out) } else { Vec::new() };
+    assert!(!left.iter().any(|f| f.starts_with(".bench-file")), "no file left behind: {left:?}");
+}
