@@ -330,6 +330,21 @@ struct LessonArgs {
     check: bool,
 }
 
+/// "64K" and friends, in bytes, any size.
+fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().with_context(|| format!("{s:?}: expected a number with an optional K, M or G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KIB" => 10,
+        "M" | "MIB" => 20,
+        "G" | "GIB" => 30,
+        other => bail!("{s:?}: unknown unit {other:?} (use K, M or G)"),
+    };
+    n.checked_shl(shift).filter(|b| b >> shift == n).with_context(|| format!("{s:?} is too large"))
+}
+
 /// "64M" and friends, in bytes.
 fn parse_size(s: &str) -> Result<u64> {
     let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
@@ -372,6 +387,12 @@ struct BenchArgs {
     /// Page cache of the sender's file: warm, cold, or both (comma-separated).
     #[arg(long, default_value = "warm", value_name = "warm,cold")]
     cache: String,
+    /// MTUs to sweep, comma-separated (each gets an environment of its own), e.g. 1500,9000.
+    #[arg(long, value_name = "LIST")]
+    mtu: Option<String>,
+    /// Bytes per data-path call of the TCP paths to sweep, comma-separated, e.g. 4K,64K,1M.
+    #[arg(long, value_name = "LIST")]
+    chunk: Option<String>,
     /// Where the outputs go (created if missing).
     #[arg(long, default_value = "zclab-bench", value_name = "DIR")]
     out: PathBuf,
@@ -527,12 +548,31 @@ fn run(cli: Cli) -> Result<bool> {
             if !(1..=100).contains(&a.runs) {
                 bail!("--runs must be between 1 and 100");
             }
+            let mtus = match &a.mtu {
+                None => Vec::new(),
+                Some(l) => l
+                    .split(',')
+                    .map(|m| {
+                        m.trim()
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|m| (576..=65535).contains(m))
+                            .with_context(|| format!("--mtu: {m:?} is not an MTU from 576 to 65535"))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            };
+            let chunks = match &a.chunk {
+                None => Vec::new(),
+                Some(l) => l.split(',').map(|c| parse_bytes(c).and_then(|b| chunk(b as usize))).collect::<Result<Vec<_>>>()?,
+            };
             let cfg = zclab::bench::BenchConfig {
                 env: a.env,
                 size: parse_size(&a.size)?,
                 modes,
                 runs: a.runs,
                 caches,
+                mtus,
+                chunks,
                 out: a.out.clone(),
                 trace: a.trace,
             };

@@ -121,3 +121,49 @@ fn ctrl_c_stops_a_bench_and_leaves_nothing() {
     let left: Vec<String> = if out.exists() { files_in(&out) } else { Vec::new() };
     assert!(!left.iter().any(|f| f.starts_with(".bench-file")), "no file left behind: {left:?}");
 }
+
+#[test]
+fn sweeps_of_mtu_and_chunk_get_their_environments_and_line_charts() {
+    if !privileged("sweeps_of_mtu_and_chunk_get_their_environments_and_line_charts") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = bench_namespaces();
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let o = run_zclab(&[
+        "bench",
+        "--size",
+        "2M",
+        "--runs",
+        "1",
+        "--modes",
+        "sendfile",
+        "--mtu",
+        "1500,9000",
+        "--chunk",
+        "64K,1M",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = json(&o);
+    let mut got: Vec<(u64, u64)> =
+        s.as_array().unwrap().iter().map(|m| (m["mtu"].as_u64().unwrap(), m["chunk"].as_u64().unwrap())).collect();
+    got.sort();
+    assert_eq!(got, vec![(1500, 65536), (1500, 1 << 20), (9000, 65536), (9000, 1 << 20)]);
+    let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
+    for r in runs.as_array().unwrap() {
+        assert_eq!(r["report"]["chunk_bytes"], r["chunk"], "each run used its chunk: {r}");
+    }
+    for f in ["sweep-mtu.svg", "sweep-chunk.svg"] {
+        let svg = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(svg.contains("<polyline"), "{f} draws lines");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4, "two bar charts and two sweeps inline");
+    assert_eq!(bench_namespaces(), before, "one environment per MTU, all removed");
+    let o = run_zclab(&["bench", "--env", "zclab", "--mtu", "9000", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("--mtu sweeps need environments of the bench's own"), "{}", stderr(&o));
+}

@@ -34,7 +34,14 @@ pub fn bars(title: &str, axis: &str, rows: &[Summary], value: impl Fn(&Summary) 
             Cache::Warm => "#4878a8",
             Cache::Cold => "#a86448",
         };
-        let label = format!("{} ({})", r.mode.name(), format!("{:?}", r.cache).to_lowercase());
+        let mut label = format!("{} ({}", r.mode.name(), format!("{:?}", r.cache).to_lowercase());
+        if let Some(mtu) = r.mtu {
+            label += &format!(", MTU {mtu}");
+        }
+        if rows.iter().any(|o| o.chunk != r.chunk) {
+            label += &format!(", {}", crate::report::human_bytes(r.chunk as u64));
+        }
+        label += ")";
         let (x0, x1, xm) = (BAR_AREA_LEFT + v.min * scale, BAR_AREA_LEFT + v.max * scale, BAR_AREA_LEFT + v.median * scale);
         let _ = write!(
             s,
@@ -75,6 +82,85 @@ pub fn bars(title: &str, axis: &str, rows: &[Summary], value: impl Fn(&Summary) 
     s
 }
 
+/// A line per mode (and cache setting) of the median Gbit/s against `x`
+/// (an MTU or a chunk size; a chunk axis is logarithmic).
+pub fn lines(
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    rows: &[Summary],
+    x: impl Fn(&Summary) -> f64,
+    series_name: impl Fn(&Summary) -> String,
+) -> String {
+    const H: f64 = 360.0;
+    const L: f64 = 60.0;
+    const R: f64 = 170.0;
+    const T: f64 = 50.0;
+    const B: f64 = 50.0;
+    let log = title.contains("chunk");
+    let xv = |r: &Summary| if log { x(r).max(1.0).log2() } else { x(r) };
+    let (xmin, xmax) = rows.iter().map(&xv).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let ymax = rows.iter().map(|r| r.gbit_per_s.max).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    let span = (xmax - xmin).max(f64::MIN_POSITIVE);
+    let px = |v: f64| L + (v - xmin) / span * (W - L - R);
+    let py = |v: f64| H - B - v / ymax * (H - T - B);
+    let palette = ["#4878a8", "#a86448", "#58a858", "#a8a848", "#8858a8", "#48a8a8", "#a84888", "#666666"];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{L}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
+         <text x=\"{L}\" y=\"38\" fill=\"#555\">{}; x: {}</text>\n\
+         <line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\n\
+         <line x1=\"{L}\" x2=\"{L}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#888\"/>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>\n",
+        esc(title),
+        esc(ylabel),
+        esc(xlabel),
+        W - R,
+        H - B,
+        H - B,
+        H - B,
+        L - 4.0,
+        T + 4.0,
+        fmt(ymax)
+    );
+    let mut series: Vec<(String, Vec<&Summary>)> = Vec::new();
+    for r in rows {
+        let name = series_name(r);
+        match series.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push(r),
+            None => series.push((name, vec![r])),
+        }
+    }
+    let mut ticks: Vec<f64> = rows.iter().map(&x).collect();
+    ticks.sort_by(|a, b| a.total_cmp(b));
+    ticks.dedup();
+    for t in &ticks {
+        let v = if log { t.max(1.0).log2() } else { *t };
+        let label = if log { crate::report::human_bytes(*t as u64) } else { format!("{t:.0}") };
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
+            px(v),
+            H - B + 16.0,
+            esc(&label)
+        );
+    }
+    for (i, (name, pts)) in series.iter_mut().enumerate() {
+        pts.sort_by(|a, b| xv(a).total_cmp(&xv(b)));
+        let color = palette[i % palette.len()];
+        let path: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", px(xv(p)), py(p.gbit_per_s.median))).collect();
+        let _ = writeln!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>", path.join(" "));
+        for p in pts.iter() {
+            let _ =
+                writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>", px(xv(p)), py(p.gbit_per_s.median));
+        }
+        let _ =
+            writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{}</text>", W - R + 10.0, T + 16.0 * i as f64, esc(name));
+    }
+    s + "</svg>\n"
+}
+
 fn fmt(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -95,6 +181,8 @@ mod tests {
         Summary {
             mode,
             cache: Cache::Warm,
+            mtu: None,
+            chunk: 131072,
             runs: 3,
             verified: 3,
             gbit_per_s: s,

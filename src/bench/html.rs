@@ -34,7 +34,14 @@ pub fn machine(out: &std::path::Path) -> Vec<(String, String)> {
     ]
 }
 
-pub fn report(cfg: &BenchConfig, rows: &[Summary], gbit_svg: &str, cpu_svg: &str, direct: bool) -> String {
+pub fn report(
+    cfg: &BenchConfig,
+    rows: &[Summary],
+    gbit_svg: &str,
+    cpu_svg: &str,
+    sweeps: &[(&str, String)],
+    direct: bool,
+) -> String {
     let mut s = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>zclab bench</title>\n<style>\
          body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
@@ -61,15 +68,26 @@ pub fn report(cfg: &BenchConfig, rows: &[Summary], gbit_svg: &str, cpu_svg: &str
     s += cpu_svg;
     s += "\n<p>Busy seconds of all CPUs (from /proc/stat) per GiB moved. On veth both ends and the link run on this machine, and \
           the kernel charges receive work to whatever process happens to run, so this total is fairer than each process's own time.</p>\n";
+    for (what, svg) in sweeps {
+        let _ = writeln!(s, "<h2>Sweep: {what}</h2>");
+        s += svg;
+        let _ = writeln!(
+            s,
+            "<p>The median Gbit/s of each path at each {what}, one line per path: where a line rises, that path gains from a larger \
+             {what}; where the lines of several paths meet, the {what} no longer tells them apart.</p>"
+        );
+    }
     s +=
-        "<h2>All figures</h2>\n<table><tr><th>path</th><th>cache</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
+        "<h2>All figures</h2>\n<table><tr><th>path</th><th>cache</th><th>MTU</th><th>chunk</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
           <th>all-CPU s/GiB</th><th>process CPU s/GiB</th><th>sender syscalls</th><th>kernel copies per byte</th></tr>\n";
     for r in rows {
         let _ = writeln!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td></tr>",
             r.mode.name(),
             format!("{:?}", r.cache).to_lowercase(),
+            r.mtu.map_or_else(|| "-".into(), |v| v.to_string()),
+            human_bytes(r.chunk as u64),
             r.runs,
             if r.verified < r.runs { format!(" ({} NOT verified)", r.runs - r.verified) } else { String::new() },
             r.gbit_per_s.median,

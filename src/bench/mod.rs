@@ -39,6 +39,10 @@ pub struct BenchConfig {
     pub modes: Vec<Mode>,
     pub runs: u32,
     pub caches: Vec<Cache>,
+    /// MTUs to sweep (each its own environment); empty: the environment's.
+    pub mtus: Vec<u32>,
+    /// Bytes per data-path call of the TCP paths, to sweep.
+    pub chunks: Vec<usize>,
     pub out: PathBuf,
     pub trace: bool,
 }
@@ -48,6 +52,9 @@ pub struct BenchConfig {
 pub struct BenchRun {
     pub mode: Mode,
     pub cache: Cache,
+    /// The environment's MTU (None: the one it had).
+    pub mtu: Option<u32>,
+    pub chunk: usize,
     pub round: u32,
     /// Busy seconds of all CPUs during the run's timed part (/proc/stat).
     pub all_cpu_s: f64,
@@ -81,6 +88,8 @@ impl Spread {
 pub struct Summary {
     pub mode: Mode,
     pub cache: Cache,
+    pub mtu: Option<u32>,
+    pub chunk: usize,
     pub runs: usize,
     pub verified: usize,
     pub gbit_per_s: Spread,
@@ -133,15 +142,24 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
         bail!("nothing to run: give at least one mode, one cache setting and one run");
     }
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
-    let _own_env;
-    let env = match &cfg.env {
-        Some(e) => e.clone(),
-        None => {
-            let name = format!("zb{}", std::process::id() % 100_000);
-            _own_env = LabEnv::up(&EnvConfig { name: name.clone(), mtu: None, queues: None, verbose: false })?;
-            name
+    // One environment per MTU swept (the bench's own), or the one named.
+    let mut own_envs = Vec::new();
+    let envs: Vec<(Option<u32>, String)> = match (&cfg.env, cfg.mtus.is_empty()) {
+        (Some(e), true) => vec![(None, e.clone())],
+        (Some(_), false) => bail!("--mtu sweeps need environments of the bench's own: leave out --env"),
+        (None, _) => {
+            let mtus: Vec<Option<u32>> =
+                if cfg.mtus.is_empty() { vec![None] } else { cfg.mtus.iter().map(|m| Some(*m)).collect() };
+            let mut v = Vec::new();
+            for (i, mtu) in mtus.into_iter().enumerate() {
+                let name = format!("zb{}{}", std::process::id() % 100_000, (b'a' + i as u8) as char);
+                own_envs.push(LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues: None, verbose: false })?);
+                v.push((mtu, name));
+            }
+            v
         }
     };
+    let chunks: Vec<usize> = if cfg.chunks.is_empty() { vec![DEFAULT_CHUNK] } else { cfg.chunks.clone() };
     let file = cfg.out.join(format!(".bench-file-{}", std::process::id()));
     let _file_guard = Removed(file.clone());
     make_file(&file, cfg.size)?;
@@ -152,11 +170,13 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
             cfg.out.display()
         );
     }
-    let total = cfg.runs as usize * cfg.caches.len() * cfg.modes.len();
+    let settings: Vec<Setting> =
+        envs.iter().flat_map(|e| chunks.iter().flat_map(move |&c| cfg.caches.iter().map(move |&k| (e, c, k)))).collect();
+    let total = cfg.runs as usize * settings.len() * cfg.modes.len();
     let mut runs = Vec::with_capacity(total);
     let mut port = DEFAULT_PORT;
     for round in 0..cfg.runs {
-        for &cache in &cfg.caches {
+        for &((mtu, env), chunk, cache) in &settings {
             for &mode in &cfg.modes {
                 crate::interrupt::check()?;
                 progress(runs.len(), total, &format!("{mode}, {cache:?}, round {}", round + 1));
@@ -167,7 +187,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
                     file: file.clone(),
                     keep: None,
                     port,
-                    chunk: DEFAULT_CHUNK,
+                    chunk,
                     timeout: Duration::from_secs(20),
                     cold: cache == Cache::Cold,
                     preallocate: true,
@@ -182,15 +202,19 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
                     );
                 }
                 let all_cpu_s = report.all_cpu_s.unwrap_or(f64::NAN);
-                runs.push(BenchRun { mode, cache, round, all_cpu_s, report });
+                runs.push(BenchRun { mode, cache, mtu: *mtu, chunk, round, all_cpu_s, report });
             }
         }
     }
     progress(total, total, "done");
+    drop(own_envs);
     let summaries = summarize(&runs, cfg);
     write_outputs(cfg, &runs, &summaries, direct)?;
     Ok(summaries)
 }
+
+/// One setting of the matrix: an environment (its MTU and name), a chunk, a cache state.
+type Setting<'a> = (&'a (Option<u32>, String), usize, Cache);
 
 /// A file removed on drop.
 struct Removed(PathBuf);
@@ -208,9 +232,16 @@ fn gib(bytes: u64) -> f64 {
 /// Medians and ranges per mode and cache setting.
 pub fn summarize(runs: &[BenchRun], cfg: &BenchConfig) -> Vec<Summary> {
     let mut out = Vec::new();
-    for &cache in &cfg.caches {
+    let mut settings: Vec<(Option<u32>, usize, Cache)> = Vec::new();
+    for r in runs {
+        if !settings.contains(&(r.mtu, r.chunk, r.cache)) {
+            settings.push((r.mtu, r.chunk, r.cache));
+        }
+    }
+    for (mtu, chunk, cache) in settings {
         for &mode in &cfg.modes {
-            let rs: Vec<&BenchRun> = runs.iter().filter(|r| r.mode == mode && r.cache == cache).collect();
+            let rs: Vec<&BenchRun> =
+                runs.iter().filter(|r| r.mode == mode && r.cache == cache && r.mtu == mtu && r.chunk == chunk).collect();
             if rs.is_empty() {
                 continue;
             }
@@ -220,6 +251,8 @@ pub fn summarize(runs: &[BenchRun], cfg: &BenchConfig) -> Vec<Summary> {
             out.push(Summary {
                 mode,
                 cache,
+                mtu,
+                chunk,
                 runs: rs.len(),
                 verified: rs.iter().filter(|r| r.report.verified).count(),
                 gbit_per_s: f(&|r| r.report.gbit_per_s),
@@ -238,15 +271,17 @@ pub fn summarize(runs: &[BenchRun], cfg: &BenchConfig) -> Vec<Summary> {
 /// The table printed at the end.
 pub fn text(summaries: &[Summary], out: &Path) -> String {
     let mut s = String::from(
-        "| mode         | cache | runs | Gbit/s median (min-max) | all-CPU s/GiB | process CPU s/GiB | snd syscalls | kcopies/B |\n\
-         |--------------|-------|------|-------------------------|---------------|-------------------|--------------|-----------|\n",
+        "| mode         | cache |   MTU |     chunk | runs | Gbit/s median (min-max) | all-CPU s/GiB | process CPU s/GiB | snd syscalls | kcopies/B |\n\
+         |--------------|-------|-------|-----------|------|-------------------------|---------------|-------------------|--------------|-----------|\n",
     );
     for m in summaries {
         let _ = writeln!(
             s,
-            "| {:<12} | {:<5} | {:>4} | {:>7.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>17.3} | {:>12.0} | {:>9} |",
+            "| {:<12} | {:<5} | {:>5} | {:>9} | {:>4} | {:>7.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>17.3} | {:>12.0} | {:>9} |",
             m.mode.name(),
             format!("{:?}", m.cache).to_lowercase(),
+            m.mtu.map_or_else(|| "-".into(), |v| v.to_string()),
+            human_bytes(m.chunk as u64),
             if m.verified == m.runs { m.runs.to_string() } else { format!("{}!", m.runs) },
             m.gbit_per_s.median,
             m.gbit_per_s.min,
@@ -257,7 +292,7 @@ pub fn text(summaries: &[Summary], out: &Path) -> String {
             m.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median)),
         );
     }
-    let _ = writeln!(s, "\nruns.json, summary.csv, gbit.svg, cpu.svg and report.html are in {}", out.display());
+    let _ = writeln!(s, "\nruns.json, summary.csv, the SVG charts and report.html are in {}", out.display());
     s
 }
 
@@ -267,14 +302,16 @@ fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], di
     };
     w("runs.json", &serde_json::to_vec_pretty(runs)?)?;
     let mut csv = String::from(
-        "mode,cache,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,process_cpu_s_per_gib_median,sender_syscalls_median,kernel_copies_per_byte_median\n",
+        "mode,cache,mtu,chunk,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,process_cpu_s_per_gib_median,sender_syscalls_median,kernel_copies_per_byte_median\n",
     );
     for m in summaries {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{}",
+            "{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{}",
             m.mode.name(),
             format!("{:?}", m.cache).to_lowercase(),
+            m.mtu.map_or_else(String::new, |v| v.to_string()),
+            m.chunk,
             m.runs,
             m.verified,
             m.gbit_per_s.median,
@@ -291,8 +328,44 @@ fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], di
     let cpu = chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, |m| m.all_cpu_s_per_gib);
     w("gbit.svg", gbit.as_bytes())?;
     w("cpu.svg", cpu.as_bytes())?;
-    w("report.html", html::report(cfg, summaries, &gbit, &cpu, direct).as_bytes())?;
+    let mut sweeps = Vec::new();
+    if cfg.mtus.len() > 1 {
+        let many_chunks = cfg.chunks.len() > 1;
+        let svg = chart::lines(
+            "Throughput by MTU",
+            "MTU (bytes)",
+            "Gbit/s (median)",
+            summaries,
+            |m| m.mtu.unwrap_or(0) as f64,
+            |m| series(m, many_chunks.then(|| human_bytes(m.chunk as u64))),
+        );
+        w("sweep-mtu.svg", svg.as_bytes())?;
+        sweeps.push(("MTU", svg));
+    }
+    if cfg.chunks.len() > 1 {
+        let many_mtus = cfg.mtus.len() > 1;
+        let svg = chart::lines(
+            "Throughput by chunk",
+            "bytes per call (log scale)",
+            "Gbit/s (median)",
+            summaries,
+            |m| m.chunk as f64,
+            |m| series(m, many_mtus.then(|| format!("MTU {}", m.mtu.unwrap_or(0)))),
+        );
+        w("sweep-chunk.svg", svg.as_bytes())?;
+        sweeps.push(("chunk", svg));
+    }
+    w("report.html", html::report(cfg, summaries, &gbit, &cpu, &sweeps, direct).as_bytes())?;
     Ok(())
+}
+
+/// A sweep's line: the path, its cache setting, and the other sweep's value if there is one.
+fn series(m: &Summary, other: Option<String>) -> String {
+    let mut s = format!("{} ({}", m.mode.name(), format!("{:?}", m.cache).to_lowercase());
+    if let Some(o) = other {
+        s += &format!(", {o}");
+    }
+    s + ")"
 }
 
 #[cfg(test)]
