@@ -399,6 +399,9 @@ struct BenchArgs {
     /// Count what the kernel did in each run (see `zclab trace-check`).
     #[arg(long)]
     trace: bool,
+    /// Also measure what the machine can do at all: one core's memcpy, the disk's O_DIRECT reads.
+    #[arg(long)]
+    ceilings: bool,
     /// Print the summaries as JSON.
     #[arg(long)]
     json: bool,
@@ -575,6 +578,7 @@ fn run(cli: Cli) -> Result<bool> {
                 chunks,
                 out: a.out.clone(),
                 trace: a.trace,
+                ceilings: a.ceilings,
             };
             let summaries = zclab::bench::bench(&cfg)?;
             print(a.json, &summaries, |s| zclab::bench::text(s, &a.out));

@@ -74,6 +74,11 @@ fn a_small_bench_interleaves_and_writes_every_output() {
         .collect();
     let median = (g[0] + g[1]) / 2.0;
     assert!((s["gbit_per_s"]["median"].as_f64().unwrap() - median).abs() < 1e-9, "{s}");
+    let ceilings: Value = serde_json::from_slice(&std::fs::read(out.join("ceilings.json")).unwrap()).unwrap();
+    let names: Vec<&str> = ceilings.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["memcpy, one core", "disk, O_DIRECT reads"], "both reference lines measured");
+    assert!(ceilings.as_array().unwrap().iter().all(|c| c["gbit_per_s"].as_f64().unwrap() > 0.0));
+    assert!(std::fs::read_to_string(out.join("gbit.svg")).unwrap().contains("stroke-dasharray"), "drawn in the chart");
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "a header and four rows: {csv}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();

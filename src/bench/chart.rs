@@ -1,7 +1,7 @@
 //! SVG bar charts with min-max whiskers, written by hand: a chart is a few
 //! rectangles, lines and labels, and an SVG a student can read as text.
 
-use super::{Cache, Spread, Summary};
+use super::{Cache, Ceiling, Spread, Summary};
 use std::fmt::Write as _;
 
 const W: f64 = 760.0;
@@ -14,10 +14,12 @@ fn esc(s: &str) -> String {
 }
 
 /// A horizontal bar per mode and cache setting: the median as a bar, the
-/// min-max as a whisker, the value written beside it.
-pub fn bars(title: &str, axis: &str, rows: &[Summary], value: impl Fn(&Summary) -> Spread) -> String {
-    let max = rows.iter().map(|r| value(r).max).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
-    let h = TOP + ROW * rows.len() as f64 + 40.0;
+/// min-max as a whisker, the value written beside it; `lines` are drawn as
+/// dashed reference lines across all bars.
+pub fn bars(title: &str, axis: &str, rows: &[Summary], lines: &[Ceiling], value: impl Fn(&Summary) -> Spread) -> String {
+    let max =
+        rows.iter().map(|r| value(r).max).chain(lines.iter().map(|l| l.gbit_per_s)).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    let h = TOP + ROW * rows.len() as f64 + 40.0 + 16.0 * lines.len() as f64;
     let scale = (W - BAR_AREA_LEFT - 90.0) / max;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -68,6 +70,21 @@ pub fn bars(title: &str, axis: &str, rows: &[Summary], value: impl Fn(&Summary) 
         );
     }
     let axis_y = TOP + ROW * rows.len() as f64 + 4.0;
+    for (i, l) in lines.iter().enumerate() {
+        // The line across the bars, its label in a row of its own under the axis.
+        let x = BAR_AREA_LEFT + l.gbit_per_s * scale;
+        let label_y = axis_y + 32.0 + 16.0 * i as f64;
+        let anchor = if x > W / 2.0 { "end" } else { "start" };
+        let _ = write!(
+            s,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n\
+             <text x=\"{x:.1}\" y=\"{label_y:.1}\" text-anchor=\"{anchor}\" fill=\"#c33\">{} {}</text>\n",
+            TOP - 4.0,
+            label_y - 11.0,
+            esc(&l.name),
+            fmt(l.gbit_per_s)
+        );
+    }
     let _ = writeln!(
         s,
         "<line x1=\"{BAR_AREA_LEFT}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"#888\"/>\n\
@@ -195,9 +212,20 @@ mod tests {
     }
 
     #[test]
+    fn ceilings_are_dashed_lines_and_widen_the_scale() {
+        let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0)];
+        let lines = [Ceiling { name: "memcpy".into(), gbit_per_s: 100.0 }];
+        let svg = bars("T", "Gbit/s", &rows, &lines, |m| m.gbit_per_s);
+        assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+        assert!(svg.contains(">memcpy 100<"), "{svg}");
+        let area = W - BAR_AREA_LEFT - 90.0;
+        assert!(svg.contains(&format!("width=\"{:.1}\"", area * 20.0 / 100.0)), "the scale runs to the ceiling: {svg}");
+    }
+
+    #[test]
     fn one_bar_per_row_scaled_to_the_largest_max() {
         let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0), row(Mode::AfXdp, 4.0, 3.5, 4.5)];
-        let svg = bars("T <1>", "Gbit/s", &rows, |m| m.gbit_per_s);
+        let svg = bars("T <1>", "Gbit/s", &rows, &[], |m| m.gbit_per_s);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<rect x=").count(), 2, "{svg}");
         assert!(svg.contains("T &lt;1&gt;"), "titles are escaped");

@@ -1,7 +1,7 @@
 //! report.html: one self-contained page with the charts inline, the table,
 //! the machine, and a paragraph per chart saying what it shows.
 
-use super::{BenchConfig, Summary};
+use super::{BenchConfig, Ceiling, Summary};
 use crate::report::human_bytes;
 use std::fmt::Write as _;
 
@@ -40,6 +40,7 @@ pub fn report(
     gbit_svg: &str,
     cpu_svg: &str,
     sweeps: &[(&str, String)],
+    ceilings: &[Ceiling],
     direct: bool,
 ) -> String {
     let mut s = String::from(
@@ -64,6 +65,15 @@ pub fn report(
     s += gbit_svg;
     s += "\n<p>Gigabits per second from the sender's first control message to the receiver's confirmation of the last byte. \
           The whisker spans the fastest and slowest run: where whiskers overlap, the paths are not told apart by this bench.</p>\n";
+    if !ceilings.is_empty() {
+        let lines: Vec<String> = ceilings.iter().map(|c| format!("{} {:.1} Gbit/s", esc(&c.name), c.gbit_per_s)).collect();
+        let _ = writeln!(
+            s,
+            "<p>The dashed lines were measured in the same bench: {}. No path that copies each byte can be faster than one \
+             core's memory copy, and a cold run cannot be faster than the disk.</p>",
+            lines.join("; ")
+        );
+    }
     s += "<h2>CPU per GiB</h2>\n";
     s += cpu_svg;
     s += "\n<p>Busy seconds of all CPUs (from /proc/stat) per GiB moved. On veth both ends and the link run on this machine, and \

@@ -7,8 +7,11 @@
 //! misplaces veth's receive work) it records the busy time of all CPUs
 //! from /proc/stat, the more honest total.
 
+mod ceilings;
 mod chart;
 mod html;
+
+pub use ceilings::Ceiling;
 
 use crate::netns::{EnvConfig, LabEnv};
 use crate::report::{human_bytes, RunReport};
@@ -45,6 +48,8 @@ pub struct BenchConfig {
     pub chunks: Vec<usize>,
     pub out: PathBuf,
     pub trace: bool,
+    /// Measure reference lines too (memcpy, O_DIRECT disk reads).
+    pub ceilings: bool,
 }
 
 /// One run of the matrix.
@@ -208,8 +213,16 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
     }
     progress(total, total, "done");
     drop(own_envs);
+    let mut lines = Vec::new();
+    if cfg.ceilings {
+        lines.push(ceilings::memcpy());
+        match ceilings::direct_read(&file) {
+            Some(c) => lines.push(c),
+            None => log::warn!("no O_DIRECT ceiling: the file's filesystem has no direct I/O"),
+        }
+    }
     let summaries = summarize(&runs, cfg);
-    write_outputs(cfg, &runs, &summaries, direct)?;
+    write_outputs(cfg, &runs, &summaries, &lines, direct)?;
     Ok(summaries)
 }
 
@@ -296,11 +309,14 @@ pub fn text(summaries: &[Summary], out: &Path) -> String {
     s
 }
 
-fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], direct: bool) -> Result<()> {
+fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], lines: &[Ceiling], direct: bool) -> Result<()> {
     let w = |name: &str, bytes: &[u8]| {
         std::fs::write(cfg.out.join(name), bytes).with_context(|| format!("writing {}", cfg.out.join(name).display()))
     };
     w("runs.json", &serde_json::to_vec_pretty(runs)?)?;
+    if !lines.is_empty() {
+        w("ceilings.json", &serde_json::to_vec_pretty(lines)?)?;
+    }
     let mut csv = String::from(
         "mode,cache,mtu,chunk,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,process_cpu_s_per_gib_median,sender_syscalls_median,kernel_copies_per_byte_median\n",
     );
@@ -324,8 +340,9 @@ fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], di
         );
     }
     w("summary.csv", csv.as_bytes())?;
-    let gbit = chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, |m| m.gbit_per_s);
-    let cpu = chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, |m| m.all_cpu_s_per_gib);
+    let gbit = chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, lines, |m| m.gbit_per_s);
+    let cpu =
+        chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, &[], |m| m.all_cpu_s_per_gib);
     w("gbit.svg", gbit.as_bytes())?;
     w("cpu.svg", cpu.as_bytes())?;
     let mut sweeps = Vec::new();
@@ -355,7 +372,7 @@ fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], di
         w("sweep-chunk.svg", svg.as_bytes())?;
         sweeps.push(("chunk", svg));
     }
-    w("report.html", html::report(cfg, summaries, &gbit, &cpu, &sweeps, direct).as_bytes())?;
+    w("report.html", html::report(cfg, summaries, &gbit, &cpu, &sweeps, lines, direct).as_bytes())?;
     Ok(())
 }
 
