@@ -41,6 +41,7 @@ fn a_small_bench_interleaves_and_writes_every_output() {
         "sendfile,read-write",
         "--cache",
         "warm,cold",
+        "--ceilings",
         "--out",
         out.to_str().unwrap(),
         "--json",
@@ -74,7 +75,9 @@ fn a_small_bench_interleaves_and_writes_every_output() {
         .collect();
     let median = (g[0] + g[1]) / 2.0;
     assert!((s["gbit_per_s"]["median"].as_f64().unwrap() - median).abs() < 1e-9, "{s}");
-    let ceilings: Value = serde_json::from_slice(&std::fs::read(out.join("ceilings.json")).unwrap()).unwrap();
+    let ceilings: Value =
+        serde_json::from_slice(&std::fs::read(out.join("ceilings.json")).unwrap_or_else(|e| panic!("{e}: {:?}", files_in(&out))))
+            .unwrap();
     let names: Vec<&str> = ceilings.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["memcpy, one core", "disk, O_DIRECT reads"], "both reference lines measured");
     assert!(ceilings.as_array().unwrap().iter().all(|c| c["gbit_per_s"].as_f64().unwrap() > 0.0));
