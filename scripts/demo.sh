@@ -3,7 +3,8 @@
 # random bytes, move it by every data path, print the comparison table,
 # and bring the environment down again (also on failure or Ctrl-C).
 #
-# Then `zclab bench` runs every mode three times more, interleaved, for the
+# Then `zclab bench` runs every mode three times more, interleaved, beside iperf3
+# and the machine's ceilings (memcpy, O_DIRECT reads), for the
 # charts (report.html, gbit.svg, cpu.svg), kept in ./zclab-demo-report.
 #
 #   scripts/demo.sh                 # 256 MiB
@@ -78,6 +79,6 @@ for m in "${modes[@]}"; do [ -s "$work/$m.json" ] && reports+=("$work/$m.json");
 out=${ZCLAB_DEMO_OUT:-zclab-demo-report}
 echo
 echo "== zclab bench: every mode 3 times, interleaved, for the charts (medians and ranges)"
-"$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --out "$out" || failed=1
+"$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --peers --ceilings --out "$out" || failed=1
 echo "   open $out/report.html to see the charts"
 exit "$failed"

@@ -402,6 +402,9 @@ struct BenchArgs {
     /// Also measure what the machine can do at all: one core's memcpy, the disk's O_DIRECT reads.
     #[arg(long)]
     ceilings: bool,
+    /// Also run iperf3 (-F FILE, and -Z -F FILE) on the same environment and file each round.
+    #[arg(long)]
+    peers: bool,
     /// Print the summaries as JSON.
     #[arg(long)]
     json: bool,
@@ -579,10 +582,11 @@ fn run(cli: Cli) -> Result<bool> {
                 out: a.out.clone(),
                 trace: a.trace,
                 ceilings: a.ceilings,
+                peers: a.peers,
             };
-            let summaries = zclab::bench::bench(&cfg)?;
-            print(a.json, &summaries, |s| zclab::bench::text(s, &a.out));
-            Ok(summaries.iter().all(|s| s.verified == s.runs))
+            let result = zclab::bench::bench(&cfg)?;
+            print(a.json, &result, |r| zclab::bench::text(r, &a.out));
+            Ok(result.summaries.iter().all(|s| s.verified == s.runs))
         }
         Cmd::Explain { mode } => {
             match mode {

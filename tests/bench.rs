@@ -47,7 +47,8 @@ fn a_small_bench_interleaves_and_writes_every_output() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let summaries = json(&o);
+    let result = json(&o);
+    let summaries = &result["summaries"];
     assert_eq!(summaries.as_array().unwrap().len(), 4, "2 modes x 2 cache settings: {summaries}");
     let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
     let runs = runs.as_array().unwrap();
@@ -156,7 +157,7 @@ fn sweeps_of_mtu_and_chunk_get_their_environments_and_line_charts() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let s = json(&o);
+    let s = json(&o)["summaries"].clone();
     let mut got: Vec<(u64, u64)> =
         s.as_array().unwrap().iter().map(|m| (m["mtu"].as_u64().unwrap(), m["chunk"].as_u64().unwrap())).collect();
     got.sort();
@@ -174,4 +175,37 @@ fn sweeps_of_mtu_and_chunk_get_their_environments_and_line_charts() {
     assert_eq!(bench_namespaces(), before, "one environment per MTU, all removed");
     let o = run_zclab(&["bench", "--env", "zclab", "--mtu", "9000", "--out", out.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("--mtu sweeps need environments of the bench's own"), "{}", stderr(&o));
+}
+
+#[test]
+fn peers_run_iperf3_on_the_same_environment_and_file() {
+    if !privileged("peers_run_iperf3_on_the_same_environment_and_file") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let o = run_zclab(&[
+        "bench",
+        "--size",
+        "8M",
+        "--runs",
+        "2",
+        "--modes",
+        "sendfile",
+        "--peers",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&o);
+    let peers = r["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "iperf3 -F and -Z -F: {r}");
+    for p in peers {
+        assert!(p[1]["median"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    let runs: Value = serde_json::from_slice(&std::fs::read(out.join("peers.json")).unwrap()).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 4, "two peers, two rounds");
+    assert!(std::fs::read_to_string(out.join("gbit.svg")).unwrap().contains(">iperf3 -Z -F<"));
 }

@@ -16,10 +16,35 @@ fn esc(s: &str) -> String {
 /// A horizontal bar per mode and cache setting: the median as a bar, the
 /// min-max as a whisker, the value written beside it; `lines` are drawn as
 /// dashed reference lines across all bars.
-pub fn bars(title: &str, axis: &str, rows: &[Summary], lines: &[Ceiling], value: impl Fn(&Summary) -> Spread) -> String {
-    let max =
-        rows.iter().map(|r| value(r).max).chain(lines.iter().map(|l| l.gbit_per_s)).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
-    let h = TOP + ROW * rows.len() as f64 + 40.0 + 16.0 * lines.len() as f64;
+pub fn bars(
+    title: &str,
+    axis: &str,
+    rows: &[Summary],
+    peers: &[(String, Spread)],
+    lines: &[Ceiling],
+    value: impl Fn(&Summary) -> Spread,
+) -> String {
+    // zclab's rows, then the peers' (grey), as (label, spread, colour).
+    let mut all: Vec<(String, Spread, &str)> = rows
+        .iter()
+        .map(|r| {
+            let mut label = format!("{} ({}", r.mode.name(), format!("{:?}", r.cache).to_lowercase());
+            if let Some(mtu) = r.mtu {
+                label += &format!(", MTU {mtu}");
+            }
+            if rows.iter().any(|o| o.chunk != r.chunk) {
+                label += &format!(", {}", crate::report::human_bytes(r.chunk as u64));
+            }
+            let color = match r.cache {
+                Cache::Warm => "#4878a8",
+                Cache::Cold => "#a86448",
+            };
+            (label + ")", value(r), color)
+        })
+        .collect();
+    all.extend(peers.iter().map(|(n, s)| (n.clone(), *s, "#909090")));
+    let max = all.iter().map(|r| r.1.max).chain(lines.iter().map(|l| l.gbit_per_s)).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    let h = TOP + ROW * all.len() as f64 + 40.0 + 16.0 * lines.len() as f64;
     let scale = (W - BAR_AREA_LEFT - 90.0) / max;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -29,21 +54,9 @@ pub fn bars(title: &str, axis: &str, rows: &[Summary], lines: &[Ceiling], value:
         esc(title),
         esc(axis)
     );
-    for (i, r) in rows.iter().enumerate() {
-        let v = value(r);
+    for (i, (label, v, color)) in all.iter().enumerate() {
+        let (v, color) = (*v, *color);
         let y = TOP + ROW * i as f64;
-        let color = match r.cache {
-            Cache::Warm => "#4878a8",
-            Cache::Cold => "#a86448",
-        };
-        let mut label = format!("{} ({}", r.mode.name(), format!("{:?}", r.cache).to_lowercase());
-        if let Some(mtu) = r.mtu {
-            label += &format!(", MTU {mtu}");
-        }
-        if rows.iter().any(|o| o.chunk != r.chunk) {
-            label += &format!(", {}", crate::report::human_bytes(r.chunk as u64));
-        }
-        label += ")";
         let (x0, x1, xm) = (BAR_AREA_LEFT + v.min * scale, BAR_AREA_LEFT + v.max * scale, BAR_AREA_LEFT + v.median * scale);
         let _ = write!(
             s,
@@ -55,7 +68,7 @@ pub fn bars(title: &str, axis: &str, rows: &[Summary], lines: &[Ceiling], value:
              <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
             BAR_AREA_LEFT - 6.0,
             y + 12.5,
-            esc(&label),
+            esc(label),
             y,
             (xm - BAR_AREA_LEFT).max(0.5),
             y + 8.0,
@@ -69,7 +82,7 @@ pub fn bars(title: &str, axis: &str, rows: &[Summary], lines: &[Ceiling], value:
             fmt(v.median)
         );
     }
-    let axis_y = TOP + ROW * rows.len() as f64 + 4.0;
+    let axis_y = TOP + ROW * all.len() as f64 + 4.0;
     for (i, l) in lines.iter().enumerate() {
         // The line across the bars, its label in a row of its own under the axis.
         let x = BAR_AREA_LEFT + l.gbit_per_s * scale;
@@ -215,7 +228,7 @@ mod tests {
     fn ceilings_are_dashed_lines_and_widen_the_scale() {
         let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0)];
         let lines = [Ceiling { name: "memcpy".into(), gbit_per_s: 100.0 }];
-        let svg = bars("T", "Gbit/s", &rows, &lines, |m| m.gbit_per_s);
+        let svg = bars("T", "Gbit/s", &rows, &[], &lines, |m| m.gbit_per_s);
         assert_eq!(svg.matches("stroke-dasharray").count(), 1);
         assert!(svg.contains(">memcpy 100<"), "{svg}");
         let area = W - BAR_AREA_LEFT - 90.0;
@@ -225,7 +238,7 @@ mod tests {
     #[test]
     fn one_bar_per_row_scaled_to_the_largest_max() {
         let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0), row(Mode::AfXdp, 4.0, 3.5, 4.5)];
-        let svg = bars("T <1>", "Gbit/s", &rows, &[], |m| m.gbit_per_s);
+        let svg = bars("T <1>", "Gbit/s", &rows, &[], &[], |m| m.gbit_per_s);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<rect x=").count(), 2, "{svg}");
         assert!(svg.contains("T &lt;1&gt;"), "titles are escaped");

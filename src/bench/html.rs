@@ -1,7 +1,7 @@
 //! report.html: one self-contained page with the charts inline, the table,
 //! the machine, and a paragraph per chart saying what it shows.
 
-use super::{BenchConfig, Ceiling, Summary};
+use super::{BenchConfig, Ceiling, Spread, Summary};
 use crate::report::human_bytes;
 use std::fmt::Write as _;
 
@@ -34,15 +34,20 @@ pub fn machine(out: &std::path::Path) -> Vec<(String, String)> {
     ]
 }
 
-pub fn report(
-    cfg: &BenchConfig,
-    rows: &[Summary],
-    gbit_svg: &str,
-    cpu_svg: &str,
-    sweeps: &[(&str, String)],
-    ceilings: &[Ceiling],
-    direct: bool,
-) -> String {
+/// What goes on the page.
+pub struct Page<'a> {
+    pub rows: &'a [Summary],
+    pub gbit_svg: &'a str,
+    pub cpu_svg: &'a str,
+    pub sweeps: &'a [(&'a str, String)],
+    pub ceilings: &'a [Ceiling],
+    pub peers: &'a [(String, Spread)],
+    /// The file was on a filesystem with direct I/O.
+    pub direct: bool,
+}
+
+pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
+    let Page { rows, gbit_svg, cpu_svg, sweeps, ceilings, peers, direct } = *page;
     let mut s = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>zclab bench</title>\n<style>\
          body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
@@ -65,6 +70,15 @@ pub fn report(
     s += gbit_svg;
     s += "\n<p>Gigabits per second from the sender's first control message to the receiver's confirmation of the last byte. \
           The whisker spans the fastest and slowest run: where whiskers overlap, the paths are not told apart by this bench.</p>\n";
+    if !peers.is_empty() {
+        let p: Vec<String> = peers.iter().map(|(n, s)| format!("{} {:.2} Gbit/s", esc(n), s.median)).collect();
+        let _ = writeln!(
+            s,
+            "<p>The grey bars are iperf3 on the same environment and file ({}). iperf3's -Z -F reads the file into a temporary \
+             file of its own and sendfile()s from that.</p>",
+            p.join("; ")
+        );
+    }
     if !ceilings.is_empty() {
         let lines: Vec<String> = ceilings.iter().map(|c| format!("{} {:.1} Gbit/s", esc(&c.name), c.gbit_per_s)).collect();
         let _ = writeln!(

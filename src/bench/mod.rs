@@ -10,6 +10,9 @@
 mod ceilings;
 mod chart;
 mod html;
+mod peers;
+
+pub use peers::PeerRun;
 
 pub use ceilings::Ceiling;
 
@@ -50,6 +53,8 @@ pub struct BenchConfig {
     pub trace: bool,
     /// Measure reference lines too (memcpy, O_DIRECT disk reads).
     pub ceilings: bool,
+    /// Run iperf3 (`-F` and `-Z -F`) on the same environment and file too.
+    pub peers: bool,
 }
 
 /// One run of the matrix.
@@ -139,9 +144,19 @@ fn progress(done: usize, total: usize, what: &str) {
     }
 }
 
+/// What a bench found: zclab's paths, the peers, the ceilings.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub summaries: Vec<Summary>,
+    /// iperf3's runs (`--peers`): name and Gbit/s median and range.
+    pub peers: Vec<(String, Spread)>,
+    /// Reference lines (`--ceilings`).
+    pub ceilings: Vec<Ceiling>,
+}
+
 /// Runs the matrix, writes runs.json, summary.csv, the charts and report.html
-/// into `cfg.out`; returns the summaries.
-pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
+/// into `cfg.out`; returns what it found.
+pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     crate::netns::require_privileges("zclab bench (it makes or enters a lab environment)")?;
     if cfg.modes.is_empty() || cfg.runs == 0 || cfg.caches.is_empty() {
         bail!("nothing to run: give at least one mode, one cache setting and one run");
@@ -177,7 +192,8 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
     }
     let settings: Vec<Setting> =
         envs.iter().flat_map(|e| chunks.iter().flat_map(move |&c| cfg.caches.iter().map(move |&k| (e, c, k)))).collect();
-    let total = cfg.runs as usize * settings.len() * cfg.modes.len();
+    let total = cfg.runs as usize * (settings.len() * cfg.modes.len() + if cfg.peers { peers::PEERS.len() } else { 0 });
+    let mut peer_runs = Vec::new();
     let mut runs = Vec::with_capacity(total);
     let mut port = DEFAULT_PORT;
     for round in 0..cfg.runs {
@@ -210,6 +226,17 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
                 runs.push(BenchRun { mode, cache, mtu: *mtu, chunk, round, all_cpu_s, report });
             }
         }
+        if cfg.peers {
+            // On the first environment, after this round's modes.
+            let names = crate::netns::EnvNames::new(&envs[0].1)?;
+            for (name, z) in peers::PEERS {
+                crate::interrupt::check()?;
+                progress(runs.len() + peer_runs.len(), total, &format!("{name}, round {}", round + 1));
+                port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
+                let gbit_per_s = peers::iperf3(&names.rx_ns, &names.tx_ns, port, &file, z)?;
+                peer_runs.push(PeerRun { name: name.to_string(), round, gbit_per_s });
+            }
+        }
     }
     progress(total, total, "done");
     drop(own_envs);
@@ -222,8 +249,15 @@ pub fn bench(cfg: &BenchConfig) -> Result<Vec<Summary>> {
         }
     }
     let summaries = summarize(&runs, cfg);
-    write_outputs(cfg, &runs, &summaries, &lines, direct)?;
-    Ok(summaries)
+    let peers: Vec<(String, Spread)> = peers::PEERS
+        .iter()
+        .filter_map(|(name, _)| {
+            let g: Vec<f64> = peer_runs.iter().filter(|p| p.name == *name).map(|p| p.gbit_per_s).collect();
+            Spread::of(&g).map(|s| (name.to_string(), s))
+        })
+        .collect();
+    write_outputs(cfg, &runs, &summaries, &lines, &peer_runs, &peers, direct)?;
+    Ok(BenchResult { summaries, peers, ceilings: lines })
 }
 
 /// One setting of the matrix: an environment (its MTU and name), a chunk, a cache state.
@@ -282,7 +316,8 @@ pub fn summarize(runs: &[BenchRun], cfg: &BenchConfig) -> Vec<Summary> {
 }
 
 /// The table printed at the end.
-pub fn text(summaries: &[Summary], out: &Path) -> String {
+pub fn text(result: &BenchResult, out: &Path) -> String {
+    let summaries = &result.summaries;
     let mut s = String::from(
         "| mode         | cache |   MTU |     chunk | runs | Gbit/s median (min-max) | all-CPU s/GiB | process CPU s/GiB | snd syscalls | kcopies/B |\n\
          |--------------|-------|-------|-----------|------|-------------------------|---------------|-------------------|--------------|-----------|\n",
@@ -305,17 +340,34 @@ pub fn text(summaries: &[Summary], out: &Path) -> String {
             m.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median)),
         );
     }
+    for (name, g) in &result.peers {
+        let _ = writeln!(s, "peer      {name}: {:.2} Gbit/s median ({:.2}-{:.2})", g.median, g.min, g.max);
+    }
+    for c in &result.ceilings {
+        let _ = writeln!(s, "ceiling   {}: {:.1} Gbit/s", c.name, c.gbit_per_s);
+    }
     let _ = writeln!(s, "\nruns.json, summary.csv, the SVG charts and report.html are in {}", out.display());
     s
 }
 
-fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], lines: &[Ceiling], direct: bool) -> Result<()> {
+fn write_outputs(
+    cfg: &BenchConfig,
+    runs: &[BenchRun],
+    summaries: &[Summary],
+    lines: &[Ceiling],
+    peer_runs: &[PeerRun],
+    peers: &[(String, Spread)],
+    direct: bool,
+) -> Result<()> {
     let w = |name: &str, bytes: &[u8]| {
         std::fs::write(cfg.out.join(name), bytes).with_context(|| format!("writing {}", cfg.out.join(name).display()))
     };
     w("runs.json", &serde_json::to_vec_pretty(runs)?)?;
     if !lines.is_empty() {
         w("ceilings.json", &serde_json::to_vec_pretty(lines)?)?;
+    }
+    if !peer_runs.is_empty() {
+        w("peers.json", &serde_json::to_vec_pretty(peer_runs)?)?;
     }
     let mut csv = String::from(
         "mode,cache,mtu,chunk,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,process_cpu_s_per_gib_median,sender_syscalls_median,kernel_copies_per_byte_median\n",
@@ -340,9 +392,10 @@ fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], li
         );
     }
     w("summary.csv", csv.as_bytes())?;
-    let gbit = chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, lines, |m| m.gbit_per_s);
-    let cpu =
-        chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, &[], |m| m.all_cpu_s_per_gib);
+    let gbit = chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, peers, lines, |m| m.gbit_per_s);
+    let cpu = chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, &[], &[], |m| {
+        m.all_cpu_s_per_gib
+    });
     w("gbit.svg", gbit.as_bytes())?;
     w("cpu.svg", cpu.as_bytes())?;
     let mut sweeps = Vec::new();
@@ -372,7 +425,8 @@ fn write_outputs(cfg: &BenchConfig, runs: &[BenchRun], summaries: &[Summary], li
         w("sweep-chunk.svg", svg.as_bytes())?;
         sweeps.push(("chunk", svg));
     }
-    w("report.html", html::report(cfg, summaries, &gbit, &cpu, &sweeps, lines, direct).as_bytes())?;
+    let page = html::Page { rows: summaries, gbit_svg: &gbit, cpu_svg: &cpu, sweeps: &sweeps, ceilings: lines, peers, direct };
+    w("report.html", html::report(cfg, &page).as_bytes())?;
     Ok(())
 }
 
