@@ -238,6 +238,31 @@ fn parse_report<T: serde::de::DeserializeOwned>(role: &str, out: &str) -> Result
     })
 }
 
+/// Writes `len` bytes of pseudo-random data (xorshift) to `path` and syncs
+/// them, so that no writeback runs during the transfers that follow (the
+/// bench's and the lessons' file).
+pub fn make_random_file(path: &Path, len: u64) -> Result<()> {
+    use std::io::Write;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut block = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        crate::interrupt::check()?;
+        for w in block.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        f.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(())
+}
+
 fn path_arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }

@@ -113,28 +113,6 @@ pub struct Summary {
     pub kernel_copies_per_byte: Option<Spread>,
 }
 
-/// Makes `size` bytes of random data at `path`, synced.
-fn make_file(path: &Path, size: u64) -> Result<()> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut block = vec![0u8; 1 << 16];
-    let mut left = size;
-    while left > 0 {
-        crate::interrupt::check()?;
-        for w in block.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_le_bytes());
-        }
-        let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n])?;
-        left -= n as u64;
-    }
-    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(())
-}
-
 fn progress(done: usize, total: usize, what: &str) {
     use std::io::IsTerminal;
     let mut e = std::io::stderr();
@@ -182,7 +160,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     let chunks: Vec<usize> = if cfg.chunks.is_empty() { vec![DEFAULT_CHUNK] } else { cfg.chunks.clone() };
     let file = cfg.out.join(format!(".bench-file-{}", std::process::id()));
     let _file_guard = Removed(file.clone());
-    make_file(&file, cfg.size)?;
+    run::make_random_file(&file, cfg.size)?;
     let direct = crate::sys::file::dio_align(&std::fs::File::open(&file)?)?.is_some();
     if !direct {
         log::warn!(

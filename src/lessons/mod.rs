@@ -30,7 +30,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// One lesson: its number in the course, its name, and what it runs.
@@ -151,7 +151,7 @@ impl Lab {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let dir = Scratch(dir);
         let file = dir.0.join("file");
-        write_random(&file, size)?;
+        run::make_random_file(&file, size)?;
         Ok(Lab { env, dir, file, size, trace, port: DEFAULT_PORT })
     }
 
@@ -164,7 +164,7 @@ impl Lab {
     /// measurement needs the transfer, not its set-up, to fill the time).
     pub fn at_least(&mut self, min: u64) -> Result<()> {
         if self.size < min {
-            write_random(&self.file, min)?;
+            run::make_random_file(&self.file, min)?;
             self.size = min;
         }
         Ok(())
@@ -260,28 +260,6 @@ fn progress(what: &str) {
     }
     let _ = write!(e, "  running: {what:<60}\r");
     let _ = e.flush();
-}
-
-/// `len` bytes of random data into `path`, synced so no writeback runs during the lesson.
-fn write_random(path: &Path, len: u64) -> Result<()> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut left = len;
-    let mut block = vec![0u8; 1 << 16];
-    while left > 0 {
-        crate::interrupt::check()?;
-        for w in block.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_le_bytes());
-        }
-        let n = left.min(block.len() as u64) as usize;
-        f.write_all(&block[..n])?;
-        left -= n as u64;
-    }
-    f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(())
 }
 
 /// Bytes in KiB/MiB/GiB, short.
