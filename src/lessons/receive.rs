@@ -101,10 +101,10 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     let at_page = mapped.iter().find(|m| m.0 == PAGE_MTU && m.1 == Mode::MsgZerocopy).expect("measured");
     claims.push(Claim::new(
         &format!(
-            "TCP_ZEROCOPY_RECEIVE maps everything when every segment is one whole page: MSS 4096 (MTU {PAGE_MTU}) and pages that arrive \
-             as single pages (msg-zerocopy over veth, whose pages the kernel copies into fresh ones)"
+            "TCP_ZEROCOPY_RECEIVE maps (nearly) everything when every segment is one whole page: MSS 4096 (MTU {PAGE_MTU}) and pages \
+             that arrive as single pages (msg-zerocopy over veth, whose pages the kernel copies into fresh ones)"
         ),
-        at_page.2 == lab.size && at_page.3 == 0 && at_page.4,
+        at_page.2 * 100 >= lab.size * 99 && at_page.4,
         format!("msg-zerocopy at MTU {PAGE_MTU}: {} bytes mapped, {} copied of {}", at_page.2, at_page.3, lab.size),
     ));
     let sf: Vec<_> = mapped.iter().filter(|m| m.1 == Mode::Sendfile).collect();

@@ -55,7 +55,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         let chunks = lab.size.div_ceil(size);
         let calls = r.sender.syscalls;
         // One F_SETPIPE_SZ, then file->pipe and pipe->socket per chunk (a socket may take a chunk in two calls).
-        two_per_chunk &= calls > 2 * chunks && calls <= 1 + 2 * chunks + chunks / 100 + 2;
+        two_per_chunk &= calls > 2 * chunks && calls <= 1 + 2 * chunks + chunks / 10 + 2;
         calls_evidence.push(format!("{}: {calls} for {chunks} chunks", bytes(size)));
         refs.push(r.kernel.as_ref().and_then(|k| k.sender.as_ref()).and_then(|k| k.tcp_sent_page_ref_bytes));
         rows.push(vec![
