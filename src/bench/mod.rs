@@ -11,6 +11,7 @@ mod ceilings;
 mod chart;
 mod html;
 mod peers;
+mod xsk_ceiling;
 
 pub use peers::PeerRun;
 
@@ -217,7 +218,6 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
         }
     }
     progress(total, total, "done");
-    drop(own_envs);
     let mut lines = Vec::new();
     if cfg.ceilings {
         lines.push(ceilings::memcpy());
@@ -225,7 +225,14 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             Some(c) => lines.push(c),
             None => log::warn!("no O_DIRECT ceiling: the file's filesystem has no direct I/O"),
         }
+        for descs in [1, 2] {
+            match xsk_ceiling::frames_only(&envs[0].1, descs, 1.0) {
+                Ok(c) => lines.push(c),
+                Err(e) => log::warn!("no AF_XDP frames-only ceiling ({descs} descriptors): {e:#}"),
+            }
+        }
     }
+    drop(own_envs);
     let summaries = summarize(&runs, cfg);
     let peers: Vec<(String, Spread)> = peers::PEERS
         .iter()
