@@ -347,16 +347,7 @@ fn parse_bytes(s: &str) -> Result<u64> {
 
 /// "64M" and friends, in bytes.
 fn parse_size(s: &str) -> Result<u64> {
-    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
-    let n: u64 = num.parse().with_context(|| format!("--size {s:?}: expected a number with an optional K, M or G"))?;
-    let shift = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KIB" => 10,
-        "M" | "MIB" => 20,
-        "G" | "GIB" => 30,
-        other => bail!("--size {s:?}: unknown unit {other:?} (use K, M or G)"),
-    };
-    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).context("--size too large")?;
+    let bytes = parse_bytes(s).with_context(|| "--size".to_string())?;
     if !(1 << 20..=16 << 30).contains(&bytes) {
         bail!("--size must be between 1M and 16G (a lesson needs a file to move, and room on /var/tmp)");
     }
@@ -536,7 +527,7 @@ fn run(cli: Cli) -> Result<bool> {
                 a.modes
                     .split(',')
                     .map(|m| {
-                        Mode::ALL.into_iter().find(|x| x.name() == m.trim()).with_context(|| {
+                        <Mode as clap::ValueEnum>::from_str(m.trim(), false).map_err(anyhow::Error::msg).with_context(|| {
                             format!("--modes: no mode {m:?} (they are: {})", Mode::ALL.map(|m| m.name()).join(", "))
                         })
                     })

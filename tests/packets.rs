@@ -148,5 +148,5 @@ fn recovers_from_loss_af_xdp() {
 }
 
 fn parse_mode(name: &str) -> Mode {
-    Mode::ALL.into_iter().find(|m| m.name() == name).expect("a mode name")
+    <Mode as clap::ValueEnum>::from_str(name, false).expect("a mode name")
 }

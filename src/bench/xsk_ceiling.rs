@@ -9,7 +9,7 @@ use crate::netns::{EnvNames, RX_ADDR, TX_ADDR};
 use crate::transfer::af_xdp::{wait_for_busy_queue, Iface, TX_BUDGET};
 use crate::wire::{FrameTemplate, LabHeader, FRAME_HEADER_LEN};
 use crate::xdp::XdpSteering;
-use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Returned, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, PoolId, Received, Returned, Umem, UmemConfig, XskSocket};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -20,25 +20,13 @@ const PAYLOAD: u32 = 1448;
 const FRAMES: u32 = 4096;
 
 fn umem(fill: u32) -> Result<Umem> {
-    Ok(Umem::new(&UmemConfig {
-        pools: vec![PoolSpec { frame_size: 4096, count: FRAMES }],
-        chunk_size: 4096,
-        unaligned: false,
-        huge_pages: false,
-        fill_size: fill,
-        completion_size: FRAMES,
-    })?)
-}
-
-fn enter(ns: &str, iface: &str) -> Result<Iface> {
-    crate::sys::netns::enter(ns).with_context(|| format!("entering {ns}"))?;
-    Ok(Iface::find(Some(iface), std::net::Ipv4Addr::UNSPECIFIED.into())?)
+    Ok(Umem::new(&UmemConfig::chunks(4096, FRAMES, fill, FRAMES))?)
 }
 
 /// Receives until `stop`; returns whole packets received and the seconds it ran.
 fn receive(names: EnvNames, ready: mpsc::Sender<Result<()>>, stop: Arc<AtomicBool>) -> Result<(u64, f64)> {
     let setup = || -> Result<_> {
-        let ifc = enter(&names.rx_ns, &names.rx_if)?;
+        let ifc = Iface::enter(&names.rx_ns, &names.rx_if)?;
         let mut steering = XdpSteering::attach(&ifc.name, PORT, false, None)?;
         let (mut sock, rx) =
             XskSocket::bind_rx(umem(FRAMES)?, 2048, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
@@ -84,7 +72,7 @@ fn receive(names: EnvNames, ready: mpsc::Sender<Result<()>>, stop: Arc<AtomicBoo
 
 /// Sends frames of `descs` descriptors (1 or 2) for `secs`.
 fn send(names: EnvNames, descs: u32, secs: f64) -> Result<()> {
-    let ifc = enter(&names.tx_ns, &names.tx_if)?;
+    let ifc = Iface::enter(&names.tx_ns, &names.tx_if)?;
     let (mut sock, mut tx) =
         XskSocket::bind_tx(umem(64)?, 2048, &ifc.socket_config(0, BindMode::Copy, Some(TX_BUDGET)), wait_for_busy_queue)?;
     let template =

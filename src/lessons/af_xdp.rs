@@ -15,7 +15,7 @@ use crate::sys::xdp::XdpStatistics;
 use crate::transfer::af_xdp::wait_for_busy_queue;
 use crate::transfer::{Mode, DEFAULT_CHUNK};
 use crate::xdp::XdpSteering;
-use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Returned, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, PoolId, Returned, Umem, UmemConfig, XskSocket};
 use anyhow::{Context, Result};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
@@ -148,14 +148,7 @@ fn blast(lab: &Lab, settings: Vec<(Option<u32>, bool)>, secs: f64) -> Result<(Op
     let names = lab.names().clone();
     std::thread::spawn(move || -> Result<(Option<String>, Vec<Blast>)> {
         let ifc = enter_iface(&names.tx_ns, &names.tx_if)?;
-        let umem_cfg = UmemConfig {
-            pools: vec![PoolSpec { frame_size: 4096, count: 2048 }],
-            chunk_size: 4096,
-            unaligned: false,
-            huge_pages: false,
-            fill_size: 64,
-            completion_size: 2048,
-        };
+        let umem_cfg = UmemConfig::chunks(4096, 2048, 64, 2048);
         // Zero-copy mode first: veth has none.
         let zc_cfg = ifc.socket_config(0, BindMode::Zerocopy, None);
         let zerocopy_refused =

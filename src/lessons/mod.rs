@@ -219,20 +219,12 @@ impl Lab {
 /// For the AF_XDP experiments, run in a thread of their own: moves this
 /// thread into namespace `ns` and finds interface `iface` there.
 pub(crate) fn enter_iface(ns: &str, iface: &str) -> Result<crate::transfer::af_xdp::Iface> {
-    crate::sys::netns::enter(ns).with_context(|| format!("entering {ns}"))?;
-    Ok(crate::transfer::af_xdp::Iface::find(Some(iface), std::net::Ipv4Addr::UNSPECIFIED.into())?)
+    Ok(crate::transfer::af_xdp::Iface::enter(ns, iface)?)
 }
 
 /// A small aligned UMEM of `count` 4096-byte frames, for the AF_XDP experiments.
 pub(crate) fn small_umem(count: u32, fill: u32, completion: u32) -> Result<crate::xsk::Umem> {
-    Ok(crate::xsk::Umem::new(&crate::xsk::UmemConfig {
-        pools: vec![crate::xsk::PoolSpec { frame_size: 4096, count }],
-        chunk_size: 4096,
-        unaligned: false,
-        huge_pages: false,
-        fill_size: fill,
-        completion_size: completion,
-    })?)
+    Ok(crate::xsk::Umem::new(&crate::xsk::UmemConfig::chunks(4096, count, fill, completion))?)
 }
 
 /// Runs lesson `l` with a file of `size` bytes, or with `check` its assignment's check.

@@ -18,7 +18,7 @@ use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
 use crate::xdp::{AttachMode, XdpSteering, MAX_MTU_WITHOUT_FRAGS};
-use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Rx, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, PoolId, Received, Rx, Umem, UmemConfig, XskSocket};
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
@@ -62,14 +62,7 @@ impl XdpSource {
         let iface = Iface::find(opts.iface.as_deref(), listen.ip())?;
         let frags = iface.mtu > MAX_MTU_WITHOUT_FRAGS;
         let mut steering = XdpSteering::attach(&iface.name, listen.port(), frags, opts.attach).map_err(io::Error::other)?;
-        let umem = Umem::new(&UmemConfig {
-            pools: vec![PoolSpec { frame_size: CHUNK, count: FILL + RX }],
-            chunk_size: CHUNK,
-            unaligned: false,
-            huge_pages: false,
-            fill_size: FILL,
-            completion_size: 64,
-        })?;
+        let umem = Umem::new(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64))?;
         let cfg = iface.socket_config(opts.queue, opts.bind_mode, None);
         let (mut sock, rx) = XskSocket::bind_rx(umem, RX, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
         steering.register(opts.queue, &sock).map_err(io::Error::other)?;

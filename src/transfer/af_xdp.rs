@@ -71,6 +71,14 @@ impl Iface {
         Ok(Iface { name, index, mac, mtu })
     }
 
+    /// Moves the calling thread into network namespace `ns` and finds
+    /// interface `name` there (for a thread of its own, as the lessons and
+    /// the bench's ceiling run their AF_XDP experiments).
+    pub fn enter(ns: &str, name: &str) -> io::Result<Iface> {
+        crate::sys::netns::enter(ns).map_err(|e| io::Error::new(e.kind(), format!("entering namespace {ns}: {e}")))?;
+        Iface::find(Some(name), std::net::Ipv4Addr::UNSPECIFIED.into())
+    }
+
     /// The socket settings both ends use on this interface: multi-buffer
     /// packets on (a jumbo frame spans several 4096-byte chunks), no
     /// need-wakeup (it cost speed in copy mode here, see FACTS).

@@ -41,6 +41,21 @@ pub struct UmemConfig {
     pub completion_size: u32,
 }
 
+impl UmemConfig {
+    /// `count` frames of one aligned chunk each (4096 bytes here), in one
+    /// pool: what a receiver, or a small experiment, needs.
+    pub fn chunks(chunk_size: u32, count: u32, fill_size: u32, completion_size: u32) -> UmemConfig {
+        UmemConfig {
+            pools: vec![PoolSpec { frame_size: chunk_size, count }],
+            chunk_size,
+            unaligned: false,
+            huge_pages: false,
+            fill_size,
+            completion_size,
+        }
+    }
+}
+
 pub struct Umem {
     fd: Arc<OwnedFd>,
     frames: Frames,
