@@ -259,6 +259,24 @@ pub fn bytes(b: u64) -> String {
     crate::report::human_bytes(b)
 }
 
+/// Whether the page cache holds nearly all of a file: at least 99% of it.
+/// The kernel may reclaim a clean page at any moment (memory pressure from
+/// other work on the machine), so "all of it" would be a claim about the
+/// machine's load, not about the path.
+pub fn nearly_all_cached(cached: u64, size: u64) -> bool {
+    cached.saturating_mul(100) >= size.saturating_mul(99)
+}
+
+/// "16.0 MiB of 16.0 MiB", with the exact shortfall in pages when the two
+/// differ (the rounding would hide it).
+pub fn cached_of(cached: u64, size: u64) -> String {
+    if cached >= size {
+        return format!("all {}", bytes(size));
+    }
+    let page = crate::sys::page_size() as u64;
+    format!("{} of {} ({} pages short)", bytes(cached), bytes(size), (size - cached).div_ceil(page))
+}
+
 /// CPU seconds of both ends per GiB of file.
 pub fn cpu_per_gib(r: &RunReport) -> f64 {
     r.cpu_s_per_gib()
