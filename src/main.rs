@@ -177,6 +177,29 @@ struct XdpArgs {
     zerocopy: ZeroCopy,
 }
 
+/// Options of the zero-copy send paths (ignored by none: refused elsewhere).
+#[derive(Args)]
+struct ZcArgs {
+    /// msg-zerocopy, io-uring-zc: sends in flight. msg-zerocopy waits for completions once N
+    /// sends are unreleased (default: only when the kernel refuses with ENOBUFS); io-uring-zc
+    /// submits N sends at once as one linked chain (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    in_flight: Option<u32>,
+    /// io-uring-zc: register the file's mapping as fixed buffers (IORING_RECVSEND_FIXED_BUF).
+    /// The kernel pins registered pages for writing, so it takes only a private writable
+    /// mapping and copies each page as it pins it: the registration is timed.
+    #[arg(long)]
+    fixed_buffers: bool,
+}
+
+impl ZcArgs {
+    fn options(&self, mode: Mode) -> Result<send::ZcOptions> {
+        let o = send::ZcOptions { in_flight: self.in_flight, fixed_buffers: self.fixed_buffers };
+        o.check(mode)?;
+        Ok(o)
+    }
+}
+
 /// `--umem`: how the sender's UMEM is registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum UmemMode {
@@ -219,6 +242,8 @@ struct SendArgs {
     umem: UmemMode,
     #[command(flatten)]
     xdp: XdpArgs,
+    #[command(flatten)]
+    zc: ZcArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -301,6 +326,8 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "splice", value_name = "HOW")]
     via: Via,
     #[command(flatten)]
+    zc: ZcArgs,
+    #[command(flatten)]
     common: Common,
 }
 
@@ -328,6 +355,17 @@ struct LessonArgs {
     /// exit status 0 only if every check holds.
     #[arg(long)]
     check: bool,
+}
+
+/// The list without repeats, in its order (a value given twice runs once).
+fn unique<T: PartialEq>(v: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
 }
 
 /// "64K" and friends, in bytes, any size.
@@ -366,8 +404,9 @@ struct BenchArgs {
     /// An environment made by `zclab env up` (default: the bench makes one and removes it).
     #[arg(long, value_name = "NAME")]
     env: Option<String>,
-    /// Size of the file, in bytes or with K, M or G.
-    #[arg(long, default_value = "256M", value_name = "SIZE")]
+    /// Size of the file, in bytes or with K, M or G; several, comma-separated, sweep the
+    /// file size (one file each), e.g. 16M,256M,1G.
+    #[arg(long, default_value = "256M", value_name = "SIZE|LIST")]
     size: String,
     /// The modes to run, comma-separated, or `all`.
     #[arg(long, default_value = "all", value_name = "all|LIST")]
@@ -384,6 +423,13 @@ struct BenchArgs {
     /// Bytes per data-path call of the TCP paths to sweep, comma-separated, e.g. 4K,64K,1M.
     #[arg(long, value_name = "LIST")]
     chunk: Option<String>,
+    /// Sends in flight of msg-zerocopy and io-uring-zc to sweep, comma-separated, e.g. 1,4,16
+    /// (see `zclab send --help`); the other modes run once per setting.
+    #[arg(long, value_name = "LIST")]
+    in_flight: Option<String>,
+    /// Run io-uring-zc from registered (fixed) buffers too, beside the plain one.
+    #[arg(long)]
+    fixed_buffers: bool,
     /// Where the outputs go (created if missing).
     #[arg(long, default_value = "zclab-bench", value_name = "DIR")]
     out: PathBuf,
@@ -473,6 +519,7 @@ fn run(cli: Cli) -> Result<bool> {
                     unaligned: a.umem == UmemMode::Unaligned,
                 },
                 trace: a.common.trace,
+                zc: a.zc.options(a.mode)?,
             };
             enter_netns(&a.netns)?;
             let rep = send::send_file(&cfg)?;
@@ -515,6 +562,7 @@ fn run(cli: Cli) -> Result<bool> {
                 preallocate: a.preallocate,
                 trace: a.common.trace,
                 via: a.via,
+                zc: a.zc.options(a.mode)?,
             };
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);
@@ -562,14 +610,29 @@ fn run(cli: Cli) -> Result<bool> {
                 None => Vec::new(),
                 Some(l) => l.split(',').map(|c| parse_bytes(c).and_then(|b| chunk(b as usize))).collect::<Result<Vec<_>>>()?,
             };
+            let in_flight = match &a.in_flight {
+                None => Vec::new(),
+                Some(l) => l
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| (1..=4096).contains(n))
+                            .with_context(|| format!("--in-flight: {n:?} is not a number from 1 to 4096"))
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            };
             let cfg = zclab::bench::BenchConfig {
                 env: a.env,
-                size: parse_size(&a.size)?,
+                sizes: unique(a.size.split(',').map(parse_size).collect::<Result<Vec<_>>>()?),
+                in_flight: unique(in_flight),
+                fixed_buffers: a.fixed_buffers,
                 modes,
                 runs: a.runs,
                 caches,
-                mtus,
-                chunks,
+                mtus: unique(mtus),
+                chunks: unique(chunks),
                 out: a.out.clone(),
                 trace: a.trace,
                 ceilings: a.ceilings,

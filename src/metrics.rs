@@ -58,6 +58,32 @@ pub struct ZerocopyStats {
     pub completions: u64,
     /// Of those, how many the kernel flagged as copied after all.
     pub copied: u64,
+    /// The most sends allowed in flight (sent, pages not yet released)
+    /// before the sender waits for completions (`--in-flight`); None: as
+    /// many as the kernel takes (msg-zerocopy until ENOBUFS).
+    #[serde(default)]
+    pub in_flight_limit: Option<u32>,
+    /// The most sends that were in flight at once.
+    #[serde(default)]
+    pub max_in_flight: u64,
+    /// io-uring-zc sent from registered (fixed) buffers (`--fixed-buffers`).
+    #[serde(default)]
+    pub fixed_buffers: bool,
+    /// Seconds spent registering them (inside the timed part).
+    #[serde(default)]
+    pub register_s: Option<f64>,
+}
+
+impl ZerocopyStats {
+    /// Sends whose pages the kernel has not released yet.
+    pub fn in_flight(&self) -> u64 {
+        self.sends.saturating_sub(self.completions)
+    }
+
+    /// Notes the current number in flight.
+    pub fn note_in_flight(&mut self) {
+        self.max_in_flight = self.max_in_flight.max(self.in_flight());
+    }
 }
 
 /// What a packet path's sender counts.

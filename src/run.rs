@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub trace: bool,
     /// How the TCP receiver takes the data off the socket.
     pub via: crate::transfer::mode::Via,
+    /// The zero-copy send paths' options.
+    pub zc: crate::send::ZcOptions,
 }
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
@@ -179,6 +181,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     if cfg.trace {
         send_args.push(s("--trace"));
     }
+    send_args.extend(cfg.zc.args());
     let mut sender = Peer::spawn("sender", &send_args)?;
 
     let mut sender_failed_at = None;

@@ -181,6 +181,65 @@ fn sweeps_of_mtu_and_chunk_get_their_environments_and_line_charts() {
 }
 
 #[test]
+fn sweeps_of_file_size_and_sends_in_flight_and_fixed_buffers() {
+    if !privileged("sweeps_of_file_size_and_sends_in_flight_and_fixed_buffers") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let o = run_zclab(&[
+        "bench",
+        "--size",
+        "1M,4M",
+        "--runs",
+        "1",
+        "--modes",
+        "read-write,msg-zerocopy,io-uring-zc",
+        "--in-flight",
+        "1,4",
+        "--fixed-buffers",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = json(&o)["summaries"].clone();
+    // Per size: read-write once, msg-zerocopy at 1 and 4, io-uring-zc plain and fixed at 1 and 4.
+    assert_eq!(s.as_array().unwrap().len(), 2 * (1 + 2 + 4), "{s}");
+    let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
+    for r in runs.as_array().unwrap() {
+        let rep = &r["report"];
+        assert!(rep["verified"].as_bool().unwrap(), "{r}");
+        assert_eq!(rep["bytes"], r["size"], "each run moved its size's file: {r}");
+        match r["mode"].as_str().unwrap() {
+            "read-write" => assert!(r["in_flight"].is_null() && rep["zerocopy"].is_null(), "{r}"),
+            _ => {
+                let z = &rep["zerocopy"];
+                assert_eq!(z["in_flight_limit"], r["in_flight"], "the sender used the cell's depth: {r}");
+                assert_eq!(z["fixed_buffers"], r["fixed_buffers"], "{r}");
+                assert_eq!(z["completions"], z["sends"], "every send completed: {r}");
+                if r["fixed_buffers"] == true {
+                    assert!(z["register_s"].as_f64().unwrap() > 0.0, "the registration is timed: {r}");
+                    // Pinning a private mapping for writing copies every page: one fault each.
+                    let pages = rep["bytes"].as_u64().unwrap() / 4096;
+                    assert!(rep["sender"]["minor_faults"].as_u64().unwrap() >= pages, "{r}");
+                }
+                if r["mode"] == "msg-zerocopy" {
+                    assert!(z["max_in_flight"].as_u64().unwrap() <= r["in_flight"].as_u64().unwrap(), "the limit held: {r}");
+                }
+            }
+        }
+    }
+    for f in ["sweep-size.svg", "sweep-in-flight.svg"] {
+        let svg = std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(svg.contains("<polyline") && svg.contains("io-uring-zc fixed"), "{f}: {svg}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4, "two bar charts and two sweeps inline");
+}
+
+#[test]
 fn peers_run_iperf3_on_the_same_environment_and_file() {
     if !privileged("peers_run_iperf3_on_the_same_environment_and_file") {
         return;

@@ -25,21 +25,15 @@ pub fn bars(
     value: impl Fn(&Summary) -> Spread,
 ) -> String {
     // zclab's rows, then the peers' (grey), as (label, spread, colour).
+    let cells: Vec<super::Cell> = rows.iter().map(|r| r.cell).collect();
     let mut all: Vec<(String, Spread, &str)> = rows
         .iter()
         .map(|r| {
-            let mut label = format!("{} ({}", r.mode.name(), format!("{:?}", r.cache).to_lowercase());
-            if let Some(mtu) = r.mtu {
-                label += &format!(", MTU {mtu}");
-            }
-            if rows.iter().any(|o| o.chunk != r.chunk) {
-                label += &format!(", {}", crate::report::human_bytes(r.chunk as u64));
-            }
-            let color = match r.cache {
+            let color = match r.cell.cache {
                 Cache::Warm => "#4878a8",
                 Cache::Cold => "#a86448",
             };
-            (label + ")", value(r), color)
+            (r.cell.label(&cells), value(r), color)
         })
         .collect();
     all.extend(peers.iter().map(|(n, s)| (n.clone(), *s, "#909090")));
@@ -112,22 +106,35 @@ pub fn bars(
     s
 }
 
-/// A line per mode (and cache setting) of the median Gbit/s against `x`
-/// (an MTU or a chunk size; a chunk axis is logarithmic).
+/// A line per path (and its other settings) of the median Gbit/s against
+/// `x` (an MTU, a chunk or file size, sends in flight), on a log2 axis when
+/// `log`; ticks in bytes when the axis says so.
 pub fn lines(
     title: &str,
     xlabel: &str,
     ylabel: &str,
+    log: bool,
     rows: &[Summary],
     x: impl Fn(&Summary) -> f64,
     series_name: impl Fn(&Summary) -> String,
 ) -> String {
     const H: f64 = 360.0;
     const L: f64 = 60.0;
-    const R: f64 = 170.0;
+    const R: f64 = 30.0;
     const T: f64 = 50.0;
     const B: f64 = 50.0;
-    let log = title.contains("chunk");
+    let mut series: Vec<(String, Vec<&Summary>)> = Vec::new();
+    for r in rows {
+        let name = series_name(r);
+        match series.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push(r),
+            None => series.push((name, vec![r])),
+        }
+    }
+    // The legend goes under the axis, a line per series, at full width.
+    let legend_y = H - B + 40.0;
+    let height = legend_y + 16.0 * series.len() as f64;
+    let in_bytes = xlabel.contains("bytes") || xlabel.contains("size");
     let xv = |r: &Summary| if log { x(r).max(1.0).log2() } else { x(r) };
     let (xmin, xmax) = rows.iter().map(&xv).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let ymax = rows.iter().map(|r| r.gbit_per_s.max).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
@@ -136,13 +143,14 @@ pub fn lines(
     let py = |v: f64| H - B - v / ymax * (H - T - B);
     let palette = ["#4878a8", "#a86448", "#58a858", "#a8a848", "#8858a8", "#48a8a8", "#a84888", "#666666"];
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height}\" viewBox=\"0 0 {W} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{L}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
          <text x=\"{L}\" y=\"38\" fill=\"#555\">{}; x: {}</text>\n\
          <line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\n\
          <line x1=\"{L}\" x2=\"{L}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#888\"/>\n\
-         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>\n",
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>\n\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">0</text>\n",
         esc(title),
         esc(ylabel),
         esc(xlabel),
@@ -152,22 +160,16 @@ pub fn lines(
         H - B,
         L - 4.0,
         T + 4.0,
-        fmt(ymax)
+        fmt(ymax),
+        L - 4.0,
+        H - B + 4.0
     );
-    let mut series: Vec<(String, Vec<&Summary>)> = Vec::new();
-    for r in rows {
-        let name = series_name(r);
-        match series.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => v.push(r),
-            None => series.push((name, vec![r])),
-        }
-    }
     let mut ticks: Vec<f64> = rows.iter().map(&x).collect();
     ticks.sort_by(|a, b| a.total_cmp(b));
     ticks.dedup();
     for t in &ticks {
         let v = if log { t.max(1.0).log2() } else { *t };
-        let label = if log { crate::report::human_bytes(*t as u64) } else { format!("{t:.0}") };
+        let label = if in_bytes && log { crate::report::human_bytes(*t as u64) } else { format!("{t:.0}") };
         let _ = writeln!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
@@ -185,8 +187,17 @@ pub fn lines(
             let _ =
                 writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>", px(xv(p)), py(p.gbit_per_s.median));
         }
-        let _ =
-            writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{}</text>", W - R + 10.0, T + 16.0 * i as f64, esc(name));
+        let y = legend_y + 16.0 * i as f64;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>\
+             <text x=\"{:.1}\" y=\"{y:.1}\" fill=\"{color}\">{}</text>",
+            L + 24.0,
+            y - 4.0,
+            y - 4.0,
+            L + 30.0,
+            esc(name)
+        );
     }
     s + "</svg>\n"
 }
@@ -209,17 +220,27 @@ mod tests {
     fn row(mode: Mode, median: f64, min: f64, max: f64) -> Summary {
         let s = Spread { median, min, max };
         Summary {
-            mode,
-            cache: Cache::Warm,
-            mtu: None,
-            chunk: 131072,
+            cell: super::super::Cell {
+                mode,
+                cache: Cache::Warm,
+                mtu: None,
+                size: 1 << 30,
+                chunk: Some(131072),
+                in_flight: None,
+                fixed_buffers: false,
+            },
             runs: 3,
             verified: 3,
             gbit_per_s: s,
             all_cpu_s_per_gib: s,
             process_cpu_s_per_gib: s,
             sender_sys_s: s,
+            sender_sys_s_per_gib: s,
             sender_syscalls: s,
+            sender_syscalls_per_gib: s,
+            context_switches: s,
+            cached_after_bytes: s,
+            zerocopy_copied: None,
             kernel_copies_per_byte: None,
         }
     }

@@ -58,7 +58,7 @@ pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
         s,
         "<p>{} of random data, moved {} time(s) by each of {} path(s), {} cache; the runs interleaved (every path once, then \
          again), the receiver's output preallocated. Each figure is the median of its runs, with the smallest and largest.</p>",
-        human_bytes(cfg.size),
+        cfg.sizes.iter().map(|&b| human_bytes(b)).collect::<Vec<_>>().join(", "),
         cfg.runs,
         cfg.modes.len(),
         cfg.caches.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>().join(" and ")
@@ -101,25 +101,27 @@ pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
              {what}; where the lines of several paths meet, the {what} no longer tells them apart.</p>"
         );
     }
-    s +=
-        "<h2>All figures</h2>\n<table><tr><th>path</th><th>cache</th><th>MTU</th><th>chunk</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
-          <th>all-CPU s/GiB</th><th>process CPU s/GiB</th><th>sender syscalls</th><th>kernel copies per byte</th></tr>\n";
+    s += "<h2>All figures</h2>\n<table><tr><th>path</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
+          <th>all-CPU s/GiB</th><th>sender sys s/GiB</th><th>sender calls/GiB</th><th>context switches</th>\
+          <th>cached after</th><th>zero copy</th><th>kernel copies per byte</th></tr>\n";
+    let cells: Vec<super::Cell> = rows.iter().map(|r| r.cell).collect();
     for r in rows {
         let _ = writeln!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td></tr>",
-            r.mode.name(),
-            format!("{:?}", r.cache).to_lowercase(),
-            r.mtu.map_or_else(|| "-".into(), |v| v.to_string()),
-            human_bytes(r.chunk as u64),
+            "<tr><td>{}</td><td>{}{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td>\
+             <td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.cell.label(&cells)),
             r.runs,
             if r.verified < r.runs { format!(" ({} NOT verified)", r.runs - r.verified) } else { String::new() },
             r.gbit_per_s.median,
             r.gbit_per_s.min,
             r.gbit_per_s.max,
             r.all_cpu_s_per_gib.median,
-            r.process_cpu_s_per_gib.median,
-            r.sender_syscalls.median,
+            r.sender_sys_s_per_gib.median,
+            r.sender_syscalls_per_gib.median,
+            r.context_switches.median,
+            human_bytes(r.cached_after_bytes.median as u64),
+            esc(&r.zerocopy_verdict()),
             r.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median))
         );
     }

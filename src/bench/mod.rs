@@ -25,7 +25,6 @@ use crate::transfer::{Mode, DEFAULT_CHUNK, DEFAULT_PORT};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,7 +41,8 @@ pub enum Cache {
 pub struct BenchConfig {
     /// An environment to use (None: the bench makes its own and removes it).
     pub env: Option<String>,
-    pub size: u64,
+    /// File sizes to sweep (one file each, made once).
+    pub sizes: Vec<u64>,
     pub modes: Vec<Mode>,
     pub runs: u32,
     pub caches: Vec<Cache>,
@@ -50,6 +50,10 @@ pub struct BenchConfig {
     pub mtus: Vec<u32>,
     /// Bytes per data-path call of the TCP paths, to sweep.
     pub chunks: Vec<usize>,
+    /// Sends in flight of msg-zerocopy and io-uring-zc, to sweep (empty: their default).
+    pub in_flight: Vec<u32>,
+    /// io-uring-zc also from registered (fixed) buffers, beside the plain one.
+    pub fixed_buffers: bool,
     pub out: PathBuf,
     pub trace: bool,
     /// Measure reference lines too (memcpy, O_DIRECT disk reads).
@@ -58,14 +62,53 @@ pub struct BenchConfig {
     pub peers: bool,
 }
 
-/// One run of the matrix.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchRun {
+/// One cell of the matrix: a path and every setting it runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cell {
     pub mode: Mode,
     pub cache: Cache,
     /// The environment's MTU (None: the one it had).
     pub mtu: Option<u32>,
-    pub chunk: usize,
+    /// The file's size.
+    pub size: u64,
+    /// Bytes per data-path call (None: a packet path, which cuts by the MTU).
+    pub chunk: Option<usize>,
+    /// Sends in flight (msg-zerocopy, io-uring-zc; None: the path's default).
+    pub in_flight: Option<u32>,
+    /// io-uring-zc from registered buffers.
+    pub fixed_buffers: bool,
+}
+
+impl Cell {
+    /// "io-uring-zc fixed (warm, MTU 9000, 64.0 KiB, 4 in flight)": the
+    /// path, then its settings, those that vary among `all` or are set.
+    pub fn label(&self, all: &[Cell]) -> String {
+        let mut s = self.mode.name().to_string();
+        if self.fixed_buffers {
+            s += " fixed";
+        }
+        let mut parts = vec![format!("{:?}", self.cache).to_lowercase()];
+        if let Some(mtu) = self.mtu {
+            parts.push(format!("MTU {mtu}"));
+        }
+        if all.iter().any(|o| o.size != self.size) {
+            parts.push(format!("{} file", human_bytes(self.size)));
+        }
+        if let Some(c) = self.chunk.filter(|_| all.iter().any(|o| o.chunk.is_some() && o.chunk != self.chunk)) {
+            parts.push(human_bytes(c as u64));
+        }
+        if let Some(n) = self.in_flight {
+            parts.push(format!("{n} in flight"));
+        }
+        format!("{s} ({})", parts.join(", "))
+    }
+}
+
+/// One run of the matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRun {
+    #[serde(flatten)]
+    pub cell: Cell,
     pub round: u32,
     /// Busy seconds of all CPUs during the run's timed part (/proc/stat).
     pub all_cpu_s: f64,
@@ -92,15 +135,15 @@ impl Spread {
         let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
         Some(Spread { median, min: v[0], max: v[n - 1] })
     }
+
+    const NONE: Spread = Spread { median: f64::NAN, min: f64::NAN, max: f64::NAN };
 }
 
-/// The figures of one mode in one setting, over its runs.
+/// The figures of one cell over its runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    pub mode: Mode,
-    pub cache: Cache,
-    pub mtu: Option<u32>,
-    pub chunk: usize,
+    #[serde(flatten)]
+    pub cell: Cell,
     pub runs: usize,
     pub verified: usize,
     pub gbit_per_s: Spread,
@@ -109,17 +152,31 @@ pub struct Summary {
     /// Both processes' user + system seconds per GiB.
     pub process_cpu_s_per_gib: Spread,
     pub sender_sys_s: Spread,
+    /// The sender's system seconds per GiB.
+    pub sender_sys_s_per_gib: Spread,
     pub sender_syscalls: Spread,
+    /// The sender's data-path calls per GiB.
+    pub sender_syscalls_per_gib: Spread,
+    /// Context switches of both ends, voluntary and not.
+    pub context_switches: Spread,
+    /// The file's bytes in the page cache after the run.
+    pub cached_after_bytes: Spread,
+    /// Zero-copy paths: (sends flagged copied, completions), over all runs.
+    pub zerocopy_copied: Option<(u64, u64)>,
     /// Bytes the kernel was seen to copy per byte of file (`--trace`).
     pub kernel_copies_per_byte: Option<Spread>,
 }
 
-fn progress(done: usize, total: usize, what: &str) {
-    use std::io::IsTerminal;
-    let mut e = std::io::stderr();
-    if e.is_terminal() {
-        let _ = write!(e, "\r  [{done:>3}/{total}] {what:<40}");
-        let _ = e.flush();
+impl Summary {
+    /// The kernel's zero-copy verdict: "-" for paths that do not ask for it.
+    pub fn zerocopy_verdict(&self) -> String {
+        match self.zerocopy_copied {
+            None => "-".into(),
+            Some((_, 0)) => "no completions".into(),
+            Some((c, n)) if c == n => "all copied".into(),
+            Some((0, _)) => "zero copy".into(),
+            Some((c, n)) => format!("{c} of {n} copied"),
+        }
     }
 }
 
@@ -133,12 +190,70 @@ pub struct BenchResult {
     pub ceilings: Vec<Ceiling>,
 }
 
+/// The cells of one round, in the order they run: per environment, file
+/// size, chunk and cache setting, every mode (and its variants) in turn.
+pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
+    let chunks: Vec<usize> = if cfg.chunks.is_empty() { vec![DEFAULT_CHUNK] } else { cfg.chunks.clone() };
+    let mut cells = Vec::new();
+    for &mtu in mtus {
+        for &size in &cfg.sizes {
+            for (ci, &chunk) in chunks.iter().enumerate() {
+                for &cache in &cfg.caches {
+                    for &mode in &cfg.modes {
+                        // A packet path cuts by the MTU: one chunk setting is enough.
+                        if mode.is_packet_path() && ci > 0 {
+                            continue;
+                        }
+                        let base = Cell {
+                            mode,
+                            cache,
+                            mtu,
+                            size,
+                            chunk: (!mode.is_packet_path()).then_some(chunk),
+                            in_flight: None,
+                            fixed_buffers: false,
+                        };
+                        let zc = matches!(mode, Mode::MsgZerocopy | Mode::IoUringZc);
+                        let depths: Vec<Option<u32>> = if zc && !cfg.in_flight.is_empty() {
+                            cfg.in_flight.iter().map(|&n| Some(n)).collect()
+                        } else {
+                            vec![None]
+                        };
+                        let fixed: &[bool] = if mode == Mode::IoUringZc && cfg.fixed_buffers { &[false, true] } else { &[false] };
+                        for &fixed_buffers in fixed {
+                            for &in_flight in &depths {
+                                cells.push(Cell { in_flight, fixed_buffers, ..base });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} runs, {eta} left  {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Runs the matrix, writes runs.json, summary.csv, the charts and report.html
 /// into `cfg.out`; returns what it found.
 pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     crate::netns::require_privileges("zclab bench (it makes or enters a lab environment)")?;
-    if cfg.modes.is_empty() || cfg.runs == 0 || cfg.caches.is_empty() {
-        bail!("nothing to run: give at least one mode, one cache setting and one run");
+    if cfg.modes.is_empty() || cfg.runs == 0 || cfg.caches.is_empty() || cfg.sizes.is_empty() {
+        bail!("nothing to run: give at least one mode, one cache setting, one size and one run");
     }
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     // One environment per MTU swept (the bench's own), or the one named.
@@ -158,70 +273,57 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             v
         }
     };
-    let chunks: Vec<usize> = if cfg.chunks.is_empty() { vec![DEFAULT_CHUNK] } else { cfg.chunks.clone() };
-    let file = cfg.out.join(format!(".bench-file-{}", std::process::id()));
-    let _file_guard = Removed(file.clone());
-    run::make_random_file(&file, cfg.size)?;
-    let direct = crate::sys::file::dio_align(&std::fs::File::open(&file)?)?.is_some();
+    // One file per size, made once.
+    let mut files = Vec::new();
+    for &size in &cfg.sizes {
+        let file = cfg.out.join(format!(".bench-file-{}-{size}", std::process::id()));
+        files.push((size, Removed(file.clone())));
+        run::make_random_file(&file, size)?;
+    }
+    let file_of = |size: u64| files.iter().find(|(s, _)| *s == size).map(|(_, f)| f.0.clone()).expect("a file per size");
+    let direct = crate::sys::file::dio_align(&std::fs::File::open(file_of(cfg.sizes[0]))?)?.is_some();
     if !direct {
         log::warn!(
             "{} is on a filesystem without direct I/O (tmpfs?): cold runs are not cold and af-xdp cannot skip the page cache",
             cfg.out.display()
         );
     }
-    let settings: Vec<Setting> =
-        envs.iter().flat_map(|e| chunks.iter().flat_map(move |&c| cfg.caches.iter().map(move |&k| (e, c, k)))).collect();
-    let total = cfg.runs as usize * (settings.len() * cfg.modes.len() + if cfg.peers { peers::PEERS.len() } else { 0 });
+    let cells = matrix(cfg, &envs.iter().map(|e| e.0).collect::<Vec<_>>());
+    let total = cfg.runs as usize * (cells.len() + if cfg.peers { peers::PEERS.len() } else { 0 });
+    let bar = progress_bar(total);
     let mut peer_runs = Vec::new();
     let mut runs = Vec::with_capacity(total);
     let mut port = DEFAULT_PORT;
     for round in 0..cfg.runs {
-        for &((mtu, env), chunk, cache) in &settings {
-            for &mode in &cfg.modes {
-                crate::interrupt::check()?;
-                progress(runs.len(), total, &format!("{mode}, {cache:?}, round {}", round + 1));
-                port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
-                let rc = RunConfig {
-                    env: env.clone(),
-                    mode,
-                    file: file.clone(),
-                    keep: None,
-                    port,
-                    chunk,
-                    timeout: Duration::from_secs(20),
-                    cold: cache == Cache::Cold,
-                    preallocate: true,
-                    trace: cfg.trace,
-                    via: Via::Splice,
-                };
-                let report = run::run(&rc).with_context(|| format!("the {mode} run ({cache:?}) failed"))?;
-                if cache == Cache::Cold && report.source_cached_before_bytes > 0 {
-                    log::warn!(
-                        "{mode}: {} of the file was still cached at the start of a cold run",
-                        human_bytes(report.source_cached_before_bytes)
-                    );
-                }
-                let all_cpu_s = report.all_cpu_s.unwrap_or(f64::NAN);
-                runs.push(BenchRun { mode, cache, mtu: *mtu, chunk, round, all_cpu_s, report });
-            }
+        for cell in &cells {
+            crate::interrupt::check()?;
+            bar.set_message(format!("{}, round {}", cell.label(&cells), round + 1));
+            port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
+            let env = &envs.iter().find(|e| e.0 == cell.mtu).expect("an environment per MTU").1;
+            let report = run_cell(cell, env, &file_of(cell.size), port, cfg.trace)
+                .with_context(|| format!("the {} run failed", cell.label(&cells)))?;
+            let all_cpu_s = report.all_cpu_s.unwrap_or(f64::NAN);
+            runs.push(BenchRun { cell: *cell, round, all_cpu_s, report });
+            bar.inc(1);
         }
         if cfg.peers {
-            // On the first environment, after this round's modes.
+            // On the first environment and file, after this round's modes.
             let names = crate::netns::EnvNames::new(&envs[0].1)?;
             for (name, z) in peers::PEERS {
                 crate::interrupt::check()?;
-                progress(runs.len() + peer_runs.len(), total, &format!("{name}, round {}", round + 1));
+                bar.set_message(format!("{name}, round {}", round + 1));
                 port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
-                let gbit_per_s = peers::iperf3(&names.rx_ns, &names.tx_ns, port, &file, z)?;
+                let gbit_per_s = peers::iperf3(&names.rx_ns, &names.tx_ns, port, &file_of(cfg.sizes[0]), z)?;
                 peer_runs.push(PeerRun { name: name.to_string(), round, gbit_per_s });
+                bar.inc(1);
             }
         }
     }
-    progress(total, total, "done");
+    bar.finish_and_clear();
     let mut lines = Vec::new();
     if cfg.ceilings {
         lines.push(ceilings::memcpy());
-        match ceilings::direct_read(&file) {
+        match ceilings::direct_read(&file_of(cfg.sizes[0])) {
             Some(c) => lines.push(c),
             None => log::warn!("no O_DIRECT ceiling: the file's filesystem has no direct I/O"),
         }
@@ -233,7 +335,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
         }
     }
     drop(own_envs);
-    let summaries = summarize(&runs, cfg);
+    let summaries = summarize(&runs, &cells);
     let peers: Vec<(String, Spread)> = peers::PEERS
         .iter()
         .filter_map(|(name, _)| {
@@ -245,8 +347,32 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     Ok(BenchResult { summaries, peers, ceilings: lines })
 }
 
-/// One setting of the matrix: an environment (its MTU and name), a chunk, a cache state.
-type Setting<'a> = (&'a (Option<u32>, String), usize, Cache);
+/// One run of one cell.
+fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool) -> Result<RunReport> {
+    let rc = RunConfig {
+        env: env.to_string(),
+        mode: cell.mode,
+        file: file.to_path_buf(),
+        keep: None,
+        port,
+        chunk: cell.chunk.unwrap_or(DEFAULT_CHUNK),
+        timeout: Duration::from_secs(20),
+        cold: cell.cache == Cache::Cold,
+        preallocate: true,
+        trace,
+        via: Via::Splice,
+        zc: crate::send::ZcOptions { in_flight: cell.in_flight, fixed_buffers: cell.fixed_buffers },
+    };
+    let report = run::run(&rc)?;
+    if cell.cache == Cache::Cold && report.source_cached_before_bytes > 0 {
+        log::warn!(
+            "{}: {} of the file was still cached at the start of a cold run",
+            cell.mode,
+            human_bytes(report.source_cached_before_bytes)
+        );
+    }
+    Ok(report)
+}
 
 /// A file removed on drop.
 struct Removed(PathBuf);
@@ -261,72 +387,103 @@ fn gib(bytes: u64) -> f64 {
     (bytes as f64 / (1u64 << 30) as f64).max(f64::MIN_POSITIVE)
 }
 
-/// Medians and ranges per mode and cache setting.
-pub fn summarize(runs: &[BenchRun], cfg: &BenchConfig) -> Vec<Summary> {
+/// Medians and ranges per cell, in the matrix's order.
+pub fn summarize(runs: &[BenchRun], cells: &[Cell]) -> Vec<Summary> {
     let mut out = Vec::new();
-    let mut settings: Vec<(Option<u32>, usize, Cache)> = Vec::new();
-    for r in runs {
-        if !settings.contains(&(r.mtu, r.chunk, r.cache)) {
-            settings.push((r.mtu, r.chunk, r.cache));
+    for cell in cells {
+        let rs: Vec<&BenchRun> = runs.iter().filter(|r| r.cell == *cell).collect();
+        if rs.is_empty() {
+            continue;
         }
-    }
-    for (mtu, chunk, cache) in settings {
-        for &mode in &cfg.modes {
-            let rs: Vec<&BenchRun> =
-                runs.iter().filter(|r| r.mode == mode && r.cache == cache && r.mtu == mtu && r.chunk == chunk).collect();
-            if rs.is_empty() {
-                continue;
-            }
-            let f = |g: &dyn Fn(&BenchRun) -> f64| Spread::of(&rs.iter().map(|r| g(r)).collect::<Vec<_>>()).expect("runs exist");
-            let copies: Vec<f64> =
-                rs.iter().filter_map(|r| r.report.kernel.as_ref().and_then(|k| k.copies_per_byte(r.report.bytes))).collect();
-            out.push(Summary {
-                mode,
-                cache,
-                mtu,
-                chunk,
-                runs: rs.len(),
-                verified: rs.iter().filter(|r| r.report.verified).count(),
-                gbit_per_s: f(&|r| r.report.gbit_per_s),
-                all_cpu_s_per_gib: Spread::of(&rs.iter().map(|r| r.all_cpu_s / gib(r.report.bytes)).collect::<Vec<_>>())
-                    .unwrap_or(Spread { median: f64::NAN, min: f64::NAN, max: f64::NAN }),
-                process_cpu_s_per_gib: f(&|r| r.report.cpu_s_per_gib()),
-                sender_sys_s: f(&|r| r.report.sender.cpu_sys_s),
-                sender_syscalls: f(&|r| r.report.sender.syscalls as f64),
-                kernel_copies_per_byte: (copies.len() == rs.len()).then(|| Spread::of(&copies)).flatten(),
-            });
-        }
+        let f = |g: &dyn Fn(&BenchRun) -> f64| Spread::of(&rs.iter().map(|r| g(r)).collect::<Vec<_>>()).unwrap_or(Spread::NONE);
+        let copies: Vec<f64> =
+            rs.iter().filter_map(|r| r.report.kernel.as_ref().and_then(|k| k.copies_per_byte(r.report.bytes))).collect();
+        let zc: Vec<(u64, u64)> =
+            rs.iter().filter_map(|r| r.report.zerocopy.as_ref().map(|z| (z.copied, z.completions))).collect();
+        out.push(Summary {
+            cell: *cell,
+            runs: rs.len(),
+            verified: rs.iter().filter(|r| r.report.verified).count(),
+            gbit_per_s: f(&|r| r.report.gbit_per_s),
+            all_cpu_s_per_gib: f(&|r| r.all_cpu_s / gib(r.report.bytes)),
+            process_cpu_s_per_gib: f(&|r| r.report.cpu_s_per_gib()),
+            sender_sys_s: f(&|r| r.report.sender.cpu_sys_s),
+            sender_sys_s_per_gib: f(&|r| r.report.sender.cpu_sys_s / gib(r.report.bytes)),
+            sender_syscalls: f(&|r| r.report.sender.syscalls as f64),
+            sender_syscalls_per_gib: f(&|r| r.report.sender.syscalls as f64 / gib(r.report.bytes)),
+            context_switches: f(&|r| {
+                let (s, v) = (&r.report.sender, &r.report.receiver);
+                (s.voluntary_ctx_switches + s.involuntary_ctx_switches + v.voluntary_ctx_switches + v.involuntary_ctx_switches)
+                    as f64
+            }),
+            cached_after_bytes: f(&|r| r.report.source_cached_after_bytes as f64),
+            zerocopy_copied: (!zc.is_empty()).then(|| zc.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))),
+            kernel_copies_per_byte: (copies.len() == rs.len()).then(|| Spread::of(&copies)).flatten(),
+        });
     }
     out
 }
 
-/// The table printed at the end.
+/// A setting's title: everything about a cell but its path.
+fn setting_title(c: &Cell, all: &[Cell]) -> String {
+    let mut s = format!("{} file, {} cache", human_bytes(c.size), format!("{:?}", c.cache).to_lowercase());
+    if let Some(m) = c.mtu {
+        s += &format!(", MTU {m}");
+    }
+    if let Some(ch) = c.chunk.filter(|_| all.iter().any(|o| o.chunk.is_some() && o.chunk != c.chunk)) {
+        s += &format!(", {} per call", human_bytes(ch as u64));
+    }
+    s
+}
+
+/// The tables printed at the end: one per setting (size, cache, MTU, chunk).
 pub fn text(result: &BenchResult, out: &Path) -> String {
-    let summaries = &result.summaries;
-    let mut s = String::from(
-        "| mode         | cache |   MTU |     chunk | runs | Gbit/s median (min-max) | all-CPU s/GiB | process CPU s/GiB | snd syscalls | kcopies/B |\n\
-         |--------------|-------|-------|-----------|------|-------------------------|---------------|-------------------|--------------|-----------|\n",
-    );
-    for m in summaries {
-        let _ = writeln!(
-            s,
-            "| {:<12} | {:<5} | {:>5} | {:>9} | {:>4} | {:>7.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>17.3} | {:>12.0} | {:>9} |",
-            m.mode.name(),
-            format!("{:?}", m.cache).to_lowercase(),
-            m.mtu.map_or_else(|| "-".into(), |v| v.to_string()),
-            human_bytes(m.chunk as u64),
-            if m.verified == m.runs { m.runs.to_string() } else { format!("{}!", m.runs) },
-            m.gbit_per_s.median,
-            m.gbit_per_s.min,
-            m.gbit_per_s.max,
-            m.all_cpu_s_per_gib.median,
-            m.process_cpu_s_per_gib.median,
-            m.sender_syscalls.median,
-            m.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median)),
-        );
+    let cells: Vec<Cell> = result.summaries.iter().map(|m| m.cell).collect();
+    let mut s = String::new();
+    let mut titles: Vec<String> = Vec::new();
+    for m in &result.summaries {
+        let t = setting_title(&m.cell, &cells);
+        if !titles.contains(&t) {
+            titles.push(t);
+        }
+    }
+    for title in &titles {
+        let _ = writeln!(s, "\n{title} (median of runs; Gbit/s with min-max)");
+        s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | snd calls/GiB | ctx switches | cached after | zero copy      | verified |\n\
+              |----------------------------------|------------------------|---------------|---------------|---------------|--------------|--------------|----------------|----------|\n";
+        for m in result.summaries.iter().filter(|m| setting_title(&m.cell, &cells) == *title) {
+            let mut path = m.cell.mode.name().to_string();
+            if m.cell.fixed_buffers {
+                path += " fixed";
+            }
+            if let Some(n) = m.cell.in_flight {
+                path += &format!(", {n} in flight");
+            }
+            let _ = writeln!(
+                s,
+                "| {:<32} | {:>6.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>13.3} | {:>13.0} | {:>12.0} | {:>12} | {:<14} | {:>8} |",
+                path,
+                m.gbit_per_s.median,
+                m.gbit_per_s.min,
+                m.gbit_per_s.max,
+                m.all_cpu_s_per_gib.median,
+                m.sender_sys_s_per_gib.median,
+                m.sender_syscalls_per_gib.median,
+                m.context_switches.median,
+                human_bytes(m.cached_after_bytes.median as u64),
+                m.zerocopy_verdict(),
+                format!("{}/{}", m.verified, m.runs),
+            );
+        }
+    }
+    if !result.peers.is_empty() {
+        s += "\n";
     }
     for (name, g) in &result.peers {
         let _ = writeln!(s, "peer      {name}: {:.2} Gbit/s median ({:.2}-{:.2})", g.median, g.min, g.max);
+    }
+    if !result.ceilings.is_empty() {
+        s += "\n";
     }
     for c in &result.ceilings {
         let _ = writeln!(s, "ceiling   {}: {:.1} Gbit/s", c.name, c.gbit_per_s);
@@ -334,6 +491,72 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
     let _ = writeln!(s, "\nruns.json, summary.csv, the SVG charts and report.html are in {}", out.display());
     s
 }
+
+fn csv(summaries: &[Summary]) -> String {
+    let mut csv = String::from(
+        "mode,fixed_buffers,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
+         process_cpu_s_per_gib_median,sender_sys_s_per_gib_median,sender_syscalls_median,sender_syscalls_per_gib_median,\
+         context_switches_median,cached_after_bytes_median,zerocopy,kernel_copies_per_byte_median\n",
+    );
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for m in summaries {
+        let c = &m.cell;
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{}",
+            c.mode.name(),
+            c.fixed_buffers,
+            format!("{:?}", c.cache).to_lowercase(),
+            opt(c.mtu.map(|v| v.to_string())),
+            c.size,
+            opt(c.chunk.map(|v| v.to_string())),
+            opt(c.in_flight.map(|v| v.to_string())),
+            m.runs,
+            m.verified,
+            m.gbit_per_s.median,
+            m.gbit_per_s.min,
+            m.gbit_per_s.max,
+            m.all_cpu_s_per_gib.median,
+            m.process_cpu_s_per_gib.median,
+            m.sender_sys_s_per_gib.median,
+            m.sender_syscalls.median,
+            m.sender_syscalls_per_gib.median,
+            m.context_switches.median,
+            m.cached_after_bytes.median,
+            m.zerocopy_verdict(),
+            opt(m.kernel_copies_per_byte.map(|k| format!("{:.4}", k.median)))
+        );
+    }
+    csv
+}
+
+/// A swept dimension: its file name, chart title and axis, and how to read a cell.
+struct Sweep {
+    file: &'static str,
+    what: &'static str,
+    xlabel: &'static str,
+    log: bool,
+    x: fn(&Cell) -> Option<f64>,
+}
+
+const SWEEPS: [Sweep; 4] = [
+    Sweep { file: "sweep-mtu.svg", what: "MTU", xlabel: "MTU (bytes)", log: false, x: |c| c.mtu.map(f64::from) },
+    Sweep {
+        file: "sweep-chunk.svg",
+        what: "chunk",
+        xlabel: "bytes per call (log scale)",
+        log: true,
+        x: |c| c.chunk.map(|v| v as f64),
+    },
+    Sweep { file: "sweep-size.svg", what: "file size", xlabel: "file size (log scale)", log: true, x: |c| Some(c.size as f64) },
+    Sweep {
+        file: "sweep-in-flight.svg",
+        what: "sends in flight",
+        xlabel: "sends in flight (log scale)",
+        log: true,
+        x: |c| c.in_flight.map(f64::from),
+    },
+];
 
 fn write_outputs(
     cfg: &BenchConfig,
@@ -354,29 +577,7 @@ fn write_outputs(
     if !peer_runs.is_empty() {
         w("peers.json", &serde_json::to_vec_pretty(peer_runs)?)?;
     }
-    let mut csv = String::from(
-        "mode,cache,mtu,chunk,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,process_cpu_s_per_gib_median,sender_syscalls_median,kernel_copies_per_byte_median\n",
-    );
-    for m in summaries {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{}",
-            m.mode.name(),
-            format!("{:?}", m.cache).to_lowercase(),
-            m.mtu.map_or_else(String::new, |v| v.to_string()),
-            m.chunk,
-            m.runs,
-            m.verified,
-            m.gbit_per_s.median,
-            m.gbit_per_s.min,
-            m.gbit_per_s.max,
-            m.all_cpu_s_per_gib.median,
-            m.process_cpu_s_per_gib.median,
-            m.sender_syscalls.median,
-            m.kernel_copies_per_byte.map_or_else(String::new, |k| format!("{:.4}", k.median))
-        );
-    }
-    w("summary.csv", csv.as_bytes())?;
+    w("summary.csv", csv(summaries).as_bytes())?;
     let gbit = chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, peers, lines, |m| m.gbit_per_s);
     let cpu = chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, &[], &[], |m| {
         m.all_cpu_s_per_gib
@@ -384,44 +585,38 @@ fn write_outputs(
     w("gbit.svg", gbit.as_bytes())?;
     w("cpu.svg", cpu.as_bytes())?;
     let mut sweeps = Vec::new();
-    if cfg.mtus.len() > 1 {
-        let many_chunks = cfg.chunks.len() > 1;
+    let swept = [cfg.mtus.len() > 1, cfg.chunks.len() > 1, cfg.sizes.len() > 1, cfg.in_flight.len() > 1];
+    for (sweep, _) in SWEEPS.iter().zip(swept).filter(|(_, on)| *on) {
+        // The cells the sweep has a value for; a line per everything else.
+        let rows: Vec<Summary> = summaries.iter().filter(|m| (sweep.x)(&m.cell).is_some()).cloned().collect();
+        let cells: Vec<Cell> = rows.iter().map(|m| m.cell).collect();
         let svg = chart::lines(
-            "Throughput by MTU",
-            "MTU (bytes)",
+            &format!("Throughput by {}", sweep.what),
+            sweep.xlabel,
             "Gbit/s (median)",
-            summaries,
-            |m| m.mtu.unwrap_or(0) as f64,
-            |m| series(m, many_chunks.then(|| human_bytes(m.chunk as u64))),
+            sweep.log,
+            &rows,
+            |m| (sweep.x)(&m.cell).unwrap_or(0.0),
+            |m| series(m.cell, &cells, sweep),
         );
-        w("sweep-mtu.svg", svg.as_bytes())?;
-        sweeps.push(("MTU", svg));
-    }
-    if cfg.chunks.len() > 1 {
-        let many_mtus = cfg.mtus.len() > 1;
-        let svg = chart::lines(
-            "Throughput by chunk",
-            "bytes per call (log scale)",
-            "Gbit/s (median)",
-            summaries,
-            |m| m.chunk as f64,
-            |m| series(m, many_mtus.then(|| format!("MTU {}", m.mtu.unwrap_or(0)))),
-        );
-        w("sweep-chunk.svg", svg.as_bytes())?;
-        sweeps.push(("chunk", svg));
+        w(sweep.file, svg.as_bytes())?;
+        sweeps.push((sweep.what, svg));
     }
     let page = html::Page { rows: summaries, gbit_svg: &gbit, cpu_svg: &cpu, sweeps: &sweeps, ceilings: lines, peers, direct };
     w("report.html", html::report(cfg, &page).as_bytes())?;
     Ok(())
 }
 
-/// A sweep's line: the path, its cache setting, and the other sweep's value if there is one.
-fn series(m: &Summary, other: Option<String>) -> String {
-    let mut s = format!("{} ({}", m.mode.name(), format!("{:?}", m.cache).to_lowercase());
-    if let Some(o) = other {
-        s += &format!(", {o}");
-    }
-    s + ")"
+/// A sweep's line: the cell's label with the swept value left out.
+fn series(c: Cell, all: &[Cell], sweep: &Sweep) -> String {
+    let blank = |c: Cell| match sweep.what {
+        "MTU" => Cell { mtu: None, ..c },
+        "chunk" => Cell { chunk: None, ..c },
+        "file size" => Cell { size: 0, ..c },
+        _ => Cell { in_flight: None, ..c },
+    };
+    let others: Vec<Cell> = all.iter().map(|&o| blank(o)).collect();
+    blank(c).label(&others)
 }
 
 #[cfg(test)]

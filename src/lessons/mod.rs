@@ -205,6 +205,7 @@ impl Lab {
             preallocate: true,
             trace: self.trace,
             via,
+            zc: crate::send::ZcOptions::default(),
         };
         run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
     }

@@ -4,7 +4,13 @@
 //! submission queue, and two completions come back per send, the result
 //! (bytes queued) and a notification when the kernel no longer needs the
 //! pages (with `IORING_SEND_ZC_REPORT_USAGE`, flagged if it copied). One
-//! `io_uring_enter` submits a send and reaps what has completed.
+//! `io_uring_enter` submits sends and reaps what has completed.
+//!
+//! `--in-flight N` submits N sends at once as one linked chain (each starts
+//! when the one before has completed, so the stream's bytes stay in order):
+//! N sends per `io_uring_enter`. `--fixed-buffers` registers the mapping
+//! once so that no send pins pages of its own; the kernel accepts only a
+//! private writable mapping for that, and copies every page as it pins it.
 
 use super::DataPath;
 use super::Stream;
@@ -13,25 +19,53 @@ use crate::sys;
 use crate::sys::uring::{SendZcRing, ZcEvent};
 use crate::transfer::IO_TICK;
 use std::io;
+use std::time::Instant;
 
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {
-    let mut zc = ZerocopyStats { requested: true, ..Default::default() };
+    let mut zc = ZerocopyStats {
+        requested: true,
+        in_flight_limit: Some(s.zc.in_flight.unwrap_or(1)),
+        fixed_buffers: s.zc.fixed_buffers,
+        ..Default::default()
+    };
     let mut calls = 0;
-    let Some(map) = sys::file::map_readonly(s.file)? else {
+    let depth = s.zc.in_flight.unwrap_or(1).max(1) as usize;
+    type Mapping = Box<dyn std::ops::Deref<Target = [u8]>>;
+    let map: Option<Mapping> = if s.zc.fixed_buffers {
+        sys::file::map_private_writable(s.file)?.map(|m| Box::new(m) as Mapping)
+    } else {
+        sys::file::map_readonly(s.file)?.map(|m| Box::new(m) as Mapping)
+    };
+    let Some(map) = map else {
         return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None });
     };
-    let mut ring = SendZcRing::new(64).map_err(io::Error::other)?;
+    let mut ring = SendZcRing::new((2 * depth as u32).next_power_of_two().max(64)).map_err(io::Error::other)?;
+    if s.zc.fixed_buffers {
+        let t = Instant::now();
+        calls += 1;
+        ring.register(&map[..])?;
+        zc.register_s = Some(t.elapsed().as_secs_f64());
+    }
     let mut events = Vec::new();
+    let mut queued = 0u64;
     let mut done = 0u64;
-    let mut in_flight = false;
+    let mut results_owed = 0usize;
     loop {
-        if !in_flight && done < s.size {
-            let start = done as usize;
-            let end = start + s.next_len(done);
-            ring.push_send(s.sock, &map[start..end], done)?;
-            in_flight = true;
+        if results_owed == 0 && queued < s.size {
+            // The next chain: up to `depth` sends, each linked to the next.
+            let mut n = 0;
+            while n < depth && queued < s.size {
+                let start = queued as usize;
+                let len = s.next_len(queued);
+                queued += len as u64;
+                n += 1;
+                ring.push_send(s.sock, &map[start..start + len], start as u64, n < depth && queued < s.size)?;
+                zc.sends += 1;
+            }
+            results_owed = n;
+            zc.note_in_flight();
         }
-        if !in_flight && ring.owed() == 0 {
+        if results_owed == 0 && ring.owed() == 0 {
             break;
         }
         calls += 1;
@@ -49,11 +83,18 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
                 ZcEvent::Sent { result: 0, .. } => {
                     return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the receiver closed the connection"));
                 }
-                ZcEvent::Sent { result, notif_follows, .. } => {
+                ZcEvent::Sent { result, user_data, notif_follows } => {
+                    let want = s.next_len(user_data);
+                    if result as usize != want {
+                        return Err(io::Error::other(format!(
+                            "a SEND_ZC with MSG_WAITALL queued {result} of {want} bytes (the connection failed mid-send)"
+                        )));
+                    }
                     done += result as u64;
-                    in_flight = false;
-                    if notif_follows {
-                        zc.sends += 1;
+                    results_owed -= 1;
+                    if !notif_follows {
+                        // No notification will come: the kernel is done with it.
+                        zc.completions += 1;
                     }
                     s.wd.progress()?;
                 }
@@ -66,5 +107,6 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             }
         }
     }
+    debug_assert_eq!(done, s.size);
     Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None })
 }

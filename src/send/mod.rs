@@ -57,6 +57,47 @@ pub struct SendConfig {
     pub af_xdp: af_xdp::AfXdpOptions,
     /// Count what the kernel did during the timed part (tracepoints).
     pub trace: bool,
+    /// The zero-copy paths' sending depth and buffers.
+    pub zc: ZcOptions,
+}
+
+/// How msg-zerocopy and io-uring-zc send (`--in-flight`, `--fixed-buffers`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZcOptions {
+    /// msg-zerocopy: sends whose pages the kernel has not released before
+    /// the sender waits (None: until the kernel refuses with ENOBUFS).
+    /// io-uring-zc: sends submitted at once as one linked chain (None: 1).
+    pub in_flight: Option<u32>,
+    /// io-uring-zc: register the file's mapping as fixed buffers.
+    pub fixed_buffers: bool,
+}
+
+impl ZcOptions {
+    /// Refuses an option the mode does not have.
+    pub fn check(&self, mode: Mode) -> Result<()> {
+        if self.in_flight.is_some() && !matches!(mode, Mode::MsgZerocopy | Mode::IoUringZc) {
+            bail!("--in-flight is for msg-zerocopy and io-uring-zc, not {mode}");
+        }
+        if self.in_flight == Some(0) {
+            bail!("--in-flight must be at least 1");
+        }
+        if self.fixed_buffers && mode != Mode::IoUringZc {
+            bail!("--fixed-buffers is for io-uring-zc, not {mode}");
+        }
+        Ok(())
+    }
+
+    /// The options as `zclab send` arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(n) = self.in_flight {
+            v.extend(["--in-flight".to_string(), n.to_string()]);
+        }
+        if self.fixed_buffers {
+            v.push("--fixed-buffers".into());
+        }
+        v
+    }
 }
 
 /// What every data path gets.
@@ -68,6 +109,7 @@ pub struct Stream<'a> {
     pub wd: Watchdog,
     /// What the receiver announced in its Ready.
     pub peer: packets::PeerReady,
+    pub zc: ZcOptions,
 }
 
 impl Stream<'_> {
@@ -215,7 +257,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let busy0 = metrics::all_cpu_busy_s();
     let meter = CostMeter::start();
     let t0 = Instant::now();
-    let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer };
+    let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer, zc: cfg.zc };
     let path = stream(cfg.mode, &mut s, setup, cfg.to, transfer_id).with_context(|| format!("{} failed", cfg.mode))?;
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,

@@ -10,7 +10,9 @@
 //!
 //! Pending notifications are charged to the socket's option memory
 //! (`net.core.optmem_max`); when it is full, `send` fails with ENOBUFS and
-//! we must read completions before sending more.
+//! we must read completions before sending more. `--in-flight N` waits
+//! sooner: once N sends are unreleased, the sender waits for completions
+//! before the next send (the pages of sends in flight stay pinned).
 
 use super::DataPath;
 use super::Stream;
@@ -22,7 +24,7 @@ use std::io;
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     so::set_int_opt(s.sock, libc::SOL_SOCKET, so::SO_ZEROCOPY, 1)
         .map_err(|e| io::Error::new(e.kind(), format!("setsockopt(SO_ZEROCOPY): {e} (needs Linux 4.14+)")))?;
-    let mut zc = ZerocopyStats { requested: true, ..Default::default() };
+    let mut zc = ZerocopyStats { requested: true, in_flight_limit: s.zc.in_flight, ..Default::default() };
     let mut calls = 1;
     let Some(map) = sys::file::map_readonly(s.file)? else {
         return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None });
@@ -30,6 +32,11 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let mut done = 0u64;
     let mut enobufs_in_a_row = 0u32;
     while done < s.size {
+        if let Some(limit) = s.zc.in_flight {
+            while zc.in_flight() >= u64::from(limit.max(1)) {
+                wait_for_completions(s, &mut zc, &mut calls)?;
+            }
+        }
         let start = done as usize;
         let end = start + s.next_len(done);
         calls += 1;
@@ -37,6 +44,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             Ok(n) => {
                 done += n as u64;
                 zc.sends += 1;
+                zc.note_in_flight();
                 enobufs_in_a_row = 0;
                 s.wd.progress()?;
             }
@@ -60,15 +68,19 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     }
     // The trap: check first, then wait; completions may all be in already.
     while zc.completions < zc.sends {
-        calls += 1;
-        let ev = so::poll_one(s.sock, libc::POLLERR, crate::transfer::IO_TICK.as_millis() as i32)?;
-        if ev == 0 {
-            s.wd.idle()?;
-            continue;
-        }
-        reap(s, &mut zc, &mut calls)?;
+        wait_for_completions(s, &mut zc, &mut calls)?;
     }
     Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None })
+}
+
+/// Waits (one tick at most) for the error queue to hold completions, and reads them.
+fn wait_for_completions(s: &mut Stream, zc: &mut ZerocopyStats, calls: &mut u64) -> io::Result<()> {
+    *calls += 1;
+    let ev = so::poll_one(s.sock, libc::POLLERR, crate::transfer::IO_TICK.as_millis() as i32)?;
+    if ev == 0 {
+        return s.wd.idle();
+    }
+    reap(s, zc, calls)
 }
 
 /// Reads every completion waiting on the error queue.

@@ -91,6 +91,20 @@ pub fn map_readonly(file: &File) -> io::Result<Option<Mmap>> {
     Ok(Some(map))
 }
 
+/// Maps a whole file private and writable (copy on write): what io_uring
+/// needs to register it as fixed buffers. Nothing writes to it; the kernel
+/// pinning its pages for writing gives each one a private copy. Same
+/// truncation caveat as [`map_readonly`]. `None` for an empty file.
+pub fn map_private_writable(file: &File) -> io::Result<Option<memmap2::MmapMut>> {
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: a private mapping: writes (there are none from us) would go to
+    // private copies, never to the file; the hazard is truncation, as above.
+    let map = unsafe { memmap2::MmapOptions::new().map_copy(file) }?;
+    Ok(Some(map))
+}
+
 /// Maps a whole file read-only for the page-fault lesson: with `populate`
 /// (`MAP_POPULATE`) every page is mapped before the call returns; with
 /// `sequential` the kernel is told the mapping will be read in order

@@ -34,8 +34,14 @@ pub struct SendZcRing<'buf> {
     ring: IoUring,
     /// Completions still owed by the kernel (results and notifications).
     owed: u64,
+    /// Registered buffers (`IORING_REGISTER_BUFFERS`): start address and
+    /// length of each, in index order.
+    fixed: Vec<(usize, usize)>,
     _buf: PhantomData<&'buf [u8]>,
 }
+
+/// The most one registered buffer may hold (the kernel refuses larger).
+const MAX_FIXED_BUFFER: usize = 1 << 30;
 
 /// Why a SEND_ZC ring could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -54,16 +60,57 @@ impl<'buf> SendZcRing<'buf> {
         if !probe.is_supported(opcode::SendZc::CODE) {
             return Err(UringError::NoSendZc);
         }
-        Ok(SendZcRing { ring, owed: 0, _buf: PhantomData })
+        Ok(SendZcRing { ring, owed: 0, fixed: Vec::new(), _buf: PhantomData })
     }
 
-    /// Queues one SEND_ZC of `buf` on `sock` (not yet submitted).
-    pub fn push_send(&mut self, sock: &impl AsRawFd, buf: &'buf [u8], user_data: u64) -> io::Result<()> {
+    /// Registers `buf` as fixed buffers (`IORING_REGISTER_BUFFERS`, in
+    /// pieces of at most 1 GiB): the kernel pins its pages once, here,
+    /// instead of on every send. It pins them *for writing*, so it refuses
+    /// (EFAULT) a read-only mapping or a shared mapping of a file; a
+    /// private writable mapping it accepts by copying each page (copy on
+    /// write) as it pins it. Sends from inside `buf` then use the buffers.
+    pub fn register(&mut self, buf: &'buf [u8]) -> io::Result<()> {
+        if !self.fixed.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffers are registered already"));
+        }
+        let pieces: Vec<(usize, usize)> = buf.chunks(MAX_FIXED_BUFFER).map(|c| (c.as_ptr() as usize, c.len())).collect();
+        let iovecs: Vec<libc::iovec> =
+            pieces.iter().map(|&(a, l)| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: l }).collect();
+        // SAFETY: every iovec describes memory borrowed for `'buf`, which
+        // outlives the ring (and so the registration, which ends with it).
+        // The kernel only reads it: this ring issues sends, never receives.
+        unsafe { self.ring.submitter().register_buffers(&iovecs) }.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("registering {} bytes as io_uring fixed buffers: {e} (EFAULT: a read-only or shared file mapping; ENOMEM: the memlock limit)", buf.len()),
+            )
+        })?;
+        self.fixed = pieces;
+        Ok(())
+    }
+
+    /// The registered buffer that holds all of `buf`, if any.
+    fn fixed_index(&self, buf: &[u8]) -> Option<u16> {
+        let (a, l) = (buf.as_ptr() as usize, buf.len());
+        self.fixed.iter().position(|&(start, len)| a >= start && a + l <= start + len).map(|i| i as u16)
+    }
+
+    /// Queues one SEND_ZC of `buf` on `sock` (not yet submitted), from a
+    /// registered buffer when `buf` lies inside one. `MSG_WAITALL`: the
+    /// result is the whole length or an error. `linked`: the next send
+    /// queued starts only after this one completes (`IOSQE_IO_LINK`), which
+    /// keeps a stream's bytes in order; a chain ends with the submit.
+    pub fn push_send(&mut self, sock: &impl AsRawFd, buf: &'buf [u8], user_data: u64, linked: bool) -> io::Result<()> {
         let len = u32::try_from(buf.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "send larger than 4 GiB"))?;
-        let sqe = opcode::SendZc::new(types::Fd(sock.as_raw_fd()), buf.as_ptr(), len)
+        let mut sqe = opcode::SendZc::new(types::Fd(sock.as_raw_fd()), buf.as_ptr(), len)
             .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
+            .flags(libc::MSG_WAITALL)
+            .buf_index(self.fixed_index(buf))
             .build()
             .user_data(user_data);
+        if linked {
+            sqe = sqe.flags(io_uring::squeue::Flags::IO_LINK);
+        }
         // SAFETY: the SQE references `buf`, borrowed for `'buf`, which
         // outlives this ring; Drop waits until the kernel released it.
         unsafe { self.ring.submission().push(&sqe) }.map_err(|_| io::Error::other("io_uring submission queue full"))?;
