@@ -9,9 +9,11 @@
 #   nftables    the trace test drops packets in a router namespace on purpose
 #   ethtool     lesson 4 turns scatter-gather of the lab's veth off and on
 #   iperf3      zclab bench --peers runs it beside zclab's paths
+#   chromium, fonts-dejavu-core: a test renders the bench's report.html headless and
+#               looks at the screenshot
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

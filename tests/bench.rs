@@ -239,6 +239,72 @@ fn sweeps_of_file_size_and_sends_in_flight_and_fixed_buffers() {
     assert_eq!(html.matches("<svg").count(), 4, "two bar charts and two sweeps inline");
 }
 
+/// Pixels of `png` within 8 of `rgb` in every channel.
+fn pixels_like(img: &[u8], channels: usize, rgb: [u8; 3]) -> usize {
+    img.chunks_exact(channels).filter(|p| (0..3).all(|i| p[i].abs_diff(rgb[i]) <= 8)).count()
+}
+
+#[test]
+fn the_report_renders_in_chromium_with_every_chart() {
+    if !privileged("the_report_renders_in_chromium_with_every_chart") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let o = run_zclab(&[
+        "bench",
+        "--size",
+        "32M",
+        "--runs",
+        "1",
+        "--modes",
+        "sendfile,read-write",
+        "--chunk",
+        "64K,256K",
+        "--ceilings",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = dir.path("report.png");
+    let shot = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,4000",
+            &format!("--screenshot={}", png.display()),
+            &format!("file://{}", out.join("report.html").display()),
+        ])
+        .output()
+        .expect("chromium runs (scripts/setup.sh installs the Debian package)");
+    assert!(shot.status.success() && png.exists(), "chromium: {}", String::from_utf8_lossy(&shot.stderr));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut img = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut img).unwrap();
+    let img = &img[..info.buffer_size()];
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "a colour screenshot: {:?}", info.color_type);
+    let total = img.len() / channels;
+    let white = pixels_like(img, channels, [255, 255, 255]);
+    assert!(white < total * 98 / 100, "the page is not blank: {white} of {total} pixels white");
+    // Each chart in its own colours: the throughput bars (blue), the CPU
+    // bars (green), the ceilings' dashed lines (red), the chunk sweep's
+    // second line (brown: no cold bar in this bench).
+    for (what, rgb, least) in [
+        ("throughput bars", [0x48, 0x78, 0xa8], 1000),
+        ("CPU bars", [0x5a, 0x8f, 0x3c], 1000),
+        ("ceiling lines", [0xcc, 0x33, 0x33], 20),
+        ("sweep lines", [0xa8, 0x64, 0x48], 50),
+    ] {
+        let n = pixels_like(img, channels, rgb);
+        assert!(n >= least, "{what}: {n} pixels of their colour in the screenshot (want {least})");
+    }
+}
+
 #[test]
 fn peers_run_iperf3_on_the_same_environment_and_file() {
     if !privileged("peers_run_iperf3_on_the_same_environment_and_file") {

@@ -5,7 +5,13 @@ use super::{Cache, Ceiling, Spread, Summary};
 use std::fmt::Write as _;
 
 const W: f64 = 760.0;
+/// The least room for the labels left of the bars.
 const BAR_AREA_LEFT: f64 = 130.0;
+/// The bars' area and the room for their values on the right.
+const BAR_AREA: f64 = W - BAR_AREA_LEFT;
+/// Bar colours, warm and cold cache: throughput blue, CPU green.
+pub const THROUGHPUT_COLORS: [&str; 2] = ["#4878a8", "#a86448"];
+pub const CPU_COLORS: [&str; 2] = ["#5a8f3c", "#8f7a3c"];
 const ROW: f64 = 26.0;
 const TOP: f64 = 50.0;
 
@@ -22,6 +28,7 @@ pub fn bars(
     rows: &[Summary],
     peers: &[(String, Spread)],
     lines: &[Ceiling],
+    colors: [&str; 2],
     value: impl Fn(&Summary) -> Spread,
 ) -> String {
     // zclab's rows, then the peers' (grey), as (label, spread, colour).
@@ -30,8 +37,8 @@ pub fn bars(
         .iter()
         .map(|r| {
             let color = match r.cell.cache {
-                Cache::Warm => "#4878a8",
-                Cache::Cold => "#a86448",
+                Cache::Warm => colors[0],
+                Cache::Cold => colors[1],
             };
             (r.cell.label(&cells), value(r), color)
         })
@@ -39,32 +46,36 @@ pub fn bars(
     all.extend(peers.iter().map(|(n, s)| (n.clone(), *s, "#909090")));
     let max = all.iter().map(|r| r.1.max).chain(lines.iter().map(|l| l.gbit_per_s)).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
     let h = TOP + ROW * all.len() as f64 + 40.0 + 16.0 * lines.len() as f64;
-    let scale = (W - BAR_AREA_LEFT - 90.0) / max;
+    // Room on the left for the longest label (about 6.6 px a character at 12 px).
+    let longest = all.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let left = (longest as f64 * 6.6 + 12.0).max(BAR_AREA_LEFT);
+    let w = left + BAR_AREA;
+    let scale = (BAR_AREA - 90.0) / max;
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{BAR_AREA_LEFT}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
-         <text x=\"{BAR_AREA_LEFT}\" y=\"38\" fill=\"#555\">{}</text>\n",
+         <text x=\"{left}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
+         <text x=\"{left}\" y=\"38\" fill=\"#555\">{}</text>\n",
         esc(title),
         esc(axis)
     );
     for (i, (label, v, color)) in all.iter().enumerate() {
         let (v, color) = (*v, *color);
         let y = TOP + ROW * i as f64;
-        let (x0, x1, xm) = (BAR_AREA_LEFT + v.min * scale, BAR_AREA_LEFT + v.max * scale, BAR_AREA_LEFT + v.median * scale);
+        let (x0, x1, xm) = (left + v.min * scale, left + v.max * scale, left + v.median * scale);
         let _ = write!(
             s,
             "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n\
-             <rect x=\"{BAR_AREA_LEFT}\" y=\"{:.1}\" width=\"{:.1}\" height=\"16\" fill=\"{color}\"/>\n\
+             <rect x=\"{left}\" y=\"{:.1}\" width=\"{:.1}\" height=\"16\" fill=\"{color}\"/>\n\
              <line x1=\"{x0:.1}\" x2=\"{x1:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
              <line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
              <line x1=\"{x1:.1}\" x2=\"{x1:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\n\
              <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
-            BAR_AREA_LEFT - 6.0,
+            left - 6.0,
             y + 12.5,
             esc(label),
             y,
-            (xm - BAR_AREA_LEFT).max(0.5),
+            (xm - left).max(0.5),
             y + 8.0,
             y + 8.0,
             y + 3.0,
@@ -79,12 +90,12 @@ pub fn bars(
     let axis_y = TOP + ROW * all.len() as f64 + 4.0;
     for (i, l) in lines.iter().enumerate() {
         // The line across the bars, its label in a row of its own under the axis.
-        let x = BAR_AREA_LEFT + l.gbit_per_s * scale;
+        let x = left + l.gbit_per_s * scale;
         let label_y = axis_y + 32.0 + 16.0 * i as f64;
-        let anchor = if x > W / 2.0 { "end" } else { "start" };
+        let anchor = if x > w / 2.0 { "end" } else { "start" };
         let _ = write!(
             s,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c33\" stroke-dasharray=\"4 3\"/>\n\
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c33\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>\n\
              <text x=\"{x:.1}\" y=\"{label_y:.1}\" text-anchor=\"{anchor}\" fill=\"#c33\">{} {}</text>\n",
             TOP - 4.0,
             label_y - 11.0,
@@ -94,12 +105,12 @@ pub fn bars(
     }
     let _ = writeln!(
         s,
-        "<line x1=\"{BAR_AREA_LEFT}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"#888\"/>\n\
-         <text x=\"{BAR_AREA_LEFT}\" y=\"{:.1}\" fill=\"#555\">0</text>\n\
+        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{axis_y:.1}\" y2=\"{axis_y:.1}\" stroke=\"#888\"/>\n\
+         <text x=\"{left}\" y=\"{:.1}\" fill=\"#555\">0</text>\n\
          <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>\n</svg>",
-        BAR_AREA_LEFT + max * scale,
+        left + max * scale,
         axis_y + 16.0,
-        BAR_AREA_LEFT + max * scale,
+        left + max * scale,
         axis_y + 16.0,
         fmt(max)
     );
@@ -249,7 +260,7 @@ mod tests {
     fn ceilings_are_dashed_lines_and_widen_the_scale() {
         let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0)];
         let lines = [Ceiling { name: "memcpy".into(), gbit_per_s: 100.0 }];
-        let svg = bars("T", "Gbit/s", &rows, &[], &lines, |m| m.gbit_per_s);
+        let svg = bars("T", "Gbit/s", &rows, &[], &lines, THROUGHPUT_COLORS, |m| m.gbit_per_s);
         assert_eq!(svg.matches("stroke-dasharray").count(), 1);
         assert!(svg.contains(">memcpy 100<"), "{svg}");
         let area = W - BAR_AREA_LEFT - 90.0;
@@ -259,7 +270,7 @@ mod tests {
     #[test]
     fn one_bar_per_row_scaled_to_the_largest_max() {
         let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0), row(Mode::AfXdp, 4.0, 3.5, 4.5)];
-        let svg = bars("T <1>", "Gbit/s", &rows, &[], &[], |m| m.gbit_per_s);
+        let svg = bars("T <1>", "Gbit/s", &rows, &[], &[], THROUGHPUT_COLORS, |m| m.gbit_per_s);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<rect x=").count(), 2, "{svg}");
         assert!(svg.contains("T &lt;1&gt;"), "titles are escaped");

@@ -52,7 +52,7 @@ pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>zclab bench</title>\n<style>\
          body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
-         td:first-child,th:first-child{text-align:left}</style></head><body>\n<h1>zclab bench</h1>\n",
+         td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}</style></head><body>\n<h1>zclab bench</h1>\n",
     );
     let _ = writeln!(
         s,

@@ -294,6 +294,22 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     let mut peer_runs = Vec::new();
     let mut runs = Vec::with_capacity(total);
     let mut port = DEFAULT_PORT;
+    // One transfer first, not counted: the first run after making a big
+    // file pays for memory the kernel touches for the first time.
+    bar.set_message("a warm-up run, not counted");
+    for (mtu, env) in &envs {
+        let warm_up = Cell {
+            mode: Mode::Splice,
+            cache: Cache::Warm,
+            mtu: *mtu,
+            size: cfg.sizes[0],
+            chunk: Some(DEFAULT_CHUNK),
+            in_flight: None,
+            fixed_buffers: false,
+        };
+        run_cell(&warm_up, env, &file_of(warm_up.size), port, false).context("the warm-up run failed")?;
+        port += 1;
+    }
     for round in 0..cfg.runs {
         for cell in &cells {
             crate::interrupt::check()?;
@@ -447,10 +463,14 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
             titles.push(t);
         }
     }
+    // The kernel's count of copies, when the runs were traced.
+    let traced = result.summaries.iter().any(|m| m.kernel_copies_per_byte.is_some());
     for title in &titles {
         let _ = writeln!(s, "\n{title} (median of runs; Gbit/s with min-max)");
-        s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | snd calls/GiB | ctx switches | cached after | zero copy      | verified |\n\
-              |----------------------------------|------------------------|---------------|---------------|---------------|--------------|--------------|----------------|----------|\n";
+        s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | snd calls/GiB | ctx switches | cached after | zero copy      | verified |";
+        s += if traced { " kcopies/B |\n" } else { "\n" };
+        s += "|----------------------------------|------------------------|---------------|---------------|---------------|--------------|--------------|----------------|----------|";
+        s += if traced { "-----------|\n" } else { "\n" };
         for m in result.summaries.iter().filter(|m| setting_title(&m.cell, &cells) == *title) {
             let mut path = m.cell.mode.name().to_string();
             if m.cell.fixed_buffers {
@@ -474,6 +494,12 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
                 m.zerocopy_verdict(),
                 format!("{}/{}", m.verified, m.runs),
             );
+            if traced {
+                s.insert_str(
+                    s.len() - 1,
+                    &format!(" {:>9} |", m.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median))),
+                );
+            }
         }
     }
     if !result.peers.is_empty() {
@@ -578,10 +604,19 @@ fn write_outputs(
         w("peers.json", &serde_json::to_vec_pretty(peer_runs)?)?;
     }
     w("summary.csv", csv(summaries).as_bytes())?;
-    let gbit = chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, peers, lines, |m| m.gbit_per_s);
-    let cpu = chart::bars("CPU per GiB moved", "all-CPU busy s per GiB (median, min-max)", summaries, &[], &[], |m| {
-        m.all_cpu_s_per_gib
-    });
+    let gbit =
+        chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, peers, lines, chart::THROUGHPUT_COLORS, |m| {
+            m.gbit_per_s
+        });
+    let cpu = chart::bars(
+        "CPU per GiB moved",
+        "all-CPU busy s per GiB (median, min-max)",
+        summaries,
+        &[],
+        &[],
+        chart::CPU_COLORS,
+        |m| m.all_cpu_s_per_gib,
+    );
     w("gbit.svg", gbit.as_bytes())?;
     w("cpu.svg", cpu.as_bytes())?;
     let mut sweeps = Vec::new();
