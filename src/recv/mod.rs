@@ -11,7 +11,7 @@ pub mod writer;
 use crate::metrics::{self, CostMeter};
 use crate::report::{RecvReport, RxPackets};
 use crate::trace::Testimony;
-use crate::transfer::control::{recv_msg, send_msg, Msg};
+use crate::transfer::control::{recv_msg, send_failure, send_msg, Msg};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::reassembly::{LossInjector, Reassembly};
 use crate::transfer::{hash, Mode, Watchdog, IO_TICK};
@@ -102,27 +102,53 @@ fn bind(addr: SocketAddr) -> Result<TcpListener> {
     })
 }
 
-fn accept(listener: &TcpListener, limit: Option<Duration>) -> Result<TcpStream> {
+/// The next connection, or an error once `deadline` has passed.
+fn accept(listener: &TcpListener, deadline: Option<Instant>) -> Result<(TcpStream, SocketAddr)> {
     listener.set_nonblocking(true)?;
-    let start = Instant::now();
     loop {
         crate::interrupt::check()?;
         match listener.accept() {
             Ok((s, peer)) => {
-                log::info!("sender connected from {peer}");
+                log::info!("connection from {peer}");
                 s.set_nonblocking(false)?;
-                return Ok(s);
+                return Ok((s, peer));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Some(l) = limit {
-                    if start.elapsed() >= l {
-                        bail!("no sender connected within {:.0} s", l.as_secs_f64());
-                    }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    bail!("no sender this receiver could serve connected within --accept-timeout");
                 }
                 crate::sys::socket::poll_one(listener, libc::POLLIN, 200)?;
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Reserves the output file's blocks before Ready (`fallocate`), so a full
+/// disk refuses the transfer up front with the numbers, instead of failing
+/// midway.
+fn reserve(file: &File, size: u64, out: &Path) -> Result<()> {
+    use crate::report::human_bytes;
+    let no_room = |free: u64| {
+        anyhow::anyhow!(
+            "no room for the file: it needs {} ({size} bytes) and the file system of {} has {} free",
+            human_bytes(size),
+            out.display(),
+            human_bytes(free)
+        )
+    };
+    match crate::sys::file::fallocate(file, size) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(no_room(crate::sys::file::free_bytes(file).unwrap_or(0))),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            // A file system without fallocate: check the free space instead.
+            let free = crate::sys::file::free_bytes(file).context("statvfs of the output's file system")?;
+            if free < size {
+                return Err(no_room(free));
+            }
+            file.set_len(size).context("sizing the output file")
+        }
+        Err(e) => Err(e).context("reserving space for the output file (fallocate)"),
     }
 }
 
@@ -150,34 +176,159 @@ fn preallocate(file: &File, size: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// `zclab recv`: serves one transfer and returns its report.
+/// How long a new connection may take to send its Hello, all of it: a peer
+/// that trickles bytes (or none) is dropped and the receiver goes on waiting.
+pub const HELLO_LIMIT: Duration = Duration::from_secs(3);
+
+/// The most memory one transfer can make the receiver allocate for its
+/// bookkeeping: the packet paths' bitmap of packets seen, one bit a packet.
+/// Checked against the Hello, before anything is allocated. (Its other
+/// buffers are fixed: RX rings, batches, control messages of at most 64 KiB.)
+pub const MAX_BITMAP_BYTES: u64 = 64 << 20;
+
+/// What a sender announced in a Hello that passed the checks.
+#[derive(Debug, Clone, Copy)]
+struct Hello {
+    mode: Mode,
+    size: u64,
+    /// Payload bytes per packet (packet paths), bytes per call (TCP).
+    chunk: u64,
+    transfer_id: u64,
+}
+
+/// Reads `sock` until an absolute deadline, however slowly the bytes come.
+struct ByDeadline<'a>(&'a TcpStream, Instant);
+
+impl io::Read for ByDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.1.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::other(format!("no complete Hello within {} s", HELLO_LIMIT.as_secs())));
+        }
+        self.0.set_read_timeout(Some(left.min(IO_TICK)))?;
+        io::Read::read(&mut &*self.0, buf)
+    }
+}
+
+/// Reads and checks a connection's Hello. `Err` says why it is not a
+/// sender this receiver can serve.
+fn handshake(sock: &TcpStream) -> Result<Hello> {
+    // The deadline below ends it; the watchdog only must not come first.
+    let mut wd = Watchdog::new(HELLO_LIMIT + Duration::from_secs(1), "the sender");
+    let mut r = ByDeadline(sock, Instant::now() + HELLO_LIMIT);
+    let hello = match recv_msg(&mut r, &mut wd)? {
+        Some(Msg::Hello { mode, size, chunk, transfer_id }) => Hello { mode, size, chunk, transfer_id },
+        Some(other) => bail!("it began with {other:?} instead of Hello"),
+        None => bail!("it closed the connection before saying Hello"),
+    };
+    if hello.mode.is_packet_path() {
+        let Some(p) = u32::try_from(hello.chunk).ok().filter(|p| (1..=65535).contains(p)) else {
+            bail!("it announced {} bytes per packet: not a valid packet size", hello.chunk);
+        };
+        let bitmap = PacketPlan::new(hello.size, p).packets().div_ceil(8);
+        if bitmap > MAX_BITMAP_BYTES {
+            bail!(
+                "{} bytes in packets of {p} would need a {bitmap}-byte bitmap of packets, above this receiver's limit of {} MiB: \
+                 send a smaller file or use a larger MTU",
+                hello.size,
+                MAX_BITMAP_BYTES >> 20
+            );
+        }
+    }
+    Ok(hello)
+}
+
+/// Accepts connections until one passes the handshake (or `deadline`):
+/// a port scan, an HTTP request or a silent connection is logged, told
+/// why, closed, and the receiver goes on waiting.
+fn first_valid_sender(listener: &TcpListener, deadline: Option<Instant>) -> Result<(TcpStream, Hello)> {
+    loop {
+        let (sock, peer) = accept(listener, deadline)?;
+        sock.set_write_timeout(Some(IO_TICK))?;
+        match handshake(&sock) {
+            Ok(h) => return Ok((sock, h)),
+            Err(e) => {
+                log::warn!("a connection from {peer} is not a sender this receiver can serve ({e:#}); still waiting");
+                send_failure(&sock, &format!("{e:#}"));
+            }
+        }
+    }
+}
+
+/// While a transfer runs, the listener stays open and tells every other
+/// sender that this receiver is busy, instead of leaving it to time out.
+struct RefuseOthers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RefuseOthers {
+    fn start(listener: TcpListener) -> RefuseOthers {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok(ready) = crate::sys::socket::poll_one(&listener, libc::POLLIN, 100) else { return };
+                if ready == 0 {
+                    continue;
+                }
+                if let Ok((s, peer)) = listener.accept() {
+                    log::warn!("refused a second sender from {peer}: busy");
+                    let _ = s.set_nonblocking(false);
+                    // Its Hello first, so that closing does not reset the connection under our answer.
+                    let _ = handshake(&s);
+                    send_failure(&s, "busy: this receiver is serving another transfer; try again when it is done");
+                }
+            }
+        });
+        RefuseOthers { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for RefuseOthers {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `zclab recv`: serves one transfer and returns its report. If it fails
+/// after the handshake, the sender is told why before the connection closes.
 pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let listener = bind(cfg.listen)?;
     log::info!("listening on {}", cfg.listen);
-    let sock = accept(&listener, cfg.accept_timeout)?;
-    drop(listener);
+    let deadline = cfg.accept_timeout.map(|t| Instant::now() + t);
+    let (sock, hello) = first_valid_sender(&listener, deadline)?;
+    log::info!("serving a sender: {} bytes by {}", hello.size, hello.mode);
+    let refusing = RefuseOthers::start(listener);
+    let result = serve(cfg, &sock, hello);
+    drop(refusing);
+    if let Err(e) = &result {
+        // Not back to a sender that gave up itself.
+        if !e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::ConnectionAborted)) {
+            send_failure(&sock, &format!("{e:#}"));
+        }
+    }
+    result
+}
+
+/// One transfer, from a checked Hello to the verdict.
+fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello) -> Result<RecvReport> {
     sock.set_read_timeout(Some(IO_TICK))?;
     sock.set_write_timeout(Some(IO_TICK))?;
     let mut wd = Watchdog::new(cfg.timeout, "the sender");
-
-    let (mode, size, chunk, transfer_id) = match recv_msg(&mut &sock, &mut wd)? {
-        Some(Msg::Hello { mode, size, chunk, transfer_id }) => (mode, size, chunk, transfer_id),
-        Some(other) => bail!("the sender began with {other:?} instead of Hello"),
-        None => bail!("the sender closed the connection before saying Hello"),
-    };
+    let Hello { mode, size, chunk, transfer_id } = hello;
     log::info!("receiving {size} bytes by {mode}");
     let partial = PartialFile::create(&cfg.out).with_context(|| format!("cannot create a file beside {}", cfg.out.display()))?;
 
     let path = mode;
     // Everything the receiver sets up happens before Ready, outside the timed part.
-    let payload = if path.is_packet_path() {
-        let p = u32::try_from(chunk).ok().filter(|p| (1..=65535).contains(p));
-        let Some(p) = p else { bail!("the sender announced {chunk} bytes per packet: not a valid packet size") };
-        partial.file().set_len(size).context("sizing the output file")?;
-        p
-    } else {
-        0
-    };
+    reserve(partial.file(), size, &cfg.out)?;
+    // Checked in the handshake.
+    let payload = if path.is_packet_path() { chunk as u32 } else { 0 };
     if cfg.preallocate {
         preallocate(partial.file(), size).context("preallocating the output file")?;
     }
@@ -199,7 +350,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         Plane::Tcp => Msg::Ready { mac: None, window: None },
     };
     testimony.start();
-    send_msg(&mut &sock, &ready, &mut wd)?;
+    send_msg(&mut sock, &ready, &mut wd)?;
 
     let mut packets = None;
     let mut af_xdp: Option<crate::report::AfXdpRx> = None;
@@ -212,13 +363,13 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         let (calls, rounds) = match &mut plane {
             Plane::Xdp(src, _) => {
                 let window = src.window();
-                let res = packets::receive_rounds(&sock, src.as_mut(), &mut r, out, &mut wd, window)
-                    .context("receiving the packets")?;
+                let res =
+                    packets::receive_rounds(sock, src.as_mut(), &mut r, out, &mut wd, window).context("receiving the packets")?;
                 af_xdp = Some(src.report()?);
                 res
             }
             Plane::Udp(src) => {
-                packets::receive_rounds(&sock, src, &mut r, out, &mut wd, udp::WINDOW).context("receiving the packets")?
+                packets::receive_rounds(sock, src, &mut r, out, &mut wd, udp::WINDOW).context("receiving the packets")?
             }
             Plane::Tcp => unreachable!("packet paths have a packet plane"),
         };
@@ -232,14 +383,14 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
         });
         tcp::Received { bytes: r.bytes(), syscalls: calls, zerocopy: None }
     } else {
-        tcp::receive_stream(&sock, partial.file(), size, &mut wd, cfg.via).context("receiving the data")?
+        tcp::receive_stream(sock, partial.file(), size, &mut wd, cfg.via).context("receiving the data")?
     };
     let discarded = !path.is_packet_path() && cfg.via == tcp::Via::Discard;
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(got.syscalls);
     let truncated = got.bytes < size;
     if !truncated {
-        send_msg(&mut &sock, &Msg::Received { bytes: got.bytes }, &mut wd)?;
+        send_msg(&mut sock, &Msg::Received { bytes: got.bytes }, &mut wd)?;
     }
     // After Received: detaching waits for RCU grace periods (milliseconds
     // per program), which must not land in the sender's timed part.
@@ -249,7 +400,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let announced = if truncated {
         None
     } else {
-        match recv_msg(&mut &sock, &mut wd)? {
+        match recv_msg(&mut sock, &mut wd)? {
             Some(Msg::Trailer { hash }) => Some(hash),
             Some(other) => bail!("the sender sent {other:?} where its Trailer was expected"),
             None => None,
@@ -271,7 +422,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     if !truncated {
         let verdict = Msg::Verdict { bytes: got.bytes, hash: hash.clone(), verified, reason: reason.clone() };
         // The sender may already be gone; the local report still stands.
-        if let Err(e) = send_msg(&mut &sock, &verdict, &mut wd) {
+        if let Err(e) = send_msg(&mut sock, &verdict, &mut wd) {
             log::warn!("could not send the verdict to the sender: {e}");
         }
     }

@@ -34,8 +34,9 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let map: Option<Mapping> = if s.zc.fixed_buffers {
         sys::file::map_private_writable(s.file)?.map(|m| Box::new(m) as Mapping)
     } else {
-        sys::file::map_readonly(s.file)?.map(|m| Box::new(m) as Mapping)
+        s.map_file()?.map(|m| Box::new(m) as Mapping)
     };
+    s.check_mapped(map.as_ref().map_or(0, |m| m.len()))?;
     let Some(map) = map else {
         return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None });
     };

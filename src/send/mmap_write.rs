@@ -6,12 +6,11 @@
 
 use super::DataPath;
 use super::Stream;
-use crate::sys;
 use std::io;
 
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let mut calls = 0;
-    let Some(map) = sys::file::map_readonly(s.file)? else {
+    let Some(map) = s.map_file()? else {
         return Ok(DataPath { syscalls: 0, zerocopy: None, packets: None, af_xdp: None });
     };
     let mut done = 0u64;

@@ -21,7 +21,7 @@ use crate::report::AfXdpTx;
 use crate::report::SendReport;
 use crate::sys;
 use crate::trace::Testimony;
-use crate::transfer::control::{recv_msg, send_msg, Msg};
+use crate::transfer::control::{self, recv_msg, send_msg, Msg};
 use crate::transfer::{hash, Mode, Watchdog, IO_TICK};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -113,6 +113,22 @@ pub struct Stream<'a> {
 }
 
 impl Stream<'_> {
+    /// A read-only mapping of the file (None when it is empty); an error if
+    /// the file is already shorter than announced (it shrank since).
+    pub fn map_file(&self) -> io::Result<Option<memmap2::Mmap>> {
+        let m = sys::file::map_readonly(self.file)?;
+        self.check_mapped(m.as_ref().map_or(0, |m| m.len()))?;
+        Ok(m)
+    }
+
+    /// A mapping of `len` bytes holds the whole announced file, or the file shrank.
+    pub fn check_mapped(&self, len: usize) -> io::Result<()> {
+        if (len as u64) < self.size {
+            return Err(file_shrank(len as u64, self.size));
+        }
+        Ok(())
+    }
+
     /// The next chunk's length when `done` bytes have been sent.
     pub fn next_len(&self, done: u64) -> usize {
         (self.size - done).min(self.chunk as u64) as usize
@@ -147,6 +163,55 @@ pub(crate) fn file_shrank(done: u64, size: u64) -> io::Error {
         io::ErrorKind::UnexpectedEof,
         format!("the file ended after {done} of {size} bytes: was it truncated while being sent?"),
     )
+}
+
+/// Opens the file to send without ever blocking: a FIFO would block in
+/// `open()` until a writer came (deaf to Ctrl-C), so it opens with
+/// `O_NONBLOCK`, then insists on a regular file and clears the flag.
+fn open_source(path: &std::path::Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("cannot open the file to send, {}", path.display()))?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_fifo() {
+            "a FIFO (a pipe has no size to announce and no pages to map)"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        bail!("{} is {what}: zclab sends regular files", path.display());
+    }
+    sys::file::set_nonblocking(&file, false)?;
+    Ok(file)
+}
+
+/// A data path's error, explained where the cause is known. A file that
+/// is now shorter than announced shrank while being sent: the paths that
+/// hand the kernel a mapping then see EFAULT (or a short send), since the
+/// mapping's pages past the new end are gone.
+fn explain_data_error(e: io::Error, mode: Mode, file: &File, size: u64) -> anyhow::Error {
+    let now = file.metadata().map(|m| m.len()).unwrap_or(size);
+    if now < size && e.kind() != io::ErrorKind::UnexpectedEof {
+        return anyhow::anyhow!(
+            "{e}: the file shrank from {size} to {now} bytes while being sent (truncated?){}",
+            if e.raw_os_error() == Some(libc::EFAULT) { ", and the mapping's pages past its new end are gone" } else { "" }
+        );
+    }
+    let maps = matches!(mode, Mode::MmapWrite | Mode::MsgZerocopy | Mode::IoUringZc | Mode::UdpGso);
+    if maps && e.raw_os_error() == Some(libc::EFAULT) {
+        return anyhow::anyhow!("{e}: the kernel could not read the mapped file (did it shrink while being sent?)");
+    }
+    e.into()
 }
 
 /// Connects, retrying a refused connection (the receiver may be starting)
@@ -212,11 +277,8 @@ fn new_transfer_id() -> u32 {
 
 /// `zclab send`: the whole sending end.
 pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
-    let file = File::open(&cfg.file).with_context(|| format!("cannot open the file to send, {}", cfg.file.display()))?;
+    let file = open_source(&cfg.file)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", cfg.file.display());
-    }
     let size = meta.len();
     if cfg.cold {
         sys::file::evict_from_cache(&file).context("cannot evict the file from the page cache")?;
@@ -258,7 +320,14 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer, zc: cfg.zc };
-    let path = stream(cfg.mode, &mut s, setup, cfg.to, transfer_id).with_context(|| format!("{} failed", cfg.mode))?;
+    let path = match stream(cfg.mode, &mut s, setup, cfg.to, transfer_id) {
+        Ok(p) => p,
+        // A reset or a broken pipe: the receiver may have said why first.
+        Err(e) => match control::failure_waiting(&sock, "the receiver") {
+            Some(why) => return Err(anyhow::anyhow!(why)).with_context(|| format!("{} failed ({e})", cfg.mode)),
+            None => return Err(explain_data_error(e, cfg.mode, &file, size)).with_context(|| format!("{} failed", cfg.mode)),
+        },
+    };
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,
         Some(other) => bail!("the receiver answered {other:?} where Received was expected"),

@@ -17,7 +17,7 @@
 use super::DataPath;
 use super::Stream;
 use crate::metrics::ZerocopyStats;
-use crate::sys::{self, socket as so};
+use crate::sys::socket as so;
 use crate::transfer::Watchdog;
 use std::io;
 
@@ -26,7 +26,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         .map_err(|e| io::Error::new(e.kind(), format!("setsockopt(SO_ZEROCOPY): {e} (needs Linux 4.14+)")))?;
     let mut zc = ZerocopyStats { requested: true, in_flight_limit: s.zc.in_flight, ..Default::default() };
     let mut calls = 1;
-    let Some(map) = sys::file::map_readonly(s.file)? else {
+    let Some(map) = s.map_file()? else {
         return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None });
     };
     let mut done = 0u64;

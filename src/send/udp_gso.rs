@@ -12,7 +12,7 @@
 use super::packets::{send_rounds, Flow, PacketSink};
 use super::DataPath;
 use super::Stream;
-use crate::sys::{self, socket as so};
+use crate::sys::socket as so;
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::{Watchdog, IO_TICK};
 use crate::wire::{self, LabHeader, FLAG_RESENT, LAB_HEADER_LEN};
@@ -53,7 +53,7 @@ pub fn send(s: &mut Stream, udp: &UdpPath, transfer_id: u32) -> io::Result<DataP
     let seg = LAB_HEADER_LEN + udp.payload as usize;
     so::set_int_opt(&udp.sock, so::SOL_UDP, so::UDP_SEGMENT, seg as libc::c_int)
         .map_err(|e| io::Error::new(e.kind(), format!("setsockopt(UDP_SEGMENT): {e} (UDP GSO needs Linux 4.18+)")))?;
-    let map = sys::file::map_readonly(s.file)?;
+    let map = s.map_file()?;
     let mut sink = GsoSink {
         sock: &udp.sock,
         data: map.as_deref().unwrap_or(&[]),

@@ -175,6 +175,38 @@ pub fn cached_bytes(file: &File) -> io::Result<u64> {
     Ok((resident * page as u64).min(len))
 }
 
+/// Sets or clears `O_NONBLOCK` on an open file.
+pub fn set_nonblocking(file: &File, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFL) takes an fd and returns flags or -1.
+    let flags = cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) })?;
+    let flags = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    // SAFETY: fcntl(F_SETFL) takes an fd and an int of flags.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags) })?;
+    Ok(())
+}
+
+/// `fallocate(fd, 0, 0, len)`: reserves the blocks of the first `len`
+/// bytes (and makes the file at least that long). ENOSPC when they do not
+/// fit; EOPNOTSUPP on a file system that cannot.
+pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: fallocate takes an fd and plain integers.
+    cvt(unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) })?;
+    Ok(())
+}
+
+/// Bytes free for an unprivileged user on the file system of `file` (statvfs).
+pub fn free_bytes(file: &File) -> io::Result<u64> {
+    // SAFETY: statvfs is a plain C struct; all-zero is a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a pointer to a statvfs we own.
+    cvt(unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) })?;
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 /// `posix_fadvise(POSIX_FADV_DONTNEED)`: asks the kernel to drop the file's
 /// clean pages from the page cache (a "cold cache" run).
 pub fn evict_from_cache(file: &File) -> io::Result<()> {

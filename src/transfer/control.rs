@@ -38,6 +38,10 @@ pub enum Msg {
     Trailer { hash: String },
     /// Receiver to sender: the outcome.
     Verdict { bytes: u64, hash: String, verified: bool, reason: Option<String> },
+    /// Either way: this end gives up, and why (the receiver refusing a
+    /// Hello: busy, no room, too large; or failing mid-transfer: disk full).
+    /// [`recv_msg`] turns it into an error that carries the reason.
+    Failed { reason: String },
 }
 
 impl Msg {
@@ -124,7 +128,42 @@ pub fn recv_msg<R: Read>(r: &mut R, wd: &mut Watchdog) -> io::Result<Option<Msg>
     if !read_full(r, &mut body, wd)? && len > 0 {
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection mid-message"));
     }
-    Msg::decode_body(&body).map(Some)
+    match Msg::decode_body(&body)? {
+        Msg::Failed { reason } => Err(peer_failed(wd.peer(), &reason)),
+        m => Ok(Some(m)),
+    }
+}
+
+/// The error of a peer that said why it gave up.
+pub fn peer_failed(peer: &str, reason: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, format!("{peer} says: {reason}"))
+}
+
+/// Tells the peer why this end gives up, as best it can: a short wait at
+/// most, and no error if the peer is gone already.
+pub fn send_failure(sock: &std::net::TcpStream, reason: &str) {
+    let _ = sock.set_write_timeout(Some(std::time::Duration::from_millis(500)));
+    let mut wd = Watchdog::new(std::time::Duration::from_secs(1), "the peer");
+    if let Err(e) = send_msg(&mut &*sock, &Msg::Failed { reason: reason.to_string() }, &mut wd) {
+        log::debug!("could not tell the peer why: {e}");
+    }
+}
+
+/// After a data path failed (a reset, a broken pipe): the reason the peer
+/// sent before it closed, if one is waiting to be read.
+pub fn failure_waiting(sock: &std::net::TcpStream, peer: &'static str) -> Option<String> {
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_millis(300)));
+    let mut wd = Watchdog::new(std::time::Duration::from_millis(600), peer);
+    // Skip what else is queued (progress reports) until a Failed or the end.
+    for _ in 0..10_000 {
+        match recv_msg(&mut &*sock, &mut wd) {
+            Ok(Some(_)) => continue,
+            Ok(None) => return None,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => return Some(e.to_string()),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -148,6 +187,7 @@ mod tests {
             Msg::Trailer { hash: "ab".repeat(32) },
             Msg::Verdict { bytes: 3, hash: "00".into(), verified: false, reason: Some("short".into()) },
         ];
+        let failed = Msg::Failed { reason: "No space left on device".into() };
         let mut wire = Vec::new();
         for m in &msgs {
             send_msg(&mut wire, m, &mut wd()).unwrap();
@@ -157,6 +197,11 @@ mod tests {
             assert_eq!(recv_msg(&mut r, &mut wd()).unwrap().as_ref(), Some(m));
         }
         assert_eq!(recv_msg(&mut r, &mut wd()).unwrap(), None);
+        // A Failed arrives as an error that names the peer and carries its reason.
+        let wire = failed.encode();
+        let e = recv_msg(&mut &wire[..], &mut wd()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+        assert_eq!(e.to_string(), "test peer says: No space left on device");
     }
 
     #[test]

@@ -19,6 +19,11 @@ impl Watchdog {
         Watchdog { limit, last: Instant::now(), what }
     }
 
+    /// The peer's name, as in "the receiver".
+    pub fn peer(&self) -> &'static str {
+        self.what
+    }
+
     /// Something moved: reset the clock. Also the place busy loops learn
     /// of Ctrl-C, since they may never be idle.
     pub fn progress(&mut self) -> io::Result<()> {

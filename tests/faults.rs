@@ -1,0 +1,247 @@
+//! Holding up: hostile or silent connections, a second sender, a full disk,
+//! a FIFO, a file that shrinks, a dead peer and a dead link. Each test runs
+//! the real binary on an environment of its own and records what happened
+//! in `target/faults/` (one line each), from which the README's table of
+//! faults is made (`scripts/faults-table.sh`).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const RX: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 2)), 7777);
+
+/// Records one fault and what zclab did about it, for the README's table.
+fn record(fault: &str, outcome: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/faults");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name: String = fault.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    // The tests' scratch paths say nothing to a reader: PATH instead.
+    let tmp = std::env::temp_dir().display().to_string();
+    let outcome: Vec<String> =
+        outcome.split_whitespace().map(|w| if w.starts_with(&tmp) { "PATH".to_string() } else { w.to_string() }).collect();
+    std::fs::write(dir.join(name), format!("{fault}\t{}\n", outcome.join(" "))).unwrap();
+}
+
+/// Waits until a receiver writing into `dir` has a partial file: it has
+/// taken a sender's Hello and the transfer is about to start.
+fn wait_for_partial(dir: &std::path::Path) {
+    let t = Instant::now();
+    while !files_in(dir).iter().any(|f| f.contains("zclab-partial")) {
+        assert!(t.elapsed() < Duration::from_secs(10), "no transfer started: {:?}", files_in(dir));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs `f` in the namespace `ns` on a thread of its own.
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        zclab::sys::netns::enter(&ns).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_garbage_connection_then_a_valid_sender_verifies() {
+    if !privileged("a_garbage_connection_then_a_valid_sender_verifies") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    random_file(&src, 3 << 20, 1);
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json", "--accept-timeout", "20"]);
+    // An HTTP request where a Hello belongs: the receiver answers why and closes.
+    let answer = in_ns(&n.tx_ns, || {
+        let mut s = connect_retry(RX);
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    assert!(answer.contains("does not speak zclab protocol"), "told why: {answer:?}");
+    let o = send(&n.tx_ns, "10.77.0.2:7777", "splice", &src, &[]);
+    assert!(o.status.success(), "the real sender after it: {}", stderr(&o));
+    let r = recv.wait_with_output().unwrap();
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stderr(&r).contains("not a sender this receiver can serve"), "logged: {}", stderr(&r));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    record(
+        "an HTTP request instead of a Hello, then a real sender",
+        "told why and closed; the receiver kept waiting; the real sender's file verified",
+    );
+}
+
+#[test]
+fn a_silent_connection_then_a_valid_sender_verifies() {
+    if !privileged("a_silent_connection_then_a_valid_sender_verifies") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    random_file(&src, 3 << 20, 2);
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json", "--accept-timeout", "20"]);
+    // Connects, says nothing, and stays: the receiver drops it after the Hello limit.
+    let silent = in_ns(&n.tx_ns, || connect_retry(RX));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let o = send(&n.tx_ns, "10.77.0.2:7777", "sendfile", &src, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(t.elapsed() < Duration::from_secs(10), "served after the silent one was dropped: {:?}", t.elapsed());
+    let r = recv.wait_with_output().unwrap();
+    assert!(r.status.success() && stderr(&r).contains("no complete Hello within"), "{}", stderr(&r));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    drop(silent);
+    record(
+        "a connection that sends nothing, then a real sender",
+        &format!("dropped after {} s without a Hello; the real sender's file verified", zclab::recv::HELLO_LIMIT.as_secs()),
+    );
+}
+
+#[test]
+fn a_second_sender_during_a_transfer_is_told_busy() {
+    if !privileged("a_second_sender_during_a_transfer_is_told_busy") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 64 << 20, 3);
+    let rx_dir = Scratch::new();
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &rx_dir.path("out"), &["--json", "--timeout", "10"]);
+    // The first sender, frozen once its transfer has begun, so that the second surely comes during it.
+    let first = spawn_send(&n.tx_ns, "read-write", &src, &[], Stdio::piped());
+    wait_for_partial(&rx_dir.0);
+    zclab::sys::kill(first.id(), libc::SIGSTOP).unwrap();
+    let o = send(&n.tx_ns, "10.77.0.2:7777", "splice", &src, &[]);
+    zclab::sys::kill(first.id(), libc::SIGCONT).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("the receiver says: busy"), "{}", stderr(&o));
+    let f = first.wait_with_output().unwrap();
+    assert!(f.status.success(), "the first one still verifies: {}", stderr(&f));
+    assert!(recv.wait_with_output().unwrap().status.success());
+    record("a second sender during a transfer", "told \"busy\" at once; the first transfer verified");
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn new(dir: &Scratch, mib: u32) -> SmallDisk {
+        let p = dir.path("small");
+        std::fs::create_dir_all(&p).unwrap();
+        let o = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount: {}", String::from_utf8_lossy(&o.stderr));
+        SmallDisk(p)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_full_disk_is_refused_up_front_with_the_receivers_reason() {
+    if !privileged("a_full_disk_is_refused_up_front_with_the_receivers_reason") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 24 << 20, 4);
+    let disk = SmallDisk::new(&dir, 16);
+    for mode in ["splice", "af-xdp"] {
+        let out = disk.0.join("out");
+        let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json"]);
+        let o = send(&n.tx_ns, "10.77.0.2:7777", mode, &src, &[]);
+        assert_eq!(o.status.code(), Some(1), "{mode}");
+        let e = stderr(&o);
+        assert!(e.contains("the receiver says: no room for the file: it needs 24.0 MiB"), "{mode}: {e}");
+        assert!(e.contains("16.0 MiB free"), "{mode}: {e}");
+        assert!(!recv.wait_with_output().unwrap().status.success());
+        assert!(files_in(&disk.0).is_empty(), "{mode}: nothing left: {:?}", files_in(&disk.0));
+        if mode == "splice" {
+            record("the receiver's disk too small (a 16 MiB tmpfs for 24 MiB)", e.trim().trim_start_matches("zclab: error: "));
+        }
+    }
+}
+
+#[test]
+fn a_fifo_is_refused_at_once_and_sigterm_stops_a_waiting_sender() {
+    if !privileged("a_fifo_is_refused_at_once_and_sigterm_stops_a_waiting_sender") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let fifo = dir.path("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string and a mode.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let t = Instant::now();
+    let o = send(&n.tx_ns, "10.77.0.2:7777", "splice", &fifo, &[]);
+    assert!(t.elapsed() < Duration::from_secs(1), "open() did not block: {:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is a FIFO"), "{}", stderr(&o));
+    record("a FIFO as --file", stderr(&o).trim().trim_start_matches("zclab: error: "));
+    // A sender waiting for a receiver that never comes, then SIGTERM.
+    let src = dir.path("src");
+    random_file(&src, 1 << 20, 5);
+    let waiting = spawn_send(&n.tx_ns, "splice", &src, &["--timeout", "60"], Stdio::piped());
+    std::thread::sleep(Duration::from_millis(500));
+    zclab::sys::kill(waiting.id(), libc::SIGTERM).unwrap();
+    let t = Instant::now();
+    let o = waiting.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "SIGTERM took {:?}", t.elapsed());
+    assert!(!o.status.success());
+    record("SIGTERM to a sender waiting for its receiver", &format!("stopped in {} ms", t.elapsed().as_millis()));
+}
+
+#[test]
+fn a_file_that_shrinks_under_a_mapping_is_explained() {
+    if !privileged("a_file_that_shrinks_under_a_mapping_is_explained") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    for mode in ["mmap-write", "msg-zerocopy", "io-uring-zc"] {
+        let src = dir.path(&format!("src-{mode}"));
+        random_file(&src, 64 << 20, 6);
+        let rx_dir = Scratch::new();
+        let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &rx_dir.path("out"), &["--timeout", "5"]);
+        // A frozen receiver keeps the sender mid-file (its socket buffers full) while the file shrinks.
+        let sender = spawn_send(&n.tx_ns, mode, &src, &[], Stdio::piped());
+        wait_for_partial(&rx_dir.0);
+        zclab::sys::kill(recv.id(), libc::SIGSTOP).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::OpenOptions::new().write(true).open(&src).unwrap().set_len(4096).unwrap();
+        zclab::sys::kill(recv.id(), libc::SIGCONT).unwrap();
+        let o = sender.wait_with_output().unwrap();
+        let _ = recv.wait_with_output();
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{mode}");
+        assert!(e.contains("shrank") || e.contains("truncated"), "{mode}: {e}");
+        if mode == "mmap-write" {
+            record("the source file truncated during an mmap-write transfer", e.trim().trim_start_matches("zclab: error: "));
+        }
+        let _ = std::fs::remove_file(&src);
+    }
+}
