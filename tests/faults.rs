@@ -245,3 +245,73 @@ fn a_file_that_shrinks_under_a_mapping_is_explained() {
         let _ = std::fs::remove_file(&src);
     }
 }
+
+const MODES: [&str; 8] = ["read-write", "mmap-write", "sendfile", "splice", "msg-zerocopy", "io-uring-zc", "udp-gso", "af-xdp"];
+
+/// For every mode: start a transfer of a large file, do `fault` once the
+/// receiver has taken the Hello, and check that the sender stops within
+/// 2 s, non-zero, with a message that contains one of `causes`, and that
+/// nothing is left under the final name. Returns (mode, ms, message) rows.
+fn sender_stops_on(fault_name: &str, causes: &[&str], fault: impl Fn(&zclab::netns::EnvNames, &std::process::Child)) {
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 512 << 20, 7);
+    let mut rows = Vec::new();
+    for mode in MODES {
+        let rx_dir = Scratch::new();
+        let out = rx_dir.path("out");
+        let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--timeout", "30"]);
+        let sender = spawn_send(&n.tx_ns, mode, &src, &["--timeout", "30"], Stdio::piped());
+        wait_for_partial(&rx_dir.0);
+        std::thread::sleep(Duration::from_millis(30));
+        fault(&n, &recv);
+        let t = Instant::now();
+        let o = sender.wait_with_output().unwrap();
+        let took = t.elapsed();
+        let e = stderr(&o);
+        // The receiver: killed, or left to notice on its own.
+        let mut recv = recv;
+        let _ = recv.kill();
+        let _ = recv.wait();
+        let _ = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "set", &n.tx_if, "up"]).output();
+        assert!(!o.status.success(), "{mode}: the sender must fail: {e}");
+        assert!(took < Duration::from_secs(2), "{mode}: the sender took {took:?} to stop: {e}");
+        assert!(causes.iter().any(|c| e.contains(c)), "{mode}: the cause is named ({causes:?}): {e}");
+        assert!(!out.exists(), "{mode}: nothing under the final name");
+        let cause = e.lines().last().unwrap_or("").trim_start_matches("zclab: error: ").to_string();
+        rows.push(format!("{mode}: {} ms", took.as_millis()));
+        if mode == "splice" || mode == "af-xdp" {
+            record(&format!("{fault_name}, {mode}"), &format!("the sender stopped in {} ms: {cause}", took.as_millis()));
+        }
+        // The link needs a moment to come back up before the next mode.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    record(&format!("{fault_name}, every mode"), &format!("the sender stopped within 2 s each ({})", rows.join(", ")));
+}
+
+#[test]
+fn the_receiver_killed_mid_transfer_stops_every_sender_within_2_s() {
+    if !privileged("the_receiver_killed_mid_transfer_stops_every_sender_within_2_s") {
+        return;
+    }
+    sender_stops_on(
+        "the receiver killed mid-transfer",
+        &["the receiver is gone", "closed the connection", "Connection reset", "receiver says"],
+        |_, recv| {
+            zclab::sys::kill(recv.id(), libc::SIGKILL).unwrap();
+        },
+    );
+}
+
+#[test]
+fn the_link_set_down_mid_transfer_stops_every_sender_within_2_s() {
+    if !privileged("the_link_set_down_mid_transfer_stops_every_sender_within_2_s") {
+        return;
+    }
+    sender_stops_on("the sender's link set down mid-transfer", &["link", "down", "unreachable"], |n, _| {
+        let o = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "set", &n.tx_if, "down"]).output().unwrap();
+        assert!(o.status.success());
+    });
+}

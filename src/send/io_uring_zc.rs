@@ -87,9 +87,16 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
                 ZcEvent::Sent { result, user_data, notif_follows } => {
                     let want = s.next_len(user_data);
                     if result as usize != want {
-                        return Err(io::Error::other(format!(
-                            "a SEND_ZC with MSG_WAITALL queued {result} of {want} bytes (the connection failed mid-send)"
-                        )));
+                        // The connection failed mid-send: its error says how.
+                        if let Ok(Some(e)) = s.sock.take_error() {
+                            return Err(e);
+                        }
+                        return Err(io::Error::new(
+                            io::ErrorKind::BrokenPipe,
+                            format!(
+                                "a SEND_ZC with MSG_WAITALL queued {result} of {want} bytes (the connection failed mid-send)"
+                            ),
+                        ));
                     }
                     done += result as u64;
                     results_owed -= 1;

@@ -165,6 +165,13 @@ pub(crate) fn file_shrank(done: u64, size: u64) -> io::Error {
     )
 }
 
+/// The local interface the connection leaves by, to watch while waiting.
+fn link_to(sock: &TcpStream) -> Option<sys::iface::LinkWatch> {
+    let std::net::IpAddr::V4(ip) = sock.local_addr().ok()?.ip() else { return None };
+    let name = sys::iface::iface_with_addr(ip).ok()??;
+    sys::iface::LinkWatch::new(&name).map_err(|e| log::debug!("not watching {name}: {e}")).ok()
+}
+
 /// Opens the file to send without ever blocking: a FIFO would block in
 /// `open()` until a writer came (deaf to Ctrl-C), so it opens with
 /// `O_NONBLOCK`, then insists on a regular file and clears the flag.
@@ -206,6 +213,9 @@ fn explain_data_error(e: io::Error, mode: Mode, file: &File, size: u64) -> anyho
             "{e}: the file shrank from {size} to {now} bytes while being sent (truncated?){}",
             if e.raw_os_error() == Some(libc::EFAULT) { ", and the mapping's pages past its new end are gone" } else { "" }
         );
+    }
+    if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+        return anyhow::anyhow!("{e}: the receiver is gone (it died, was stopped, or closed the connection)");
     }
     let maps = matches!(mode, Mode::MmapWrite | Mode::MsgZerocopy | Mode::IoUringZc | Mode::UdpGso);
     if maps && e.raw_os_error() == Some(libc::EFAULT) {
@@ -310,6 +320,9 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     };
     let mut testimony = Testimony::prepare(cfg.trace, data_target, Some(meta.ino()));
     let mut wd = Watchdog::new(cfg.timeout, "the receiver");
+    if let Some(link) = link_to(&sock) {
+        wd = wd.watch_link(link);
+    }
     let transfer_id = new_transfer_id();
     send_msg(&mut &sock, &Msg::Hello { mode: cfg.mode, size, chunk: chunk as u64, transfer_id: transfer_id as u64 }, &mut wd)?;
     // The clock starts once the receiver is ready: its set-up (creating the
@@ -323,7 +336,10 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let path = match stream(cfg.mode, &mut s, setup, cfg.to, transfer_id) {
         Ok(p) => p,
         // A reset or a broken pipe: the receiver may have said why first.
-        Err(e) => match control::failure_waiting(&sock, "the receiver") {
+        Err(e) => match (!matches!(e.kind(), io::ErrorKind::NetworkDown | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted))
+            .then(|| control::failure_waiting(&sock, "the receiver"))
+            .flatten()
+        {
             Some(why) => return Err(anyhow::anyhow!(why)).with_context(|| format!("{} failed ({e})", cfg.mode)),
             None => return Err(explain_data_error(e, cfg.mode, &file, size)).with_context(|| format!("{} failed", cfg.mode)),
         },

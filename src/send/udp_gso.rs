@@ -141,7 +141,7 @@ impl Batch {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => std::thread::yield_now(),
                 Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err(io::Error::new(e.kind(), "the receiver's UDP port is closed (ICMP port unreachable)"))
+                    return Err(io::Error::new(e.kind(), "the receiver is gone: its UDP port is closed (ICMP port unreachable)"))
                 }
                 Err(e) => return Err(e),
             }

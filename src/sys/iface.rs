@@ -81,3 +81,48 @@ pub fn iface_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
     let mtu = unsafe { req.ifr_ifru.ifru_mtu } as u32;
     Ok((mac, mtu))
 }
+
+/// Watches one interface: up (`IFF_UP`) and with carrier (`IFF_RUNNING`),
+/// by `SIOCGIFFLAGS` on a socket of the caller's namespace. A TCP sender
+/// whose link went down sees no error, only silence; this names the cause.
+pub struct LinkWatch {
+    sock: OwnedFd,
+    pub name: String,
+}
+
+impl LinkWatch {
+    pub fn new(name: &str) -> io::Result<LinkWatch> {
+        if name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name {name:?} too long")));
+        }
+        // SAFETY: a plain datagram socket used only for the ioctl.
+        let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+        // SAFETY: s is fresh and owned here.
+        let sock = unsafe { OwnedFd::from_raw_fd(s) };
+        let w = LinkWatch { sock, name: name.to_string() };
+        w.flags()?;
+        Ok(w)
+    }
+
+    fn flags(&self) -> io::Result<libc::c_short> {
+        // SAFETY: ifreq is a plain C struct; all-zero is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, b) in req.ifr_name.iter_mut().zip(self.name.bytes()) {
+            *d = b as libc::c_char;
+        }
+        // SAFETY: `req` is a live ifreq carrying the name; the kernel fills ifru_flags.
+        cvt(unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+        // SAFETY: SIOCGIFFLAGS filled ifru_flags.
+        Ok(unsafe { req.ifr_ifru.ifru_flags })
+    }
+
+    /// None while the link is up with carrier; else what is wrong with it.
+    pub fn down(&self) -> Option<&'static str> {
+        match self.flags() {
+            Err(_) => Some("gone"),
+            Ok(f) if f & libc::IFF_UP as libc::c_short == 0 => Some("down (set down)"),
+            Ok(f) if f & libc::IFF_RUNNING as libc::c_short == 0 => Some("without carrier (its peer is down)"),
+            Ok(_) => None,
+        }
+    }
+}

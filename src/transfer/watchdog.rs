@@ -6,17 +6,31 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Watchdog {
     limit: Duration,
     last: Instant,
     what: &'static str,
+    /// The local interface to the peer: a link that goes down ends the wait at once.
+    link: Option<std::sync::Arc<crate::sys::iface::LinkWatch>>,
+}
+
+impl std::fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watchdog").field("limit", &self.limit).field("what", &self.what).finish()
+    }
 }
 
 impl Watchdog {
     /// `what` names the peer in the error, e.g. "the receiver".
     pub fn new(limit: Duration, what: &'static str) -> Watchdog {
-        Watchdog { limit, last: Instant::now(), what }
+        Watchdog { limit, last: Instant::now(), what, link: None }
+    }
+
+    /// Also fail as soon as `link` is down or loses carrier.
+    pub fn watch_link(mut self, link: crate::sys::iface::LinkWatch) -> Watchdog {
+        self.link = Some(std::sync::Arc::new(link));
+        self
     }
 
     /// The peer's name, as in "the receiver".
@@ -34,6 +48,14 @@ impl Watchdog {
     /// Nothing moved this time: fail if it has been too long or Ctrl-C came.
     pub fn idle(&self) -> io::Result<()> {
         crate::interrupt::check()?;
+        if let Some(l) = &self.link {
+            if let Some(why) = l.down() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NetworkDown,
+                    format!("the link to {} is down: interface {} is {why}", self.what, l.name),
+                ));
+            }
+        }
         if self.last.elapsed() >= self.limit {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
