@@ -140,6 +140,19 @@ struct Common {
     /// tracepoint is missing is null in the report (ZCLAB_TRACE_WITHOUT=name,... pretends so).
     #[arg(long)]
     trace: bool,
+    /// A file holding a secret both ends share (16 bytes or more: `head -c 32 /dev/urandom >
+    /// FILE`). The handshake then proves to each end that the other holds it, and the final
+    /// check compares hashes keyed for this session, which no one on the path can forge.
+    /// Without a key, anyone who can reach the receiver's port can send it a file, and the
+    /// hashes catch accidents, not an attacker.
+    #[arg(long, env = "ZCLAB_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+}
+
+impl Common {
+    fn key(&self) -> Result<Option<zclab::transfer::auth::Key>> {
+        self.key.as_deref().map(zclab::transfer::auth::Key::from_file).transpose()
+    }
 }
 
 /// `--zerocopy`: how an AF_XDP socket binds.
@@ -251,8 +264,16 @@ struct SendArgs {
 #[derive(Args)]
 #[command(after_help = "\
 The receiver writes to a hidden temporary file beside --out and renames it to --out
-only when the size and BLAKE3 hash match what the sender announced. It serves one
-transfer and exits: status 0 if it verified, 1 if not.
+only when the size and BLAKE3 hash match what the sender announced. It serves the first
+valid sender and exits: status 0 if it verified, 1 if not. A connection that is not a
+sender (no Hello within 3 s, a wrong protocol, absurd sizes, a wrong key) is told why
+and closed, and the receiver goes on waiting; a second sender during a transfer is told
+it is busy. It reserves the file's space before the transfer (or refuses, saying how
+much is needed and free), and tells the sender why whenever it gives up.
+
+Memory: one transfer can make the receiver allocate at most 64 MiB of bookkeeping (the
+packet paths' bitmap, one bit per packet, checked against the Hello before anything is
+allocated) besides its fixed buffers. Without --key, anyone who reaches the port can send.
 
 Example (in the lab environment):
     ip netns exec zclab-rx zclab recv --listen 10.77.0.2:7777 --out /var/tmp/copy")]
@@ -520,6 +541,7 @@ fn run(cli: Cli) -> Result<bool> {
                 },
                 trace: a.common.trace,
                 zc: a.zc.options(a.mode)?,
+                key: a.common.key()?,
             };
             enter_netns(&a.netns)?;
             let rep = send::send_file(&cfg)?;
@@ -543,6 +565,7 @@ fn run(cli: Cli) -> Result<bool> {
                 preallocate: a.preallocate,
                 trace: a.common.trace,
                 via: a.via,
+                key: a.common.key()?,
             };
             enter_netns(&a.netns)?;
             let rep = recv::receive(&cfg)?;
@@ -563,6 +586,10 @@ fn run(cli: Cli) -> Result<bool> {
                 trace: a.common.trace,
                 via: a.via,
                 zc: a.zc.options(a.mode)?,
+                key: {
+                    a.common.key()?; // a bad key file is refused here, not in a child
+                    a.common.key.clone()
+                },
             };
             let rep = run::run(&cfg)?;
             print(a.common.json, &rep, report::run_text);

@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub via: crate::transfer::mode::Via,
     /// The zero-copy send paths' options.
     pub zc: crate::send::ZcOptions,
+    /// A key file both ends use (`--key`).
+    pub key: Option<PathBuf>,
 }
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
@@ -158,6 +160,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
         recv_args.push(s("--trace"));
     }
     recv_args.extend([s("--via"), s(cfg.via.name())]);
+    if let Some(k) = &cfg.key {
+        recv_args.extend([s("--key"), path_arg(k)]);
+    }
     let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![
         s("send"),
@@ -182,6 +187,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
         send_args.push(s("--trace"));
     }
     send_args.extend(cfg.zc.args());
+    if let Some(k) = &cfg.key {
+        send_args.extend([s("--key"), path_arg(k)]);
+    }
     let mut sender = Peer::spawn("sender", &send_args)?;
 
     let mut sender_failed_at = None;

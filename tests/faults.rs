@@ -315,3 +315,41 @@ fn the_link_set_down_mid_transfer_stops_every_sender_within_2_s() {
         assert!(o.status.success());
     });
 }
+
+#[test]
+fn a_wrong_key_is_refused_before_anything_is_written_and_the_right_key_verifies() {
+    if !privileged("a_wrong_key_is_refused_before_anything_is_written_and_the_right_key_verifies") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let (src, key, wrong) = (dir.path("src"), dir.path("key"), dir.path("wrong"));
+    random_file(&src, 4 << 20, 8);
+    random_file(&key, 32, 9);
+    random_file(&wrong, 32, 10);
+    let rx_dir = Scratch::new();
+    let out = rx_dir.path("out");
+    let k = key.to_str().unwrap();
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json", "--key", k, "--accept-timeout", "30"]);
+    for (what, extra) in [("a wrong key", vec!["--key", wrong.to_str().unwrap()]), ("no key", vec![])] {
+        let o = send(&n.tx_ns, "10.77.0.2:7777", "splice", &src, &extra);
+        assert_eq!(o.status.code(), Some(1), "{what}");
+        let e = stderr(&o);
+        let named = if what == "no key" { e.contains("needs a key") } else { e.contains("different keys") };
+        assert!(named, "{what}: {e}");
+        assert!(files_in(&rx_dir.0).is_empty(), "{what}: nothing written: {:?}", files_in(&rx_dir.0));
+        record(&format!("a sender with {what}, receiver with --key"), e.trim().trim_start_matches("zclab: error: "));
+    }
+    // The receiver is still waiting: the right key goes through, keyed from end to end.
+    let o = send(&n.tx_ns, "10.77.0.2:7777", "af-xdp", &src, &["--key", k, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = recv.wait_with_output().unwrap();
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    let plain = blake3::hash(&std::fs::read(&src).unwrap()).to_hex().to_string();
+    let keyed = json(&o)["hash"].as_str().unwrap().to_string();
+    assert_ne!(keyed, plain, "the final check used a keyed hash");
+    assert_eq!(json(&r)["hash"].as_str().unwrap(), keyed);
+    record("the right key, after the wrong ones", "verified, with hashes keyed for the session (not the file's plain BLAKE3)");
+}

@@ -206,6 +206,7 @@ impl Lab {
             trace: self.trace,
             via,
             zc: crate::send::ZcOptions::default(),
+            key: None,
         };
         run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
     }

@@ -11,6 +11,7 @@ pub mod writer;
 use crate::metrics::{self, CostMeter};
 use crate::report::{RecvReport, RxPackets};
 use crate::trace::Testimony;
+use crate::transfer::auth::{self, Key};
 use crate::transfer::control::{recv_msg, send_failure, send_msg, Msg};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::reassembly::{LossInjector, Reassembly};
@@ -45,6 +46,8 @@ pub struct RecvConfig {
     pub via: tcp::Via,
     /// Count what the kernel did during the timed part (tracepoints).
     pub trace: bool,
+    /// The shared key (`--key`): senders must prove they hold it.
+    pub key: Option<crate::transfer::auth::Key>,
 }
 
 /// The output file while it is unverified. Dropped without `persist`, it
@@ -194,6 +197,8 @@ struct Hello {
     /// Payload bytes per packet (packet paths), bytes per call (TCP).
     chunk: u64,
     transfer_id: u64,
+    /// The session's key for the file hash (with `--key`).
+    session: Option<[u8; 32]>,
 }
 
 /// Reads `sock` until an absolute deadline, however slowly the bytes come.
@@ -212,15 +217,40 @@ impl io::Read for ByDeadline<'_> {
 
 /// Reads and checks a connection's Hello. `Err` says why it is not a
 /// sender this receiver can serve.
-fn handshake(sock: &TcpStream) -> Result<Hello> {
+fn handshake(sock: &TcpStream, key: Option<&Key>) -> Result<Hello> {
     // The deadline below ends it; the watchdog only must not come first.
     let mut wd = Watchdog::new(HELLO_LIMIT + Duration::from_secs(1), "the sender");
     let mut r = ByDeadline(sock, Instant::now() + HELLO_LIMIT);
-    let hello = match recv_msg(&mut r, &mut wd)? {
-        Some(Msg::Hello { mode, size, chunk, transfer_id }) => Hello { mode, size, chunk, transfer_id },
+    let (mut hello, nonce) = match recv_msg(&mut r, &mut wd)? {
+        Some(Msg::Hello { mode, size, chunk, transfer_id, nonce }) => {
+            (Hello { mode, size, chunk, transfer_id, session: None }, nonce)
+        }
         Some(other) => bail!("it began with {other:?} instead of Hello"),
         None => bail!("it closed the connection before saying Hello"),
     };
+    hello.session = match (key, nonce) {
+        (None, None) => None,
+        (None, Some(_)) => bail!("the sender has a key and this receiver has none: give both ends the same --key"),
+        (Some(_), None) => {
+            bail!("this receiver needs a key and the sender has none: give both ends the same --key (or ZCLAB_KEY)")
+        }
+        (Some(k), Some(ns)) => {
+            let nr = auth::nonce()?;
+            let hb = auth::hello_bytes(hello.mode.name(), hello.size, hello.chunk, hello.transfer_id);
+            let proof = k.receiver_proof(ns.as_bytes(), nr.as_bytes(), &hb);
+            send_msg(&mut &*sock, &Msg::Challenge { nonce: nr.clone(), proof }, &mut wd)?;
+            match recv_msg(&mut r, &mut wd)? {
+                Some(Msg::Proof { proof }) if Key::check(&k.sender_proof(ns.as_bytes(), nr.as_bytes(), &hb), &proof) => {}
+                Some(Msg::Proof { .. }) => bail!("its proof of the key is wrong: the two ends have different keys"),
+                Some(other) => bail!("it answered the challenge with {other:?}"),
+                None => {
+                    bail!("it closed the connection at the challenge (it found this receiver's proof wrong: different keys?)")
+                }
+            }
+            Some(k.session(ns.as_bytes(), nr.as_bytes()))
+        }
+    };
+    let hello = hello;
     if hello.mode.is_packet_path() {
         let Some(p) = u32::try_from(hello.chunk).ok().filter(|p| (1..=65535).contains(p)) else {
             bail!("it announced {} bytes per packet: not a valid packet size", hello.chunk);
@@ -241,11 +271,11 @@ fn handshake(sock: &TcpStream) -> Result<Hello> {
 /// Accepts connections until one passes the handshake (or `deadline`):
 /// a port scan, an HTTP request or a silent connection is logged, told
 /// why, closed, and the receiver goes on waiting.
-fn first_valid_sender(listener: &TcpListener, deadline: Option<Instant>) -> Result<(TcpStream, Hello)> {
+fn first_valid_sender(listener: &TcpListener, deadline: Option<Instant>, key: Option<&Key>) -> Result<(TcpStream, Hello)> {
     loop {
         let (sock, peer) = accept(listener, deadline)?;
         sock.set_write_timeout(Some(IO_TICK))?;
-        match handshake(&sock) {
+        match handshake(&sock, key) {
             Ok(h) => return Ok((sock, h)),
             Err(e) => {
                 log::warn!("a connection from {peer} is not a sender this receiver can serve ({e:#}); still waiting");
@@ -277,7 +307,7 @@ impl RefuseOthers {
                     log::warn!("refused a second sender from {peer}: busy");
                     let _ = s.set_nonblocking(false);
                     // Its Hello first, so that closing does not reset the connection under our answer.
-                    let _ = handshake(&s);
+                    let _ = handshake(&s, None);
                     send_failure(&s, "busy: this receiver is serving another transfer; try again when it is done");
                 }
             }
@@ -301,7 +331,7 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let listener = bind(cfg.listen)?;
     log::info!("listening on {}", cfg.listen);
     let deadline = cfg.accept_timeout.map(|t| Instant::now() + t);
-    let (sock, hello) = first_valid_sender(&listener, deadline)?;
+    let (sock, hello) = first_valid_sender(&listener, deadline, cfg.key.as_ref())?;
     log::info!("serving a sender: {} bytes by {}", hello.size, hello.mode);
     let refusing = RefuseOthers::start(listener);
     let result = serve(cfg, &sock, hello);
@@ -320,7 +350,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello) -> Result<RecvRep
     sock.set_read_timeout(Some(IO_TICK))?;
     sock.set_write_timeout(Some(IO_TICK))?;
     let mut wd = Watchdog::new(cfg.timeout, "the sender");
-    let Hello { mode, size, chunk, transfer_id } = hello;
+    let Hello { mode, size, chunk, transfer_id, session } = hello;
     log::info!("receiving {size} bytes by {mode}");
     let partial = PartialFile::create(&cfg.out).with_context(|| format!("cannot create a file beside {}", cfg.out.display()))?;
 
@@ -396,7 +426,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello) -> Result<RecvRep
     // per program), which must not land in the sender's timed part.
     let kernel = testimony.finish();
 
-    let (hash, hash_time) = hash::hash_file(&partial.path).context("hashing the received file")?;
+    let (hash, hash_time) = hash::hash_file_keyed(&partial.path, session.as_ref()).context("hashing the received file")?;
     let announced = if truncated {
         None
     } else {

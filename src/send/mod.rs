@@ -21,6 +21,7 @@ use crate::report::AfXdpTx;
 use crate::report::SendReport;
 use crate::sys;
 use crate::trace::Testimony;
+use crate::transfer::auth;
 use crate::transfer::control::{self, recv_msg, send_msg, Msg};
 use crate::transfer::{hash, Mode, Watchdog, IO_TICK};
 use anyhow::{bail, Context, Result};
@@ -59,6 +60,8 @@ pub struct SendConfig {
     pub trace: bool,
     /// The zero-copy paths' sending depth and buffers.
     pub zc: ZcOptions,
+    /// The shared key (`--key`): prove it, check the receiver's proof, hash keyed.
+    pub key: Option<crate::transfer::auth::Key>,
 }
 
 /// How msg-zerocopy and io-uring-zc send (`--in-flight`, `--fixed-buffers`).
@@ -163,6 +166,20 @@ pub(crate) fn file_shrank(done: u64, size: u64) -> io::Error {
         io::ErrorKind::UnexpectedEof,
         format!("the file ended after {done} of {size} bytes: was it truncated while being sent?"),
     )
+}
+
+/// With a key: checks the receiver's proof, sends ours; the session's key.
+fn answer_challenge(sock: &TcpStream, wd: &mut Watchdog, key: &auth::Key, ns: &str, hello: Vec<u8>) -> Result<[u8; 32]> {
+    let (nr, proof) = match recv_msg(&mut &*sock, wd)? {
+        Some(Msg::Challenge { nonce, proof }) => (nonce, proof),
+        Some(other) => bail!("the receiver answered {other:?} where a challenge was expected (does it have a --key?)"),
+        None => bail!("the receiver closed the connection instead of answering the key's challenge"),
+    };
+    if !auth::Key::check(&key.receiver_proof(ns.as_bytes(), nr.as_bytes(), &hello), &proof) {
+        bail!("the receiver's proof of the key is wrong: the two ends have different keys; nothing was sent");
+    }
+    send_msg(&mut &*sock, &Msg::Proof { proof: key.sender_proof(ns.as_bytes(), nr.as_bytes(), &hello) }, wd)?;
+    Ok(key.session(ns.as_bytes(), nr.as_bytes()))
 }
 
 /// The local interface the connection leaves by, to watch while waiting.
@@ -324,7 +341,19 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         wd = wd.watch_link(link);
     }
     let transfer_id = new_transfer_id();
-    send_msg(&mut &sock, &Msg::Hello { mode: cfg.mode, size, chunk: chunk as u64, transfer_id: transfer_id as u64 }, &mut wd)?;
+    let nonce = cfg.key.as_ref().map(|_| auth::nonce()).transpose()?;
+    let hello = Msg::Hello { mode: cfg.mode, size, chunk: chunk as u64, transfer_id: transfer_id as u64, nonce: nonce.clone() };
+    send_msg(&mut &sock, &hello, &mut wd)?;
+    let session = match (&cfg.key, &nonce) {
+        (Some(k), Some(ns)) => Some(answer_challenge(
+            &sock,
+            &mut wd,
+            k,
+            ns,
+            auth::hello_bytes(cfg.mode.name(), size, chunk as u64, transfer_id as u64),
+        )?),
+        _ => None,
+    };
     // The clock starts once the receiver is ready: its set-up (creating the
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;
@@ -355,7 +384,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let kernel = testimony.finish();
     let cached_after = sys::file::cached_bytes(&file)?;
 
-    let (hash, hash_time) = hash::hash_file(&cfg.file).context("hashing the source file")?;
+    let (hash, hash_time) = hash::hash_file_keyed(&cfg.file, session.as_ref()).context("hashing the source file")?;
     send_msg(&mut &sock, &Msg::Trailer { hash: hash.clone() }, &mut wd)?;
     let (peer_hash, verified, reason) = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Verdict { hash, verified, reason, bytes }) => {

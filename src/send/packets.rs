@@ -125,7 +125,13 @@ impl<'a> Flow<'a> {
             }
             match recv_msg(&mut &*self.ctrl, wd)? {
                 Some(Msg::Progress { seen }) => self.window.heard(seen),
-                other => return Err(io::Error::other(format!("the receiver sent {other:?} mid-round"))),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "the receiver closed the connection mid-round: the receiver is gone",
+                    ))
+                }
+                Some(other) => return Err(io::Error::other(format!("the receiver sent {other:?} mid-round"))),
             }
         }
         self.window.sent_one();
@@ -205,6 +211,12 @@ pub fn send_rounds(
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "the receiver asked for packets that do not exist"));
                 }
                 todo = ranges;
+            }
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "the receiver closed the connection at the end of a round: the receiver is gone",
+                ))
             }
             other => return Err(io::Error::other(format!("the receiver answered {other:?} where Missing was expected"))),
         }

@@ -56,6 +56,25 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Fills `buf` with random bytes from the kernel (getrandom).
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: getrandom writes at most `buf.len() - got` bytes into the
+        // part of `buf` that starts at `got`, which we own.
+        let n = unsafe { libc::getrandom(buf[got..].as_mut_ptr().cast(), buf.len() - got, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        got += n as usize;
+    }
+    Ok(())
+}
+
 /// Sends `sig` to the process `pid` (one that zclab started itself).
 pub fn kill(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
     // SAFETY: kill takes plain integers; the pid is a child we spawned and

@@ -14,8 +14,20 @@ pub const MAX_MSG: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Msg {
-    /// Sender to receiver, first: what is coming.
-    Hello { mode: Mode, size: u64, chunk: u64, transfer_id: u64 },
+    /// Sender to receiver, first: what is coming; `nonce` when the sender
+    /// has a key (`--key`), for the challenge (see `auth`).
+    Hello {
+        mode: Mode,
+        size: u64,
+        chunk: u64,
+        transfer_id: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+    },
+    /// Receiver to sender (with a key): its nonce and its proof of the key.
+    Challenge { nonce: String, proof: String },
+    /// Sender to receiver (with a key): its proof of the key.
+    Proof { proof: String },
     /// Receiver to sender (packet paths): ready for data. `mac` is the
     /// receiving interface's MAC address where the path needs it; `window`
     /// the packets the sender may have in flight beyond those it heard of.
@@ -178,7 +190,10 @@ mod tests {
     #[test]
     fn round_trip_every_message() {
         let msgs = [
-            Msg::Hello { mode: Mode::Sendfile, size: u64::MAX, chunk: 131072, transfer_id: 7 },
+            Msg::Hello { mode: Mode::Sendfile, size: u64::MAX, chunk: 131072, transfer_id: 7, nonce: None },
+            Msg::Hello { mode: Mode::AfXdp, size: 1, chunk: 1448, transfer_id: 8, nonce: Some("ab".into()) },
+            Msg::Challenge { nonce: "cd".into(), proof: "ef".into() },
+            Msg::Proof { proof: "01".into() },
             Msg::Received { bytes: 0 },
             Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024) },
             Msg::Progress { seen: 77 },

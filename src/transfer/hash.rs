@@ -8,8 +8,17 @@ use std::time::{Duration, Instant};
 
 /// Hex BLAKE3 of the file at `path`, and how long hashing took.
 pub fn hash_file(path: &Path) -> io::Result<(String, Duration)> {
+    hash_file_keyed(path, None)
+}
+
+/// The same, keyed with a session's key (`--key`): only the two ends of
+/// the session can make a hash that matches.
+pub fn hash_file_keyed(path: &Path, key: Option<&[u8; 32]>) -> io::Result<(String, Duration)> {
     let t = Instant::now();
-    let mut h = blake3::Hasher::new();
+    let mut h = match key {
+        Some(k) => blake3::Hasher::new_keyed(k),
+        None => blake3::Hasher::new(),
+    };
     h.update_mmap_rayon(path)?;
     Ok((h.finalize().to_hex().to_string(), t.elapsed()))
 }

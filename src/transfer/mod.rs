@@ -25,6 +25,7 @@
 //! for data; a stream that ends early is reported as truncated.
 
 pub mod af_xdp;
+pub mod auth;
 pub mod control;
 pub mod hash;
 pub mod mode;
