@@ -112,6 +112,17 @@ enum EnvCmd {
         /// Number of TX and RX queues of each veth end (default 1).
         #[arg(long, value_name = "N")]
         queues: Option<u32>,
+        /// A third namespace, NAME-rt, forwards between the two (the ends keep their
+        /// addresses): a routed path, and with --loss and --rate a lossy, slower one.
+        #[arg(long)]
+        router: bool,
+        /// With --router: drop this percent of the UDP it forwards, at random (nftables
+        /// numgen), e.g. 1 or 0.1. The packet paths then show their rounds and resent packets.
+        #[arg(long, value_name = "PCT", requires = "router")]
+        loss: Option<f64>,
+        /// With --router: limit the rate towards the receiver (a tbf qdisc), e.g. 2gbit.
+        #[arg(long, value_name = "RATE", requires = "router")]
+        rate: Option<String>,
     },
     /// Remove the environment: both namespaces, and with them the veth pair.
     Down {
@@ -511,8 +522,9 @@ fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> St
 /// Runs the command; `Ok(false)` means it ran but the transfer did not verify.
 fn run(cli: Cli) -> Result<bool> {
     match cli.cmd {
-        Cmd::Env(EnvCmd::Up { name, mtu, queues }) => {
-            let env = LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues, verbose: true })?;
+        Cmd::Env(EnvCmd::Up { name, mtu, queues, router, loss, rate }) => {
+            let router = router.then(|| netns::Router { loss_pct: loss.unwrap_or(0.0), rate });
+            let env = LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues, router, verbose: true })?;
             env.keep();
             print!("{}", netns::status(&name)?);
             Ok(true)

@@ -4,6 +4,13 @@
 //!   NAME-tx                               NAME-rx
 //!   NAME-t0 10.77.0.1/24  <--- veth --->  NAME-r0 10.77.0.2/24
 //! ```
+//! With `--router`, a third namespace forwards between the two, and may
+//! drop a share of the UDP it forwards (nftables `numgen random`) and limit
+//! the rate (a `tbf` qdisc): a lossy, slower link for the packet paths.
+//! ```text
+//!   NAME-tx                  NAME-rt (forwards)                     NAME-rx
+//!   NAME-t0 10.77.0.1/32 <-> NAME-a0 10.77.1.254  NAME-b0 10.77.2.254 <-> NAME-r0 10.77.0.2/32
+//! ```
 //! Everything is made with iproute2's `ip`, and every command is printed so
 //! a student can repeat it by hand. The veth pair is created *inside*
 //! NAME-tx (`ip -n`) with its peer placed straight into NAME-rx, so the
@@ -35,6 +42,10 @@ pub struct EnvNames {
     pub rx_ns: String,
     pub tx_if: String,
     pub rx_if: String,
+    /// The router namespace and its two ends (`env up --router`).
+    pub rt_ns: String,
+    pub rt_tx_if: String,
+    pub rt_rx_if: String,
 }
 
 impl EnvNames {
@@ -56,6 +67,9 @@ impl EnvNames {
             rx_ns: format!("{name}-rx"),
             tx_if: format!("{name}-t0"),
             rx_if: format!("{name}-r0"),
+            rt_ns: format!("{name}-rt"),
+            rt_tx_if: format!("{name}-a0"),
+            rt_rx_if: format!("{name}-b0"),
         })
     }
 
@@ -65,7 +79,7 @@ impl EnvNames {
 
     /// True if either namespace exists.
     pub fn any_exists(&self) -> bool {
-        Self::ns_exists(&self.tx_ns) || Self::ns_exists(&self.rx_ns)
+        Self::ns_exists(&self.tx_ns) || Self::ns_exists(&self.rx_ns) || Self::ns_exists(&self.rt_ns)
     }
 
     /// True if both namespaces exist.
@@ -80,9 +94,24 @@ pub struct EnvConfig {
     pub name: String,
     pub mtu: Option<u32>,
     pub queues: Option<u32>,
+    /// A router namespace between the two, with its loss and rate.
+    pub router: Option<Router>,
     /// Print each `ip` command as it runs.
     pub verbose: bool,
 }
+
+/// `env up --router [--loss PCT] [--rate RATE]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Router {
+    /// Percent of forwarded UDP packets dropped at random (0 to 100, in steps of 0.01).
+    pub loss_pct: f64,
+    /// A `tbf` rate for the way to the receiver, as tc spells it ("1gbit", "500mbit").
+    pub rate: Option<String>,
+}
+
+/// The router's addresses on its two links.
+pub const ROUTER_TX_SIDE: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 254);
+pub const ROUTER_RX_SIDE: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 254);
 
 /// A live lab environment; removed on drop unless kept.
 #[derive(Debug)]
@@ -157,27 +186,27 @@ impl LabEnv {
             crate::interrupt::check()?;
             ip(args, v).map(|_| ())
         };
+        if let Some(r) = &cfg.router {
+            if !(0.0..=100.0).contains(&r.loss_pct) {
+                bail!("--loss {} is out of range: 0 to 100 percent", r.loss_pct);
+            }
+            if let Some(rate) = &r.rate {
+                let ok = rate.len() < 20
+                    && rate.starts_with(|c: char| c.is_ascii_digit())
+                    && ["bit", "kbit", "mbit", "gbit"].iter().any(|u| rate.to_ascii_lowercase().ends_with(u));
+                if !ok {
+                    bail!("--rate {rate:?}: give a number with bit, kbit, mbit or gbit (tc's spelling), e.g. 1gbit");
+                }
+            }
+            if cfg.queues.is_some() {
+                bail!("--queues and --router do not go together (the router's links have one queue)");
+            }
+        }
         step(&["netns", "add", &n.tx_ns])?;
         step(&["netns", "add", &n.rx_ns])?;
-        let q = cfg.queues.map(|q| q.to_string());
-        let mut add: Vec<&str> = vec!["-n", &n.tx_ns, "link", "add", &n.tx_if];
-        if let Some(q) = &q {
-            add.extend(["numtxqueues", q, "numrxqueues", q]);
-        }
-        add.extend(["type", "veth", "peer", "name", &n.rx_if]);
-        if let Some(q) = &q {
-            add.extend(["numtxqueues", q, "numrxqueues", q]);
-        }
-        add.extend(["netns", &n.rx_ns]);
-        step(&add)?;
-        let mtu = cfg.mtu.map(|m| m.to_string());
-        for (ns, dev, addr) in [(&n.tx_ns, &n.tx_if, TX_ADDR), (&n.rx_ns, &n.rx_if, RX_ADDR)] {
-            if let Some(m) = &mtu {
-                step(&["-n", ns, "link", "set", dev, "mtu", m])?;
-            }
-            step(&["-n", ns, "addr", "add", &format!("{addr}/{PREFIX_LEN}"), "dev", dev])?;
-            step(&["-n", ns, "link", "set", "lo", "up"])?;
-            step(&["-n", ns, "link", "set", dev, "up"])?;
+        match &cfg.router {
+            None => direct_link(n, cfg, &step)?,
+            Some(r) => routed_links(n, cfg, r, v, &step)?,
         }
         let rtt = probe(n).context("the environment was built but packets do not cross it")?;
         if v {
@@ -196,6 +225,85 @@ impl LabEnv {
     }
 }
 
+/// NAME-t0 <-> NAME-r0, one veth pair, a /24 between them.
+fn direct_link(n: &EnvNames, cfg: &EnvConfig, step: &dyn Fn(&[&str]) -> Result<()>) -> Result<()> {
+    let q = cfg.queues.map(|q| q.to_string());
+    let mut add: Vec<&str> = vec!["-n", &n.tx_ns, "link", "add", &n.tx_if];
+    if let Some(q) = &q {
+        add.extend(["numtxqueues", q, "numrxqueues", q]);
+    }
+    add.extend(["type", "veth", "peer", "name", &n.rx_if]);
+    if let Some(q) = &q {
+        add.extend(["numtxqueues", q, "numrxqueues", q]);
+    }
+    add.extend(["netns", &n.rx_ns]);
+    step(&add)?;
+    let mtu = cfg.mtu.map(|m| m.to_string());
+    for (ns, dev, addr) in [(&n.tx_ns, &n.tx_if, TX_ADDR), (&n.rx_ns, &n.rx_if, RX_ADDR)] {
+        if let Some(m) = &mtu {
+            step(&["-n", ns, "link", "set", dev, "mtu", m])?;
+        }
+        step(&["-n", ns, "addr", "add", &format!("{addr}/{PREFIX_LEN}"), "dev", dev])?;
+        step(&["-n", ns, "link", "set", "lo", "up"])?;
+        step(&["-n", ns, "link", "set", dev, "up"])?;
+    }
+    Ok(())
+}
+
+/// NAME-t0 <-> NAME-a0 (router) NAME-b0 <-> NAME-r0: the ends keep their
+/// addresses (as /32s, with routes through the router), the router
+/// forwards, drops a share of UDP and limits the rate if asked.
+fn routed_links(n: &EnvNames, cfg: &EnvConfig, r: &Router, verbose: bool, step: &dyn Fn(&[&str]) -> Result<()>) -> Result<()> {
+    let rt = &n.rt_ns;
+    step(&["netns", "add", rt])?;
+    step(&["-n", &n.tx_ns, "link", "add", &n.tx_if, "type", "veth", "peer", "name", &n.rt_tx_if, "netns", rt])?;
+    step(&["-n", rt, "link", "add", &n.rt_rx_if, "type", "veth", "peer", "name", &n.rx_if, "netns", &n.rx_ns])?;
+    let mtu = cfg.mtu.map(|m| m.to_string());
+    let links = [
+        (&n.tx_ns, &n.tx_if, TX_ADDR),
+        (rt, &n.rt_tx_if, ROUTER_TX_SIDE),
+        (rt, &n.rt_rx_if, ROUTER_RX_SIDE),
+        (&n.rx_ns, &n.rx_if, RX_ADDR),
+    ];
+    for (ns, dev, addr) in links {
+        if let Some(m) = &mtu {
+            step(&["-n", ns, "link", "set", dev, "mtu", m])?;
+        }
+        step(&["-n", ns, "addr", "add", &format!("{addr}/32"), "dev", dev])?;
+        step(&["-n", ns, "link", "set", "lo", "up"])?;
+        step(&["-n", ns, "link", "set", dev, "up"])?;
+    }
+    let (tx_side, rx_side, tx, rx) =
+        (ROUTER_TX_SIDE.to_string(), ROUTER_RX_SIDE.to_string(), TX_ADDR.to_string(), RX_ADDR.to_string());
+    step(&["-n", &n.tx_ns, "route", "add", &tx_side, "dev", &n.tx_if])?;
+    step(&["-n", &n.tx_ns, "route", "add", &rx, "via", &tx_side, "dev", &n.tx_if])?;
+    step(&["-n", rt, "route", "add", &tx, "dev", &n.rt_tx_if])?;
+    step(&["-n", rt, "route", "add", &rx, "dev", &n.rt_rx_if])?;
+    step(&["-n", &n.rx_ns, "route", "add", &rx_side, "dev", &n.rx_if])?;
+    step(&["-n", &n.rx_ns, "route", "add", &tx, "via", &rx_side, "dev", &n.rx_if])?;
+    let exec = |args: &[&str]| -> Result<()> {
+        crate::interrupt::check()?;
+        let mut full = vec!["netns", "exec", rt.as_str()];
+        full.extend_from_slice(args);
+        ip(&full, verbose).map(|_| ())
+    };
+    exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    if r.loss_pct > 0.0 {
+        // Per ten thousand: --loss 0.1 drops 10 of every 10,000 forwarded UDP packets.
+        let per_10k = ((r.loss_pct * 100.0).round() as u32).min(10_000).to_string();
+        exec(&["nft", "add", "table", "inet", "zclab"])?;
+        exec(&["nft", "add", "chain", "inet", "zclab", "lossy", "{ type filter hook forward priority 0; }"])?;
+        exec(&[
+            "nft", "add", "rule", "inet", "zclab", "lossy", "meta", "l4proto", "udp", "numgen", "random", "mod", "10000", "<",
+            &per_10k, "counter", "drop",
+        ])?;
+    }
+    if let Some(rate) = &r.rate {
+        exec(&["tc", "qdisc", "add", "dev", &n.rt_rx_if, "root", "tbf", "rate", rate, "burst", "512kb", "latency", "100ms"])?;
+    }
+    Ok(())
+}
+
 impl Drop for LabEnv {
     fn drop(&mut self) {
         if !self.keep {
@@ -208,7 +316,7 @@ impl Drop for LabEnv {
 
 fn teardown(n: &EnvNames, verbose: bool) -> Result<()> {
     let mut first_err = None;
-    for ns in [&n.tx_ns, &n.rx_ns] {
+    for ns in [&n.tx_ns, &n.rx_ns, &n.rt_ns] {
         if EnvNames::ns_exists(ns) {
             if let Err(e) = ip(&["netns", "delete", ns], verbose) {
                 first_err.get_or_insert(e);
@@ -277,7 +385,12 @@ pub fn status(name: &str) -> Result<String> {
     }
     let mut s =
         format!("environment {name:?}: {}\n", if n.is_up() { "up" } else { "half up (run `zclab env down` to clean it)" });
-    for (ns, dev) in [(&n.tx_ns, &n.tx_if), (&n.rx_ns, &n.rx_if)] {
+    let mut links = vec![(&n.tx_ns, &n.tx_if), (&n.rx_ns, &n.rx_if)];
+    if EnvNames::ns_exists(&n.rt_ns) {
+        links.insert(1, (&n.rt_ns, &n.rt_tx_if));
+        links.insert(2, (&n.rt_ns, &n.rt_rx_if));
+    }
+    for (ns, dev) in links {
         if !EnvNames::ns_exists(ns) {
             s += &format!("  {ns}: missing\n");
             continue;
@@ -288,6 +401,13 @@ pub fn status(name: &str) -> Result<String> {
             Ok(v) => s += &describe_link(ns, &v[0]),
             Err(e) => s += &format!("  {ns}: {dev} not readable: {e:#}\n"),
         }
+    }
+    if EnvNames::ns_exists(&n.rt_ns) {
+        let rules = ip(&["netns", "exec", &n.rt_ns, "nft", "list", "ruleset"], false).unwrap_or_default();
+        let drop_rule = rules.lines().find(|l| l.contains("numgen")).map(str::trim).unwrap_or("no loss");
+        let qdisc = ip(&["netns", "exec", &n.rt_ns, "tc", "qdisc", "show", "dev", &n.rt_rx_if], false).unwrap_or_default();
+        let tbf = qdisc.lines().find(|l| l.contains("tbf")).map(str::trim).unwrap_or("no rate limit");
+        s += &format!("  {}: forwards; loss: {drop_rule}; rate: {tbf}\n", n.rt_ns);
     }
     Ok(s)
 }

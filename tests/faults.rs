@@ -353,3 +353,46 @@ fn a_wrong_key_is_refused_before_anything_is_written_and_the_right_key_verifies(
     assert_eq!(json(&r)["hash"].as_str().unwrap(), keyed);
     record("the right key, after the wrong ones", "verified, with hashes keyed for the session (not the file's plain BLAKE3)");
 }
+
+#[test]
+fn the_packet_paths_verify_through_a_lossy_router_and_say_what_they_resent() {
+    if !privileged("the_packet_paths_verify_through_a_lossy_router_and_say_what_they_resent") {
+        return;
+    }
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 16 << 20, 11);
+    let mut rows = Vec::new();
+    for loss in ["0.1", "1", "5"] {
+        let name = unique_name();
+        let o = run_zclab(&["env", "up", "--name", &name, "--router", "--loss", loss]);
+        // Removed however the test ends.
+        let _down = DownOnDrop(name.clone());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let status = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(status.contains(&format!("{name}-rt: forwards; loss: meta l4proto udp numgen random mod 10000")), "{status}");
+        for mode in ["udp-gso", "af-xdp"] {
+            let o = run_zclab(&["run", "--env", &name, "--mode", mode, "--file", src.to_str().unwrap(), "--json"]);
+            assert!(o.status.success(), "{mode} at {loss}% loss: {}", stderr(&o));
+            let r = json(&o);
+            assert_eq!(r["verified"], true);
+            let (resent, packets, rounds) =
+                (r["retransmitted_packets"].as_u64().unwrap(), r["packets"].as_u64().unwrap(), r["rounds"].as_u64().unwrap());
+            assert!(resent > 0 && rounds >= 2, "{mode} at {loss}%: lost packets are sent again in rounds: {r}");
+            rows.push(format!("{mode} at {loss}%: {resent} of {packets} packets resent, {rounds} rounds"));
+        }
+    }
+    record(
+        "a router that drops 0.1%, 1% and 5% of UDP (env up --router --loss), 16 MiB",
+        &format!("every transfer verified; {}", rows.join("; ")),
+    );
+}
+
+/// `zclab env down --name NAME` when dropped.
+struct DownOnDrop(String);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = run_zclab(&["env", "down", "--name", &self.0]);
+    }
+}

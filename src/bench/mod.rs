@@ -267,7 +267,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             let mut v = Vec::new();
             for (i, mtu) in mtus.into_iter().enumerate() {
                 let name = format!("zb{}{}", std::process::id() % 100_000, (b'a' + i as u8) as char);
-                own_envs.push(LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues: None, verbose: false })?);
+                own_envs.push(LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues: None, router: None, verbose: false })?);
                 v.push((mtu, name));
             }
             v

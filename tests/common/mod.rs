@@ -35,7 +35,7 @@ pub fn env() -> LabEnv {
 }
 
 pub fn env_with(mtu: Option<u32>) -> LabEnv {
-    LabEnv::up(&EnvConfig { name: unique_name(), mtu, queues: None, verbose: false }).expect("env up")
+    LabEnv::up(&EnvConfig { name: unique_name(), mtu, queues: None, router: None, verbose: false }).expect("env up")
 }
 
 /// A scratch directory, removed when dropped.
