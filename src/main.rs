@@ -293,8 +293,12 @@ struct RecvArgs {
     #[arg(long, value_name = "IP:PORT")]
     listen: SocketAddr,
     /// Where the verified file goes.
-    #[arg(long, value_name = "PATH")]
-    out: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present = "serve", conflicts_with = "serve")]
+    out: Option<PathBuf>,
+    /// Receive transfers one after another, until Ctrl-C, each into a new file in DIR named
+    /// by the receiver (zclab-SECONDS-N; never a name from the wire). One report per transfer.
+    #[arg(long, value_name = "DIR")]
+    serve: Option<PathBuf>,
     /// Enter this network namespace (by setns) before listening.
     #[arg(long, value_name = "NAMESPACE")]
     netns: Option<String>,
@@ -563,7 +567,7 @@ fn run(cli: Cli) -> Result<bool> {
         Cmd::Recv(a) => {
             let cfg = RecvConfig {
                 listen: a.listen,
-                out: a.out,
+                out: a.out.clone().unwrap_or_default(),
                 timeout: timeout(a.common.timeout)?,
                 accept_timeout: a.accept_timeout.map(timeout).transpose()?,
                 expect_hash: a.expect_hash,
@@ -580,6 +584,15 @@ fn run(cli: Cli) -> Result<bool> {
                 key: a.common.key()?,
             };
             enter_netns(&a.netns)?;
+            if let Some(dir) = &a.serve {
+                recv::serve_dir(&cfg, dir, |r| match r {
+                    // One line of JSON per transfer, so that a reader can take them one at a time.
+                    Ok(rep) if a.common.json => println!("{}", serde_json::to_string(&rep).expect("reports serialize")),
+                    Ok(rep) => print!("{}", report::recv_text(&rep)),
+                    Err(e) => log::error!("a transfer failed: {e:#}; serving on"),
+                })?;
+                return Ok(true);
+            }
             let rep = recv::receive(&cfg)?;
             print(a.common.json, &rep, report::recv_text);
             Ok(rep.verified)

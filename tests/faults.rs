@@ -265,7 +265,8 @@ fn sender_stops_on(fault_name: &str, causes: &[&str], fault: impl Fn(&zclab::net
         let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--timeout", "30"]);
         let sender = spawn_send(&n.tx_ns, mode, &src, &["--timeout", "30"], Stdio::piped());
         wait_for_partial(&rx_dir.0);
-        std::thread::sleep(Duration::from_millis(30));
+        // Into the data: af-xdp's receiver first attaches its XDP program (and moves 512 MiB in about a second).
+        std::thread::sleep(Duration::from_millis(if mode == "af-xdp" { 400 } else { 30 }));
         fault(&n, &recv);
         let t = Instant::now();
         let o = sender.wait_with_output().unwrap();
@@ -378,7 +379,11 @@ fn the_packet_paths_verify_through_a_lossy_router_and_say_what_they_resent() {
             assert_eq!(r["verified"], true);
             let (resent, packets, rounds) =
                 (r["retransmitted_packets"].as_u64().unwrap(), r["packets"].as_u64().unwrap(), r["rounds"].as_u64().unwrap());
-            assert!(resent > 0 && rounds >= 2, "{mode} at {loss}%: lost packets are sent again in rounds: {r}");
+            // udp-gso's GSO batches cross the router whole (one skb of up to 44 datagrams), so at
+            // 0.1% and 1% a 16 MiB transfer may lose nothing; af-xdp's packets cross one by one.
+            if mode == "af-xdp" || loss == "5" {
+                assert!(resent > 0 && rounds >= 2, "{mode} at {loss}%: lost packets are sent again in rounds: {r}");
+            }
             rows.push(format!("{mode} at {loss}%: {resent} of {packets} packets resent, {rounds} rounds"));
         }
     }
@@ -395,4 +400,43 @@ impl Drop for DownOnDrop {
     fn drop(&mut self) {
         let _ = run_zclab(&["env", "down", "--name", &self.0]);
     }
+}
+
+#[test]
+fn recv_serve_takes_transfers_one_after_another_under_its_own_names() {
+    if !privileged("recv_serve_takes_transfers_one_after_another_under_its_own_names") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let inbox = Scratch::new();
+    let (a, b) = (dir.path("a"), dir.path("b"));
+    random_file(&a, 1 << 20, 12);
+    random_file(&b, 3 << 20, 13);
+    let server = zclab()
+        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--serve", inbox.0.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (f, mode) in [(&a, "sendfile"), (&b, "udp-gso")] {
+        let o = send(&n.tx_ns, "10.77.0.2:7777", mode, f, &[]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+    }
+    zclab::sys::kill(server.id(), libc::SIGINT).unwrap();
+    let o = server.wait_with_output().unwrap();
+    let reports: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line per transfer")).collect();
+    assert_eq!(reports.len(), 2, "{}", stderr(&o));
+    let got = files_in(&inbox.0);
+    assert_eq!(got.len(), 2, "two files, no partial one: {got:?}");
+    assert!(got.iter().all(|f| f.starts_with("zclab-")), "names of the receiver's making: {got:?}");
+    for (r, src) in reports.iter().zip([&a, &b]) {
+        assert_eq!(r["verified"], true);
+        let out = std::path::PathBuf::from(r["out"].as_str().unwrap());
+        assert_eq!(out.parent().unwrap(), inbox.0);
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(src).unwrap());
+    }
+    record("two transfers to one `recv --serve DIR`", "both verified, as DIR/zclab-SECONDS-N; Ctrl-C ended the serving");
 }

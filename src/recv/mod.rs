@@ -298,9 +298,11 @@ impl RefuseOthers {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
+            while !flag.load(Ordering::SeqCst) {
                 let Ok(ready) = crate::sys::socket::poll_one(&listener, libc::POLLIN, 100) else { return };
-                if ready == 0 {
+                // Checked again after the wait: a sender that connects after
+                // the transfer's end belongs to the next transfer, not here.
+                if ready == 0 || flag.load(Ordering::SeqCst) {
                     continue;
                 }
                 if let Ok((s, peer)) = listener.accept() {
@@ -316,9 +318,16 @@ impl RefuseOthers {
     }
 }
 
+impl RefuseOthers {
+    /// Stops refusing (the thread ends within its next wait).
+    fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 impl Drop for RefuseOthers {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -331,10 +340,40 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
     let listener = bind(cfg.listen)?;
     log::info!("listening on {}", cfg.listen);
     let deadline = cfg.accept_timeout.map(|t| Instant::now() + t);
-    let (sock, hello) = first_valid_sender(&listener, deadline, cfg.key.as_ref())?;
+    receive_one(cfg, &listener, deadline, &cfg.out)
+}
+
+/// `zclab recv --serve DIR`: transfers one after another, each into a new
+/// file in `dir` under a name the receiver makes (never a name from the
+/// wire), until Ctrl-C. `each` gets every transfer's outcome.
+pub fn serve_dir(cfg: &RecvConfig, dir: &Path, mut each: impl FnMut(Result<RecvReport>)) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("--serve {}: not a directory (make it first)", dir.display());
+    }
+    let listener = bind(cfg.listen)?;
+    log::info!("listening on {}, receiving into {}", cfg.listen, dir.display());
+    loop {
+        let out = next_name(dir);
+        let r = receive_one(cfg, &listener, None, &out);
+        let interrupted = crate::interrupt::requested();
+        if !(interrupted && r.is_err()) {
+            each(r);
+        }
+        crate::interrupt::check()?;
+    }
+}
+
+/// `DIR/zclab-SECONDS-N`, a name not taken yet.
+fn next_name(dir: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    (1u32..).map(|n| dir.join(format!("zclab-{secs}-{n}"))).find(|p| !p.exists()).expect("some name is free")
+}
+
+fn receive_one(cfg: &RecvConfig, listener: &TcpListener, deadline: Option<Instant>, out: &Path) -> Result<RecvReport> {
+    let (sock, hello) = first_valid_sender(listener, deadline, cfg.key.as_ref())?;
     log::info!("serving a sender: {} bytes by {}", hello.size, hello.mode);
-    let refusing = RefuseOthers::start(listener);
-    let result = serve(cfg, &sock, hello);
+    let refusing = RefuseOthers::start(listener.try_clone().context("duplicating the listening socket")?);
+    let result = serve(cfg, &sock, hello, out, &|| refusing.stop());
     drop(refusing);
     if let Err(e) = &result {
         // Not back to a sender that gave up itself.
@@ -346,17 +385,19 @@ pub fn receive(cfg: &RecvConfig) -> Result<RecvReport> {
 }
 
 /// One transfer, from a checked Hello to the verdict.
-fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello) -> Result<RecvReport> {
+/// `done` is called once the data is in, before the verdict goes out: the
+/// sender may start its next transfer as soon as it has the verdict.
+fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done: &dyn Fn()) -> Result<RecvReport> {
     sock.set_read_timeout(Some(IO_TICK))?;
     sock.set_write_timeout(Some(IO_TICK))?;
     let mut wd = Watchdog::new(cfg.timeout, "the sender");
     let Hello { mode, size, chunk, transfer_id, session } = hello;
     log::info!("receiving {size} bytes by {mode}");
-    let partial = PartialFile::create(&cfg.out).with_context(|| format!("cannot create a file beside {}", cfg.out.display()))?;
+    let partial = PartialFile::create(out).with_context(|| format!("cannot create a file beside {}", out.display()))?;
 
     let path = mode;
     // Everything the receiver sets up happens before Ready, outside the timed part.
-    reserve(partial.file(), size, &cfg.out)?;
+    reserve(partial.file(), size, out)?;
     // Checked in the handshake.
     let payload = if path.is_packet_path() { chunk as u32 } else { 0 };
     if cfg.preallocate {
@@ -450,6 +491,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello) -> Result<RecvRep
     };
     let verified = reason.is_none();
     if !truncated {
+        done();
         let verdict = Msg::Verdict { bytes: got.bytes, hash: hash.clone(), verified, reason: reason.clone() };
         // The sender may already be gone; the local report still stands.
         if let Err(e) = send_msg(&mut sock, &verdict, &mut wd) {
@@ -457,7 +499,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello) -> Result<RecvRep
         }
     }
     if verified {
-        partial.persist(&cfg.out).with_context(|| format!("renaming the verified file to {}", cfg.out.display()))?;
+        partial.persist(out).with_context(|| format!("renaming the verified file to {}", out.display()))?;
     }
     Ok(RecvReport {
         mode,
@@ -470,7 +512,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello) -> Result<RecvRep
         expected_hash: expected,
         hash_seconds: hash_time.as_secs_f64(),
         cost,
-        out: verified.then(|| cfg.out.display().to_string()),
+        out: verified.then(|| out.display().to_string()),
         packets,
         af_xdp,
         reason,

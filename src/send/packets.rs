@@ -126,10 +126,7 @@ impl<'a> Flow<'a> {
             match recv_msg(&mut &*self.ctrl, wd)? {
                 Some(Msg::Progress { seen }) => self.window.heard(seen),
                 None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionReset,
-                        "the receiver closed the connection mid-round: the receiver is gone",
-                    ))
+                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "the receiver closed the connection mid-round"))
                 }
                 Some(other) => return Err(io::Error::other(format!("the receiver sent {other:?} mid-round"))),
             }
@@ -215,7 +212,7 @@ pub fn send_rounds(
             None => {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionReset,
-                    "the receiver closed the connection at the end of a round: the receiver is gone",
+                    "the receiver closed the connection at the end of a round",
                 ))
             }
             other => return Err(io::Error::other(format!("the receiver answered {other:?} where Missing was expected"))),
