@@ -393,6 +393,20 @@ struct LessonArgs {
     check: bool,
 }
 
+/// A comma-separated list of numbers in `range` (none given: empty).
+fn number_list(list: &Option<String>, option: &str, range: std::ops::RangeInclusive<u32>) -> Result<Vec<u32>> {
+    let Some(l) = list else { return Ok(Vec::new()) };
+    l.split(',')
+        .map(|n| {
+            n.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .with_context(|| format!("{option}: {n:?} is not a number from {} to {}", range.start(), range.end()))
+        })
+        .collect()
+}
+
 /// The list without repeats, in its order (a value given twice runs once).
 fn unique<T: PartialEq>(v: Vec<T>) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(v.len());
@@ -645,36 +659,12 @@ fn run(cli: Cli) -> Result<bool> {
             if !(1..=100).contains(&a.runs) {
                 bail!("--runs must be between 1 and 100");
             }
-            let mtus = match &a.mtu {
-                None => Vec::new(),
-                Some(l) => l
-                    .split(',')
-                    .map(|m| {
-                        m.trim()
-                            .parse::<u32>()
-                            .ok()
-                            .filter(|m| (576..=65535).contains(m))
-                            .with_context(|| format!("--mtu: {m:?} is not an MTU from 576 to 65535"))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            };
+            let mtus = number_list(&a.mtu, "--mtu", 576..=65535)?;
             let chunks = match &a.chunk {
                 None => Vec::new(),
                 Some(l) => l.split(',').map(|c| parse_bytes(c).and_then(|b| chunk(b as usize))).collect::<Result<Vec<_>>>()?,
             };
-            let in_flight = match &a.in_flight {
-                None => Vec::new(),
-                Some(l) => l
-                    .split(',')
-                    .map(|n| {
-                        n.trim()
-                            .parse::<u32>()
-                            .ok()
-                            .filter(|n| (1..=4096).contains(n))
-                            .with_context(|| format!("--in-flight: {n:?} is not a number from 1 to 4096"))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            };
+            let in_flight = number_list(&a.in_flight, "--in-flight", 1..=4096)?;
             let cfg = zclab::bench::BenchConfig {
                 env: a.env,
                 sizes: unique(a.size.split(',').map(parse_size).collect::<Result<Vec<_>>>()?),
