@@ -193,12 +193,101 @@ struct XdpArgs {
     /// af-xdp: the interface (default: the one that holds the local address of the connection).
     #[arg(long, value_name = "IFACE")]
     iface: Option<String>,
+    #[command(flatten)]
+    socket: XdpSocketArgs,
+}
+
+/// How an af-xdp end binds and drives its socket; every one is reported in the JSON.
+#[derive(Args, Clone)]
+struct XdpSocketArgs {
     /// af-xdp: the NIC queue to bind the AF_XDP socket to.
     #[arg(long, default_value_t = 0, value_name = "N")]
     queue: u32,
     /// af-xdp: zero copy between NIC and UMEM (on needs a capable driver; veth is copy-only).
     #[arg(long, value_enum, default_value = "auto")]
     zerocopy: ZeroCopy,
+    /// af-xdp: XDP_USE_NEED_WAKEUP: kick the TX ring only when the kernel asks. Off by default:
+    /// a copy-mode socket (veth) asks every time, so it only adds a check (see README).
+    #[arg(long)]
+    need_wakeup: bool,
+    /// af-xdp: busy polling: SO_PREFER_BUSY_POLL, and SO_BUSY_POLL of this many microseconds.
+    #[arg(long, value_name = "USECS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    busy_poll: Option<u32>,
+    /// af-xdp: SO_BUSY_POLL_BUDGET, packets per busy poll (with --busy-poll; default 64).
+    #[arg(long, value_name = "N", requires = "busy_poll", value_parser = clap::value_parser!(u32).range(1..=65535))]
+    busy_poll_budget: Option<u32>,
+    /// af-xdp sender: frames sent per TX kick in copy mode (XDP_MAX_TX_SKB_BUDGET; default 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65535))]
+    tx_budget: Option<u32>,
+}
+
+impl XdpSocketArgs {
+    fn knobs(&self) -> zclab::transfer::af_xdp::Knobs {
+        zclab::transfer::af_xdp::Knobs {
+            need_wakeup: self.need_wakeup,
+            busy_poll_us: self.busy_poll,
+            busy_poll_budget: self.busy_poll_budget,
+            tx_budget: self.tx_budget,
+        }
+    }
+
+    /// The same options as arguments of a `zclab send` or `recv`.
+    fn args(&self) -> Vec<String> {
+        let mut v = vec!["--queue".to_string(), self.queue.to_string(), "--zerocopy".into(), value_name(&self.zerocopy)];
+        if self.need_wakeup {
+            v.push("--need-wakeup".into());
+        }
+        for (flag, value) in
+            [("--busy-poll", self.busy_poll), ("--busy-poll-budget", self.busy_poll_budget), ("--tx-budget", self.tx_budget)]
+        {
+            if let Some(n) = value {
+                v.extend([flag.to_string(), n.to_string()]);
+            }
+        }
+        v
+    }
+}
+
+/// How clap spells a value of an option (`--zerocopy auto`).
+fn value_name<T: clap::ValueEnum>(v: &T) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
+/// The af-xdp options of `zclab run`, passed to both ends.
+#[derive(Args)]
+struct RunXdpArgs {
+    #[command(flatten)]
+    socket: XdpSocketArgs,
+    /// af-xdp: the sender's interface (default: the environment's).
+    #[arg(long, value_name = "IFACE")]
+    send_iface: Option<String>,
+    /// af-xdp: the receiver's interface (default: the environment's).
+    #[arg(long, value_name = "IFACE")]
+    recv_iface: Option<String>,
+    /// af-xdp: the sender's UMEM in unaligned (default) or aligned chunk mode (see `send --help`).
+    #[arg(long, value_enum, default_value = "unaligned")]
+    umem: UmemMode,
+    /// af-xdp: where the receiver's XDP program runs (see `recv --help`).
+    #[arg(long, value_enum, value_name = "MODE")]
+    xdp_mode: Option<AttachMode>,
+}
+
+impl RunXdpArgs {
+    /// (sender's arguments, receiver's arguments).
+    fn args(&self) -> (Vec<String>, Vec<String>) {
+        let (mut send, mut recv) = (self.socket.args(), self.socket.args());
+        if let Some(i) = &self.send_iface {
+            send.extend(["--iface".into(), i.clone()]);
+        }
+        if let Some(i) = &self.recv_iface {
+            recv.extend(["--iface".into(), i.clone()]);
+        }
+        send.extend(["--umem".into(), value_name(&self.umem)]);
+        if let Some(m) = self.xdp_mode {
+            recv.extend(["--xdp-mode".into(), value_name(&m)]);
+        }
+        (send, recv)
+    }
 }
 
 /// Options of the zero-copy send paths (ignored by none: refused elsewhere).
@@ -363,6 +452,8 @@ struct RunArgs {
     via: Via,
     #[command(flatten)]
     zc: ZcArgs,
+    #[command(flatten)]
+    xdp: RunXdpArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -565,8 +656,9 @@ fn run(cli: Cli) -> Result<bool> {
                 cold: a.cold,
                 af_xdp: AfXdpOptions {
                     iface: a.xdp.iface,
-                    queue: a.xdp.queue,
-                    bind_mode: a.xdp.zerocopy.into(),
+                    queue: a.xdp.socket.queue,
+                    bind_mode: a.xdp.socket.zerocopy.into(),
+                    knobs: a.xdp.socket.knobs(),
                     unaligned: a.umem == UmemMode::Unaligned,
                 },
                 trace: a.common.trace,
@@ -587,9 +679,10 @@ fn run(cli: Cli) -> Result<bool> {
                 expect_hash: a.expect_hash,
                 af_xdp: AfXdpRecvOptions {
                     iface: a.xdp.iface,
-                    queue: a.xdp.queue,
-                    bind_mode: a.xdp.zerocopy.into(),
+                    queue: a.xdp.socket.queue,
+                    bind_mode: a.xdp.socket.zerocopy.into(),
                     attach: a.xdp_mode,
+                    knobs: a.xdp.socket.knobs(),
                 },
                 inject_loss: a.inject_loss,
                 preallocate: a.preallocate,
@@ -625,6 +718,7 @@ fn run(cli: Cli) -> Result<bool> {
                 trace: a.common.trace,
                 via: a.via,
                 zc: a.zc.options(a.mode)?,
+                af_xdp_args: a.xdp.args(),
                 key: {
                     a.common.key()?; // a bad key file is refused here, not in a child
                     a.common.key.clone()

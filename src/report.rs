@@ -5,6 +5,7 @@
 
 use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
 use crate::trace::{KernelCounters, KernelRun, UNSEEN_COPIES};
+use crate::transfer::af_xdp::Knobs;
 use crate::transfer::mode::{Via, ZerocopyReceive};
 use crate::transfer::Mode;
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,14 @@ pub struct AfXdpTx {
     pub bind_mode: String,
     #[serde(flatten)]
     pub path: TxPath,
+    /// Need-wakeup, busy polling, TX budget, as set.
+    #[serde(default)]
+    pub knobs: Knobs,
+    /// TX kicks made, and left out because the kernel did not ask (need-wakeup).
+    #[serde(default)]
+    pub kicks: u64,
+    #[serde(default)]
+    pub kicks_skipped: u64,
 }
 
 /// How the sender framed the file, and what the kernel refused.
@@ -130,6 +139,9 @@ pub struct AfXdpRx {
     pub drops: RxDrops,
     /// Descriptors the kernel found invalid, and addresses it handed back that it was not holding.
     pub rx_invalid_descs: u64,
+    /// Need-wakeup and busy polling, as set.
+    #[serde(default)]
+    pub knobs: Knobs,
 }
 
 /// The af-xdp part of a merged report.
@@ -144,6 +156,16 @@ pub struct AfXdpRun {
     pub path: TxPath,
     #[serde(flatten)]
     pub drops: RxDrops,
+    /// Each end's need-wakeup, busy polling and TX budget.
+    #[serde(default)]
+    pub sender_knobs: Knobs,
+    #[serde(default)]
+    pub receiver_knobs: Knobs,
+    /// The sender's TX kicks, and those need-wakeup left out.
+    #[serde(default)]
+    pub kicks: u64,
+    #[serde(default)]
+    pub kicks_skipped: u64,
 }
 
 /// What a packet path's receiver counts.
@@ -257,6 +279,10 @@ impl RunReport {
                     program: x.program.clone(),
                     path: t.path.clone(),
                     drops: x.drops.clone(),
+                    sender_knobs: t.knobs,
+                    receiver_knobs: x.knobs,
+                    kicks: t.kicks,
+                    kicks_skipped: t.kicks_skipped,
                 }),
                 _ => None,
             },

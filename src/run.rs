@@ -32,6 +32,8 @@ pub struct RunConfig {
     pub zc: crate::send::ZcOptions,
     /// A key file both ends use (`--key`).
     pub key: Option<PathBuf>,
+    /// af-xdp options for (the sender, the receiver), as their arguments.
+    pub af_xdp_args: (Vec<String>, Vec<String>),
 }
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
@@ -163,6 +165,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     if let Some(k) = &cfg.key {
         recv_args.extend([s("--key"), path_arg(k)]);
     }
+    if cfg.mode == Mode::AfXdp {
+        recv_args.extend(cfg.af_xdp_args.1.iter().cloned());
+    }
     let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![
         s("send"),
@@ -189,6 +194,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     send_args.extend(cfg.zc.args());
     if let Some(k) = &cfg.key {
         send_args.extend([s("--key"), path_arg(k)]);
+    }
+    if cfg.mode == Mode::AfXdp {
+        send_args.extend(cfg.af_xdp_args.0.iter().cloned());
     }
     let mut sender = Peer::spawn("sender", &send_args)?;
 

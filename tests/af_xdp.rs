@@ -47,7 +47,47 @@ fn af_xdp_sends_without_the_page_cache_and_sendfile_does_not() {
     assert_eq!(x["source_cached_after_bytes"], 0, "O_DIRECT leaves nothing in the page cache: {x}");
     let s = run("sendfile");
     assert_eq!(s["source_cached_before_bytes"], 0, "{s}");
-    assert_eq!(s["source_cached_after_bytes"], len as u64, "sendfile reads through the page cache: {s}");
+    // All of it, but for a page the kernel may have reclaimed meanwhile (memory pressure from other tests).
+    let cached = s["source_cached_after_bytes"].as_u64().unwrap();
+    assert!(cached * 100 >= len as u64 * 99, "sendfile reads through the page cache: {s}");
+}
+
+#[test]
+fn run_passes_every_af_xdp_option_to_both_ends_and_reports_them() {
+    if !privileged("run_passes_every_af_xdp_option_to_both_ends_and_reports_them") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 4 << 20, 21);
+    #[rustfmt::skip]
+    let args = [
+        "run", "--env", &n.name, "--mode", "af-xdp", "--file", src.to_str().unwrap(), "--json",
+        "--need-wakeup", "--busy-poll", "20", "--busy-poll-budget", "16", "--tx-budget", "64",
+        "--umem", "aligned", "--xdp-mode", "generic", "--zerocopy", "off", "--queue", "0",
+        "--send-iface", &n.tx_if, "--recv-iface", &n.rx_if,
+    ];
+    let o = run_zclab(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&o);
+    let x = &r["af_xdp"];
+    assert_eq!(r["verified"], true);
+    assert_eq!(x["attach_mode"], "generic", "{x}");
+    assert!(
+        x["frame_layout"].as_str().unwrap().contains("aligned") && !x["frame_layout"].as_str().unwrap().contains("unaligned"),
+        "{x}"
+    );
+    assert_eq!((x["bind_mode"].as_str(), x["receiver_bind_mode"].as_str()), (Some("copy"), Some("copy")));
+    let want = serde_json::json!({"need_wakeup": true, "busy_poll_us": 20, "busy_poll_budget": 16, "tx_budget": 64});
+    assert_eq!(x["sender_knobs"], want, "{x}");
+    let want = serde_json::json!({"need_wakeup": true, "busy_poll_us": 20, "busy_poll_budget": 16, "tx_budget": null});
+    assert_eq!(x["receiver_knobs"], want, "{x}");
+    assert!(x["kicks"].as_u64().unwrap() > 0, "{x}");
+    // The options are af-xdp's: another mode refuses none of them, and ignores them.
+    let o = run_zclab(&["run", "--env", &n.name, "--mode", "splice", "--file", src.to_str().unwrap(), "--need-wakeup"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

@@ -379,6 +379,7 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool) -> Resu
         via: Via::Splice,
         zc: crate::send::ZcOptions { in_flight: cell.in_flight, fixed_buffers: cell.fixed_buffers },
         key: None,
+        af_xdp_args: Default::default(),
     };
     let report = run::run(&rc)?;
     if cell.cache == Cache::Cold && report.source_cached_before_bytes > 0 {

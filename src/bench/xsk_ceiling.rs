@@ -6,7 +6,7 @@
 
 use super::Ceiling;
 use crate::netns::{EnvNames, RX_ADDR, TX_ADDR};
-use crate::transfer::af_xdp::{wait_for_busy_queue, Iface, TX_BUDGET};
+use crate::transfer::af_xdp::{wait_for_busy_queue, Iface, Knobs, TX_BUDGET};
 use crate::wire::{FrameTemplate, LabHeader, FRAME_HEADER_LEN};
 use crate::xdp::XdpSteering;
 use crate::xsk::{BindMode, Frame, PoolId, Received, Returned, Umem, UmemConfig, XskSocket};
@@ -28,8 +28,12 @@ fn receive(names: EnvNames, ready: mpsc::Sender<Result<()>>, stop: Arc<AtomicBoo
     let setup = || -> Result<_> {
         let ifc = Iface::enter(&names.rx_ns, &names.rx_if)?;
         let mut steering = XdpSteering::attach(&ifc.name, PORT, false, None)?;
-        let (mut sock, rx) =
-            XskSocket::bind_rx(umem(FRAMES)?, 2048, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
+        let (mut sock, rx) = XskSocket::bind_rx(
+            umem(FRAMES)?,
+            2048,
+            &ifc.socket_config(0, BindMode::Copy, &Knobs::default()),
+            wait_for_busy_queue,
+        )?;
         steering.register(0, &sock)?;
         let frames = sock.umem_mut().frames_mut();
         let mut free: Vec<Frame> = std::iter::from_fn(|| frames.alloc(PoolId(0))).collect();
@@ -73,8 +77,12 @@ fn receive(names: EnvNames, ready: mpsc::Sender<Result<()>>, stop: Arc<AtomicBoo
 /// Sends frames of `descs` descriptors (1 or 2) for `secs`.
 fn send(names: EnvNames, descs: u32, secs: f64) -> Result<()> {
     let ifc = Iface::enter(&names.tx_ns, &names.tx_if)?;
-    let (mut sock, mut tx) =
-        XskSocket::bind_tx(umem(64)?, 2048, &ifc.socket_config(0, BindMode::Copy, Some(TX_BUDGET)), wait_for_busy_queue)?;
+    let (mut sock, mut tx) = XskSocket::bind_tx(
+        umem(64)?,
+        2048,
+        &ifc.socket_config(0, BindMode::Copy, &Knobs { tx_budget: Some(TX_BUDGET), ..Knobs::default() }),
+        wait_for_busy_queue,
+    )?;
     let template =
         FrameTemplate { src_mac: ifc.mac, dst_mac: [0xff; 6], src_ip: TX_ADDR, dst_ip: RX_ADDR, src_port: PORT, dst_port: PORT };
     let lab = LabHeader { transfer_id: 0, offset: 0, len: PAYLOAD, flags: 0 };

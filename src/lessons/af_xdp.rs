@@ -12,7 +12,7 @@
 
 use super::{bytes, cpu_per_gib, enter_iface, small_umem, Claim, Experiment, Findings, Lab, Lesson};
 use crate::sys::xdp::XdpStatistics;
-use crate::transfer::af_xdp::wait_for_busy_queue;
+use crate::transfer::af_xdp::{wait_for_busy_queue, Knobs};
 use crate::transfer::{Mode, DEFAULT_CHUNK};
 use crate::xdp::XdpSteering;
 use crate::xsk::{BindMode, Frame, PoolId, Returned, Umem, UmemConfig, XskSocket};
@@ -56,7 +56,8 @@ fn receive_experiment(lab: &Lab, how: Receiver) -> Result<XdpStatistics> {
             let ifc = enter_iface(&names.rx_ns, &names.rx_if)?;
             let mut steering = XdpSteering::attach(&ifc.name, PORT, false, None)?;
             let umem = small_umem(32, 32, 8)?;
-            let (mut sock, _rx) = XskSocket::bind_rx(umem, 8, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
+            let (mut sock, _rx) =
+                XskSocket::bind_rx(umem, 8, &ifc.socket_config(0, BindMode::Copy, &Knobs::default()), wait_for_busy_queue)?;
             steering.register(0, &sock)?;
             if let Receiver::NeverDrained = how {
                 let frames = sock.umem_mut().frames_mut();
@@ -109,7 +110,8 @@ fn invalid_tx_experiment(lab: &Lab) -> Result<(XdpStatistics, bool)> {
     std::thread::spawn(move || -> Result<(XdpStatistics, bool)> {
         let ifc = enter_iface(&names.tx_ns, &names.tx_if)?;
         let umem = small_umem(4, 4, 4)?;
-        let (mut sock, mut tx) = XskSocket::bind_tx(umem, 4, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
+        let (mut sock, mut tx) =
+            XskSocket::bind_tx(umem, 4, &ifc.socket_config(0, BindMode::Copy, &Knobs::default()), wait_for_busy_queue)?;
         let frames = sock.umem_mut().frames_mut();
         let frame = frames.alloc(PoolId(0)).context("a free frame")?;
         let mut r = tx.reserve(1).context("a TX slot")?;
@@ -150,12 +152,12 @@ fn blast(lab: &Lab, settings: Vec<(Option<u32>, bool)>, secs: f64) -> Result<(Op
         let ifc = enter_iface(&names.tx_ns, &names.tx_if)?;
         let umem_cfg = UmemConfig::chunks(4096, 2048, 64, 2048);
         // Zero-copy mode first: veth has none.
-        let zc_cfg = ifc.socket_config(0, BindMode::Zerocopy, None);
+        let zc_cfg = ifc.socket_config(0, BindMode::Zerocopy, &Knobs::default());
         let zerocopy_refused =
             XskSocket::bind_tx(Umem::new(&umem_cfg)?, 2048, &zc_cfg, wait_for_busy_queue).err().map(|e| e.to_string());
         let mut out = Vec::new();
         for (budget, need_wakeup) in settings {
-            let mut cfg = ifc.socket_config(0, BindMode::Copy, budget);
+            let mut cfg = ifc.socket_config(0, BindMode::Copy, &Knobs { tx_budget: budget, ..Knobs::default() });
             cfg.need_wakeup = need_wakeup;
             let (mut sock, mut tx) = XskSocket::bind_tx(Umem::new(&umem_cfg)?, 2048, &cfg, wait_for_busy_queue)?;
             let frames = sock.umem_mut().frames_mut();

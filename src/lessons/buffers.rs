@@ -10,7 +10,7 @@
 use super::{bytes, enter_iface, small_umem, Claim, Experiment, Findings, Lab, Lesson};
 use crate::sys::file::map_copy_on_write;
 use crate::sys::rusage::self_usage;
-use crate::transfer::af_xdp::wait_for_busy_queue;
+use crate::transfer::af_xdp::{wait_for_busy_queue, Knobs};
 use crate::wire::{FrameTemplate, LabHeader, FRAME_HEADER_LEN};
 use crate::xsk::{BindMode, Owner, PoolId, Returned, XskSocket};
 use anyhow::{bail, Context, Result};
@@ -50,7 +50,8 @@ fn cow_faults(file: &File) -> Result<(u64, u64)> {
 fn frame_life(ns: String, iface: String) -> Result<Vec<(String, Owner)>> {
     let ifc = enter_iface(&ns, &iface)?;
     let umem = small_umem(4, 4, 4)?;
-    let (mut sock, mut tx) = XskSocket::bind_tx(umem, 4, &ifc.socket_config(0, BindMode::Copy, None), wait_for_busy_queue)?;
+    let (mut sock, mut tx) =
+        XskSocket::bind_tx(umem, 4, &ifc.socket_config(0, BindMode::Copy, &Knobs::default()), wait_for_busy_queue)?;
     let mut steps = Vec::new();
     let frames = sock.umem_mut().frames_mut();
     let mut frame = frames.alloc(PoolId(0)).context("a free frame")?;

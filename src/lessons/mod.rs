@@ -207,6 +207,7 @@ impl Lab {
             via,
             zc: crate::send::ZcOptions::default(),
             key: None,
+            af_xdp_args: Default::default(),
         };
         run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
     }

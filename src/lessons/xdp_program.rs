@@ -8,7 +8,7 @@
 //! the program were not there.
 
 use super::{enter_iface, small_umem, Claim, Experiment, Findings, Lab, Lesson};
-use crate::transfer::af_xdp::wait_for_busy_queue;
+use crate::transfer::af_xdp::{wait_for_busy_queue, Knobs};
 use crate::transfer::{Mode, DEFAULT_CHUNK};
 use crate::xdp::XdpSteering;
 use crate::xsk::{BindMode, Frame, PoolId, Received, XskSocket};
@@ -58,7 +58,7 @@ fn steering_experiment(lab: &Lab) -> Result<Arrivals> {
             let ifc = enter_iface(&names.rx_ns, &names.rx_if)?;
             let mut steering = XdpSteering::attach(&ifc.name, PORT, false, None)?;
             let umem = small_umem(2 * PACKETS as u32, 2 * PACKETS as u32, 8)?;
-            let cfg = ifc.socket_config(0, BindMode::Copy, None);
+            let cfg = ifc.socket_config(0, BindMode::Copy, &Knobs::default());
             let (mut sock, rx) = XskSocket::bind_rx(umem, 2 * PACKETS as u32, &cfg, wait_for_busy_queue)?;
             steering.register(0, &sock)?;
             let frames = sock.umem_mut().frames_mut();

@@ -13,7 +13,7 @@
 use super::packets::PacketSource;
 use super::writer::RunWriter;
 use crate::report::{AfXdpRx, RxDrops, XdpProgramInfo};
-use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, CHUNK};
+use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK};
 use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
@@ -41,9 +41,12 @@ pub struct AfXdpRecvOptions {
     pub bind_mode: BindMode,
     /// Where the XDP program runs (default: native, else generic).
     pub attach: Option<AttachMode>,
+    /// Need-wakeup and busy polling.
+    pub knobs: Knobs,
 }
 
 pub struct XdpSource {
+    knobs: Knobs,
     steering: XdpSteering,
     sock: XskSocket,
     rx: Rx,
@@ -63,13 +66,15 @@ impl XdpSource {
         let frags = iface.mtu > MAX_MTU_WITHOUT_FRAGS;
         let mut steering = XdpSteering::attach(&iface.name, listen.port(), frags, opts.attach).map_err(io::Error::other)?;
         let umem = Umem::new(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64))?;
-        let cfg = iface.socket_config(opts.queue, opts.bind_mode, None);
+        let knobs = Knobs { tx_budget: None, ..opts.knobs }.effective();
+        let cfg = iface.socket_config(opts.queue, opts.bind_mode, &knobs);
         let (mut sock, rx) = XskSocket::bind_rx(umem, RX, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
         steering.register(opts.queue, &sock).map_err(io::Error::other)?;
         let frames = sock.umem_mut().frames_mut();
         let free = std::iter::from_fn(|| frames.alloc(PoolId(0))).collect();
         let mac = wire::format_mac(&iface.mac);
         let mut src = XdpSource {
+            knobs,
             steering,
             sock,
             rx,
@@ -116,6 +121,7 @@ impl XdpSource {
                 fill_ring_empty: s.rx_fill_ring_empty_descs,
             },
             rx_invalid_descs: s.rx_invalid_descs + self.sock.umem().foreign_addresses(),
+            knobs: self.knobs,
         })
     }
 }

@@ -149,6 +149,27 @@ pub fn set_tx_budget(fd: &impl AsRawFd, frames: u32) -> io::Result<()> {
     setsockopt(fd, XDP_MAX_TX_SKB_BUDGET, &frames)
 }
 
+/// Busy polling on an AF_XDP socket: `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`
+/// (microseconds a blocking call spins on the device's NAPI context before
+/// it sleeps) and `SO_BUSY_POLL_BUDGET` (packets per NAPI poll).
+pub fn set_busy_poll(fd: &impl AsRawFd, usecs: u32, budget: u32) -> io::Result<()> {
+    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+    for (name, value) in [(SO_PREFER_BUSY_POLL, 1i32), (libc::SO_BUSY_POLL, usecs as i32), (SO_BUSY_POLL_BUDGET, budget as i32)] {
+        // SAFETY: `value` is a live c_int and we pass its size.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                name,
+                &value as *const i32 as *const libc::c_void,
+                size_of::<i32>() as u32,
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// The TX kick: `sendto(fd, NULL, 0, MSG_DONTWAIT)`. In copy mode the kernel
 /// sends from the TX ring only inside this call. EAGAIN/EBUSY/ENOBUFS mean
 /// "not all sent yet, call again" and are not errors. ENETDOWN (the

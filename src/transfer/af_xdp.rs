@@ -16,6 +16,30 @@ pub const CHUNK: u32 = 4096;
 /// second here).
 pub const TX_BUDGET: u32 = 256;
 
+/// How an af-xdp end drives its socket (`--need-wakeup`, `--busy-poll`,
+/// `--tx-budget`), as set and as reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Knobs {
+    /// XDP_USE_NEED_WAKEUP: kick (or poll) only when the kernel says it needs it.
+    pub need_wakeup: bool,
+    /// SO_BUSY_POLL microseconds (with SO_PREFER_BUSY_POLL), if set.
+    pub busy_poll_us: Option<u32>,
+    /// SO_BUSY_POLL_BUDGET: packets per busy poll.
+    pub busy_poll_budget: Option<u32>,
+    /// Frames per TX kick (sender; XDP_MAX_TX_SKB_BUDGET).
+    pub tx_budget: Option<u32>,
+}
+
+impl Knobs {
+    /// The knobs as they apply: a busy-poll budget whenever busy polling is on.
+    pub fn effective(self) -> Knobs {
+        Knobs { busy_poll_budget: self.busy_poll_us.map(|_| self.busy_poll_budget.unwrap_or(BUSY_POLL_BUDGET)), ..self }
+    }
+}
+
+/// Packets per busy poll when `--busy-poll` is given without a budget.
+pub const BUSY_POLL_BUDGET: u32 = 64;
+
 /// Between two tries to bind a busy queue (a socket that just closed holds
 /// it for a moment; 0.6 s was enough here): wait a little, unless Ctrl-C came.
 pub fn wait_for_busy_queue() -> io::Result<()> {
@@ -82,7 +106,15 @@ impl Iface {
     /// The socket settings both ends use on this interface: multi-buffer
     /// packets on (a jumbo frame spans several 4096-byte chunks), no
     /// need-wakeup (it cost speed in copy mode here, see FACTS).
-    pub fn socket_config(&self, queue: u32, bind_mode: BindMode, tx_budget: Option<u32>) -> SocketConfig {
-        SocketConfig { ifindex: self.index, queue, bind_mode, need_wakeup: false, multi_buffer: true, tx_budget }
+    pub fn socket_config(&self, queue: u32, bind_mode: BindMode, knobs: &Knobs) -> SocketConfig {
+        SocketConfig {
+            ifindex: self.index,
+            queue,
+            bind_mode,
+            need_wakeup: knobs.need_wakeup,
+            multi_buffer: true,
+            tx_budget: knobs.tx_budget,
+            busy_poll: knobs.busy_poll_us.map(|us| (us, knobs.busy_poll_budget.unwrap_or(BUSY_POLL_BUDGET))),
+        }
     }
 }

@@ -44,6 +44,8 @@ pub struct SocketConfig {
     pub multi_buffer: bool,
     /// Frames sent per TX kick in copy mode (XDP_MAX_TX_SKB_BUDGET).
     pub tx_budget: Option<u32>,
+    /// Busy polling: (microseconds, packets per poll).
+    pub busy_poll: Option<(u32, u32)>,
 }
 
 /// A bound AF_XDP socket and the UMEM it owns.
@@ -98,6 +100,9 @@ impl XskSocket {
     /// give up, say on Ctrl-C, by returning an error).
     fn bind(umem: Umem, cfg: &SocketConfig, mut on_busy: impl FnMut() -> io::Result<()>) -> io::Result<XskSocket> {
         let fd = umem.fd().clone();
+        if let Some((usecs, budget)) = cfg.busy_poll {
+            xdp::set_busy_poll(&*fd, usecs, budget).map_err(|e| context("busy polling (SO_BUSY_POLL and friends)", e))?;
+        }
         let mut base = 0u16;
         if cfg.need_wakeup {
             base |= libc::XDP_USE_NEED_WAKEUP;

@@ -34,7 +34,7 @@ use super::DataPath;
 use super::Stream;
 use crate::report::{AfXdpTx, TxPath};
 use crate::sys;
-use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, CHUNK, TX_BUDGET};
+use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK, TX_BUDGET};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::Watchdog;
 use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN};
@@ -69,6 +69,8 @@ pub struct AfXdpOptions {
     pub bind_mode: BindMode,
     /// Register the UMEM in unaligned-chunk mode (default) or aligned mode.
     pub unaligned: bool,
+    /// Need-wakeup, busy polling, TX budget (default TX_BUDGET).
+    pub knobs: Knobs,
 }
 
 /// Everything set up before the Hello, so none of it is timed: interface,
@@ -81,6 +83,7 @@ pub struct XdpPath {
     pub payload: u32,
     o_direct: bool,
     unaligned: bool,
+    knobs: Knobs,
 }
 
 impl XdpPath {
@@ -106,7 +109,8 @@ impl XdpPath {
             fill_size: 64,
             completion_size: RING,
         })?;
-        let cfg = iface.socket_config(opts.queue, opts.bind_mode, Some(TX_BUDGET));
+        let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
+        let cfg = iface.socket_config(opts.queue, opts.bind_mode, &knobs);
         let (mut sock, tx_ring) =
             XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
         log::info!(
@@ -121,8 +125,8 @@ impl XdpPath {
         let slots = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
         let reader = DirectReader::new(file, 2 * SLOTS)?;
         let cache = BlockCache::new(reader, layout, size, slots, READ_TIMEOUT);
-        let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name);
-        Ok(XdpPath { tx, cache, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned })
+        let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup);
+        Ok(XdpPath { tx, cache, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs })
     }
 
     pub fn mtu(&self) -> u32 {
@@ -201,6 +205,9 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
             iface: p.iface.name.clone(),
             bind_mode: if sink.tx.socket().is_zerocopy() { "zerocopy" } else { "copy" }.into(),
             path: TxPath { mtu: p.iface.mtu, frame_layout, tx_invalid: xs.tx_invalid_descs, o_direct: p.o_direct, next_hop },
+            knobs: p.knobs,
+            kicks: sink.tx.kicks,
+            kicks_skipped: sink.tx.kicks_skipped,
         }),
     })
 }

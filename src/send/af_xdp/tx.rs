@@ -55,14 +55,18 @@ pub struct PacketTx {
     chunk: u64,
     queued_since_kick: u32,
     iface: String,
+    /// Kick only when the kernel asks (XDP_USE_NEED_WAKEUP).
+    need_wakeup: bool,
     pub kicks: u64,
+    /// Kicks left out because the kernel did not ask for them.
+    pub kicks_skipped: u64,
     /// Fewest and most descriptors a packet took.
     pub descs_per_packet: (u32, u32),
 }
 
 impl PacketTx {
     /// Takes every frame of the `headers` pool as a header frame.
-    pub fn new(mut sock: XskSocket, tx: Tx, headers: PoolId, iface: &str) -> PacketTx {
+    pub fn new(mut sock: XskSocket, tx: Tx, headers: PoolId, iface: &str, need_wakeup: bool) -> PacketTx {
         let frames = sock.umem_mut().frames_mut();
         let chunk = frames.chunk_size() as u64;
         let free_headers: Vec<Frame> = std::iter::from_fn(|| frames.alloc(headers)).collect();
@@ -75,7 +79,9 @@ impl PacketTx {
             chunk,
             queued_since_kick: 0,
             iface: iface.to_string(),
+            need_wakeup,
             kicks: 0,
+            kicks_skipped: 0,
             descs_per_packet: (u32::MAX, 0),
         }
     }
@@ -90,8 +96,12 @@ impl PacketTx {
 
     /// Asks the kernel to send what is on the TX ring.
     pub fn kick(&mut self) -> io::Result<()> {
-        self.kicks += 1;
         self.queued_since_kick = 0;
+        if self.need_wakeup && !self.tx.needs_wakeup() {
+            self.kicks_skipped += 1;
+            return Ok(());
+        }
+        self.kicks += 1;
         self.tx.kick().map_err(|e| match e.raw_os_error() {
             Some(libc::ENETDOWN) | Some(libc::ENXIO) => io::Error::new(
                 io::ErrorKind::NotConnected,
