@@ -81,9 +81,9 @@ fn a_small_bench_interleaves_and_writes_every_output() {
             .unwrap();
     let names: Vec<&str> = ceilings.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(&names[..2], ["memcpy, one core", "disk, O_DIRECT reads"], "{names:?}");
-    assert!(
-        names[2].starts_with("AF_XDP frames only, 1 descriptor (") && names[3].starts_with("AF_XDP frames only, 2 descriptors (")
-    );
+    assert!(names[2].starts_with("AF_XDP frames only, 1 descriptor, 1448 B payload ("), "{names:?}");
+    assert!(names[3].starts_with("AF_XDP frames only, 1 descriptor, 1024 B payload ("), "{names:?}");
+    assert!(names[4].starts_with("AF_XDP frames only, 2 descriptors, 1448 B payload ("), "{names:?}");
     assert!(ceilings.as_array().unwrap().iter().all(|c| c["gbit_per_s"].as_f64().unwrap() > 0.0));
     assert!(std::fs::read_to_string(out.join("gbit.svg")).unwrap().contains("stroke-dasharray"), "drawn in the chart");
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();

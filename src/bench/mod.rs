@@ -343,10 +343,10 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             Some(c) => lines.push(c),
             None => log::warn!("no O_DIRECT ceiling: the file's filesystem has no direct I/O"),
         }
-        for descs in [1, 2] {
-            match xsk_ceiling::frames_only(&envs[0].1, descs, 1.0) {
+        for (descs, payload) in [(1, xsk_ceiling::PAYLOAD), (1, xsk_ceiling::ALIGNED_PAYLOAD), (2, xsk_ceiling::PAYLOAD)] {
+            match xsk_ceiling::frames_only(&envs[0].1, descs, payload, 1.0) {
                 Ok(c) => lines.push(c),
-                Err(e) => log::warn!("no AF_XDP frames-only ceiling ({descs} descriptors): {e:#}"),
+                Err(e) => log::warn!("no AF_XDP frames-only ceiling ({descs} descriptors, {payload} B): {e:#}"),
             }
         }
     }
