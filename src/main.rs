@@ -158,9 +158,24 @@ struct Common {
     /// hashes catch accidents, not an attacker.
     #[arg(long, env = "ZCLAB_KEY", value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Run on this CPU only (sched_setaffinity, before anything else). Two ends that share a
+    /// core run at about 60% of their speed here, and the scheduler sometimes puts them
+    /// there: `zclab run --pin` and `zclab bench` pin the sender to CPU 0 and the receiver to 1.
+    #[arg(long, value_name = "N")]
+    cpu: Option<usize>,
 }
 
 impl Common {
+    /// Pins this process to `--cpu`, if given.
+    fn pin(&self) -> Result<()> {
+        if let Some(c) = self.cpu {
+            zclab::sys::sched::pin_to_cpu(c).with_context(|| {
+                format!("--cpu {c}: cannot run there (this machine has CPUs 0 to {})", zclab::sys::sched::cpus() - 1)
+            })?;
+        }
+        Ok(())
+    }
+
     fn key(&self) -> Result<Option<zclab::transfer::auth::Key>> {
         self.key.as_deref().map(zclab::transfer::auth::Key::from_file).transpose()
     }
@@ -246,6 +261,17 @@ impl XdpSocketArgs {
         }
         v
     }
+}
+
+/// `run --pin`: (sender's CPU, receiver's CPU).
+fn run_pins(pin: bool, cpu: Option<usize>) -> Result<Option<(usize, usize)>> {
+    if cpu.is_some() {
+        bail!("zclab run starts two processes: use --pin (sender on CPU 0, receiver on CPU 1), not --cpu");
+    }
+    if pin && zclab::sys::sched::cpus() < 2 {
+        bail!("--pin needs two CPUs; this machine has one");
+    }
+    Ok(pin.then_some((0, 1)))
 }
 
 /// How clap spells a value of an option (`--zerocopy auto`).
@@ -450,6 +476,9 @@ struct RunArgs {
     /// TCP paths: how the receiver takes the data off the socket (see `recv --help`).
     #[arg(long, value_enum, default_value = "splice", value_name = "HOW")]
     via: Via,
+    /// Pin the sender to CPU 0 and the receiver to CPU 1 (see --cpu): steadier figures.
+    #[arg(long)]
+    pin: bool,
     #[command(flatten)]
     zc: ZcArgs,
     #[command(flatten)]
@@ -571,6 +600,11 @@ struct BenchArgs {
     /// Run io-uring-zc from registered (fixed) buffers too, beside the plain one.
     #[arg(long)]
     fixed_buffers: bool,
+    /// Let the scheduler place both ends (by default the sender runs on CPU 0 and the
+    /// receiver on CPU 1, and iperf3's ends likewise: two ends on one core run at about 60%
+    /// of their speed here, which made some runs half as fast as the others).
+    #[arg(long)]
+    no_pin: bool,
     /// Where the outputs go (created if missing).
     #[arg(long, default_value = "zclab-bench", value_name = "DIR")]
     out: PathBuf,
@@ -647,6 +681,7 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(true)
         }
         Cmd::Send(a) => {
+            a.common.pin()?;
             let cfg = SendConfig {
                 to: a.to,
                 file: a.file,
@@ -671,6 +706,7 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(rep.verified)
         }
         Cmd::Recv(a) => {
+            a.common.pin()?;
             let cfg = RecvConfig {
                 listen: a.listen,
                 out: a.out.clone().unwrap_or_default(),
@@ -719,6 +755,7 @@ fn run(cli: Cli) -> Result<bool> {
                 via: a.via,
                 zc: a.zc.options(a.mode)?,
                 af_xdp_args: a.xdp.args(),
+                pin: run_pins(a.pin, a.common.cpu)?,
                 key: {
                     a.common.key()?; // a bad key file is refused here, not in a child
                     a.common.key.clone()
@@ -764,6 +801,7 @@ fn run(cli: Cli) -> Result<bool> {
                 sizes: unique(a.size.split(',').map(parse_size).collect::<Result<Vec<_>>>()?),
                 in_flight: unique(in_flight),
                 fixed_buffers: a.fixed_buffers,
+                pin: !a.no_pin && zclab::sys::sched::cpus() >= 2,
                 modes,
                 runs: a.runs,
                 caches,

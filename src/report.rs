@@ -43,6 +43,9 @@ pub struct SendReport {
     /// Busy seconds of all CPUs during the timed part (/proc/stat, 10 ms ticks), whichever process they went to.
     #[serde(default)]
     pub all_cpu_s: Option<f64>,
+    /// The CPU this end was pinned to (`--cpu`), if it was.
+    #[serde(default)]
+    pub cpu: Option<usize>,
 }
 
 /// What `zclab recv` prints.
@@ -74,6 +77,9 @@ pub struct RecvReport {
     /// What TCP_ZEROCOPY_RECEIVE mapped and copied (`--via mmap`).
     #[serde(default)]
     pub zerocopy_receive: Option<ZerocopyReceive>,
+    /// The CPU this end was pinned to (`--cpu`), if it was.
+    #[serde(default)]
+    pub cpu: Option<usize>,
 }
 
 /// What the AF_XDP sender reports.
@@ -234,6 +240,11 @@ pub struct RunReport {
     /// What TCP_ZEROCOPY_RECEIVE mapped and copied (`--via mmap`).
     #[serde(default)]
     pub zerocopy_receive: Option<ZerocopyReceive>,
+    /// The CPUs the sender and the receiver were pinned to (`run --pin`), if they were.
+    #[serde(default)]
+    pub sender_cpu: Option<usize>,
+    #[serde(default)]
+    pub receiver_cpu: Option<usize>,
 }
 
 impl RunReport {
@@ -292,6 +303,8 @@ impl RunReport {
             all_cpu_s: s.all_cpu_s,
             receive_via: r.via,
             zerocopy_receive: r.zerocopy_receive,
+            sender_cpu: s.cpu,
+            receiver_cpu: r.cpu,
         }
     }
 
@@ -664,6 +677,7 @@ mod tests {
             reason: None,
             kernel: None,
             all_cpu_s: None,
+            cpu: None,
         }
     }
 
@@ -686,6 +700,7 @@ mod tests {
             kernel: None,
             via: None,
             zerocopy_receive: None,
+            cpu: None,
         }
     }
 

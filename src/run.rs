@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub key: Option<PathBuf>,
     /// af-xdp options for (the sender, the receiver), as their arguments.
     pub af_xdp_args: (Vec<String>, Vec<String>),
+    /// (sender's CPU, receiver's CPU) to pin the two ends to.
+    pub pin: Option<(usize, usize)>,
 }
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
@@ -168,6 +170,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     if cfg.mode == Mode::AfXdp {
         recv_args.extend(cfg.af_xdp_args.1.iter().cloned());
     }
+    if let Some((_, cpu)) = cfg.pin {
+        recv_args.extend([s("--cpu"), cpu.to_string()]);
+    }
     let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![
         s("send"),
@@ -197,6 +202,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     }
     if cfg.mode == Mode::AfXdp {
         send_args.extend(cfg.af_xdp_args.0.iter().cloned());
+    }
+    if let Some((cpu, _)) = cfg.pin {
+        send_args.extend([s("--cpu"), cpu.to_string()]);
     }
     let mut sender = Peer::spawn("sender", &send_args)?;
 

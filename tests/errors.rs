@@ -21,6 +21,30 @@ fn bad_arguments_are_refused_with_help() {
     assert!(stderr(&o).contains("possible values") && stderr(&o).contains("sendfile"), "{}", stderr(&o));
     let o = run_zclab(&["send", "--mode", "splice", "--to", "127.0.0.1:9", "--file", "/etc/hostname", "--chunk", "0"]);
     assert!(stderr(&o).contains("--chunk"), "{}", stderr(&o));
+    let o = run_zclab(&["send", "--mode", "splice", "--to", "127.0.0.1:9", "--file", "/etc/hostname", "--cpu", "999"]);
+    assert!(stderr(&o).contains("--cpu 999: cannot run there"), "{}", stderr(&o));
+    let o = run_zclab(&["run", "--mode", "splice", "--file", "/etc/hostname", "--cpu", "0"]);
+    assert!(stderr(&o).contains("use --pin"), "{}", stderr(&o));
+}
+
+#[test]
+fn run_pin_puts_the_sender_on_cpu_0_and_the_receiver_on_cpu_1() {
+    if !privileged("run_pin_puts_the_sender_on_cpu_0_and_the_receiver_on_cpu_1") || zclab::sys::sched::cpus() < 2 {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 1 << 20, 31);
+    let name = env.names().name.clone();
+    let r = json(&run_zclab(&["run", "--env", &name, "--mode", "splice", "--file", src.to_str().unwrap(), "--pin", "--json"]));
+    assert_eq!(
+        (r["verified"].as_bool(), r["sender_cpu"].as_u64(), r["receiver_cpu"].as_u64()),
+        (Some(true), Some(0), Some(1)),
+        "{r}"
+    );
+    let r = json(&run_zclab(&["run", "--env", &name, "--mode", "splice", "--file", src.to_str().unwrap(), "--json"]));
+    assert!(r["sender_cpu"].is_null() && r["receiver_cpu"].is_null(), "not pinned unless asked: {r}");
 }
 
 #[test]

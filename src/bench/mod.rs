@@ -54,6 +54,8 @@ pub struct BenchConfig {
     pub in_flight: Vec<u32>,
     /// io-uring-zc also from registered (fixed) buffers, beside the plain one.
     pub fixed_buffers: bool,
+    /// Sender on CPU 0, receiver on CPU 1 (zclab's and iperf3's).
+    pub pin: bool,
     pub out: PathBuf,
     pub trace: bool,
     /// Measure reference lines too (memcpy, O_DIRECT disk reads).
@@ -289,48 +291,42 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
         );
     }
     let cells = matrix(cfg, &envs.iter().map(|e| e.0).collect::<Vec<_>>());
-    let total = cfg.runs as usize * (cells.len() + if cfg.peers { peers::PEERS.len() } else { 0 });
+    // A first round of every cell, not counted: the first run of a path
+    // after making a big file pays for memory the kernel touches for the
+    // first time (it was up to twice as slow here).
+    let total = cells.len() + cfg.runs as usize * (cells.len() + if cfg.peers { peers::PEERS.len() } else { 0 });
     let bar = progress_bar(total);
     let mut peer_runs = Vec::new();
     let mut runs = Vec::with_capacity(total);
     let mut port = DEFAULT_PORT;
-    // One transfer first, not counted: the first run after making a big
-    // file pays for memory the kernel touches for the first time.
-    bar.set_message("a warm-up run, not counted");
-    for (mtu, env) in &envs {
-        let warm_up = Cell {
-            mode: Mode::Splice,
-            cache: Cache::Warm,
-            mtu: *mtu,
-            size: cfg.sizes[0],
-            chunk: Some(DEFAULT_CHUNK),
-            in_flight: None,
-            fixed_buffers: false,
-        };
-        run_cell(&warm_up, env, &file_of(warm_up.size), port, false).context("the warm-up run failed")?;
-        port += 1;
-    }
-    for round in 0..cfg.runs {
+    for round in 0..=cfg.runs {
+        let counted = round > 0;
         for cell in &cells {
             crate::interrupt::check()?;
-            bar.set_message(format!("{}, round {}", cell.label(&cells), round + 1));
+            let what = if counted { format!("round {round}") } else { "a first round, not counted".into() };
+            bar.set_message(format!("{}, {what}", cell.label(&cells)));
             port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
             let env = &envs.iter().find(|e| e.0 == cell.mtu).expect("an environment per MTU").1;
-            let report = run_cell(cell, env, &file_of(cell.size), port, cfg.trace)
+            let report = run_cell(cell, env, &file_of(cell.size), port, cfg.trace && counted, cfg.pin)
                 .with_context(|| format!("the {} run failed", cell.label(&cells)))?;
             let all_cpu_s = report.all_cpu_s.unwrap_or(f64::NAN);
-            runs.push(BenchRun { cell: *cell, round, all_cpu_s, report });
+            if counted {
+                runs.push(BenchRun { cell: *cell, round: round - 1, all_cpu_s, report });
+            }
             bar.inc(1);
+        }
+        if !counted {
+            continue;
         }
         if cfg.peers {
             // On the first environment and file, after this round's modes.
             let names = crate::netns::EnvNames::new(&envs[0].1)?;
             for (name, z) in peers::PEERS {
                 crate::interrupt::check()?;
-                bar.set_message(format!("{name}, round {}", round + 1));
+                bar.set_message(format!("{name}, round {round}"));
                 port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
-                let gbit_per_s = peers::iperf3(&names.rx_ns, &names.tx_ns, port, &file_of(cfg.sizes[0]), z)?;
-                peer_runs.push(PeerRun { name: name.to_string(), round, gbit_per_s });
+                let gbit_per_s = peers::iperf3(&names.rx_ns, &names.tx_ns, port, &file_of(cfg.sizes[0]), z, cfg.pin)?;
+                peer_runs.push(PeerRun { name: name.to_string(), round: round - 1, gbit_per_s });
                 bar.inc(1);
             }
         }
@@ -364,7 +360,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
 }
 
 /// One run of one cell.
-fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool) -> Result<RunReport> {
+fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bool) -> Result<RunReport> {
     let rc = RunConfig {
         env: env.to_string(),
         mode: cell.mode,
@@ -380,6 +376,7 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool) -> Resu
         zc: crate::send::ZcOptions { in_flight: cell.in_flight, fixed_buffers: cell.fixed_buffers },
         key: None,
         af_xdp_args: Default::default(),
+        pin: pin.then_some((0, 1)),
     };
     let report = run::run(&rc)?;
     if cell.cache == Cache::Cold && report.source_cached_before_bytes > 0 {

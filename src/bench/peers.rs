@@ -31,10 +31,15 @@ impl Drop for Server {
 }
 
 /// Sends `file` with iperf3 from `tx_ns` to a one-off server in `rx_ns` on `port`; Gbit/s.
-pub fn iperf3(rx_ns: &str, tx_ns: &str, port: u16, file: &Path, zerocopy: bool) -> Result<f64> {
+/// With `pin`, the client runs on CPU 0 and the server on CPU 1 (`-A`), as zclab's ends do.
+pub fn iperf3(rx_ns: &str, tx_ns: &str, port: u16, file: &Path, zerocopy: bool, pin: bool) -> Result<f64> {
     let port = port.to_string();
-    let server = Command::new("ip")
-        .args(["netns", "exec", rx_ns, "iperf3", "-s", "-1", "-B", &crate::netns::RX_ADDR.to_string(), "-p", &port])
+    let mut server = Command::new("ip");
+    server.args(["netns", "exec", rx_ns, "iperf3", "-s", "-1", "-B", &crate::netns::RX_ADDR.to_string(), "-p", &port]);
+    if pin {
+        server.args(["-A", "1"]);
+    }
+    let server = server
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -47,6 +52,9 @@ pub fn iperf3(rx_ns: &str, tx_ns: &str, port: u16, file: &Path, zerocopy: bool) 
         c.args(["netns", "exec", tx_ns, "iperf3", "-c", &crate::netns::RX_ADDR.to_string(), "-p", &port, "-J", "-F"]).arg(file);
         if zerocopy {
             c.arg("-Z");
+        }
+        if pin {
+            c.args(["-A", "0"]);
         }
         let o = c.output().context("running the iperf3 client")?;
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();

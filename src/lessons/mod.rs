@@ -208,6 +208,7 @@ impl Lab {
             zc: crate::send::ZcOptions::default(),
             key: None,
             af_xdp_args: Default::default(),
+            pin: None,
         };
         run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
     }

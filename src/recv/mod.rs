@@ -519,5 +519,6 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
         kernel,
         via: (!path.is_packet_path()).then_some(cfg.via),
         zerocopy_receive: got.zerocopy,
+        cpu: crate::sys::sched::pinned_cpu(),
     })
 }

@@ -415,5 +415,6 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         reason,
         kernel,
         all_cpu_s,
+        cpu: sys::sched::pinned_cpu(),
     })
 }
