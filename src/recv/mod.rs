@@ -202,13 +202,13 @@ struct Hello {
 }
 
 /// Reads `sock` until an absolute deadline, however slowly the bytes come.
-struct ByDeadline<'a>(&'a TcpStream, Instant);
+struct ByDeadline<'a>(&'a TcpStream, Instant, Duration);
 
 impl io::Read for ByDeadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.1.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::other(format!("no complete Hello within {} s", HELLO_LIMIT.as_secs())));
+            return Err(io::Error::other(format!("no complete Hello within {:.1} s", self.2.as_secs_f64())));
         }
         self.0.set_read_timeout(Some(left.min(IO_TICK)))?;
         io::Read::read(&mut &*self.0, buf)
@@ -217,10 +217,10 @@ impl io::Read for ByDeadline<'_> {
 
 /// Reads and checks a connection's Hello. `Err` says why it is not a
 /// sender this receiver can serve.
-fn handshake(sock: &TcpStream, key: Option<&Key>) -> Result<Hello> {
+fn handshake(sock: &TcpStream, key: Option<&Key>, limit: Duration) -> Result<Hello> {
     // The deadline below ends it; the watchdog only must not come first.
-    let mut wd = Watchdog::new(HELLO_LIMIT + Duration::from_secs(1), "the sender");
-    let mut r = ByDeadline(sock, Instant::now() + HELLO_LIMIT);
+    let mut wd = Watchdog::new(limit + Duration::from_secs(1), "the sender");
+    let mut r = ByDeadline(sock, Instant::now() + limit, limit);
     let (mut hello, nonce) = match recv_msg(&mut r, &mut wd)? {
         Some(Msg::Hello { mode, size, chunk, transfer_id, nonce }) => {
             (Hello { mode, size, chunk, transfer_id, session: None }, nonce)
@@ -275,7 +275,7 @@ fn first_valid_sender(listener: &TcpListener, deadline: Option<Instant>, key: Op
     loop {
         let (sock, peer) = accept(listener, deadline)?;
         sock.set_write_timeout(Some(IO_TICK))?;
-        match handshake(&sock, key) {
+        match handshake(&sock, key, HELLO_LIMIT) {
             Ok(h) => return Ok((sock, h)),
             Err(e) => {
                 log::warn!("a connection from {peer} is not a sender this receiver can serve ({e:#}); still waiting");
@@ -309,7 +309,8 @@ impl RefuseOthers {
                     log::warn!("refused a second sender from {peer}: busy");
                     let _ = s.set_nonblocking(false);
                     // Its Hello first, so that closing does not reset the connection under our answer.
-                    let _ = handshake(&s, None);
+                    // Briefly: this thread must not hold up the end of the transfer.
+                    let _ = handshake(&s, None, Duration::from_millis(300));
                     send_failure(&s, "busy: this receiver is serving another transfer; try again when it is done");
                 }
             }

@@ -88,7 +88,14 @@ pub fn iface_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
 pub struct LinkWatch {
     sock: OwnedFd,
     pub name: String,
+    born: std::time::Instant,
+    /// Milliseconds after `born` before which [`Self::down_now`] does not ask again.
+    next_check_ms: std::sync::atomic::AtomicU64,
 }
+
+/// How often [`LinkWatch::down_now`] asks the kernel at most: busy loops
+/// call it on every idle turn.
+const LINK_CHECK_EVERY_MS: u64 = 50;
 
 impl LinkWatch {
     pub fn new(name: &str) -> io::Result<LinkWatch> {
@@ -99,7 +106,12 @@ impl LinkWatch {
         let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
         // SAFETY: s is fresh and owned here.
         let sock = unsafe { OwnedFd::from_raw_fd(s) };
-        let w = LinkWatch { sock, name: name.to_string() };
+        let w = LinkWatch {
+            sock,
+            name: name.to_string(),
+            born: std::time::Instant::now(),
+            next_check_ms: std::sync::atomic::AtomicU64::new(0),
+        };
         w.flags()?;
         Ok(w)
     }
@@ -114,6 +126,17 @@ impl LinkWatch {
         cvt(unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
         // SAFETY: SIOCGIFFLAGS filled ifru_flags.
         Ok(unsafe { req.ifr_ifru.ifru_flags })
+    }
+
+    /// As [`Self::down`], but asks the kernel at most every 50 ms (None between).
+    pub fn down_now(&self) -> Option<&'static str> {
+        use std::sync::atomic::Ordering;
+        let now = self.born.elapsed().as_millis() as u64;
+        if now < self.next_check_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.next_check_ms.store(now + LINK_CHECK_EVERY_MS, Ordering::Relaxed);
+        self.down()
     }
 
     /// None while the link is up with carrier; else what is wrong with it.

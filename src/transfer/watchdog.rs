@@ -49,7 +49,7 @@ impl Watchdog {
     pub fn idle(&self) -> io::Result<()> {
         crate::interrupt::check()?;
         if let Some(l) = &self.link {
-            if let Some(why) = l.down() {
+            if let Some(why) = l.down_now() {
                 return Err(io::Error::new(
                     io::ErrorKind::NetworkDown,
                     format!("the link to {} is down: interface {} is {why}", self.what, l.name),
