@@ -57,11 +57,13 @@ pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
     let _ = writeln!(
         s,
         "<p>{} of random data, moved {} time(s) by each of {} path(s), {} cache; the runs interleaved (every path once, then \
-         again), the receiver's output preallocated. Each figure is the median of its runs, with the smallest and largest.</p>",
+         again) after a first round that is not counted, the receiver's output preallocated, {}. Each figure is the median \
+         of its runs, with the smallest and largest.</p>",
         cfg.sizes.iter().map(|&b| human_bytes(b)).collect::<Vec<_>>().join(", "),
         cfg.runs,
         cfg.modes.len(),
-        cfg.caches.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>().join(" and ")
+        cfg.caches.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>().join(" and "),
+        if cfg.pin { "the sender on CPU 0 and the receiver on CPU 1" } else { "both ends placed by the scheduler (--no-pin)" }
     );
     if !direct {
         s += "<p><b>The file was on a filesystem without direct I/O (tmpfs?):</b> cold runs are not cold, and af-xdp could not skip the page cache.</p>\n";

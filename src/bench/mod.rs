@@ -190,6 +190,8 @@ pub struct BenchResult {
     pub peers: Vec<(String, Spread)>,
     /// Reference lines (`--ceilings`).
     pub ceilings: Vec<Ceiling>,
+    /// The ends ran pinned (sender on CPU 0, receiver on CPU 1).
+    pub pinned: bool,
 }
 
 /// The cells of one round, in the order they run: per environment, file
@@ -356,7 +358,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
         })
         .collect();
     write_outputs(cfg, &runs, &summaries, &lines, &peer_runs, &peers, direct)?;
-    Ok(BenchResult { summaries, peers, ceilings: lines })
+    Ok(BenchResult { summaries, peers, ceilings: lines, pinned: cfg.pin })
 }
 
 /// One run of one cell.
@@ -465,7 +467,11 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
     // The kernel's count of copies, when the runs were traced.
     let traced = result.summaries.iter().any(|m| m.kernel_copies_per_byte.is_some());
     for title in &titles {
-        let _ = writeln!(s, "\n{title} (median of runs; Gbit/s with min-max)");
+        let _ = writeln!(
+            s,
+            "\n{title} (median of runs; Gbit/s with min-max{})",
+            if result.pinned { "; sender on CPU 0, receiver on CPU 1" } else { "" }
+        );
         s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | snd calls/GiB | ctx switches | cached after | zero copy      | verified |";
         s += if traced { " kcopies/B |\n" } else { "\n" };
         s += "|----------------------------------|------------------------|---------------|---------------|---------------|--------------|--------------|----------------|----------|";
