@@ -38,6 +38,23 @@ pub struct RunConfig {
     pub pin: Option<(usize, usize)>,
 }
 
+/// The options both ends take alike: --trace, --key, this end's af-xdp
+/// options (af-xdp only) and its CPU.
+fn end_args(cfg: &RunConfig, args: &mut Vec<String>, af_xdp: &[String], cpu: Option<usize>) {
+    if cfg.trace {
+        args.push("--trace".into());
+    }
+    if let Some(k) = &cfg.key {
+        args.extend(["--key".into(), path_arg(k)]);
+    }
+    if cfg.mode == Mode::AfXdp {
+        args.extend(af_xdp.iter().cloned());
+    }
+    if let Some(c) = cpu {
+        args.extend(["--cpu".into(), c.to_string()]);
+    }
+}
+
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
 /// cleans up), then killed.
 struct Peer {
@@ -160,19 +177,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     if cfg.preallocate {
         recv_args.push(s("--preallocate"));
     }
-    if cfg.trace {
-        recv_args.push(s("--trace"));
-    }
     recv_args.extend([s("--via"), s(cfg.via.name())]);
-    if let Some(k) = &cfg.key {
-        recv_args.extend([s("--key"), path_arg(k)]);
-    }
-    if cfg.mode == Mode::AfXdp {
-        recv_args.extend(cfg.af_xdp_args.1.iter().cloned());
-    }
-    if let Some((_, cpu)) = cfg.pin {
-        recv_args.extend([s("--cpu"), cpu.to_string()]);
-    }
+    end_args(cfg, &mut recv_args, &cfg.af_xdp_args.1, cfg.pin.map(|p| p.1));
     let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![
         s("send"),
@@ -193,19 +199,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     if cfg.cold {
         send_args.push(s("--cold"));
     }
-    if cfg.trace {
-        send_args.push(s("--trace"));
-    }
     send_args.extend(cfg.zc.args());
-    if let Some(k) = &cfg.key {
-        send_args.extend([s("--key"), path_arg(k)]);
-    }
-    if cfg.mode == Mode::AfXdp {
-        send_args.extend(cfg.af_xdp_args.0.iter().cloned());
-    }
-    if let Some((cpu, _)) = cfg.pin {
-        send_args.extend([s("--cpu"), cpu.to_string()]);
-    }
+    end_args(cfg, &mut send_args, &cfg.af_xdp_args.0, cfg.pin.map(|p| p.0));
     let mut sender = Peer::spawn("sender", &send_args)?;
 
     let mut sender_failed_at = None;

@@ -43,12 +43,32 @@ fn tcp_kinds(r: &Value) -> (u64, u64, u64) {
     (u(&k["tcp_sent_copied_bytes"]), u(&k["tcp_sent_page_ref_bytes"]), u(&k["tcp_sent_zerocopy_bytes"]))
 }
 
+/// `bpftool OBJECT show --json`. bpftool walks the objects one id at a
+/// time; one freed meanwhile (a program just detached, an RCU grace period
+/// later) fails the walk, so it tries again.
+fn bpftool_show(object: &str) -> Vec<Value> {
+    let mut tries = 0;
+    let o = loop {
+        let o = Command::new("bpftool").args([object, "show", "--json"]).output().expect("bpftool runs (scripts/setup.sh)");
+        tries += 1;
+        if o.status.success() || tries == 5 {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        o.status.success(),
+        "bpftool {object} show: {}{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Array(vec![]));
+    v.as_array().cloned().unwrap_or_default()
+}
+
 /// Names of the BPF programs loaded in the kernel now (`bpftool prog show`).
 fn loaded_programs() -> Vec<String> {
-    let o = Command::new("bpftool").args(["prog", "show", "--json"]).output().expect("bpftool runs (scripts/setup.sh)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v.as_array().unwrap().iter().filter_map(|p| p["name"].as_str().map(String::from)).collect()
+    bpftool_show("prog").iter().filter_map(|p| p["name"].as_str().map(String::from)).collect()
 }
 
 fn tracing_programs() -> Vec<String> {
@@ -57,10 +77,7 @@ fn tracing_programs() -> Vec<String> {
 
 /// IDs of the tracing programs loaded now.
 fn tracing_program_ids() -> Vec<u64> {
-    let o = Command::new("bpftool").args(["prog", "show", "--json"]).output().unwrap();
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    v.as_array()
-        .unwrap()
+    bpftool_show("prog")
         .iter()
         .filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("zct_")))
         .filter_map(|p| p["id"].as_u64())
@@ -69,10 +86,7 @@ fn tracing_program_ids() -> Vec<u64> {
 
 /// BPF links (`bpftool link show`) whose program is one of `ids`.
 fn links_to(ids: &[u64]) -> Vec<Value> {
-    let o = Command::new("bpftool").args(["link", "show", "--json"]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Array(vec![]));
-    v.as_array().unwrap().iter().filter(|l| l["prog_id"].as_u64().is_some_and(|id| ids.contains(&id))).cloned().collect()
+    bpftool_show("link").into_iter().filter(|l| l["prog_id"].as_u64().is_some_and(|id| ids.contains(&id))).collect()
 }
 
 /// The kernel frees a program shortly after its last reference goes
