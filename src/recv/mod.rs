@@ -392,72 +392,24 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     sock.set_read_timeout(Some(IO_TICK))?;
     sock.set_write_timeout(Some(IO_TICK))?;
     let mut wd = Watchdog::new(cfg.timeout, "the sender");
-    let Hello { mode, size, chunk, transfer_id, session } = hello;
+    let Hello { mode, size, session, .. } = hello;
     log::info!("receiving {size} bytes by {mode}");
     let partial = PartialFile::create(out).with_context(|| format!("cannot create a file beside {}", out.display()))?;
 
-    let path = mode;
     // Everything the receiver sets up happens before Ready, outside the timed part.
     reserve(partial.file(), size, out)?;
-    // Checked in the handshake.
-    let payload = if path.is_packet_path() { chunk as u32 } else { 0 };
     if cfg.preallocate {
         preallocate(partial.file(), size).context("preallocating the output file")?;
     }
-    let mut plane = match path {
-        Mode::AfXdp => {
-            let (src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
-            Plane::Xdp(Box::new(src), mac)
-        }
-        Mode::UdpGso => Plane::Udp(
-            udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?,
-        ),
-        _ => Plane::Tcp,
-    };
+    let mut plane = open_plane(cfg, mode)?;
     let out_ino = partial.file().metadata().map(|m| m.ino()).ok();
     let mut testimony = Testimony::prepare(cfg.trace, None, out_ino);
-    let ready = match &plane {
-        Plane::Xdp(src, mac) => Msg::Ready { mac: Some(mac.clone()), window: Some(src.window()) },
-        Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW) },
-        Plane::Tcp => Msg::Ready { mac: None, window: None },
-    };
     testimony.start();
-    send_msg(&mut sock, &ready, &mut wd)?;
+    send_msg(&mut sock, &plane.ready(), &mut wd)?;
 
-    let mut packets = None;
-    let mut af_xdp: Option<crate::report::AfXdpRx> = None;
     let meter = CostMeter::start();
     let t0 = Instant::now();
-    let got = if path.is_packet_path() {
-        let out = partial.file();
-        let loss = LossInjector::new(cfg.inject_loss);
-        let mut r = Reassembly::with_loss(PacketPlan::new(size, payload), transfer_id as u32, loss);
-        let (calls, rounds) = match &mut plane {
-            Plane::Xdp(src, _) => {
-                let window = src.window();
-                let res =
-                    packets::receive_rounds(sock, src.as_mut(), &mut r, out, &mut wd, window).context("receiving the packets")?;
-                af_xdp = Some(src.report()?);
-                res
-            }
-            Plane::Udp(src) => {
-                packets::receive_rounds(sock, src, &mut r, out, &mut wd, udp::WINDOW).context("receiving the packets")?
-            }
-            Plane::Tcp => unreachable!("packet paths have a packet plane"),
-        };
-        let c = r.counts;
-        packets = Some(RxPackets {
-            accepted: c.accepted,
-            duplicates: c.duplicates,
-            invalid: c.invalid,
-            injected_losses: c.injected_losses,
-            rounds,
-        });
-        tcp::Received { bytes: r.bytes(), syscalls: calls, zerocopy: None }
-    } else {
-        tcp::receive_stream(sock, partial.file(), size, &mut wd, cfg.via).context("receiving the data")?
-    };
-    let discarded = !path.is_packet_path() && cfg.via == tcp::Via::Discard;
+    let (got, packets, af_xdp) = receive_data(cfg, sock, &mut plane, partial.file(), hello, &mut wd)?;
     let seconds = t0.elapsed().as_secs_f64();
     let cost = meter.finish(got.syscalls);
     let truncated = got.bytes < size;
@@ -479,17 +431,8 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
         }
     };
     let expected = cfg.expect_hash.clone().or(announced);
-    let reason = if truncated {
-        Some(format!("the stream ended after {} of {} announced bytes", got.bytes, size))
-    } else if discarded {
-        Some("the receiver discarded the data (--via discard): nothing was written, so nothing is verified".into())
-    } else {
-        match &expected {
-            None => Some("the sender closed the connection without sending its hash".to_string()),
-            Some(h) if *h != hash => Some(format!("hash mismatch: expected {h}, received data hashes to {hash}")),
-            Some(_) => None,
-        }
-    };
+    let discarded = !mode.is_packet_path() && cfg.via == tcp::Via::Discard;
+    let reason = why_not_verified(got.bytes, size, discarded, expected.as_deref(), &hash);
     let verified = reason.is_none();
     if !truncated {
         done();
@@ -518,8 +461,87 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
         af_xdp,
         reason,
         kernel,
-        via: (!path.is_packet_path()).then_some(cfg.via),
+        via: (!mode.is_packet_path()).then_some(cfg.via),
         zerocopy_receive: got.zerocopy,
         cpu: crate::sys::sched::pinned_cpu(),
     })
+}
+
+/// Where the data of `mode` will arrive, set up (an XDP program attached
+/// and an AF_XDP socket bound, or a UDP socket, or nothing for TCP).
+fn open_plane(cfg: &RecvConfig, mode: Mode) -> Result<Plane> {
+    Ok(match mode {
+        Mode::AfXdp => {
+            let (src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
+            Plane::Xdp(Box::new(src), mac)
+        }
+        Mode::UdpGso => Plane::Udp(
+            udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?,
+        ),
+        _ => Plane::Tcp,
+    })
+}
+
+impl Plane {
+    /// The Ready this plane announces: the MAC to send to, and the window.
+    fn ready(&self) -> Msg {
+        match self {
+            Plane::Xdp(src, mac) => Msg::Ready { mac: Some(mac.clone()), window: Some(src.window()) },
+            Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW) },
+            Plane::Tcp => Msg::Ready { mac: None, window: None },
+        }
+    }
+}
+
+/// The timed part: the data into `out`, by packets or by the stream.
+fn receive_data(
+    cfg: &RecvConfig,
+    sock: &TcpStream,
+    plane: &mut Plane,
+    out: &File,
+    hello: Hello,
+    wd: &mut Watchdog,
+) -> Result<(tcp::Received, Option<RxPackets>, Option<crate::report::AfXdpRx>)> {
+    if !hello.mode.is_packet_path() {
+        let got = tcp::receive_stream(sock, out, hello.size, wd, cfg.via).context("receiving the data")?;
+        return Ok((got, None, None));
+    }
+    // A valid packet size, checked in the handshake.
+    let plan = PacketPlan::new(hello.size, hello.chunk as u32);
+    let mut r = Reassembly::with_loss(plan, hello.transfer_id as u32, LossInjector::new(cfg.inject_loss));
+    let mut af_xdp = None;
+    let (calls, rounds) = match plane {
+        Plane::Xdp(src, _) => {
+            let window = src.window();
+            let res = packets::receive_rounds(sock, src.as_mut(), &mut r, out, wd, window).context("receiving the packets")?;
+            af_xdp = Some(src.report()?);
+            res
+        }
+        Plane::Udp(src) => packets::receive_rounds(sock, src, &mut r, out, wd, udp::WINDOW).context("receiving the packets")?,
+        Plane::Tcp => unreachable!("packet paths have a packet plane"),
+    };
+    let c = r.counts;
+    let packets = RxPackets {
+        accepted: c.accepted,
+        duplicates: c.duplicates,
+        invalid: c.invalid,
+        injected_losses: c.injected_losses,
+        rounds,
+    };
+    Ok((tcp::Received { bytes: r.bytes(), syscalls: calls, zerocopy: None }, Some(packets), af_xdp))
+}
+
+/// Why a transfer did not verify, or None if it did.
+fn why_not_verified(got: u64, size: u64, discarded: bool, expected: Option<&str>, hash: &str) -> Option<String> {
+    if got < size {
+        Some(format!("the stream ended after {got} of {size} announced bytes"))
+    } else if discarded {
+        Some("the receiver discarded the data (--via discard): nothing was written, so nothing is verified".into())
+    } else {
+        match expected {
+            None => Some("the sender closed the connection without sending its hash".to_string()),
+            Some(h) if h != hash => Some(format!("hash mismatch: expected {h}, received data hashes to {hash}")),
+            Some(_) => None,
+        }
+    }
 }
