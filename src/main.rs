@@ -883,6 +883,13 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
+            // A signal can wake a syscall (EINTR) a moment before the Ctrl-C
+            // handler's thread has set its flag: give it that moment.
+            if e.chain()
+                .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted))
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             if zclab::interrupt::requested() {
                 eprintln!("zclab: interrupted; cleaned up");
                 return ExitCode::from(130);

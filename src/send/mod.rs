@@ -168,6 +168,61 @@ pub(crate) fn file_shrank(done: u64, size: u64) -> io::Error {
     )
 }
 
+/// The packet paths' data sockets, set up before the Hello (so not timed):
+/// what the data path needs, the payload per packet (or bytes per call),
+/// and the route's MTU.
+fn set_up_packets(cfg: &SendConfig, sock: &TcpStream) -> Result<(PacketSetup, usize, Option<u32>)> {
+    Ok(match cfg.mode {
+        Mode::UdpGso => {
+            let u = udp_gso::UdpPath::connect(cfg.to).context("setting up the UDP data socket")?;
+            let (payload, mtu) = (u.payload as usize, u.mtu);
+            (PacketSetup::Udp(u), payload, Some(mtu))
+        }
+        Mode::AfXdp => {
+            let p = af_xdp::XdpPath::prepare(&cfg.file, sock, &cfg.af_xdp).context("setting up the AF_XDP path")?;
+            let (payload, mtu) = (p.payload as usize, p.mtu());
+            (PacketSetup::Xdp(Box::new(p)), payload, Some(mtu))
+        }
+        _ => (PacketSetup::None, cfg.chunk, None),
+    })
+}
+
+/// Sends the Hello and, with a key, answers the challenge; the session's key.
+fn say_hello(cfg: &SendConfig, sock: &TcpStream, wd: &mut Watchdog, size: u64, chunk: u64, id: u32) -> Result<Option<[u8; 32]>> {
+    let nonce = cfg.key.as_ref().map(|_| auth::nonce()).transpose()?;
+    let hello = Msg::Hello { mode: cfg.mode, size, chunk, transfer_id: id as u64, nonce: nonce.clone() };
+    send_msg(&mut &*sock, &hello, wd)?;
+    match (&cfg.key, &nonce) {
+        (Some(k), Some(ns)) => {
+            let hello = auth::hello_bytes(cfg.mode.name(), size, chunk, id as u64);
+            Ok(Some(answer_challenge(sock, wd, k, ns, hello)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A data path's error with its cause: after a reset or a broken pipe the
+/// receiver may have said why first; otherwise what the error itself means.
+fn data_path_failed(e: io::Error, mode: Mode, sock: &TcpStream, file: &File, size: u64) -> anyhow::Error {
+    let may_have_said = !matches!(e.kind(), io::ErrorKind::NetworkDown | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted);
+    match may_have_said.then(|| control::failure_waiting(sock, "the receiver")).flatten() {
+        Some(why) => anyhow::anyhow!(why).context(format!("{mode} failed ({e})")),
+        None => explain_data_error(e, mode, file, size).context(format!("{mode} failed")),
+    }
+}
+
+/// The receiver's verdict: its hash, whether it verified, and why not.
+fn hear_verdict(sock: &TcpStream, wd: &mut Watchdog, size: u64) -> Result<(Option<String>, bool, Option<String>)> {
+    match recv_msg(&mut &*sock, wd)? {
+        Some(Msg::Verdict { hash, verified, reason, bytes }) => {
+            let reason = reason.or_else(|| (bytes != size).then(|| format!("receiver got {bytes} of {size} bytes")));
+            Ok((Some(hash), verified && bytes == size, reason))
+        }
+        Some(other) => bail!("the receiver answered {other:?} where Verdict was expected"),
+        None => bail!("the receiver closed the connection before its verdict"),
+    }
+}
+
 /// With a key: checks the receiver's proof, sends ours; the session's key.
 fn answer_challenge(sock: &TcpStream, wd: &mut Watchdog, key: &auth::Key, ns: &str, hello: Vec<u8>) -> Result<[u8; 32]> {
     let (nr, proof) = match recv_msg(&mut &*sock, wd)? {
@@ -317,20 +372,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     sock.set_read_timeout(Some(IO_TICK))?;
     log::info!("connected to {}; sending {} bytes by {}", cfg.to, size, cfg.mode);
 
-    let (setup, chunk, mtu) = match cfg.mode {
-        Mode::UdpGso => {
-            let u = udp_gso::UdpPath::connect(cfg.to).context("setting up the UDP data socket")?;
-            let (payload, mtu) = (u.payload as usize, u.mtu);
-            (PacketSetup::Udp(u), payload, Some(mtu))
-        }
-        Mode::AfXdp => {
-            let p = af_xdp::XdpPath::prepare(&cfg.file, &sock, &cfg.af_xdp).context("setting up the AF_XDP path")?;
-            let (payload, mtu) = (p.payload as usize, p.mtu());
-            (PacketSetup::Xdp(Box::new(p)), payload, Some(mtu))
-        }
-        _ => (PacketSetup::None, cfg.chunk, None),
-    };
-
+    let (setup, chunk, mtu) = set_up_packets(cfg, &sock)?;
     let data_target = match (cfg.mode.is_packet_path(), cfg.to.ip()) {
         (true, std::net::IpAddr::V4(ip)) => Some((ip, cfg.to.port())),
         _ => None,
@@ -341,19 +383,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         wd = wd.watch_link(link);
     }
     let transfer_id = new_transfer_id();
-    let nonce = cfg.key.as_ref().map(|_| auth::nonce()).transpose()?;
-    let hello = Msg::Hello { mode: cfg.mode, size, chunk: chunk as u64, transfer_id: transfer_id as u64, nonce: nonce.clone() };
-    send_msg(&mut &sock, &hello, &mut wd)?;
-    let session = match (&cfg.key, &nonce) {
-        (Some(k), Some(ns)) => Some(answer_challenge(
-            &sock,
-            &mut wd,
-            k,
-            ns,
-            auth::hello_bytes(cfg.mode.name(), size, chunk as u64, transfer_id as u64),
-        )?),
-        _ => None,
-    };
+    let session = say_hello(cfg, &sock, &mut wd, size, chunk as u64, transfer_id)?;
     // The clock starts once the receiver is ready: its set-up (creating the
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;
@@ -362,17 +392,8 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer, zc: cfg.zc };
-    let path = match stream(cfg.mode, &mut s, setup, cfg.to, transfer_id) {
-        Ok(p) => p,
-        // A reset or a broken pipe: the receiver may have said why first.
-        Err(e) => match (!matches!(e.kind(), io::ErrorKind::NetworkDown | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted))
-            .then(|| control::failure_waiting(&sock, "the receiver"))
-            .flatten()
-        {
-            Some(why) => return Err(anyhow::anyhow!(why)).with_context(|| format!("{} failed ({e})", cfg.mode)),
-            None => return Err(explain_data_error(e, cfg.mode, &file, size)).with_context(|| format!("{} failed", cfg.mode)),
-        },
-    };
+    let path =
+        stream(cfg.mode, &mut s, setup, cfg.to, transfer_id).map_err(|e| data_path_failed(e, cfg.mode, &sock, &file, size))?;
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,
         Some(other) => bail!("the receiver answered {other:?} where Received was expected"),
@@ -386,14 +407,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
 
     let (hash, hash_time) = hash::hash_file_keyed(&cfg.file, session.as_ref()).context("hashing the source file")?;
     send_msg(&mut &sock, &Msg::Trailer { hash: hash.clone() }, &mut wd)?;
-    let (peer_hash, verified, reason) = match recv_msg(&mut &sock, &mut wd)? {
-        Some(Msg::Verdict { hash, verified, reason, bytes }) => {
-            let reason = reason.or_else(|| (bytes != size).then(|| format!("receiver got {bytes} of {size} bytes")));
-            (Some(hash), verified && bytes == size, reason)
-        }
-        Some(other) => bail!("the receiver answered {other:?} where Verdict was expected"),
-        None => bail!("the receiver closed the connection before its verdict"),
-    };
+    let (peer_hash, verified, reason) = hear_verdict(&sock, &mut wd, size)?;
     Ok(SendReport {
         mode: cfg.mode,
         bytes: size,

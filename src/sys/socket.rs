@@ -101,11 +101,18 @@ pub fn recv_zerocopy_completion(sock: &impl AsRawFd) -> io::Result<Option<Zeroco
 }
 
 /// `poll` on one fd for `events`, up to `timeout_ms`. Returns the revents.
+///
+/// A signal that interrupts the wait (EINTR) reads as "nothing ready" (0):
+/// the caller's loop then asks about Ctrl-C, whose flag the handler thread
+/// may set a moment after the signal has already woken this one.
 pub fn poll_one(fd: &impl AsRawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<libc::c_short> {
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
     // SAFETY: one live pollfd, count 1.
-    cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) })?;
-    Ok(pfd.revents)
+    match cvt(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+        Ok(_) => Ok(pfd.revents),
+    }
 }
 
 /// `SOL_UDP` (include/linux/socket.h).
