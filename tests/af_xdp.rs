@@ -210,6 +210,7 @@ fn ctrl_c_on_run_leaves_nothing_behind() {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
+            .map(Reaped::new)
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         zclab::sys::kill(run.id(), libc::SIGINT).unwrap();

@@ -112,6 +112,7 @@ fn ctrl_c_stops_a_bench_and_leaves_nothing() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Reaped::new)
         .unwrap();
     let t = Instant::now();
     while bench_namespaces().len() <= before.len() {

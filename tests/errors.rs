@@ -106,6 +106,7 @@ fn port_in_use_is_named_and_ctrl_c_stops_a_waiting_receiver() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Reaped::new)
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let o = run_zclab(&["recv", "--netns", &rx, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()]);

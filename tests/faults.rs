@@ -252,7 +252,7 @@ const MODES: [&str; 8] = ["read-write", "mmap-write", "sendfile", "splice", "msg
 /// receiver has taken the Hello, and check that the sender stops within
 /// 2 s, non-zero, with a message that contains one of `causes`, and that
 /// nothing is left under the final name. Returns (mode, ms, message) rows.
-fn sender_stops_on(fault_name: &str, causes: &[&str], fault: impl Fn(&zclab::netns::EnvNames, &std::process::Child)) {
+fn sender_stops_on(fault_name: &str, causes: &[&str], fault: impl Fn(&zclab::netns::EnvNames, &Reaped)) {
     let env = env();
     let n = env.names().clone();
     let dir = Scratch::new();
@@ -414,12 +414,14 @@ fn recv_serve_takes_transfers_one_after_another_under_its_own_names() {
     let (a, b) = (dir.path("a"), dir.path("b"));
     random_file(&a, 1 << 20, 12);
     random_file(&b, 3 << 20, 13);
-    let server = zclab()
-        .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--serve", inbox.0.to_str().unwrap(), "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let server = Reaped::new(
+        zclab()
+            .args(["recv", "--netns", &n.rx_ns, "--listen", "10.77.0.2:7777", "--serve", inbox.0.to_str().unwrap(), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     for (f, mode) in [(&a, "sendfile"), (&b, "udp-gso")] {
         let o = send(&n.tx_ns, "10.77.0.2:7777", mode, f, &[]);
         assert!(o.status.success(), "{mode}: {}", stderr(&o));

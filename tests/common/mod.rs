@@ -100,36 +100,76 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A child zclab that is killed and reaped if the test ends without
+/// waiting for it (a failed assertion): a panicking test leaves no process.
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    pub fn new(c: std::process::Child) -> Reaped {
+        Reaped(Some(c))
+    }
+
+    /// Waits for it and collects its output (as `Child::wait_with_output`).
+    pub fn wait_with_output(mut self) -> std::io::Result<Output> {
+        self.0.take().expect("not waited for yet").wait_with_output()
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("not waited for yet")
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Starts `zclab recv --netns NS --listen LISTEN --out OUT EXTRA...` with
 /// its output captured (`wait_with_output` collects it).
-pub fn spawn_recv(ns: &str, listen: &str, out: &Path, extra: &[&str]) -> std::process::Child {
+pub fn spawn_recv(ns: &str, listen: &str, out: &Path, extra: &[&str]) -> Reaped {
     zclab()
         .args(["recv", "--netns", ns, "--listen", listen, "--out", out.to_str().unwrap()])
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(Reaped::new)
         .expect("zclab recv starts")
 }
 
 /// Starts a receiver of the lab env (`zclab recv` in NS at 10.77.0.2:7777) whose output is not needed.
-pub fn spawn_quiet_recv(ns: &str, out: &Path) -> std::process::Child {
+pub fn spawn_quiet_recv(ns: &str, out: &Path) -> Reaped {
     zclab()
         .args(["recv", "--netns", ns, "--listen", "10.77.0.2:7777", "--out", out.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(Reaped::new)
         .expect("zclab recv starts")
 }
 
 /// Starts a sender of the lab env (`zclab send` in NS to 10.77.0.2:7777), stdout discarded.
-pub fn spawn_send(ns: &str, mode: &str, file: &Path, extra: &[&str], stderr: std::process::Stdio) -> std::process::Child {
+pub fn spawn_send(ns: &str, mode: &str, file: &Path, extra: &[&str], stderr: std::process::Stdio) -> Reaped {
     zclab()
         .args(["send", "--netns", ns, "--to", "10.77.0.2:7777", "--mode", mode, "--file", file.to_str().unwrap()])
         .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(stderr)
         .spawn()
+        .map(Reaped::new)
         .expect("zclab send starts")
 }
 
