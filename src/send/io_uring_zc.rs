@@ -22,19 +22,17 @@ use std::io;
 use std::time::Instant;
 
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {
-    let mut zc = ZerocopyStats {
-        requested: true,
-        in_flight_limit: Some(s.zc.in_flight.unwrap_or(1)),
-        fixed_buffers: s.zc.fixed_buffers,
-        ..Default::default()
-    };
+    // Sends per linked chain.
+    let depth = s.zc.in_flight.unwrap_or(1).max(1);
+    let mut zc =
+        ZerocopyStats { requested: true, in_flight_limit: Some(depth), fixed_buffers: s.zc.fixed_buffers, ..Default::default() };
+    let depth = depth as usize;
     let mut calls = 0;
-    let depth = s.zc.in_flight.unwrap_or(1).max(1) as usize;
     type Mapping = Box<dyn std::ops::Deref<Target = [u8]>>;
     let map: Option<Mapping> = if s.zc.fixed_buffers {
         sys::file::map_private_writable(s.file)?.map(|m| Box::new(m) as Mapping)
     } else {
-        s.map_file()?.map(|m| Box::new(m) as Mapping)
+        sys::file::map_readonly(s.file)?.map(|m| Box::new(m) as Mapping)
     };
     s.check_mapped(map.as_ref().map_or(0, |m| m.len()))?;
     let Some(map) = map else {

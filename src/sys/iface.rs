@@ -53,20 +53,31 @@ pub fn iface_with_addr(ip: Ipv4Addr) -> io::Result<Option<String>> {
     Ok(found)
 }
 
-/// The MAC address and MTU of interface `name` (SIOCGIFHWADDR, SIOCGIFMTU).
-pub fn iface_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
+/// A plain datagram socket of the caller's namespace, for interface ioctls.
+fn ioctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes plain integers.
+    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: s is fresh and owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(s) })
+}
+
+/// An `ifreq` that names interface `name` (refused if too long for IFNAMSIZ).
+fn ifreq_named(name: &str) -> io::Result<libc::ifreq> {
     if name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name {name:?} too long")));
     }
-    // SAFETY: a plain datagram socket used only for the ioctls.
-    let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-    // SAFETY: s is fresh and owned here.
-    let s = unsafe { OwnedFd::from_raw_fd(s) };
     // SAFETY: ifreq is a plain C struct; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, b) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *d = b as libc::c_char;
     }
+    Ok(req)
+}
+
+/// The MAC address and MTU of interface `name` (SIOCGIFHWADDR, SIOCGIFMTU).
+pub fn iface_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
+    let mut req = ifreq_named(name)?;
+    let s = ioctl_socket()?;
     // SAFETY: `req` is a live ifreq carrying the name; the kernel fills the union.
     cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) })?;
     // SAFETY: SIOCGIFHWADDR filled ifru_hwaddr.
@@ -99,15 +110,9 @@ const LINK_CHECK_EVERY_MS: u64 = 50;
 
 impl LinkWatch {
     pub fn new(name: &str) -> io::Result<LinkWatch> {
-        if name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("interface name {name:?} too long")));
-        }
-        // SAFETY: a plain datagram socket used only for the ioctl.
-        let s = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
-        // SAFETY: s is fresh and owned here.
-        let sock = unsafe { OwnedFd::from_raw_fd(s) };
+        ifreq_named(name)?;
         let w = LinkWatch {
-            sock,
+            sock: ioctl_socket()?,
             name: name.to_string(),
             born: std::time::Instant::now(),
             next_check_ms: std::sync::atomic::AtomicU64::new(0),
@@ -117,11 +122,7 @@ impl LinkWatch {
     }
 
     fn flags(&self) -> io::Result<libc::c_short> {
-        // SAFETY: ifreq is a plain C struct; all-zero is valid.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, b) in req.ifr_name.iter_mut().zip(self.name.bytes()) {
-            *d = b as libc::c_char;
-        }
+        let mut req = ifreq_named(&self.name)?;
         // SAFETY: `req` is a live ifreq carrying the name; the kernel fills ifru_flags.
         cvt(unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
         // SAFETY: SIOCGIFFLAGS filled ifru_flags.
