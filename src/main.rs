@@ -13,6 +13,7 @@ use zclab::report::{self, RunReport};
 use zclab::run::{self, RunConfig};
 use zclab::send::af_xdp::AfXdpOptions;
 use zclab::send::{self, SendConfig};
+use zclab::transfer::af_xdp::FrameLayout;
 use zclab::transfer::mode::Via;
 use zclab::transfer::Mode;
 use zclab::transfer::{DEFAULT_CHUNK, DEFAULT_PORT};
@@ -293,6 +294,9 @@ struct RunXdpArgs {
     /// af-xdp: the sender's UMEM in unaligned (default) or aligned chunk mode (see `send --help`).
     #[arg(long, value_enum, default_value = "unaligned")]
     umem: UmemMode,
+    /// af-xdp: the sender's frame layout (see `send --help`).
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    frame_layout: Option<FrameLayout>,
     /// af-xdp: where the receiver's XDP program runs (see `recv --help`).
     #[arg(long, value_enum, value_name = "MODE")]
     xdp_mode: Option<AttachMode>,
@@ -309,6 +313,9 @@ impl RunXdpArgs {
             recv.extend(["--iface".into(), i.clone()]);
         }
         send.extend(["--umem".into(), value_name(&self.umem)]);
+        if let Some(l) = self.frame_layout {
+            send.extend(["--frame-layout".into(), value_name(&l)]);
+        }
         if let Some(m) = self.xdp_mode {
             recv.extend(["--xdp-mode".into(), value_name(&m)]);
         }
@@ -379,6 +386,12 @@ struct SendArgs {
     /// af-xdp: register the UMEM in unaligned (default) or aligned chunk mode.
     #[arg(long, value_enum, default_value = "unaligned")]
     umem: UmemMode,
+    /// af-xdp: how a packet lies in the UMEM. Either way the payload is file bytes a read put
+    /// there and the CPU writes only the header. Default: split for a file read with O_DIRECT
+    /// (contiguous makes each packet a separate segment of the disk request, which costs more
+    /// than the descriptor it saves here), contiguous for a file on tmpfs (see the README).
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    frame_layout: Option<FrameLayout>,
     #[command(flatten)]
     xdp: XdpArgs,
     #[command(flatten)]
@@ -600,6 +613,10 @@ struct BenchArgs {
     /// Run io-uring-zc from registered (fixed) buffers too, beside the plain one.
     #[arg(long)]
     fixed_buffers: bool,
+    /// af-xdp frame layouts to run side by side, e.g. split,contiguous (see `zclab send --help`);
+    /// default: the sender's choice.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
+    frame_layout: Vec<FrameLayout>,
     /// Let the scheduler place both ends (by default the sender runs on CPU 0 and the
     /// receiver on CPU 1, and iperf3's ends likewise: two ends on one core run at about 60%
     /// of their speed here, which made some runs half as fast as the others).
@@ -695,6 +712,7 @@ fn run(cli: Cli) -> Result<bool> {
                     bind_mode: a.xdp.socket.zerocopy.into(),
                     knobs: a.xdp.socket.knobs(),
                     unaligned: a.umem == UmemMode::Unaligned,
+                    layout: a.frame_layout,
                 },
                 trace: a.common.trace,
                 zc: a.zc.options(a.mode)?,
@@ -801,6 +819,7 @@ fn run(cli: Cli) -> Result<bool> {
                 sizes: unique(a.size.split(',').map(parse_size).collect::<Result<Vec<_>>>()?),
                 in_flight: unique(in_flight),
                 fixed_buffers: a.fixed_buffers,
+                layouts: unique(a.frame_layout.clone()),
                 pin: !a.no_pin && zclab::sys::sched::cpus() >= 2,
                 modes,
                 runs: a.runs,

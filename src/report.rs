@@ -104,6 +104,12 @@ pub struct AfXdpTx {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TxPath {
     pub mtu: u32,
+    /// `--frame-layout`: split (header frame + payload) or contiguous (one descriptor).
+    #[serde(default)]
+    pub layout: crate::transfer::af_xdp::FrameLayout,
+    /// File bytes per packet.
+    #[serde(default)]
+    pub payload: u32,
     /// How a packet is laid out in descriptors.
     pub frame_layout: String,
     /// Descriptors the kernel refused (XDP_STATISTICS tx_invalid_descs).

@@ -338,3 +338,38 @@ fn peers_run_iperf3_on_the_same_environment_and_file() {
     assert_eq!(runs.as_array().unwrap().len(), 4, "two peers, two rounds");
     assert!(std::fs::read_to_string(out.join("gbit.svg")).unwrap().contains(">iperf3 -Z -F<"));
 }
+
+#[test]
+fn af_xdp_frame_layouts_run_side_by_side() {
+    if !privileged("af_xdp_frame_layouts_run_side_by_side") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    #[rustfmt::skip]
+    let o = run_zclab(&[
+        "bench", "--size", "4M", "--runs", "1", "--modes", "af-xdp,udp-gso",
+        "--frame-layout", "split,contiguous", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("| af-xdp split ") && table.contains("| af-xdp contiguous "), "{table}");
+    let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
+    let mut seen = Vec::new();
+    for r in runs.as_array().unwrap() {
+        assert!(r["report"]["verified"].as_bool().unwrap(), "{r}");
+        match r["mode"].as_str().unwrap() {
+            "af-xdp" => {
+                assert_eq!(r["report"]["af_xdp"]["layout"], r["layout"], "the sender used the cell's layout: {r}");
+                seen.push(r["layout"].as_str().unwrap().to_string());
+            }
+            _ => assert!(r["layout"].is_null(), "a layout is af-xdp's alone: {r}"),
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["contiguous", "split"]);
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(csv.contains("af-xdp,false,contiguous,"), "{csv}");
+}

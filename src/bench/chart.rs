@@ -239,6 +239,7 @@ mod tests {
                 chunk: Some(131072),
                 in_flight: None,
                 fixed_buffers: false,
+                layout: None,
             },
             runs: 3,
             verified: 3,

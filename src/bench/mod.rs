@@ -20,6 +20,7 @@ pub use ceilings::Ceiling;
 use crate::netns::{EnvConfig, LabEnv};
 use crate::report::{human_bytes, RunReport};
 use crate::run::{self, RunConfig};
+use crate::transfer::af_xdp::FrameLayout;
 use crate::transfer::mode::Via;
 use crate::transfer::{Mode, DEFAULT_CHUNK, DEFAULT_PORT};
 use anyhow::{bail, Context, Result};
@@ -54,6 +55,8 @@ pub struct BenchConfig {
     pub in_flight: Vec<u32>,
     /// io-uring-zc also from registered (fixed) buffers, beside the plain one.
     pub fixed_buffers: bool,
+    /// af-xdp frame layouts to run (empty: the sender's default).
+    pub layouts: Vec<FrameLayout>,
     /// Sender on CPU 0, receiver on CPU 1 (zclab's and iperf3's).
     pub pin: bool,
     pub out: PathBuf,
@@ -79,6 +82,8 @@ pub struct Cell {
     pub in_flight: Option<u32>,
     /// io-uring-zc from registered buffers.
     pub fixed_buffers: bool,
+    /// af-xdp's frame layout (None: the sender's default).
+    pub layout: Option<FrameLayout>,
 }
 
 impl Cell {
@@ -88,6 +93,9 @@ impl Cell {
         let mut s = self.mode.name().to_string();
         if self.fixed_buffers {
             s += " fixed";
+        }
+        if let Some(l) = self.layout {
+            s = format!("{s} {}", l.name());
         }
         let mut parts = vec![format!("{:?}", self.cache).to_lowercase()];
         if let Some(mtu) = self.mtu {
@@ -216,6 +224,7 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                             chunk: (!mode.is_packet_path()).then_some(chunk),
                             in_flight: None,
                             fixed_buffers: false,
+                            layout: None,
                         };
                         let zc = matches!(mode, Mode::MsgZerocopy | Mode::IoUringZc);
                         let depths: Vec<Option<u32>> = if zc && !cfg.in_flight.is_empty() {
@@ -224,9 +233,16 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                             vec![None]
                         };
                         let fixed: &[bool] = if mode == Mode::IoUringZc && cfg.fixed_buffers { &[false, true] } else { &[false] };
+                        let layouts: Vec<Option<FrameLayout>> = if mode == Mode::AfXdp && !cfg.layouts.is_empty() {
+                            cfg.layouts.iter().map(|&l| Some(l)).collect()
+                        } else {
+                            vec![None]
+                        };
                         for &fixed_buffers in fixed {
                             for &in_flight in &depths {
-                                cells.push(Cell { in_flight, fixed_buffers, ..base });
+                                for &layout in &layouts {
+                                    cells.push(Cell { in_flight, fixed_buffers, layout, ..base });
+                                }
                             }
                         }
                     }
@@ -377,7 +393,10 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
         via: Via::Splice,
         zc: crate::send::ZcOptions { in_flight: cell.in_flight, fixed_buffers: cell.fixed_buffers },
         key: None,
-        af_xdp_args: Default::default(),
+        af_xdp_args: match cell.layout {
+            Some(l) => (vec!["--frame-layout".into(), l.name().into()], Vec::new()),
+            None => Default::default(),
+        },
         pin: pin.then_some((0, 1)),
     };
     let report = run::run(&rc)?;
@@ -481,6 +500,9 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
             if m.cell.fixed_buffers {
                 path += " fixed";
             }
+            if let Some(l) = m.cell.layout {
+                path += &format!(" {}", l.name());
+            }
             if let Some(n) = m.cell.in_flight {
                 path += &format!(", {n} in flight");
             }
@@ -525,7 +547,7 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
 
 fn csv(summaries: &[Summary]) -> String {
     let mut csv = String::from(
-        "mode,fixed_buffers,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
+        "mode,fixed_buffers,frame_layout,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
          process_cpu_s_per_gib_median,sender_sys_s_per_gib_median,sender_syscalls_median,sender_syscalls_per_gib_median,\
          context_switches_median,cached_after_bytes_median,zerocopy,kernel_copies_per_byte_median\n",
     );
@@ -534,9 +556,10 @@ fn csv(summaries: &[Summary]) -> String {
         let c = &m.cell;
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{}",
             c.mode.name(),
             c.fixed_buffers,
+            c.layout.map_or("", FrameLayout::name),
             format!("{:?}", c.cache).to_lowercase(),
             opt(c.mtu.map(|v| v.to_string())),
             c.size,

@@ -187,6 +187,15 @@ pub unsafe trait IoBuf {
     fn io_len(&self) -> usize;
 }
 
+/// The iovec array of a vectored read in flight, kept until its completion.
+#[derive(Default)]
+struct Iovecs(#[allow(dead_code, reason = "held for the kernel, never read here")] Option<Box<[libc::iovec]>>);
+
+// SAFETY: the iovecs only point into the read's buffer, which travels with
+// them in the same slot (and is `Send` where the ring is); nothing reads
+// them in user space after the submit.
+unsafe impl Send for Iovecs {}
+
 /// A finished read: the buffer back, its tag, and the bytes read or `-errno`.
 pub struct ReadDone<B> {
     pub buf: B,
@@ -204,8 +213,9 @@ pub struct ReadDone<B> {
 /// kernel's feet.
 pub struct ReadRing<B: IoBuf> {
     ring: IoUring,
-    /// Buffers of reads in flight, indexed by the read's user_data.
-    slots: Vec<Option<(B, u64)>>,
+    /// Buffers of reads in flight (and the iovecs of a vectored read),
+    /// indexed by the read's user_data.
+    slots: Vec<Option<(B, u64, Iovecs)>>,
     free: Vec<usize>,
     in_flight: usize,
 }
@@ -236,10 +246,54 @@ impl<B: IoBuf> ReadRing<B> {
             self.free.push(slot);
             return Err((buf, io::Error::other("io_uring submission queue full")));
         }
-        self.slots[slot] = Some((buf, tag));
+        self.slots[slot] = Some((buf, tag, Iovecs::default()));
         self.in_flight += 1;
         if let Err(e) = self.ring.submit() {
             // The SQE stays queued and goes with the next submit; the buffer stays held.
+            log::debug!("io_uring submit: {e}; retried with the next call");
+        }
+        Ok(())
+    }
+
+    /// Queues and submits one vectored read (`IORING_OP_READV`) from
+    /// `offset` of `file` into the runs `(start, len)` of `buf`, in order.
+    /// Every run must lie inside `buf`; on an error the buffer is given back.
+    pub fn push_readv(
+        &mut self,
+        file: &impl AsRawFd,
+        mut buf: B,
+        runs: &[(usize, usize)],
+        offset: u64,
+        tag: u64,
+    ) -> Result<(), (B, io::Error)> {
+        let len = buf.io_len();
+        if runs.iter().any(|&(start, n)| start.checked_add(n).is_none_or(|end| end > len)) {
+            return Err((buf, io::Error::new(io::ErrorKind::InvalidInput, "a read run outside its buffer")));
+        }
+        let Ok(count) = u32::try_from(runs.len()) else {
+            return Err((buf, io::Error::new(io::ErrorKind::InvalidInput, "too many read runs")));
+        };
+        let base = buf.io_ptr();
+        let iov: Box<[libc::iovec]> =
+            runs.iter().map(|&(start, n)| libc::iovec { iov_base: base.wrapping_add(start).cast(), iov_len: n }).collect();
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let sqe =
+            opcode::Readv::new(types::Fd(file.as_raw_fd()), iov.as_ptr(), count).offset(offset).build().user_data(slot as u64);
+        // SAFETY: the iovecs point inside `buf`'s memory, which the IoBuf
+        // contract keeps valid and unshared while `buf` exists; `buf` and
+        // the iovec array are stored in `slots` below until the completion
+        // is reaped (a boxed slice does not move when its owner does), and
+        // leaked together if the ring is dropped first (see Drop).
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            self.free.push(slot);
+            return Err((buf, io::Error::other("io_uring submission queue full")));
+        }
+        self.slots[slot] = Some((buf, tag, Iovecs(Some(iov))));
+        self.in_flight += 1;
+        if let Err(e) = self.ring.submit() {
             log::debug!("io_uring submit: {e}; retried with the next call");
         }
         Ok(())
@@ -265,7 +319,7 @@ impl<B: IoBuf> ReadRing<B> {
     pub fn reap(&mut self, out: &mut Vec<ReadDone<B>>) {
         for cqe in self.ring.completion() {
             let slot = cqe.user_data() as usize;
-            if let Some((buf, tag)) = self.slots.get_mut(slot).and_then(Option::take) {
+            if let Some((buf, tag, _iov)) = self.slots.get_mut(slot).and_then(Option::take) {
                 self.free.push(slot);
                 self.in_flight -= 1;
                 out.push(ReadDone { buf, tag, result: cqe.result() });

@@ -10,7 +10,7 @@
 //! | `Free`   | the start; [`Frames::free`]                        | nothing                           | [`Frames::alloc`] |
 //! | `User`   | `alloc`; the RX or completion ring; `reclaim`; `end_io` | read and write its bytes     | `free`; the fill or TX ring; `share`; `lend_for_io` |
 //! | `Kernel` | the fill or TX ring (moved in whole)               | nothing                           | the RX or completion ring |
-//! | `Lent`   | [`Frames::share`]                                  | put pieces of it on the TX ring   | [`Frames::reclaim`], once no piece is in flight |
+//! | `Lent`   | [`Frames::share`]                                  | put pieces of it on the TX ring; write bytes past every piece given since it was last idle | [`Frames::reclaim`], once no piece is in flight |
 //! | `Io`     | [`Frames::lend_for_io`]                            | nothing: a read is writing it     | [`Frames::end_io`] |
 //!
 //! The handles make the table hard to break. A [`Frame`] is not `Clone`, is
@@ -61,8 +61,11 @@ pub enum Owner {
     /// On the fill or TX ring, or in the kernel between them and the RX or
     /// completion ring.
     Kernel,
-    /// A [`SharedFrame`]: `pieces` TX descriptors into it are in flight.
-    Lent { pieces: u32 },
+    /// A [`SharedFrame`]: `pieces` TX descriptors into it are in flight,
+    /// and no byte at or past `frontier` has been given since the last
+    /// moment none was (pieces go out in address order; user space may
+    /// write only past the frontier: [`Frames::shared_bytes_mut`]).
+    Lent { pieces: u32, frontier: u32 },
     /// An [`IoLoan`]: an asynchronous read is (or may be) writing it.
     Io,
 }
@@ -193,6 +196,8 @@ pub enum DescError {
     NotAChunk { addr: u64, size: u32, chunk: u32 },
     #[error("every entry of the reservation is written")]
     NotReserved,
+    #[error("bytes {offset}..+{len} of a shared frame may still be in flight (pieces up to byte {frontier} were given)")]
+    InFlight { offset: u64, len: u32, frontier: u32 },
 }
 
 /// One pool's place in the UMEM and its frames' owners.
@@ -326,7 +331,7 @@ impl Frames {
 
     /// Lends a frame out in pieces (see [`SharedFrame`]).
     pub fn share(&mut self, f: Frame) -> SharedFrame {
-        self.set(&f.id, f.umem, Owner::Lent { pieces: 0 });
+        self.set(&f.id, f.umem, Owner::Lent { pieces: 0, frontier: 0 });
         SharedFrame { umem: f.umem, id: f.id, addr: f.addr, size: f.size }
     }
 
@@ -334,9 +339,33 @@ impl Frames {
     pub fn pieces_in_flight(&self, s: &SharedFrame) -> u32 {
         self.check(s.umem);
         match self.pools[s.id.pool.0 as usize].owner[s.id.index as usize] {
-            Owner::Lent { pieces } => pieces,
+            Owner::Lent { pieces, .. } => pieces,
             other => unreachable!("a SharedFrame's frame is always Lent, found {other:?}"),
         }
+    }
+
+    /// Bytes `offset..offset + len` of a shared frame to write (the
+    /// contiguous layout writes a packet's header right in front of its
+    /// payload, inside the block of file bytes). Allowed only at or past
+    /// the frontier: no piece given since the frame was last idle reaches
+    /// there, so the kernel is not reading those bytes.
+    pub fn shared_bytes_mut(&mut self, s: &SharedFrame, offset: u64, len: u32) -> Result<&mut [u8], DescError> {
+        self.check(s.umem);
+        if offset.checked_add(len as u64).is_none_or(|end| end > s.size as u64) {
+            return Err(DescError::OutsideFrame { offset, len, size: s.size });
+        }
+        match self.pools[s.id.pool.0 as usize].owner[s.id.index as usize] {
+            Owner::Lent { frontier, .. } if offset >= frontier as u64 => {}
+            Owner::Lent { frontier, .. } => return Err(DescError::InFlight { offset, len, frontier }),
+            other => unreachable!("a SharedFrame's frame is always Lent, found {other:?}"),
+        }
+        // SAFETY: the range lies inside the frame (checked above), which
+        // lies inside `area`; the frame is Lent, so no `Frame` handle (and
+        // so no other slice) of it exists in user space, `&mut self`
+        // excludes a second slice from this method, and every TX piece the
+        // kernel may still read ends at or before the frontier, which is
+        // at or before `offset`.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.area.as_ptr().add((s.addr + offset) as usize), len as usize) })
     }
 
     /// The frame back, once no piece of it is in flight.
@@ -406,7 +435,10 @@ impl Frames {
     pub(super) fn give_piece(&mut self, s: &SharedFrame, offset: u64, len: u32) -> Result<u64, DescError> {
         self.check_piece(s, offset, len)?;
         match &mut self.pools[s.id.pool.0 as usize].owner[s.id.index as usize] {
-            Owner::Lent { pieces } => *pieces += 1,
+            Owner::Lent { pieces, frontier } => {
+                *pieces += 1;
+                *frontier = (*frontier).max((offset + len as u64) as u32);
+            }
             other => unreachable!("a SharedFrame's frame is always Lent, found {other:?}"),
         }
         Ok(s.addr + offset)
@@ -428,8 +460,11 @@ impl Frames {
                 let (addr, size) = (pool.start + id.index as u64 * pool.spec.frame_size as u64, pool.spec.frame_size);
                 Ok((Returned::Frame(Frame { umem: self.id, id, addr, size }), offset))
             }
-            Owner::Lent { pieces } if *pieces > 0 => {
+            Owner::Lent { pieces, frontier } if *pieces > 0 => {
                 *pieces -= 1;
+                if *pieces == 0 {
+                    *frontier = 0;
+                }
                 Ok((Returned::Piece(id), offset))
             }
             _ => Err(Foreign { addr }),
@@ -542,6 +577,33 @@ mod tests {
         assert_eq!(f.take_back(p1).unwrap_err(), Foreign { addr: p1 }, "no piece left in flight");
         let b = f.reclaim(s).unwrap();
         assert_eq!(f.owner(b.addr()).unwrap().1, Owner::User);
+    }
+
+    #[test]
+    fn a_shared_frame_is_written_only_past_what_is_in_flight() {
+        let mut f = frames(true);
+        let b = f.alloc(PoolId(1)).unwrap();
+        let s = f.share(b);
+        // Cells of 2048: header at 446..512, payload 512..1536 (the contiguous layout).
+        f.shared_bytes_mut(&s, 446, 66).unwrap().fill(0xab);
+        let p0 = f.give_piece(&s, 446, 66 + 1024).unwrap();
+        assert_eq!(f.owner(p0).unwrap().1, Owner::Lent { pieces: 1, frontier: 1536 });
+        assert_eq!(
+            f.shared_bytes_mut(&s, 446, 66).unwrap_err(),
+            DescError::InFlight { offset: 446, len: 66, frontier: 1536 },
+            "the header of a packet in flight cannot be written again"
+        );
+        assert!(f.shared_bytes_mut(&s, 1535, 2).is_err(), "overlaps the piece by one byte");
+        f.shared_bytes_mut(&s, 2048 + 446, 66).unwrap().fill(0xcd);
+        let p1 = f.give_piece(&s, 2048 + 446, 66 + 1024).unwrap();
+        assert!(matches!(f.shared_bytes_mut(&s, 3 * 4096 - 10, 11), Err(DescError::OutsideFrame { .. })));
+        f.take_back(p0).unwrap();
+        assert!(f.shared_bytes_mut(&s, 446, 66).is_err(), "one piece is still in flight: the frontier stays");
+        f.take_back(p1).unwrap();
+        assert_eq!(f.owner(p1).unwrap().1, Owner::Lent { pieces: 0, frontier: 0 }, "idle again");
+        assert_eq!(f.shared_bytes_mut(&s, 446, 66).unwrap(), &[0xab; 66][..], "the bytes written before");
+        let b = f.reclaim(s).unwrap();
+        assert_eq!(&f.bytes(&b)[2048 + 446..2048 + 512], &[0xcd; 66][..]);
     }
 
     #[test]

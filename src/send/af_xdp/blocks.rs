@@ -23,25 +23,66 @@ use std::time::{Duration, Instant};
 /// Aim for blocks of about this size.
 pub const BLOCK_TARGET: u64 = 1 << 20;
 
-/// How the file is cut into blocks.
+/// How the file is cut into blocks, and where a block's packets lie in its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockLayout {
     /// O_DIRECT alignment of file offsets, lengths and memory (1: buffered reads).
     pub align: u64,
     pub payload: u64,
     pub packets_per_block: u64,
+    /// File bytes per block.
     pub block_bytes: u64,
-    /// UMEM bytes per slot: a block rounded up to the alignment, then to a
-    /// power of two (so a completed address finds its slot by a shift).
+    /// UMEM bytes from one packet's payload to the next: `payload` when the
+    /// block is read as one run of file bytes (split frames), a whole cell
+    /// when each payload gets room for its header in front (contiguous).
+    pub stride: u64,
+    /// Where the first payload starts in the slot (0, or the header room).
+    pub headroom: u64,
+    /// UMEM bytes per slot: a power of two (so a completed address finds
+    /// its slot by a shift), at least a chunk.
     pub slot_bytes: u64,
 }
 
+/// One run of a block read: `len` bytes (a multiple of the alignment) at
+/// `mem` in the slot from file offset `file`, of which `want` lie before
+/// the end of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub mem: u64,
+    pub file: u64,
+    pub len: u64,
+    pub want: u64,
+}
+
 impl BlockLayout {
+    /// Split frames: a block is one run of file bytes, read by one read;
+    /// headers go in frames of their own.
     pub fn new(payload: u64, align: u64, chunk: u64) -> BlockLayout {
         let packets_per_block = packets_per_block(payload, align);
         let block_bytes = packets_per_block * payload;
         let slot_bytes = (block_bytes + align).next_power_of_two().max(chunk);
-        BlockLayout { align, payload, packets_per_block, block_bytes, slot_bytes }
+        BlockLayout { align, payload, packets_per_block, block_bytes, stride: payload, headroom: 0, slot_bytes }
+    }
+
+    /// Contiguous frames: each payload lands at an aligned address in a
+    /// cell of its own, `headroom` bytes in, with room for the header right
+    /// in front of it; a block is read by one vectored read (one iovec per
+    /// packet). `payload` must be a multiple of `align`; a cell is a power
+    /// of two no larger than `chunk`, so a frame never crosses a chunk edge.
+    pub fn contiguous(payload: u64, align: u64, chunk: u64, header: u64) -> Option<BlockLayout> {
+        let headroom = header.div_ceil(align) * align;
+        let stride = (headroom + payload).next_power_of_two();
+        if !payload.is_multiple_of(align) || stride > chunk || payload == 0 {
+            return None;
+        }
+        let packets_per_block = (BLOCK_TARGET / stride).clamp(1, MAX_IOVECS);
+        let block_bytes = packets_per_block * payload;
+        let slot_bytes = (packets_per_block * stride).max(chunk);
+        Some(BlockLayout { align, payload, packets_per_block, block_bytes, stride, headroom, slot_bytes })
+    }
+
+    pub fn is_contiguous(&self) -> bool {
+        self.headroom > 0
     }
 
     /// The block that holds packet `i`.
@@ -49,11 +90,31 @@ impl BlockLayout {
         packet / self.packets_per_block
     }
 
-    /// Where packet `i`'s payload starts in its block.
-    pub fn offset_in_block(&self, packet: u64) -> u64 {
-        (packet % self.packets_per_block) * self.payload
+    /// Where packet `i`'s payload starts in its slot.
+    pub fn umem_offset(&self, packet: u64) -> u64 {
+        (packet % self.packets_per_block) * self.stride + self.headroom
+    }
+
+    /// The runs that read block `block` of a file of `size` bytes into its
+    /// slot: one for split frames, one per packet for contiguous ones.
+    pub fn segments(&self, block: u64, size: u64) -> Vec<Segment> {
+        let start = block * self.block_bytes;
+        let bytes = (size - start).min(self.block_bytes);
+        let round_up = |n: u64| n.div_ceil(self.align) * self.align;
+        if !self.is_contiguous() {
+            return vec![Segment { mem: 0, file: start, len: round_up(bytes), want: bytes }];
+        }
+        (0..bytes.div_ceil(self.payload))
+            .map(|k| {
+                let want = (bytes - k * self.payload).min(self.payload);
+                Segment { mem: k * self.stride + self.headroom, file: start + k * self.payload, len: round_up(want), want }
+            })
+            .collect()
     }
 }
+
+/// Most iovecs one vectored read takes (UIO_MAXIOV).
+const MAX_IOVECS: u64 = 1024;
 
 /// Packets per block: the fewest whole packets whose bytes are a multiple
 /// of `align`, times as many as fit in about BLOCK_TARGET.
@@ -81,8 +142,8 @@ pub struct ReadDone {
 /// What reads file blocks into lent UMEM frames: io_uring with O_DIRECT
 /// here ([`DirectReader`]), a fake disk in tests.
 pub trait BlockReader {
-    /// Starts reading all of `loan` from file `offset`; on an error the loan comes back.
-    fn start(&mut self, loan: IoLoan, offset: u64, slot: usize) -> Result<(), (IoLoan, io::Error)>;
+    /// Starts reading the runs `segs` of a block into `loan`; on an error the loan comes back.
+    fn start(&mut self, loan: IoLoan, segs: &[Segment], slot: usize) -> Result<(), (IoLoan, io::Error)>;
     /// Waits up to `timeout` for a read to finish.
     fn wait(&mut self, timeout: Duration) -> io::Result<()>;
     /// Takes the finished reads.
@@ -108,8 +169,15 @@ impl DirectReader {
 }
 
 impl BlockReader for DirectReader {
-    fn start(&mut self, loan: IoLoan, offset: u64, slot: usize) -> Result<(), (IoLoan, io::Error)> {
-        self.ring.push_read(&self.file, loan, offset, slot as u64)
+    fn start(&mut self, loan: IoLoan, segs: &[Segment], slot: usize) -> Result<(), (IoLoan, io::Error)> {
+        match segs {
+            [one] if one.mem == 0 && one.len == loan.len() as u64 => self.ring.push_read(&self.file, loan, one.file, slot as u64),
+            _ => {
+                let runs: Vec<(usize, usize)> = segs.iter().map(|s| (s.mem as usize, s.len as usize)).collect();
+                let offset = segs.first().map_or(0, |s| s.file);
+                self.ring.push_readv(&self.file, loan, &runs, offset, slot as u64)
+            }
+        }
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
@@ -308,23 +376,26 @@ impl<R: BlockReader> BlockCache<R> {
         Ok(())
     }
 
-    /// Checks a read's result; finishes a short read synchronously.
+    /// Checks a read's result; finishes a short read synchronously, run by run.
     fn finish_read(&mut self, mut loan: IoLoan, block: u64, result: i32) -> Result<IoLoan, (IoLoan, io::Error)> {
         if result < 0 {
             return Err((loan, io::Error::from_raw_os_error(-result)));
         }
-        let offset = block * self.layout.block_bytes;
-        let want = (self.size - offset).min(self.layout.block_bytes);
         let align = self.layout.align;
-        let mut at = result as u64;
-        if at < want {
-            at -= at % align; // O_DIRECT goes on from an aligned offset
-            while at < want {
-                self.data_syscalls += 1;
-                match self.reader.read_at(&mut loan.bytes_mut()[at as usize..], offset + at) {
-                    Ok(0) => return Err((loan, crate::send::file_shrank(offset + at, self.size))),
-                    Ok(n) => at += n as u64,
-                    Err(e) => return Err((loan, e)),
+        let mut left = result as u64;
+        for seg in self.layout.segments(block, self.size) {
+            let mut at = left.min(seg.len);
+            left -= at;
+            if at < seg.want {
+                at -= at % align; // O_DIRECT goes on from an aligned offset
+                while at < seg.want {
+                    self.data_syscalls += 1;
+                    let buf = &mut loan.bytes_mut()[(seg.mem + at) as usize..(seg.mem + seg.len) as usize];
+                    match self.reader.read_at(buf, seg.file + at) {
+                        Ok(0) => return Err((loan, crate::send::file_shrank(seg.file + at, self.size))),
+                        Ok(n) => at += n as u64,
+                        Err(e) => return Err((loan, e)),
+                    }
                 }
             }
         }
@@ -374,10 +445,9 @@ impl<R: BlockReader> BlockCache<R> {
         let Held::Empty(frame) = std::mem::replace(&mut self.slots[slot].held, Held::Gone) else {
             unreachable!("reads start only in empty slots")
         };
-        let offset = block * self.layout.block_bytes;
-        let len = (self.size - offset).min(self.layout.block_bytes);
-        let read_len = len.div_ceil(self.layout.align) * self.layout.align;
-        let loan = match frames.lend_for_io(frame, read_len as usize) {
+        let segs = self.layout.segments(block, self.size);
+        let read_end = segs.last().map_or(0, |s| s.mem + s.len);
+        let loan = match frames.lend_for_io(frame, read_end as usize) {
             Ok(loan) => loan,
             Err((frame, e)) => {
                 self.slots[slot].held = Held::Empty(frame);
@@ -385,7 +455,7 @@ impl<R: BlockReader> BlockCache<R> {
             }
         };
         self.data_syscalls += 1;
-        if let Err((loan, e)) = self.reader.start(loan, offset, slot) {
+        if let Err((loan, e)) = self.reader.start(loan, &segs, slot) {
             self.slots[slot].held = Held::Empty(frames.end_io(loan));
             return Err(e);
         }
@@ -405,7 +475,7 @@ mod tests {
     #[derive(Default)]
     struct FakeDisk {
         size: u64,
-        pending: VecDeque<(IoLoan, u64, usize)>,
+        pending: VecDeque<(IoLoan, Vec<Segment>, usize)>,
         done: Vec<ReadDone>,
         /// Next finished read delivers at most this many bytes.
         short: Option<usize>,
@@ -419,14 +489,23 @@ mod tests {
 
     impl FakeDisk {
         fn finish_one(&mut self) -> bool {
-            let Some((mut loan, offset, slot)) = self.pending.pop_front() else { return false };
+            let Some((mut loan, segs, slot)) = self.pending.pop_front() else { return false };
             let result = if let Some(e) = self.fail.take() {
                 -e
             } else {
-                let avail = self.size.saturating_sub(offset).min(loan.len() as u64) as usize;
-                let n = self.short.take().unwrap_or(avail).min(avail);
-                for (k, b) in loan.bytes_mut()[..n].iter_mut().enumerate() {
-                    *b = byte(offset + k as u64);
+                // Like a vectored read: run after run, until the file or the allowance ends.
+                let mut left = self.short.take().unwrap_or(usize::MAX);
+                let mut n = 0;
+                for s in &segs {
+                    let avail = self.size.saturating_sub(s.file).min(s.len) as usize;
+                    let take = avail.min(left);
+                    for (k, b) in loan.bytes_mut()[s.mem as usize..][..take].iter_mut().enumerate() {
+                        *b = byte(s.file + k as u64);
+                    }
+                    (n, left) = (n + take, left - take);
+                    if take < s.len as usize {
+                        break;
+                    }
                 }
                 n as i32
             };
@@ -436,9 +515,9 @@ mod tests {
     }
 
     impl BlockReader for FakeDisk {
-        fn start(&mut self, loan: IoLoan, offset: u64, slot: usize) -> Result<(), (IoLoan, io::Error)> {
-            self.started.push(offset);
-            self.pending.push_back((loan, offset, slot));
+        fn start(&mut self, loan: IoLoan, segs: &[Segment], slot: usize) -> Result<(), (IoLoan, io::Error)> {
+            self.started.push(segs[0].file);
+            self.pending.push_back((loan, segs.to_vec(), slot));
             Ok(())
         }
         fn wait(&mut self, _: Duration) -> io::Result<()> {
@@ -516,6 +595,66 @@ mod tests {
     }
 
     #[test]
+    fn a_contiguous_layout_puts_each_payload_behind_its_header_room() {
+        let l = BlockLayout::contiguous(1024, 512, 4096, 66).unwrap();
+        assert_eq!((l.headroom, l.stride, l.packets_per_block, l.slot_bytes), (512, 2048, 512, 1 << 20));
+        let l = BlockLayout::contiguous(3584, 512, 4096, 66).unwrap();
+        assert_eq!((l.headroom, l.stride, l.packets_per_block), (512, 4096, 256));
+        assert_eq!(BlockLayout::contiguous(1448, 512, 4096, 66), None, "not a multiple of the alignment");
+        assert_eq!(BlockLayout::contiguous(4096, 512, 4096, 66), None, "header and payload do not fit a chunk");
+        let l = BlockLayout::contiguous(1448, 1, 4096, 66).unwrap();
+        assert_eq!((l.headroom, l.stride), (66, 2048), "buffered reads need no alignment");
+        for (payload, align) in [(1024u64, 512u64), (3584, 512), (2048, 512), (512, 512), (1448, 1)] {
+            let l = BlockLayout::contiguous(payload, align, 4096, 66).unwrap();
+            let size = 3 * l.block_bytes + 700; // the last block ends inside a packet
+            for block in 0..4 {
+                let segs = l.segments(block, size);
+                let start = block * l.block_bytes;
+                assert_eq!(segs.iter().map(|s| s.want).sum::<u64>(), (size - start).min(l.block_bytes));
+                for (k, s) in segs.iter().enumerate() {
+                    let packet = block * l.packets_per_block + k as u64;
+                    assert_eq!(s.mem, l.umem_offset(packet), "packet {packet}");
+                    assert_eq!(s.file, packet * payload);
+                    assert!(s.mem % align == 0 && s.file % align == 0 && s.len % align == 0, "{s:?}");
+                    assert!(s.mem >= 66 && s.mem + s.len <= (k as u64 + 1) * l.stride, "inside its cell: {s:?}");
+                    assert_eq!((s.mem - 66) / 4096, (s.mem + s.len - 1) / 4096, "header and payload in one chunk");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn contiguous_reads_deliver_every_packet_behind_untouched_header_room() {
+        let l = BlockLayout::contiguous(1024, 512, 4096, 66).unwrap();
+        let layout = BlockLayout { packets_per_block: 4, block_bytes: 4096, slot_bytes: 8192, ..l };
+        for short in [None, Some(1000), Some(2048 + 512)] {
+            let size = 3 * 4096 + 1500;
+            let spec = PoolSpec { frame_size: 8192, count: SLOTS as u32 };
+            let mut frames = Frames::new(&[spec], 4096, true, false).unwrap();
+            let slots = (0..SLOTS).map(|_| frames.alloc(PoolId(0)).unwrap()).collect();
+            let disk = FakeDisk { size, short, ..Default::default() };
+            let mut c = BlockCache::new(disk, layout, size, slots, Duration::from_secs(5));
+            c.begin_round(&[(0, 14)]);
+            for pos in 0..4 {
+                let slot = load(&mut c, &mut frames, pos);
+                let Held::Ready { data, .. } = std::mem::replace(&mut c.slots[slot].held, Held::Gone) else { panic!() };
+                let f = frames.reclaim(data).unwrap();
+                let bytes = frames.bytes(&f).to_vec();
+                c.slots[slot].held = Held::Ready { block: pos as u64, data: frames.share(f) };
+                for k in 0..4u64 {
+                    let packet = pos as u64 * 4 + k;
+                    let (cell, file) = (k as usize * 2048, packet * 1024);
+                    assert!(bytes[cell..cell + 512].iter().all(|b| *b == 0), "header room of packet {packet} untouched");
+                    let want = size.saturating_sub(file).min(1024) as usize;
+                    for (j, b) in bytes[cell + 512..][..want].iter().enumerate() {
+                        assert_eq!(*b, byte(file + j as u64), "short {short:?}: packet {packet} byte {j}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn reads_ahead_and_delivers_the_right_bytes() {
         let (mut c, mut frames) = cache(10 * 4096 - 100);
         c.begin_round(&[(0, 40)]);
@@ -546,12 +685,12 @@ mod tests {
             let slot = load(&mut c, &mut frames, pos);
             in_kernel.push(frames.kernel_takes_piece(c.data(slot).unwrap(), 0, 1024).unwrap());
         }
-        assert_eq!(frames.owner(in_kernel[0]).unwrap().1, Owner::Lent { pieces: 1 });
+        assert_eq!(frames.owner(in_kernel[0]).unwrap().1, Owner::Lent { pieces: 1, frontier: 1024 });
         assert_eq!(c.poll(3, &mut frames).unwrap(), Poll::NoSlot, "block 3 must wait: every slot has a piece in flight");
         assert!(frames.kernel_returns(in_kernel[1]).is_ok());
         assert_eq!(c.poll(3, &mut frames).unwrap(), Poll::Reading, "block 1's slot is free now");
         assert_eq!(c.reader.started, vec![0, 4096, 8192, 3 * 4096]);
-        assert_eq!(frames.owner(in_kernel[0]).unwrap().1, Owner::Lent { pieces: 1 }, "block 0 untouched");
+        assert_eq!(frames.owner(in_kernel[0]).unwrap().1, Owner::Lent { pieces: 1, frontier: 1024 }, "block 0 untouched");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::DataPath;
 use super::Stream;
 use crate::report::{AfXdpTx, TxPath};
 use crate::sys;
-use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK, TX_BUDGET};
+use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, FrameLayout, Iface, Knobs, CHUNK, TX_BUDGET};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::Watchdog;
 use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN};
@@ -71,6 +71,8 @@ pub struct AfXdpOptions {
     pub unaligned: bool,
     /// Need-wakeup, busy polling, TX budget (default TX_BUDGET).
     pub knobs: Knobs,
+    /// Split or contiguous frames (default: the better one for how the file is read).
+    pub layout: Option<FrameLayout>,
 }
 
 /// Everything set up before the Hello, so none of it is timed: interface,
@@ -84,6 +86,7 @@ pub struct XdpPath {
     o_direct: bool,
     unaligned: bool,
     knobs: Knobs,
+    layout: FrameLayout,
 }
 
 impl XdpPath {
@@ -97,7 +100,9 @@ impl XdpPath {
             })?;
         let (file, align) = open_direct(path)?;
         let size = file.metadata()?.len();
-        let layout = BlockLayout::new(payload as u64, align.unwrap_or(1), CHUNK as u64);
+        let kind = opts.layout.unwrap_or(FrameLayout::best_for(align.is_some()));
+        let layout = block_layout(kind, payload, align.unwrap_or(1), &iface)?;
+        let payload = layout.payload as u32;
         let umem = Umem::new(&UmemConfig {
             pools: vec![
                 PoolSpec { frame_size: HEADER_FRAME, count: RING },
@@ -114,23 +119,47 @@ impl XdpPath {
         let (mut sock, tx_ring) =
             XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
         log::info!(
-            "AF_XDP TX on {} queue {} ({}), payload {payload} B, {} packets per {} KiB block",
+            "AF_XDP TX on {} queue {} ({}), {} frames, payload {payload} B, {} packets per {} KiB block",
             iface.name,
             opts.queue,
             if sock.is_zerocopy() { "zero copy" } else { "copy mode" },
+            kind.name(),
             layout.packets_per_block,
             layout.block_bytes >> 10
         );
         let frames = sock.umem_mut().frames_mut();
-        let slots = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
-        let reader = DirectReader::new(file, 2 * SLOTS)?;
+        let slots: Vec<_> = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
+        let reader = DirectReader::new(file, 2 * slots.len() as u32)?;
         let cache = BlockCache::new(reader, layout, size, slots, READ_TIMEOUT);
         let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup);
-        Ok(XdpPath { tx, cache, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs })
+        Ok(XdpPath { tx, cache, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs, layout: kind })
     }
 
     pub fn mtu(&self) -> u32 {
         self.iface.mtu
+    }
+}
+
+/// How the file's blocks lie in the UMEM for frame layout `kind`, given
+/// the largest payload the MTU allows and the O_DIRECT alignment.
+fn block_layout(kind: FrameLayout, mtu_payload: u32, align: u64, iface: &Iface) -> io::Result<BlockLayout> {
+    match kind {
+        FrameLayout::Split => Ok(BlockLayout::new(mtu_payload as u64, align, CHUNK as u64)),
+        FrameLayout::Contiguous => {
+            let header = FRAME_HEADER_LEN as u64;
+            let room = CHUNK as u64 - header.div_ceil(align) * align;
+            let payload = ((mtu_payload as u64).min(room) / align * align) & !1; // even: see FACTS on odd TX addresses
+            BlockLayout::contiguous(payload, align, CHUNK as u64, header).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "MTU {} of {} leaves {mtu_payload} payload bytes, less than the {align}-byte O_DIRECT unit a \
+                         contiguous frame carries: use --frame-layout split",
+                        iface.mtu, iface.name
+                    ),
+                )
+            })
+        }
     }
 }
 
@@ -189,14 +218,24 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
     let (stats, calls) = send_rounds(s, &plan, window, &mut sink)?;
     let xs = sink.tx.statistics()?;
     let (lo, hi) = sink.tx.descs_per_packet;
-    let frame_layout = format!(
-        "{}{} descriptors per packet: a {}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({} UMEM)",
-        if lo < hi { format!("{lo}-") } else { String::new() },
-        hi,
-        FRAME_HEADER_LEN,
-        CHUNK,
-        if p.unaligned { "unaligned" } else { "aligned" }
-    );
+    let umem = if p.unaligned { "unaligned" } else { "aligned" };
+    let frame_layout = match p.layout {
+        FrameLayout::Split => format!(
+            "{}{} descriptors per packet: a {}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({umem} UMEM)",
+            if lo < hi { format!("{lo}-") } else { String::new() },
+            hi,
+            FRAME_HEADER_LEN,
+            CHUNK,
+        ),
+        FrameLayout::Contiguous => {
+            let l = sink.cache.layout();
+            format!(
+                "1 descriptor per packet: the {}-byte header written right in front of the payload, which an O_DIRECT \
+                 read put {} bytes into a {}-byte cell ({umem} UMEM)",
+                FRAME_HEADER_LEN, l.headroom, l.stride
+            )
+        }
+    };
     Ok(DataPath {
         syscalls: calls,
         zerocopy: None,
@@ -204,7 +243,15 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
         af_xdp: Some(AfXdpTx {
             iface: p.iface.name.clone(),
             bind_mode: if sink.tx.socket().is_zerocopy() { "zerocopy" } else { "copy" }.into(),
-            path: TxPath { mtu: p.iface.mtu, frame_layout, tx_invalid: xs.tx_invalid_descs, o_direct: p.o_direct, next_hop },
+            path: TxPath {
+                mtu: p.iface.mtu,
+                layout: p.layout,
+                payload: p.payload,
+                frame_layout,
+                tx_invalid: xs.tx_invalid_descs,
+                o_direct: p.o_direct,
+                next_hop,
+            },
             knobs: p.knobs,
             kicks: sink.tx.kicks,
             kicks_skipped: sink.tx.kicks_skipped,
@@ -249,8 +296,13 @@ impl XdpSink {
     fn queue(&mut self, plan: &PacketPlan, i: u64, slot: usize, flags: u16, wd: &mut Watchdog) -> io::Result<()> {
         let lab = LabHeader { transfer_id: self.transfer_id, offset: plan.offset(i), len: plan.len(i), flags };
         let block = self.cache.data(slot).expect("load returned a ready slot");
-        let offset = self.cache.layout().offset_in_block(i);
-        self.tx.queue(&self.template, &lab, block, offset, wd)
+        let layout = self.cache.layout();
+        let at = layout.umem_offset(i);
+        if layout.is_contiguous() {
+            self.tx.queue_in_place(&self.template, &lab, block, at, wd)
+        } else {
+            self.tx.queue(&self.template, &lab, block, at, wd)
+        }
     }
 }
 

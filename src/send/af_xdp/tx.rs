@@ -12,7 +12,7 @@
 
 use crate::transfer::Watchdog;
 use crate::wire::{FrameTemplate, LabHeader, FRAME_HEADER_LEN};
-use crate::xsk::{Frame, Frames, PoolId, Returned, SharedFrame, Tx, XskSocket};
+use crate::xsk::{DescError, Frame, Frames, PoolId, Returned, SharedFrame, Tx, XskSocket};
 use std::io;
 
 /// Descriptors submitted per kick.
@@ -152,7 +152,7 @@ impl PacketTx {
         let len = lab.len as u64;
         let start = block.addr() + offset;
         let descs = 1 + pieces(start, len, self.chunk);
-        self.descs_per_packet = (self.descs_per_packet.0.min(descs), self.descs_per_packet.1.max(descs));
+        self.count_descs(descs);
         self.wait_for(wd, |me| !me.free_headers.is_empty() && me.tx.free(descs) >= descs)?;
         let mut header = self.free_headers.pop().expect("waited for a free header frame");
         let frames = self.sock.umem_mut().frames_mut();
@@ -173,6 +173,53 @@ impl PacketTx {
             self.reap();
         }
         Ok(())
+    }
+
+    /// Puts one packet on the TX ring as a single descriptor (contiguous
+    /// layout): `lab`'s header is written into the block itself, in the
+    /// room right in front of the payload at `payload_at`, and the
+    /// descriptor covers both. The ledger allows the write only where no
+    /// piece in flight reaches; should one (never in a round's order of
+    /// packets), it waits until the block is idle.
+    pub fn queue_in_place(
+        &mut self,
+        template: &FrameTemplate,
+        lab: &LabHeader,
+        block: &SharedFrame,
+        payload_at: u64,
+        wd: &mut Watchdog,
+    ) -> io::Result<()> {
+        let header = FRAME_HEADER_LEN as u64;
+        let start = payload_at.checked_sub(header).ok_or_else(|| io::Error::other("no header room in front of the payload"))?;
+        self.count_descs(1);
+        self.wait_for(wd, |me| me.tx.free(1) >= 1)?;
+        loop {
+            let frames = self.sock.umem_mut().frames_mut();
+            match frames.shared_bytes_mut(block, start, header as u32) {
+                Ok(bytes) => {
+                    template.write_header(lab, bytes.try_into().expect("exact length"));
+                    break;
+                }
+                Err(DescError::InFlight { .. }) => {
+                    self.wait_for(wd, |me| me.sock.umem_mut().frames_mut().pieces_in_flight(block) == 0)?
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+        let frames = self.sock.umem_mut().frames_mut();
+        let mut r = self.tx.reserve(1).expect("waited for room");
+        r.push_piece(frames, block, start, header as u32 + lab.len, false).map_err(io::Error::other)?;
+        r.submit();
+        self.queued_since_kick += 1;
+        if self.queued_since_kick >= BATCH {
+            self.kick()?;
+            self.reap();
+        }
+        Ok(())
+    }
+
+    fn count_descs(&mut self, descs: u32) {
+        self.descs_per_packet = (self.descs_per_packet.0.min(descs), self.descs_per_packet.1.max(descs));
     }
 
     /// The socket's counters (`XDP_STATISTICS`).
