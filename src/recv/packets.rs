@@ -35,6 +35,9 @@ pub trait PacketSource {
 
 /// How long to spin for packets before sleeping in poll: waking up costs
 /// more than the packets that arrive meanwhile.
+/// Measured on the lab's veth (af-xdp, 512 MiB, pinned, three runs each):
+/// spinning 20 or 200 us gave 4.34 Gbit/s (median), not spinning 4.23 and
+/// 2 ms 4.24; 200 us took 20 context switches a transfer, 20 us 700, none 4,000.
 const SPIN: Duration = Duration::from_micros(200);
 
 /// Runs the rounds until every packet is in `r`. Returns the syscalls made

@@ -4,7 +4,7 @@
 //! offset by [`Reassembly`].
 
 use super::packets::PacketSource;
-use super::writer::RunWriter;
+use super::writer::{IovStore, RunWriter};
 use crate::sys::socket as so;
 use crate::transfer::reassembly::Outcome;
 use crate::transfer::reassembly::Reassembly;
@@ -23,6 +23,7 @@ pub const WINDOW: u64 = 8192;
 pub struct UdpSource {
     sock: UdpSocket,
     buf: Vec<u8>,
+    iov: IovStore,
 }
 
 impl UdpSource {
@@ -35,7 +36,7 @@ impl UdpSource {
             let _ = so::set_int_opt(&sock, libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF);
         }
         sock.set_nonblocking(true)?;
-        Ok(UdpSource { sock, buf: vec![0u8; 65536] })
+        Ok(UdpSource { sock, buf: vec![0u8; 65536], iov: IovStore::default() })
     }
 }
 
@@ -53,7 +54,7 @@ impl PacketSource for UdpSource {
             };
             wd.progress()?;
             let seg = seg.unwrap_or(n).max(1);
-            let mut w = RunWriter::new(out);
+            let mut w = RunWriter::new(out, &mut self.iov);
             for packet in self.buf[..n].chunks(seg) {
                 if let (Outcome::Accept(offset), data) = r.admit_udp(packet) {
                     w.push(offset, data)?;

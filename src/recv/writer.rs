@@ -4,24 +4,26 @@
 //! file's page cache. Writing through a mapping of a fresh sparse file
 //! instead costs a page fault and a page of zeroes per 4 KiB.
 
-use crate::sys::file::pwritev;
+use crate::sys::file::IovBatch;
+pub use crate::sys::file::IovStore;
 use std::fs::File;
-use std::io::{self, IoSlice};
+use std::io;
 
 /// The most buffers one pwritev takes (IOV_MAX on Linux).
 const IOV_MAX: usize = 1024;
 
-pub struct RunWriter<'a> {
+pub struct RunWriter<'a, 's> {
     file: &'a File,
-    iov: Vec<IoSlice<'a>>,
+    iov: IovBatch<'a, 's>,
     start: u64,
     end: u64,
     pub syscalls: u64,
 }
 
-impl<'a> RunWriter<'a> {
-    pub fn new(file: &'a File) -> RunWriter<'a> {
-        RunWriter { file, iov: Vec::with_capacity(256), start: 0, end: 0, syscalls: 0 }
+impl<'a, 's> RunWriter<'a, 's> {
+    /// A writer whose iovecs live in `store` (reused: a batch allocates nothing).
+    pub fn new(file: &'a File, store: &'s mut IovStore) -> RunWriter<'a, 's> {
+        RunWriter { file, iov: store.batch(), start: 0, end: 0, syscalls: 0 }
     }
 
     /// Queues `data` for `offset`; writes out the previous run if this one
@@ -34,25 +36,14 @@ impl<'a> RunWriter<'a> {
             self.start = offset;
             self.end = offset;
         }
-        self.iov.push(IoSlice::new(data));
+        self.iov.push(data);
         self.end += data.len() as u64;
         Ok(())
     }
 
     /// Writes what is queued.
     pub fn flush(&mut self) -> io::Result<()> {
-        let mut bufs = &mut self.iov[..];
-        let mut at = self.start;
-        while !bufs.is_empty() {
-            self.syscalls += 1;
-            let n = pwritev(self.file, bufs, at)?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "the output file took no data (disk full?)"));
-            }
-            at += n as u64;
-            IoSlice::advance_slices(&mut bufs, n);
-        }
-        self.iov.clear();
+        self.syscalls += self.iov.write_all_at(self.file, self.start)?;
         Ok(())
     }
 }
@@ -68,7 +59,8 @@ mod tests {
         let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).unwrap();
         f.set_len(12).unwrap();
         let parts: [(u64, &[u8]); 4] = [(0, b"ab"), (2, b"cd"), (8, b"ij"), (4, b"ef")];
-        let mut w = RunWriter::new(&f);
+        let mut store = IovStore::default();
+        let mut w = RunWriter::new(&f, &mut store);
         for (off, d) in parts {
             w.push(off, d).unwrap();
         }

@@ -232,13 +232,78 @@ pub fn dio_align(file: &File) -> io::Result<Option<(u32, u32)>> {
     Ok(Some((st.stx_dio_mem_align, st.stx_dio_offset_align)))
 }
 
-/// `pwritev(fd, iov, offset)`: writes the buffers, in order, at `offset`.
-/// Returns the bytes written (possibly fewer than asked).
-pub fn pwritev(file: &File, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
-    // SAFETY: IoSlice is ABI-compatible with iovec; the buffers are live for
-    // the call and only read by the kernel.
-    let n = cvt(unsafe {
-        libc::pwritev(file.as_raw_fd(), bufs.as_ptr() as *const libc::iovec, bufs.len() as libc::c_int, offset as libc::off_t)
-    })?;
-    Ok(n as usize)
+/// The iovec array of a vectored write, kept from one use to the next so
+/// that a receiver allocates nothing per batch once it has grown. Between
+/// two uses it is empty: an [`IovBatch`] clears it when made and dropped.
+#[derive(Default)]
+pub struct IovStore(Vec<libc::iovec>);
+
+// SAFETY: the vector holds no iovec between two batches (see above), so no
+// pointer in it is ever used on another thread; during a batch, the
+// batch's `&mut` borrow keeps it where the borrowed data is.
+unsafe impl Send for IovStore {}
+
+impl IovStore {
+    /// An empty batch of buffers borrowed for `'a`.
+    pub fn batch<'a>(&mut self) -> IovBatch<'a, '_> {
+        self.0.clear();
+        IovBatch { iov: &mut self.0, _data: std::marker::PhantomData }
+    }
+}
+
+/// Buffers for one `pwritev`, each borrowed for `'a`.
+pub struct IovBatch<'a, 's> {
+    iov: &'s mut Vec<libc::iovec>,
+    _data: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a> IovBatch<'a, '_> {
+    pub fn push(&mut self, data: &'a [u8]) {
+        self.iov.push(libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() });
+    }
+
+    pub fn len(&self) -> usize {
+        self.iov.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iov.is_empty()
+    }
+
+    /// Writes every buffer, in order, from `offset` (pwritev again after a
+    /// short write), and empties the batch. Returns the calls made.
+    pub fn write_all_at(&mut self, file: &File, offset: u64) -> io::Result<u64> {
+        let (mut first, mut at, mut calls) = (0, offset, 0);
+        while first < self.iov.len() {
+            calls += 1;
+            let rest = &self.iov[first..];
+            // SAFETY: every iovec was made in `push` from a slice borrowed
+            // for `'a`, which outlives this batch (or cut shorter below,
+            // inside the same slice); the kernel only reads the buffers.
+            let n = cvt(unsafe { libc::pwritev(file.as_raw_fd(), rest.as_ptr(), rest.len() as libc::c_int, at as libc::off_t) })?;
+            let mut n = n as usize;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "the output file took no data (disk full?)"));
+            }
+            at += n as u64;
+            // Skip what was written whole; cut into the one written in part.
+            while first < self.iov.len() && n >= self.iov[first].iov_len {
+                n -= self.iov[first].iov_len;
+                first += 1;
+            }
+            if n > 0 {
+                let v = &mut self.iov[first];
+                v.iov_base = (v.iov_base as *mut u8).wrapping_add(n).cast();
+                v.iov_len -= n;
+            }
+        }
+        self.iov.clear();
+        Ok(calls)
+    }
+}
+
+impl Drop for IovBatch<'_, '_> {
+    fn drop(&mut self) {
+        self.iov.clear();
+    }
 }
