@@ -124,6 +124,11 @@ enum EnvCmd {
         /// With --router: limit the rate towards the receiver (a tbf qdisc), e.g. 2gbit.
         #[arg(long, value_name = "RATE", requires = "router")]
         rate: Option<String>,
+        /// Give the ends IPv6 addresses too: fd77::1/64 and fd77::2/64 (unique-local, only
+        /// inside the namespaces). The packet paths then run over IPv6 when sent to
+        /// [fd77::2]:PORT; af-xdp builds IPv6 frames and leaves the UDP checksum to the kernel.
+        #[arg(long, conflicts_with = "router")]
+        ipv6: bool,
     },
     /// Remove the environment: both namespaces, and with them the veth pair.
     Down {
@@ -389,7 +394,8 @@ struct SendArgs {
     /// af-xdp: how a packet lies in the UMEM. Either way the payload is file bytes a read put
     /// there and the CPU writes only the header. Default: split for a file read with O_DIRECT
     /// (contiguous makes each packet a separate segment of the disk request, which costs more
-    /// than the descriptor it saves here), contiguous for a file on tmpfs (see the README).
+    /// than the descriptor it saves here), contiguous for a file on tmpfs (see the README), and
+    /// contiguous for IPv6 (a copy-mode socket can finish a checksum over one descriptor only).
     #[arg(long, value_enum, value_name = "LAYOUT")]
     frame_layout: Option<FrameLayout>,
     #[command(flatten)]
@@ -492,6 +498,9 @@ struct RunArgs {
     /// Pin the sender to CPU 0 and the receiver to CPU 1 (see --cpu): steadier figures.
     #[arg(long)]
     pin: bool,
+    /// Send to the receiver's IPv6 address (fd77::2; the environment needs `env up --ipv6`).
+    #[arg(long)]
+    ipv6: bool,
     #[command(flatten)]
     zc: ZcArgs,
     #[command(flatten)]
@@ -682,9 +691,9 @@ fn print<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T) -> St
 /// Runs the command; `Ok(false)` means it ran but the transfer did not verify.
 fn run(cli: Cli) -> Result<bool> {
     match cli.cmd {
-        Cmd::Env(EnvCmd::Up { name, mtu, queues, router, loss, rate }) => {
+        Cmd::Env(EnvCmd::Up { name, mtu, queues, router, loss, rate, ipv6 }) => {
             let router = router.then(|| netns::Router { loss_pct: loss.unwrap_or(0.0), rate });
-            let env = LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues, router, verbose: true })?;
+            let env = LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues, router, ipv6, verbose: true })?;
             env.keep();
             print!("{}", netns::status(&name)?);
             Ok(true)
@@ -774,6 +783,7 @@ fn run(cli: Cli) -> Result<bool> {
                 zc: a.zc.options(a.mode)?,
                 af_xdp_args: a.xdp.args(),
                 pin: run_pins(a.pin, a.common.cpu)?,
+                ipv6: a.ipv6,
                 key: {
                     a.common.key()?; // a bad key file is refused here, not in a child
                     a.common.key.clone()

@@ -20,7 +20,7 @@
 
 use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,6 +31,11 @@ pub const TX_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 /// The receiving side's address; it exists only inside NAME-rx.
 pub const RX_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const PREFIX_LEN: u8 = 24;
+/// The sending side's IPv6 address (`env up --ipv6`), a unique-local one.
+pub const TX_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1);
+/// The receiving side's IPv6 address.
+pub const RX_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
+pub const PREFIX_LEN6: u8 = 64;
 /// Interface names hold 15 bytes (IFNAMSIZ - 1); "-t0" takes 3 of them.
 pub const MAX_NAME_LEN: usize = 12;
 
@@ -96,6 +101,8 @@ pub struct EnvConfig {
     pub queues: Option<u32>,
     /// A router namespace between the two, with its loss and rate.
     pub router: Option<Router>,
+    /// IPv6 addresses too (TX_ADDR6, RX_ADDR6), beside the IPv4 ones.
+    pub ipv6: bool,
     /// Print each `ip` command as it runs.
     pub verbose: bool,
 }
@@ -201,6 +208,9 @@ impl LabEnv {
             if cfg.queues.is_some() {
                 bail!("--queues and --router do not go together (the router's links have one queue)");
             }
+            if cfg.ipv6 {
+                bail!("--ipv6 and --router do not go together: the af-xdp sender reads no IPv6 neighbour table, so it reaches IPv6 receivers on-link only");
+            }
         }
         step(&["netns", "add", &n.tx_ns])?;
         step(&["netns", "add", &n.rx_ns])?;
@@ -208,9 +218,15 @@ impl LabEnv {
             None => direct_link(n, cfg, &step)?,
             Some(r) => routed_links(n, cfg, r, v, &step)?,
         }
-        let rtt = probe(n).context("the environment was built but packets do not cross it")?;
+        let rtt = probe(n, RX_ADDR.into()).context("the environment was built but packets do not cross it")?;
         if v {
             eprintln!("reachable: TCP connect {TX_ADDR} ({}) -> {RX_ADDR} ({}) took {} us", n.tx_ns, n.rx_ns, rtt.as_micros());
+        }
+        if cfg.ipv6 {
+            let rtt = probe(n, RX_ADDR6.into()).context("the IPv6 addresses were added but packets do not cross")?;
+            if v {
+                eprintln!("reachable: TCP connect [{TX_ADDR6}] -> [{RX_ADDR6}] took {} us", rtt.as_micros());
+            }
         }
         Ok(env)
     }
@@ -246,6 +262,12 @@ fn direct_link(n: &EnvNames, cfg: &EnvConfig, step: &dyn Fn(&[&str]) -> Result<(
         step(&["-n", ns, "addr", "add", &format!("{addr}/{PREFIX_LEN}"), "dev", dev])?;
         step(&["-n", ns, "link", "set", "lo", "up"])?;
         step(&["-n", ns, "link", "set", dev, "up"])?;
+    }
+    if cfg.ipv6 {
+        // nodad: usable at once, without duplicate address detection's second or two.
+        for (ns, dev, addr) in [(&n.tx_ns, &n.tx_if, TX_ADDR6), (&n.rx_ns, &n.rx_if, RX_ADDR6)] {
+            step(&["-n", ns, "addr", "add", &format!("{addr}/{PREFIX_LEN6}"), "dev", dev, "nodad"])?;
+        }
     }
     Ok(())
 }
@@ -339,13 +361,13 @@ pub fn down(name: &str, verbose: bool) -> Result<()> {
 /// Connects from NAME-tx to NAME-rx over TCP: proves addresses, links and
 /// routes are all in place. Each end runs on a thread of its own that has
 /// entered its namespace (setns moves only the calling thread).
-fn probe(n: &EnvNames) -> Result<Duration> {
+fn probe(n: &EnvNames, to: IpAddr) -> Result<Duration> {
     let (rx_ns, tx_ns) = (n.rx_ns.clone(), n.tx_ns.clone());
     let (port_tx, port_rx) = std::sync::mpsc::channel::<Result<u16>>();
     let server = std::thread::spawn(move || -> Result<()> {
         let bound = sys::netns::enter(&rx_ns)
             .map_err(anyhow::Error::from)
-            .and_then(|_| TcpListener::bind(SocketAddr::from((RX_ADDR, 0))).map_err(anyhow::Error::from));
+            .and_then(|_| TcpListener::bind(SocketAddr::from((to, 0))).map_err(anyhow::Error::from));
         match bound {
             Ok(l) => {
                 port_tx.send(Ok(l.local_addr()?.port()))?;
@@ -369,7 +391,7 @@ fn probe(n: &EnvNames) -> Result<Duration> {
     let client = std::thread::spawn(move || -> Result<Duration> {
         sys::netns::enter(&tx_ns)?;
         let t = Instant::now();
-        TcpStream::connect_timeout(&SocketAddr::from((RX_ADDR, port)), Duration::from_secs(3))?;
+        TcpStream::connect_timeout(&SocketAddr::from((to, port)), Duration::from_secs(3))?;
         Ok(t.elapsed())
     });
     let rtt = client.join().map_err(|_| anyhow!("probe thread panicked"))?;
@@ -417,7 +439,8 @@ fn describe_link(ns: &str, l: &serde_json::Value) -> String {
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|x| x["family"] == "inet")
+                // IPv4, and IPv6 but for the link-local address every interface has.
+                .filter(|x| x["family"] == "inet" || (x["family"] == "inet6" && x["scope"] == "global"))
                 .map(|x| format!("{}/{}", x["local"].as_str().unwrap_or("?"), x["prefixlen"]))
                 .collect()
         })

@@ -2,7 +2,7 @@
 //! child process of its own (so each has its own CPU accounting), their
 //! JSON reports merged into one result.
 
-use crate::netns::{EnvNames, RX_ADDR};
+use crate::netns::{EnvNames, RX_ADDR, RX_ADDR6};
 use crate::report::{RecvReport, RunReport, SendReport};
 use crate::transfer::Mode;
 use anyhow::{bail, Context, Result};
@@ -36,6 +36,8 @@ pub struct RunConfig {
     pub af_xdp_args: (Vec<String>, Vec<String>),
     /// (sender's CPU, receiver's CPU) to pin the two ends to.
     pub pin: Option<(usize, usize)>,
+    /// Over IPv6 (the environment's RX_ADDR6) instead of IPv4.
+    pub ipv6: bool,
 }
 
 /// The options both ends take alike: --trace, --key, this end's af-xdp
@@ -157,7 +159,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
             (p.clone(), Some(Scratch(p)))
         }
     };
-    let to = format!("{RX_ADDR}:{}", cfg.port);
+    let to = if cfg.ipv6 { format!("[{RX_ADDR6}]:{}", cfg.port) } else { format!("{RX_ADDR}:{}", cfg.port) };
     let secs = cfg.timeout.as_secs_f64().to_string();
     let s = |x: &str| x.to_string();
     let mut recv_args = vec![

@@ -1,7 +1,7 @@
 //! The packet paths' wire format: pure bytes, testable without sockets.
 //!
 //! ```text
-//! | Ethernet 14 | IPv4 20 | UDP 8 | lab header 24 | payload (file bytes) |
+//! | Ethernet 14 | IPv4 20 or IPv6 40 | UDP 8 | lab header 24 | payload (file bytes) |
 //!                                  magic "ZCLB"        u32
 //!                                  transfer id         u32
 //!                                  offset in file      u64
@@ -11,24 +11,40 @@
 //! ```
 //! All fields big-endian. The kernel UDP path (udp-gso) sends only the UDP
 //! payload (lab header + file bytes); AF_XDP builds the whole frame.
+//!
+//! The UDP checksum: IPv4 frames carry none (0 means "none" in IPv4). IPv6
+//! requires one, over every payload byte, which the af-xdp sender's CPU
+//! must not read: its frames carry the pseudo-header's sum in the field and
+//! ask the kernel to finish it (AF_XDP TX metadata, `XDP_TXMD_FLAGS_CHECKSUM`:
+//! a NIC in hardware, copy mode in software as it copies). The receiver
+//! checks IPv6 checksums and drops a frame whose sum is wrong.
 //! Parsing is checked: every length is validated once, then nothing panics.
 
-use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, UdpHeader};
-use std::net::Ipv4Addr;
+use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv6Header, UdpHeader};
+use std::net::IpAddr;
 
 pub const LAB_MAGIC: [u8; 4] = *b"ZCLB";
 pub const LAB_HEADER_LEN: usize = 24;
 pub const ETH_HEADER_LEN: usize = 14;
 pub const IPV4_HEADER_LEN: usize = 20;
+pub const IPV6_HEADER_LEN: usize = 40;
 pub const UDP_HEADER_LEN: usize = 8;
-/// Bytes in front of the payload in a whole frame.
+/// Bytes in front of the payload in a whole IPv4 frame.
 pub const FRAME_HEADER_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + LAB_HEADER_LEN;
+/// Bytes in front of the payload in a whole IPv6 frame.
+pub const FRAME_HEADER_LEN_V6: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + UDP_HEADER_LEN + LAB_HEADER_LEN;
 /// Flag: this packet is a retransmission.
 pub const FLAG_RESENT: u16 = 1;
 
 /// Payload bytes per packet for an MTU (IPv4 + UDP + lab header inside it).
 pub fn payload_for_mtu(mtu: u32) -> Option<u32> {
-    mtu.checked_sub((IPV4_HEADER_LEN + UDP_HEADER_LEN + LAB_HEADER_LEN) as u32).filter(|p| *p > 0)
+    payload_for(mtu, false)
+}
+
+/// Payload bytes per packet for an MTU, over IPv6 (`v6`) or IPv4.
+pub fn payload_for(mtu: u32, v6: bool) -> Option<u32> {
+    let ip = if v6 { IPV6_HEADER_LEN } else { IPV4_HEADER_LEN };
+    mtu.checked_sub((ip + UDP_HEADER_LEN + LAB_HEADER_LEN) as u32).filter(|p| *p > 0)
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
@@ -51,10 +67,14 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 pub enum WireError {
     #[error("shorter than its headers")]
     Truncated,
-    #[error("not IPv4")]
-    NotIpv4,
+    #[error("neither IPv4 nor IPv6")]
+    NotIp,
     #[error("malformed IPv4 header")]
     BadIpv4,
+    #[error("malformed or extended IPv6 header")]
+    BadIpv6,
+    #[error("wrong UDP checksum")]
+    BadChecksum,
     #[error("not UDP")]
     NotUdp,
     #[error("not for the lab's UDP port")]
@@ -109,61 +129,137 @@ impl LabHeader {
     }
 }
 
-/// Addresses of one direction of a transfer; makes frame headers.
+/// Addresses of one direction of a transfer; makes frame headers. Both
+/// addresses are of one family.
 #[derive(Debug, Clone)]
 pub struct FrameTemplate {
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
-    pub src_ip: Ipv4Addr,
-    pub dst_ip: Ipv4Addr,
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
     pub src_port: u16,
     pub dst_port: u16,
 }
 
 impl FrameTemplate {
-    /// Writes Ethernet, IPv4 (with checksum), UDP (checksum 0: optional in
-    /// IPv4) and the lab header for a payload of `lab.len` bytes into
-    /// `out[..FRAME_HEADER_LEN]`.
-    pub fn write_header(&self, lab: &LabHeader, out: &mut [u8; FRAME_HEADER_LEN]) {
+    pub fn is_v6(&self) -> bool {
+        self.dst_ip.is_ipv6()
+    }
+
+    /// Bytes in front of the payload: 66 (IPv4) or 86 (IPv6).
+    pub fn header_len(&self) -> usize {
+        if self.is_v6() {
+            FRAME_HEADER_LEN_V6
+        } else {
+            FRAME_HEADER_LEN
+        }
+    }
+
+    /// Where the kernel must finish the UDP checksum (IPv6 only): the
+    /// offset of the UDP header in the frame, and of the checksum in it.
+    pub fn checksum_request(&self) -> Option<(u16, u16)> {
+        self.is_v6().then_some(((ETH_HEADER_LEN + IPV6_HEADER_LEN) as u16, 6))
+    }
+
+    /// Writes Ethernet, IP and UDP and the lab header for a payload of
+    /// `lab.len` bytes into `out` (exactly `header_len()` bytes). IPv4: with
+    /// its header checksum, UDP checksum 0 (none). IPv6: the UDP checksum
+    /// field holds the pseudo-header's sum, for the kernel to finish.
+    pub fn write_header(&self, lab: &LabHeader, out: &mut [u8]) {
+        assert_eq!(out.len(), self.header_len(), "a header buffer of the family's length");
         let udp_len = (UDP_HEADER_LEN + LAB_HEADER_LEN) as u16 + lab.len as u16;
-        let eth = Ethernet2Header { source: self.src_mac, destination: self.dst_mac, ether_type: EtherType::IPV4 };
-        let mut ip = Ipv4Header::new(udp_len, 64, IpNumber::UDP, self.src_ip.octets(), self.dst_ip.octets())
-            .expect("payload fits: lengths are checked against the MTU");
-        ip.header_checksum = ip.calc_header_checksum();
-        let udp = UdpHeader { source_port: self.src_port, destination_port: self.dst_port, length: udp_len, checksum: 0 };
+        let (ether_type, ip_len) = match (self.src_ip, self.dst_ip) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let mut ip = Ipv4Header::new(udp_len, 64, IpNumber::UDP, src.octets(), dst.octets())
+                    .expect("payload fits: lengths are checked against the MTU");
+                ip.header_checksum = ip.calc_header_checksum();
+                out[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN].copy_from_slice(&ip.to_bytes());
+                (EtherType::IPV4, IPV4_HEADER_LEN)
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let ip = Ipv6Header {
+                    traffic_class: 0,
+                    flow_label: Default::default(),
+                    payload_length: udp_len,
+                    next_header: IpNumber::UDP,
+                    hop_limit: 64,
+                    source: src.octets(),
+                    destination: dst.octets(),
+                };
+                out[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV6_HEADER_LEN].copy_from_slice(&ip.to_bytes());
+                (EtherType::IPV6, IPV6_HEADER_LEN)
+            }
+            _ => unreachable!("a template's addresses are of one family"),
+        };
+        let eth = Ethernet2Header { source: self.src_mac, destination: self.dst_mac, ether_type };
         out[..ETH_HEADER_LEN].copy_from_slice(&eth.to_bytes());
-        out[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN].copy_from_slice(&ip.to_bytes());
-        let u = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+        let checksum = match (self.src_ip, self.dst_ip) {
+            (IpAddr::V6(src), IpAddr::V6(dst)) => pseudo_header_sum_v6(&src.octets(), &dst.octets(), udp_len),
+            _ => 0,
+        };
+        let udp = UdpHeader { source_port: self.src_port, destination_port: self.dst_port, length: udp_len, checksum };
+        let u = ETH_HEADER_LEN + ip_len;
         out[u..u + UDP_HEADER_LEN].copy_from_slice(&udp.to_bytes());
         out[u + UDP_HEADER_LEN..].copy_from_slice(&lab.to_bytes());
     }
 }
 
+/// The IPv6 pseudo-header's ones'-complement sum, folded and not inverted:
+/// what a UDP checksum field holds while the rest is left to the kernel
+/// (CHECKSUM_PARTIAL).
+pub fn pseudo_header_sum_v6(src: &[u8; 16], dst: &[u8; 16], udp_len: u16) -> u16 {
+    let mut sum: u32 = src.chunks(2).chain(dst.chunks(2)).map(|w| u16::from_be_bytes([w[0], w[1]]) as u32).sum();
+    sum += udp_len as u32 + u8::from(IpNumber::UDP) as u32;
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
 /// Parses a whole Ethernet frame addressed to UDP `port`.
 pub fn parse_frame(frame: &[u8], port: u16) -> Result<(LabHeader, &[u8]), WireError> {
     let (eth, rest) = Ethernet2Header::from_slice(frame).map_err(|_| WireError::Truncated)?;
-    if eth.ether_type != EtherType::IPV4 {
-        return Err(WireError::NotIpv4);
-    }
-    let (ip, rest) = Ipv4Header::from_slice(rest).map_err(|e| match e {
-        etherparse::err::ipv4::HeaderSliceError::Len(_) => WireError::Truncated,
-        _ => WireError::BadIpv4,
-    })?;
-    if ip.protocol != IpNumber::UDP {
-        return Err(WireError::NotUdp);
-    }
-    if ip.more_fragments || ip.fragment_offset.value() != 0 {
-        return Err(WireError::BadIpv4);
-    }
-    let ip_payload = (ip.total_len as usize).checked_sub(ip.header_len()).ok_or(WireError::BadIpv4)?;
-    // Ethernet may pad short frames; IPv4's length is the truth.
-    let rest = rest.get(..ip_payload).ok_or(WireError::Truncated)?;
-    let (udp, rest) = UdpHeader::from_slice(rest).map_err(|_| WireError::Truncated)?;
+    let (udp_bytes, v6) = match eth.ether_type {
+        EtherType::IPV4 => {
+            let (ip, rest) = Ipv4Header::from_slice(rest).map_err(|e| match e {
+                etherparse::err::ipv4::HeaderSliceError::Len(_) => WireError::Truncated,
+                _ => WireError::BadIpv4,
+            })?;
+            if ip.protocol != IpNumber::UDP {
+                return Err(WireError::NotUdp);
+            }
+            if ip.more_fragments || ip.fragment_offset.value() != 0 {
+                return Err(WireError::BadIpv4);
+            }
+            let ip_payload = (ip.total_len as usize).checked_sub(ip.header_len()).ok_or(WireError::BadIpv4)?;
+            // Ethernet may pad short frames; IPv4's length is the truth.
+            (rest.get(..ip_payload).ok_or(WireError::Truncated)?, None)
+        }
+        EtherType::IPV6 => {
+            let (ip, rest) = Ipv6Header::from_slice(rest).map_err(|e| match e {
+                etherparse::err::ipv6::HeaderSliceError::Len(_) => WireError::Truncated,
+                _ => WireError::BadIpv6,
+            })?;
+            // The lab sends no extension headers: UDP follows at once, or the frame is not ours.
+            if ip.next_header != IpNumber::UDP {
+                return Err(WireError::NotUdp);
+            }
+            (rest.get(..ip.payload_length as usize).ok_or(WireError::Truncated)?, Some(ip))
+        }
+        _ => return Err(WireError::NotIp),
+    };
+    let (udp, rest) = UdpHeader::from_slice(udp_bytes).map_err(|_| WireError::Truncated)?;
     if udp.destination_port != port {
         return Err(WireError::WrongPort);
     }
     if udp.length as usize != rest.len() + UDP_HEADER_LEN {
         return Err(WireError::BadUdp);
+    }
+    if let Some(ip) = v6 {
+        // Mandatory in IPv6 (0 is not "none" there).
+        if udp.calc_checksum_ipv6(&ip, rest).ok() != Some(udp.checksum) || udp.checksum == 0 {
+            return Err(WireError::BadChecksum);
+        }
     }
     LabHeader::parse(rest)
 }
@@ -172,13 +268,14 @@ pub fn parse_frame(frame: &[u8], port: u16) -> Result<(LabHeader, &[u8]), WireEr
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn template() -> FrameTemplate {
         FrameTemplate {
             src_mac: [2, 0, 0, 0, 0, 1],
             dst_mac: [2, 0, 0, 0, 0, 2],
-            src_ip: Ipv4Addr::new(10, 77, 0, 1),
-            dst_ip: Ipv4Addr::new(10, 77, 0, 2),
+            src_ip: Ipv4Addr::new(10, 77, 0, 1).into(),
+            dst_ip: Ipv4Addr::new(10, 77, 0, 2).into(),
             src_port: 40000,
             dst_port: 7777,
         }
@@ -265,8 +362,11 @@ mod tests {
         assert_eq!(parse_frame(&good, 7778).unwrap_err(), WireError::WrongPort);
         assert_eq!(parse_frame(&good[..20], 7777).unwrap_err(), WireError::Truncated);
         let mut bad = good.clone();
-        bad[12] = 0x86; // EtherType IPv6
-        assert_eq!(parse_frame(&bad, 7777).unwrap_err(), WireError::NotIpv4);
+        bad[12..14].copy_from_slice(&[0x86, 0xdd]); // EtherType IPv6
+        assert_eq!(parse_frame(&bad, 7777).unwrap_err(), WireError::BadIpv6, "an IPv4 packet read as IPv6");
+        let mut bad = good.clone();
+        bad[12] = 0x88; // neither
+        assert_eq!(parse_frame(&bad, 7777).unwrap_err(), WireError::NotIp);
         let mut bad = good.clone();
         bad[FRAME_HEADER_LEN - LAB_HEADER_LEN] ^= 0xff;
         assert_eq!(parse_frame(&bad, 7777).unwrap_err(), WireError::BadMagic);
@@ -280,7 +380,63 @@ mod tests {
         assert_eq!(LabHeader::parse(&[0u8; 10]).unwrap_err(), WireError::Truncated);
     }
 
+    fn template_v6() -> FrameTemplate {
+        FrameTemplate {
+            src_ip: "fd77::1".parse::<Ipv6Addr>().unwrap().into(),
+            dst_ip: "fd77::2".parse::<Ipv6Addr>().unwrap().into(),
+            ..template()
+        }
+    }
+
+    /// What the kernel does with a CHECKSUM_PARTIAL request: sums from the
+    /// UDP header to the end (the field holds the pseudo-header's sum),
+    /// folds, inverts, and writes the result into the field.
+    fn finish_checksum(f: &mut [u8], start: usize, offset: usize) {
+        let mut sum: u32 = f[start..].chunks(2).map(|w| u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]) as u32).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let c = match !(sum as u16) {
+            0 => 0xffff,
+            c => c,
+        };
+        f[start + offset..start + offset + 2].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn an_ipv6_frame_is_valid_once_the_kernel_finishes_its_checksum() {
+        let t = template_v6();
+        assert_eq!(t.header_len(), 86);
+        assert_eq!(payload_for(1500, true), Some(1428));
+        let lab = LabHeader { transfer_id: 3, offset: 1428 * 2, len: 7, flags: 0 };
+        let mut f = vec![0u8; t.header_len()];
+        t.write_header(&lab, &mut f);
+        f.extend_from_slice(b"payload");
+        assert_eq!(parse_frame(&f, 7777).unwrap_err(), WireError::BadChecksum, "a partial sum is not a checksum");
+        let (start, offset) = t.checksum_request().unwrap();
+        assert_eq!((start, offset), (54, 6));
+        finish_checksum(&mut f, start as usize, offset as usize);
+        assert!(matches!(etherparse::SlicedPacket::from_ethernet(&f).unwrap().net, Some(etherparse::NetSlice::Ipv6(_))));
+        assert_eq!(parse_frame(&f, 7777).unwrap(), (lab, &b"payload"[..]));
+        // One flipped payload bit, and the frame is dropped.
+        let last = f.len() - 1;
+        f[last] ^= 1;
+        assert_eq!(parse_frame(&f, 7777).unwrap_err(), WireError::BadChecksum);
+        assert_eq!(template().checksum_request(), None, "IPv4 frames carry no UDP checksum");
+    }
+
     proptest! {
+        #[test]
+        fn ipv6_frames_of_any_payload_check_out(payload in proptest::collection::vec(any::<u8>(), 0..300), id: u32) {
+            let t = template_v6();
+            let lab = LabHeader { transfer_id: id, offset: 0, len: payload.len() as u32, flags: 0 };
+            let mut f = vec![0u8; t.header_len()];
+            t.write_header(&lab, &mut f);
+            f.extend_from_slice(&payload);
+            finish_checksum(&mut f, 54, 6);
+            prop_assert_eq!(parse_frame(&f, 7777).unwrap(), (lab, &payload[..]));
+        }
+
         #[test]
         fn lab_header_round_trips(id: u32, offset: u64, payload in proptest::collection::vec(any::<u8>(), 0..64), flags: u16) {
             let h = LabHeader { transfer_id: id, offset, len: payload.len() as u32, flags };

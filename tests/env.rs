@@ -37,6 +37,24 @@ fn up_then_down_leaves_nothing() {
 }
 
 #[test]
+fn ipv6_gives_both_ends_an_address_and_refuses_a_router() {
+    if !privileged("ipv6_gives_both_ends_an_address_and_refuses_a_router") {
+        return;
+    }
+    let name = unique_name();
+    let o = run_zclab(&["env", "up", "--name", &name, "--ipv6"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("reachable: TCP connect [fd77::1] -> [fd77::2]"), "probed over IPv6: {}", stderr(&o));
+    let st = String::from_utf8_lossy(&run_zclab(&["env", "status", "--name", &name]).stdout).into_owned();
+    assert!(st.contains("fd77::1/64") && st.contains("fd77::2/64") && st.contains("10.77.0.2/24"), "{st}");
+    assert!(!st.contains("fe80::"), "link-local addresses are left out: {st}");
+    assert!(run_zclab(&["env", "down", "--name", &name]).status.success());
+    let o = run_zclab(&["env", "up", "--name", &name, "--ipv6", "--router"]);
+    assert!(!o.status.success() && stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    assert!(!ns_exists(&format!("{name}-tx")), "nothing was made");
+}
+
+#[test]
 fn up_twice_is_a_clear_error_and_keeps_the_first() {
     if !privileged("up_twice_is_a_clear_error_and_keeps_the_first") {
         return;

@@ -17,6 +17,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -46,19 +47,28 @@ static __always_inline int steer(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
+	struct udphdr *udp;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end)
+			return XDP_PASS;
+		/* Only plain 20-byte IPv4 headers, never fragments: the lab sends none. */
+		if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+			return XDP_PASS;
+		if (ip->frag_off & bpf_htons(0x3fff))
+			return XDP_PASS;
+		udp = (void *)(ip + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return XDP_PASS;
+		/* UDP right after the fixed header: the lab sends no extension headers. */
+		if (ip6->nexthdr != IPPROTO_UDP)
+			return XDP_PASS;
+		udp = (void *)(ip6 + 1);
+	} else {
 		return XDP_PASS;
-
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
-		return XDP_PASS;
-	/* Only plain 20-byte IPv4 headers, never fragments: the lab sends none. */
-	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
-		return XDP_PASS;
-	if (ip->frag_off & bpf_htons(0x3fff))
-		return XDP_PASS;
-
-	struct udphdr *udp = (void *)(ip + 1);
+	}
 	if ((void *)(udp + 1) > data_end)
 		return XDP_PASS;
 

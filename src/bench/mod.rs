@@ -287,7 +287,14 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             let mut v = Vec::new();
             for (i, mtu) in mtus.into_iter().enumerate() {
                 let name = format!("zb{}{}", std::process::id() % 100_000, (b'a' + i as u8) as char);
-                own_envs.push(LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues: None, router: None, verbose: false })?);
+                own_envs.push(LabEnv::up(&EnvConfig {
+                    name: name.clone(),
+                    mtu,
+                    queues: None,
+                    router: None,
+                    ipv6: false,
+                    verbose: false,
+                })?);
                 v.push((mtu, name));
             }
             v
@@ -398,6 +405,7 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
             None => Default::default(),
         },
         pin: pin.then_some((0, 1)),
+        ipv6: false,
     };
     let report = run::run(&rc)?;
     if cell.cache == Cache::Cold && report.source_cached_before_bytes > 0 {

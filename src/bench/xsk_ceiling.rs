@@ -91,8 +91,14 @@ fn send(names: EnvNames, descs: u32, payload: u32, secs: f64) -> Result<()> {
         &ifc.socket_config(0, BindMode::Copy, &Knobs { tx_budget: Some(TX_BUDGET), ..Knobs::default() }),
         wait_for_busy_queue,
     )?;
-    let template =
-        FrameTemplate { src_mac: ifc.mac, dst_mac: [0xff; 6], src_ip: TX_ADDR, dst_ip: RX_ADDR, src_port: PORT, dst_port: PORT };
+    let template = FrameTemplate {
+        src_mac: ifc.mac,
+        dst_mac: [0xff; 6],
+        src_ip: TX_ADDR.into(),
+        dst_ip: RX_ADDR.into(),
+        src_port: PORT,
+        dst_port: PORT,
+    };
     let lab = LabHeader { transfer_id: 0, offset: 0, len: payload, flags: 0 };
     let frames = sock.umem_mut().frames_mut();
     let mut free: Vec<Frame> = std::iter::from_fn(|| frames.alloc(PoolId(0))).collect();

@@ -62,8 +62,8 @@ fn frame_life(ns: String, iface: String) -> Result<Vec<(String, Owner)>> {
     let template = FrameTemplate {
         src_mac: ifc.mac,
         dst_mac: [0xff; 6],
-        src_ip: crate::netns::TX_ADDR,
-        dst_ip: crate::netns::RX_ADDR,
+        src_ip: crate::netns::TX_ADDR.into(),
+        dst_ip: crate::netns::RX_ADDR.into(),
         src_port: 9,
         dst_port: 9,
     };

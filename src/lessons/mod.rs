@@ -146,7 +146,7 @@ impl Drop for Scratch {
 impl Lab {
     fn new(number: u32, size: u64, trace: bool) -> Result<Lab> {
         let name = format!("zl{number}-{}", std::process::id() % 10_000);
-        let env = LabEnv::up(&EnvConfig { name, mtu: None, queues: None, router: None, verbose: false })?;
+        let env = LabEnv::up(&EnvConfig { name, mtu: None, queues: None, router: None, ipv6: false, verbose: false })?;
         let dir = PathBuf::from(format!("/var/tmp/zclab-lesson-{number}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let dir = Scratch(dir);
@@ -209,6 +209,7 @@ impl Lab {
             key: None,
             af_xdp_args: Default::default(),
             pin: None,
+            ipv6: false,
         };
         run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
     }
@@ -216,7 +217,7 @@ impl Lab {
     /// Another environment for this lesson, with its own MTU; removed when dropped.
     pub fn extra_env(&self, suffix: &str, mtu: u32) -> Result<LabEnv> {
         let name = format!("{}{suffix}", self.env.names().name);
-        LabEnv::up(&EnvConfig { name, mtu: Some(mtu), queues: None, router: None, verbose: false })
+        LabEnv::up(&EnvConfig { name, mtu: Some(mtu), queues: None, router: None, ipv6: false, verbose: false })
     }
 }
 

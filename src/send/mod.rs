@@ -239,8 +239,7 @@ fn answer_challenge(sock: &TcpStream, wd: &mut Watchdog, key: &auth::Key, ns: &s
 
 /// The local interface the connection leaves by, to watch while waiting.
 fn link_to(sock: &TcpStream) -> Option<sys::iface::LinkWatch> {
-    let std::net::IpAddr::V4(ip) = sock.local_addr().ok()?.ip() else { return None };
-    let name = sys::iface::iface_with_addr(ip).ok()??;
+    let name = sys::iface::iface_with_addr(sock.local_addr().ok()?.ip()).ok()??;
     sys::iface::LinkWatch::new(&name).map_err(|e| log::debug!("not watching {name}: {e}")).ok()
 }
 

@@ -21,7 +21,8 @@ use std::net::{SocketAddr, UdpSocket};
 
 /// Most packets in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 or more).
 const MAX_BATCH: usize = 64;
-/// Largest UDP payload of one (GSO) send: 65535 - IPv4 header - UDP header.
+/// Largest UDP payload of one (GSO) send: 65535 - IPv4 header - UDP header
+/// (IPv6's payload length leaves its own header out, so it allows 20 more).
 const MAX_GSO_BYTES: usize = 65535 - 20 - 8;
 
 /// The data socket, connected, and the payload per packet its route allows.
@@ -33,11 +34,16 @@ pub struct UdpPath {
 
 impl UdpPath {
     pub fn connect(to: SocketAddr) -> io::Result<UdpPath> {
-        let sock = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        let any: SocketAddr = if to.is_ipv6() { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() } else { ([0, 0, 0, 0], 0).into() };
+        let sock = UdpSocket::bind(any)?;
         sock.connect(to)?;
         // The route's MTU decides how large a datagram may be.
-        let mtu = so::get_int_opt(&sock, libc::IPPROTO_IP, libc::IP_MTU)? as u32;
-        let payload = wire::payload_for_mtu(mtu).ok_or_else(|| {
+        let mtu = if to.is_ipv6() {
+            so::get_int_opt(&sock, libc::IPPROTO_IPV6, libc::IPV6_MTU)?
+        } else {
+            so::get_int_opt(&sock, libc::IPPROTO_IP, libc::IP_MTU)?
+        } as u32;
+        let payload = wire::payload_for(mtu, to.is_ipv6()).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("MTU {mtu} is too small for the lab's packets"))
         })?;
         let _ = so::set_int_opt(&sock, libc::SOL_SOCKET, libc::SO_SNDBUF, 8 << 20);

@@ -5,7 +5,7 @@
 use super::cvt;
 use std::ffi::CString;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `if_nametoindex`; an error names the interface.
@@ -23,7 +23,7 @@ pub fn if_index(name: &str) -> io::Result<u32> {
 }
 
 /// The interface that holds the IPv4 address `ip` (getifaddrs).
-pub fn iface_with_addr(ip: Ipv4Addr) -> io::Result<Option<String>> {
+pub fn iface_with_addr(ip: IpAddr) -> io::Result<Option<String>> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`; we free it below.
     cvt(unsafe { libc::getifaddrs(&mut list) })?;
@@ -35,10 +35,21 @@ pub fn iface_with_addr(ip: Ipv4Addr) -> io::Result<Option<String>> {
         if !ifa.ifa_addr.is_null() {
             // SAFETY: ifa_addr is non-null and points at a sockaddr owned by the list.
             let family = unsafe { (*ifa.ifa_addr).sa_family } as libc::c_int;
-            if family == libc::AF_INET {
-                // SAFETY: for AF_INET the sockaddr is a sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                if Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)) == ip {
+            let addr = match family {
+                libc::AF_INET => {
+                    // SAFETY: for AF_INET the sockaddr is a sockaddr_in.
+                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                    Some(IpAddr::from(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: for AF_INET6 the sockaddr is a sockaddr_in6.
+                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                    Some(IpAddr::from(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                }
+                _ => None,
+            };
+            {
+                if addr == Some(ip) {
                     // SAFETY: ifa_name is a NUL-terminated string owned by the list.
                     let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
                     found = Some(name.to_string_lossy().into_owned());

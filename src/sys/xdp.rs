@@ -35,10 +35,27 @@ fn getsockopt<T: Default>(fd: &impl AsRawFd, name: libc::c_int) -> io::Result<(T
 }
 
 /// `XDP_UMEM_REG`: tells the kernel where the UMEM is and how it is cut.
-pub fn register_umem(fd: &impl AsRawFd, addr: *mut u8, len: usize, chunk_size: u32, headroom: u32, flags: u32) -> io::Result<()> {
-    let reg = libc::xdp_umem_reg { addr: addr as u64, len: len as u64, chunk_size, headroom, flags, tx_metadata_len: 0 };
+pub fn register_umem(
+    fd: &impl AsRawFd,
+    addr: *mut u8,
+    len: usize,
+    chunk_size: u32,
+    flags: u32,
+    tx_metadata_len: u32,
+) -> io::Result<()> {
+    let reg = libc::xdp_umem_reg { addr: addr as u64, len: len as u64, chunk_size, headroom: 0, flags, tx_metadata_len };
     setsockopt(fd, libc::XDP_UMEM_REG, &reg)
 }
+
+/// `XDP_UMEM_TX_SW_CSUM` (if_xdp.h, Linux 6.8): in copy mode the kernel
+/// computes a checksum that TX metadata asks for, in software.
+pub const XDP_UMEM_TX_SW_CSUM: u32 = 1 << 1;
+/// `XDP_UMEM_TX_METADATA_LEN` (Linux 6.11): honour `tx_metadata_len`.
+pub const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
+/// `XDP_TX_METADATA`: a TX descriptor option, "metadata precedes my address".
+pub const XDP_TX_METADATA: u32 = 1 << 1;
+/// `XDP_TXMD_FLAGS_CHECKSUM`: the metadata asks for a checksum.
+pub const XDP_TXMD_FLAGS_CHECKSUM: u64 = 1 << 1;
 
 /// Sets the size (entries, a power of two) of one of the four rings.
 pub fn set_ring_size(fd: &impl AsRawFd, ring: libc::c_int, entries: u32) -> io::Result<()> {

@@ -115,20 +115,15 @@ impl Iface {
     pub fn find(explicit: Option<&str>, ip: IpAddr) -> io::Result<Iface> {
         let name = match explicit {
             Some(name) => name.to_string(),
-            None => match ip {
-                IpAddr::V4(v4) if !v4.is_unspecified() => iface::iface_with_addr(v4)?.ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, format!("no interface holds {ip}: name one with --iface"))
-                })?,
-                IpAddr::V4(_) => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidInput, "af-xdp needs --iface when listening on 0.0.0.0"))
-                }
-                IpAddr::V6(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "af-xdp frames are IPv4: use IPv4 addresses (or name the interface with --iface)",
-                    ))
-                }
-            },
+            None if ip.is_unspecified() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("af-xdp needs --iface when listening on {ip} (all addresses)"),
+                ))
+            }
+            None => iface::iface_with_addr(ip)?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no interface holds {ip}: name one with --iface"))
+            })?,
         };
         let index = iface::if_index(&name)?;
         let (mac, mtu) = iface::iface_mac_mtu(&name)?;

@@ -411,6 +411,17 @@ impl Frames {
         Ok(f.addr)
     }
 
+    /// A descriptor address for `len` bytes at `offset` of a whole frame
+    /// going to the TX ring (the bytes in front may hold TX metadata).
+    pub(super) fn give_whole_at(&mut self, f: Frame, offset: u32, len: u32) -> Result<u64, (Frame, DescError)> {
+        self.check(f.umem);
+        if let Err(e) = self.check_desc(f.addr, offset as u64, len, f.size) {
+            return Err((f, e));
+        }
+        self.set(&f.id, f.umem, Owner::Kernel);
+        Ok(f.addr + offset as u64)
+    }
+
     /// A descriptor address for a frame going to the fill ring.
     pub(super) fn give_to_fill(&mut self, f: Frame) -> Result<u64, (Frame, DescError)> {
         self.check(f.umem);

@@ -24,5 +24,7 @@ pub mod umem;
 
 pub use frame::{DescError, Foreign, Frame, FrameId, Frames, IoLoan, Owner, PoolId, PoolSpec, Returned, SharedFrame};
 pub use ring::XdpDesc;
-pub use socket::{BindMode, Received, Rx, RxFrame, SocketConfig, Tx, TxReservation, XskSocket};
+pub use socket::{
+    checksum_request, BindMode, DescOpts, Received, Rx, RxFrame, SocketConfig, Tx, TxReservation, XskSocket, TX_METADATA_LEN,
+};
 pub use umem::{Umem, UmemConfig};

@@ -327,6 +327,45 @@ impl TxReservation<'_> {
         Ok(())
     }
 
+    /// Sends `len` bytes at `offset` of `frame` (the bytes in front of it
+    /// may hold TX metadata); `opts` say what the descriptor carries.
+    pub fn push_frame_at(
+        &mut self,
+        frames: &mut Frames,
+        frame: Frame,
+        offset: u32,
+        len: u32,
+        opts: DescOpts,
+    ) -> Result<(), (Frame, DescError)> {
+        assert_eq!(frames.id(), self.umem, "frames of another UMEM");
+        if self.ring.remaining() == 0 {
+            return Err((frame, DescError::NotReserved));
+        }
+        let addr = frames.give_whole_at(frame, offset, len)?;
+        let pushed = self.ring.push(XdpDesc { addr, len, options: opts.bits() });
+        debug_assert!(pushed.is_ok(), "checked that an entry is left");
+        Ok(())
+    }
+
+    /// Sends `len` bytes at `offset` of a shared frame, with `opts`.
+    pub fn push_piece_with(
+        &mut self,
+        frames: &mut Frames,
+        shared: &SharedFrame,
+        offset: u64,
+        len: u32,
+        opts: DescOpts,
+    ) -> Result<(), DescError> {
+        assert_eq!(frames.id(), self.umem, "frames of another UMEM");
+        if self.ring.remaining() == 0 {
+            return Err(DescError::NotReserved);
+        }
+        let addr = frames.give_piece(shared, offset, len)?;
+        let pushed = self.ring.push(XdpDesc { addr, len, options: opts.bits() });
+        debug_assert!(pushed.is_ok(), "checked that an entry is left");
+        Ok(())
+    }
+
     /// Sends `len` bytes at `offset` of a shared frame.
     pub fn push_piece(
         &mut self,
@@ -379,6 +418,36 @@ impl TxReservation<'_> {
     pub fn submit(self) {
         self.ring.submit()
     }
+}
+
+/// What a TX descriptor carries besides its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DescOpts {
+    /// More descriptors of the same packet follow (`XDP_PKT_CONTD`).
+    pub more: bool,
+    /// TX metadata sits right in front of the descriptor's address
+    /// (`XDP_TX_METADATA`; the UMEM must be registered with room for it).
+    pub metadata: bool,
+}
+
+impl DescOpts {
+    fn bits(self) -> u32 {
+        options(self.more) | if self.metadata { xdp::XDP_TX_METADATA } else { 0 }
+    }
+}
+
+/// Bytes of `struct xsk_tx_metadata` (if_xdp.h): flags, then the request.
+pub const TX_METADATA_LEN: u32 = 24;
+
+/// Writes TX metadata that asks the kernel (or NIC) to finish a checksum:
+/// sum from `start` (an offset in the packet) to its end, and store the
+/// result at `start + offset`.
+pub fn checksum_request(out: &mut [u8], start: u16, offset: u16) {
+    assert_eq!(out.len(), TX_METADATA_LEN as usize, "a whole struct xsk_tx_metadata");
+    out.fill(0);
+    out[..8].copy_from_slice(&xdp::XDP_TXMD_FLAGS_CHECKSUM.to_ne_bytes());
+    out[8..10].copy_from_slice(&start.to_ne_bytes());
+    out[10..12].copy_from_slice(&offset.to_ne_bytes());
 }
 
 fn options(more: bool) -> u32 {

@@ -39,6 +39,10 @@ pub struct UmemConfig {
     pub fill_size: u32,
     /// Completion ring entries (a power of two).
     pub completion_size: u32,
+    /// Bytes of TX metadata in front of a descriptor that asks for it
+    /// (0: none); a copy-mode socket then computes requested checksums in
+    /// software (`XDP_UMEM_TX_SW_CSUM`).
+    pub tx_metadata_len: u32,
 }
 
 impl UmemConfig {
@@ -52,6 +56,7 @@ impl UmemConfig {
             huge_pages: false,
             fill_size,
             completion_size,
+            tx_metadata_len: 0,
         }
     }
 }
@@ -80,8 +85,19 @@ impl Umem {
     pub fn new(cfg: &UmemConfig) -> io::Result<Umem> {
         let frames = Frames::new(&cfg.pools, cfg.chunk_size, cfg.unaligned, cfg.huge_pages)?;
         let fd = xdp::socket().map_err(|e| context("socket(AF_XDP) (needs CAP_NET_RAW; is CONFIG_XDP_SOCKETS on?)", e))?;
-        let flags = if cfg.unaligned { libc::XDP_UMEM_UNALIGNED_CHUNK_FLAG } else { 0 };
-        xdp::register_umem(&fd, frames.base(), frames.len(), cfg.chunk_size, 0, flags).map_err(|e| match e.raw_os_error() {
+        let mut flags = if cfg.unaligned { libc::XDP_UMEM_UNALIGNED_CHUNK_FLAG } else { 0 };
+        if cfg.tx_metadata_len > 0 {
+            flags |= xdp::XDP_UMEM_TX_METADATA_LEN | xdp::XDP_UMEM_TX_SW_CSUM;
+        }
+        let reg = xdp::register_umem(&fd, frames.base(), frames.len(), cfg.chunk_size, flags, cfg.tx_metadata_len);
+        reg.map_err(|e| match e.raw_os_error() {
+            Some(libc::EINVAL) if cfg.tx_metadata_len > 0 => io::Error::new(
+                e.kind(),
+                format!(
+                    "XDP_UMEM_REG with {} bytes of TX metadata: {e} (TX checksum requests need Linux 6.11)",
+                    cfg.tx_metadata_len
+                ),
+            ),
             Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM) => io::Error::new(
                 e.kind(),
                 format!(

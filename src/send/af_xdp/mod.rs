@@ -37,8 +37,8 @@ use crate::sys;
 use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, FrameLayout, Iface, Knobs, CHUNK, TX_BUDGET};
 use crate::transfer::plan::PacketPlan;
 use crate::transfer::Watchdog;
-use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN};
-use crate::xsk::{BindMode, PoolId, PoolSpec, Umem, UmemConfig, XskSocket};
+use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V6};
+use crate::xsk::{BindMode, PoolId, PoolSpec, Umem, UmemConfig, XskSocket, TX_METADATA_LEN};
 use blocks::{BlockCache, BlockLayout, DirectReader, Poll};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -92,7 +92,10 @@ pub struct XdpPath {
 impl XdpPath {
     pub fn prepare(path: &Path, ctrl: &TcpStream, opts: &AfXdpOptions) -> io::Result<XdpPath> {
         let iface = Iface::find(opts.iface.as_deref(), ctrl.local_addr()?.ip())?;
-        let payload = wire::payload_for_mtu(iface.mtu)
+        // IPv6 needs a UDP checksum: each packet asks the kernel for it in TX metadata.
+        let v6 = ctrl.peer_addr()?.is_ipv6();
+        let (header, metadata) = if v6 { (FRAME_HEADER_LEN_V6, TX_METADATA_LEN) } else { (FRAME_HEADER_LEN, 0) };
+        let payload = wire::payload_for(iface.mtu, v6)
             .map(|p| p & !1) // even, so every TX address stays even (see FACTS: the completion ring clears bit 0)
             .filter(|p| *p >= 64)
             .ok_or_else(|| {
@@ -100,8 +103,9 @@ impl XdpPath {
             })?;
         let (file, align) = open_direct(path)?;
         let size = file.metadata()?.len();
-        let kind = opts.layout.unwrap_or(FrameLayout::best_for(align.is_some()));
-        let layout = block_layout(kind, payload, align.unwrap_or(1), &iface)?;
+        // IPv6 in copy mode needs one descriptor a packet (see `split_v6_error`).
+        let kind = opts.layout.unwrap_or(if v6 { FrameLayout::Contiguous } else { FrameLayout::best_for(align.is_some()) });
+        let layout = block_layout(kind, payload, align.unwrap_or(1), &iface, header as u64 + metadata as u64)?;
         let payload = layout.payload as u32;
         let umem = Umem::new(&UmemConfig {
             pools: vec![
@@ -113,11 +117,15 @@ impl XdpPath {
             huge_pages: false,
             fill_size: 64,
             completion_size: RING,
+            tx_metadata_len: metadata,
         })?;
         let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
         let cfg = iface.socket_config(opts.queue, opts.bind_mode, &knobs);
         let (mut sock, tx_ring) =
             XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
+        if v6 && kind == FrameLayout::Split && !sock.is_zerocopy() {
+            return Err(split_v6_error());
+        }
         log::info!(
             "AF_XDP TX on {} queue {} ({}), {} frames, payload {payload} B, {} packets per {} KiB block",
             iface.name,
@@ -131,7 +139,7 @@ impl XdpPath {
         let slots: Vec<_> = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
         let reader = DirectReader::new(file, 2 * slots.len() as u32)?;
         let cache = BlockCache::new(reader, layout, size, slots, READ_TIMEOUT);
-        let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup);
+        let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup, v6);
         Ok(XdpPath { tx, cache, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs, layout: kind })
     }
 
@@ -142,11 +150,27 @@ impl XdpPath {
 
 /// How the file's blocks lie in the UMEM for frame layout `kind`, given
 /// the largest payload the MTU allows and the O_DIRECT alignment.
-fn block_layout(kind: FrameLayout, mtu_payload: u32, align: u64, iface: &Iface) -> io::Result<BlockLayout> {
+/// Why split frames cannot carry IPv6 in copy mode: the kernel finishes a
+/// requested checksum (`XDP_UMEM_TX_SW_CSUM`) when it turns a packet's
+/// *first* descriptor into an skb, before the payload descriptors are
+/// attached, so the sum covers the header only. Measured here: every split
+/// IPv6 frame arrived with a wrong UDP checksum, every contiguous one right.
+fn split_v6_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "IPv6 af-xdp in copy mode needs --frame-layout contiguous: the kernel computes the UDP checksum \
+         when it builds the skb from a packet's first descriptor, before the payload descriptors are \
+         attached, so a split frame's checksum would cover its header only",
+    )
+}
+
+/// `front`: the bytes a contiguous frame needs in front of its payload
+/// (TX metadata, if any, and the header).
+fn block_layout(kind: FrameLayout, mtu_payload: u32, align: u64, iface: &Iface, front: u64) -> io::Result<BlockLayout> {
     match kind {
         FrameLayout::Split => Ok(BlockLayout::new(mtu_payload as u64, align, CHUNK as u64)),
         FrameLayout::Contiguous => {
-            let header = FRAME_HEADER_LEN as u64;
+            let header = front;
             let room = CHUNK as u64 - header.div_ceil(align) * align;
             let payload = ((mtu_payload as u64).min(room) / align * align) & !1; // even: see FACTS on odd TX addresses
             BlockLayout::contiguous(payload, align, CHUNK as u64, header).ok_or_else(|| {
@@ -199,11 +223,17 @@ fn destination_mac(iface: &str, dst_ip: std::net::Ipv4Addr, announced: Option<&s
 }
 
 pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
-    let (src_ip, dst_ip) = match (s.sock.local_addr()?.ip(), to.ip()) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (a, b),
-        _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "af-xdp frames are IPv4")),
+    let (src_ip, dst_ip) = (s.sock.local_addr()?.ip(), to.ip());
+    let (dst_mac, next_hop) = match dst_ip {
+        IpAddr::V4(v4) => destination_mac(&p.iface.name, v4, s.peer.mac.as_deref())?,
+        IpAddr::V6(_) => {
+            // zclab reads no IPv6 neighbour table: on-link, the receiver's own MAC is the next hop's.
+            let mac = s.peer.mac.as_deref().and_then(wire::parse_mac).ok_or_else(|| {
+                io::Error::other("the receiver announced no MAC address, and zclab reads no IPv6 neighbour table")
+            })?;
+            (mac, format!("{dst_ip} ({}) as the receiver announced (IPv6: on-link only)", wire::format_mac(&mac)))
+        }
     };
-    let (dst_mac, next_hop) = destination_mac(&p.iface.name, dst_ip, s.peer.mac.as_deref())?;
     let template = FrameTemplate {
         src_mac: p.iface.mac,
         dst_mac,
@@ -219,20 +249,21 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
     let xs = sink.tx.statistics()?;
     let (lo, hi) = sink.tx.descs_per_packet;
     let umem = if p.unaligned { "unaligned" } else { "aligned" };
+    let header = sink.template.header_len();
+    let csum = if sink.template.is_v6() { ", the UDP checksum left to the kernel (TX metadata)" } else { "" };
     let frame_layout = match p.layout {
         FrameLayout::Split => format!(
-            "{}{} descriptors per packet: a {}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({umem} UMEM)",
+            "{}{} descriptors per packet: a {header}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({umem} UMEM){csum}",
             if lo < hi { format!("{lo}-") } else { String::new() },
             hi,
-            FRAME_HEADER_LEN,
             CHUNK,
         ),
         FrameLayout::Contiguous => {
             let l = sink.cache.layout();
             format!(
-                "1 descriptor per packet: the {}-byte header written right in front of the payload, which an O_DIRECT \
-                 read put {} bytes into a {}-byte cell ({umem} UMEM)",
-                FRAME_HEADER_LEN, l.headroom, l.stride
+                "1 descriptor per packet: the {header}-byte header written right in front of the payload, which an O_DIRECT \
+                 read put {} bytes into a {}-byte cell ({umem} UMEM){csum}",
+                l.headroom, l.stride
             )
         }
     };

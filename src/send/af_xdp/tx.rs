@@ -11,8 +11,10 @@
 //! only when none is).
 
 use crate::transfer::Watchdog;
-use crate::wire::{FrameTemplate, LabHeader, FRAME_HEADER_LEN};
-use crate::xsk::{DescError, Frame, Frames, PoolId, Returned, SharedFrame, Tx, XskSocket};
+use crate::wire::{FrameTemplate, LabHeader};
+use crate::xsk::{
+    checksum_request, DescError, DescOpts, Frame, Frames, PoolId, Returned, SharedFrame, Tx, XskSocket, TX_METADATA_LEN,
+};
 use std::io;
 
 /// Descriptors submitted per kick.
@@ -62,11 +64,15 @@ pub struct PacketTx {
     pub kicks_skipped: u64,
     /// Fewest and most descriptors a packet took.
     pub descs_per_packet: (u32, u32),
+    /// Each packet asks the kernel to finish its UDP checksum (IPv6): TX
+    /// metadata in front of its first descriptor.
+    checksum: bool,
 }
 
 impl PacketTx {
     /// Takes every frame of the `headers` pool as a header frame.
-    pub fn new(mut sock: XskSocket, tx: Tx, headers: PoolId, iface: &str, need_wakeup: bool) -> PacketTx {
+    /// `checksum`: packets carry a checksum request (the UMEM was registered with TX metadata).
+    pub fn new(mut sock: XskSocket, tx: Tx, headers: PoolId, iface: &str, need_wakeup: bool, checksum: bool) -> PacketTx {
         let frames = sock.umem_mut().frames_mut();
         let chunk = frames.chunk_size() as u64;
         let free_headers: Vec<Frame> = std::iter::from_fn(|| frames.alloc(headers)).collect();
@@ -83,7 +89,26 @@ impl PacketTx {
             kicks: 0,
             kicks_skipped: 0,
             descs_per_packet: (u32::MAX, 0),
+            checksum,
         }
+    }
+
+    /// Bytes of TX metadata in front of a packet's first descriptor.
+    pub fn metadata_len(&self) -> u32 {
+        if self.checksum {
+            TX_METADATA_LEN
+        } else {
+            0
+        }
+    }
+
+    /// Writes the TX metadata (if any) and then the header into `out`.
+    fn write_front(&self, template: &FrameTemplate, lab: &LabHeader, out: &mut [u8]) {
+        let (meta, header) = out.split_at_mut(self.metadata_len() as usize);
+        if let Some((start, offset)) = template.checksum_request().filter(|_| self.checksum) {
+            checksum_request(meta, start, offset);
+        }
+        template.write_header(lab, header);
     }
 
     pub fn socket(&self) -> &XskSocket {
@@ -155,12 +180,14 @@ impl PacketTx {
         self.count_descs(descs);
         self.wait_for(wd, |me| !me.free_headers.is_empty() && me.tx.free(descs) >= descs)?;
         let mut header = self.free_headers.pop().expect("waited for a free header frame");
+        let (meta, hl) = (self.metadata_len(), template.header_len() as u32);
+        let mut front = [0u8; 128];
+        self.write_front(template, lab, &mut front[..(meta + hl) as usize]);
         let frames = self.sock.umem_mut().frames_mut();
-        let bytes: &mut [u8; FRAME_HEADER_LEN] =
-            (&mut frames.bytes_mut(&mut header)[..FRAME_HEADER_LEN]).try_into().expect("exact length");
-        template.write_header(lab, bytes);
+        frames.bytes_mut(&mut header)[..(meta + hl) as usize].copy_from_slice(&front[..(meta + hl) as usize]);
         let mut r = self.tx.reserve(descs).expect("waited for room");
-        r.push_frame(frames, header, FRAME_HEADER_LEN as u32, true).map_err(|(_, e)| io::Error::other(e))?;
+        let opts = DescOpts { more: true, metadata: self.checksum };
+        r.push_frame_at(frames, header, meta, hl, opts).map_err(|(_, e)| io::Error::other(e))?;
         let mut left = descs - 1;
         for (addr, piece) in cut(start, len, self.chunk) {
             left -= 1;
@@ -189,15 +216,18 @@ impl PacketTx {
         payload_at: u64,
         wd: &mut Watchdog,
     ) -> io::Result<()> {
-        let header = FRAME_HEADER_LEN as u64;
-        let start = payload_at.checked_sub(header).ok_or_else(|| io::Error::other("no header room in front of the payload"))?;
+        let (meta, hl) = (self.metadata_len() as u64, template.header_len() as u64);
+        let front = meta + hl;
+        let start = payload_at.checked_sub(front).ok_or_else(|| io::Error::other("no header room in front of the payload"))?;
         self.count_descs(1);
         self.wait_for(wd, |me| me.tx.free(1) >= 1)?;
+        let mut bytes = [0u8; 128];
+        self.write_front(template, lab, &mut bytes[..front as usize]);
         loop {
             let frames = self.sock.umem_mut().frames_mut();
-            match frames.shared_bytes_mut(block, start, header as u32) {
-                Ok(bytes) => {
-                    template.write_header(lab, bytes.try_into().expect("exact length"));
+            match frames.shared_bytes_mut(block, start, front as u32) {
+                Ok(room) => {
+                    room.copy_from_slice(&bytes[..front as usize]);
                     break;
                 }
                 Err(DescError::InFlight { .. }) => {
@@ -208,7 +238,8 @@ impl PacketTx {
         }
         let frames = self.sock.umem_mut().frames_mut();
         let mut r = self.tx.reserve(1).expect("waited for room");
-        r.push_piece(frames, block, start, header as u32 + lab.len, false).map_err(io::Error::other)?;
+        let opts = DescOpts { more: false, metadata: self.checksum };
+        r.push_piece_with(frames, block, start + meta, hl as u32 + lab.len, opts).map_err(io::Error::other)?;
         r.submit();
         self.queued_since_kick += 1;
         if self.queued_since_kick >= BATCH {
