@@ -221,9 +221,15 @@ struct XdpArgs {
 /// How an af-xdp end binds and drives its socket; every one is reported in the JSON.
 #[derive(Args, Clone)]
 struct XdpSocketArgs {
-    /// af-xdp: the NIC queue to bind the AF_XDP socket to.
+    /// af-xdp: the NIC queue to bind the AF_XDP socket to (the first, with --queues).
     #[arg(long, default_value_t = 0, value_name = "N")]
     queue: u32,
+    /// af-xdp: one AF_XDP socket and one thread per queue, on queues --queue to --queue+N-1
+    /// (the interface needs them: `zclab env up --queues N`). Default: the sender uses the
+    /// queues its interface has (at most one per CPU; a plain veth has one) and tells the
+    /// receiver, which opens as many.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    queues: Option<u32>,
     /// af-xdp: zero copy between NIC and UMEM (on needs a capable driver; veth is copy-only).
     #[arg(long, value_enum, default_value = "auto")]
     zerocopy: ZeroCopy,
@@ -255,6 +261,9 @@ impl XdpSocketArgs {
     /// The same options as arguments of a `zclab send` or `recv`.
     fn args(&self) -> Vec<String> {
         let mut v = vec!["--queue".to_string(), self.queue.to_string(), "--zerocopy".into(), value_name(&self.zerocopy)];
+        if let Some(n) = self.queues {
+            v.extend(["--queues".to_string(), n.to_string()]);
+        }
         if self.need_wakeup {
             v.push("--need-wakeup".into());
         }
@@ -718,6 +727,7 @@ fn run(cli: Cli) -> Result<bool> {
                 af_xdp: AfXdpOptions {
                     iface: a.xdp.iface,
                     queue: a.xdp.socket.queue,
+                    queues: a.xdp.socket.queues,
                     bind_mode: a.xdp.socket.zerocopy.into(),
                     knobs: a.xdp.socket.knobs(),
                     unaligned: a.umem == UmemMode::Unaligned,
@@ -743,6 +753,7 @@ fn run(cli: Cli) -> Result<bool> {
                 af_xdp: AfXdpRecvOptions {
                     iface: a.xdp.iface,
                     queue: a.xdp.socket.queue,
+                    queues: a.xdp.socket.queues,
                     bind_mode: a.xdp.socket.zerocopy.into(),
                     attach: a.xdp_mode,
                     knobs: a.xdp.socket.knobs(),

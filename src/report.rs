@@ -98,6 +98,16 @@ pub struct AfXdpTx {
     pub kicks: u64,
     #[serde(default)]
     pub kicks_skipped: u64,
+    /// Packets put on each queue's TX ring (`--queues`).
+    #[serde(default)]
+    pub queues: Vec<QueuePackets>,
+}
+
+/// Packets one queue's AF_XDP socket handled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePackets {
+    pub queue: u32,
+    pub packets: u64,
 }
 
 /// How the sender framed the file, and what the kernel refused.
@@ -154,6 +164,9 @@ pub struct AfXdpRx {
     /// Need-wakeup and busy polling, as set.
     #[serde(default)]
     pub knobs: Knobs,
+    /// Whole packets each queue's socket received.
+    #[serde(default)]
+    pub queues: Vec<QueuePackets>,
 }
 
 /// The af-xdp part of a merged report.
@@ -178,6 +191,11 @@ pub struct AfXdpRun {
     pub kicks: u64,
     #[serde(default)]
     pub kicks_skipped: u64,
+    /// Packets per queue, on each end (`--queues`).
+    #[serde(default)]
+    pub sender_queues: Vec<QueuePackets>,
+    #[serde(default)]
+    pub receiver_queues: Vec<QueuePackets>,
 }
 
 /// What a packet path's receiver counts.
@@ -300,6 +318,8 @@ impl RunReport {
                     receiver_knobs: x.knobs,
                     kicks: t.kicks,
                     kicks_skipped: t.kicks_skipped,
+                    sender_queues: t.queues.clone(),
+                    receiver_queues: x.queues.clone(),
                 }),
                 _ => None,
             },

@@ -66,7 +66,8 @@ fn run_passes_every_af_xdp_option_to_both_ends_and_reports_them() {
     let args = [
         "run", "--env", &n.name, "--mode", "af-xdp", "--file", src.to_str().unwrap(), "--json",
         "--need-wakeup", "--busy-poll", "20", "--busy-poll-budget", "16", "--tx-budget", "64",
-        "--umem", "aligned", "--xdp-mode", "generic", "--zerocopy", "off", "--queue", "0",
+        "--umem", "aligned", "--xdp-mode", "generic", "--zerocopy", "off", "--queue", "0", "--queues", "1",
+        "--frame-layout", "contiguous",
         "--send-iface", &n.tx_if, "--recv-iface", &n.rx_if,
     ];
     let o = run_zclab(&args);
@@ -85,6 +86,8 @@ fn run_passes_every_af_xdp_option_to_both_ends_and_reports_them() {
     let want = serde_json::json!({"need_wakeup": true, "busy_poll_us": 20, "busy_poll_budget": 16, "tx_budget": null});
     assert_eq!(x["receiver_knobs"], want, "{x}");
     assert!(x["kicks"].as_u64().unwrap() > 0, "{x}");
+    assert_eq!(x["layout"], "contiguous", "{x}");
+    assert_eq!((x["sender_queues"].as_array().unwrap().len(), x["receiver_queues"].as_array().unwrap().len()), (1, 1), "{x}");
     // The options are af-xdp's: another mode refuses none of them, and ignores them.
     let o = run_zclab(&["run", "--env", &n.name, "--mode", "splice", "--file", src.to_str().unwrap(), "--need-wakeup"]);
     assert!(o.status.success(), "{}", stderr(&o));

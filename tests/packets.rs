@@ -53,8 +53,14 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str) {
         let to = SocketAddr::from((RX_ADDR, 7777));
         let ctrl = connect_retry(to);
         let mut wd = Watchdog::new(Duration::from_secs(5), "receiver");
-        let hello =
-            Msg::Hello { mode: parse_mode(mode), size: size as u64, chunk: PAYLOAD as u64, transfer_id: ID as u64, nonce: None };
+        let hello = Msg::Hello {
+            mode: parse_mode(mode),
+            size: size as u64,
+            chunk: PAYLOAD as u64,
+            transfer_id: ID as u64,
+            nonce: None,
+            queues: None,
+        };
         send_msg(&mut &ctrl, &hello, &mut wd).unwrap();
         match recv_msg(&mut &ctrl, &mut wd).unwrap() {
             Some(Msg::Ready { mac, .. }) => assert_eq!(mac.is_some(), mode == "af-xdp", "only af-xdp announces a MAC"),

@@ -26,7 +26,15 @@ fn truncated_stream_is_a_failure() {
         zclab::sys::netns::enter(&tx).unwrap();
         let mut s = connect_retry(SocketAddr::from((RX_ADDR, 7777)));
         s.write_all(
-            &Msg::Hello { mode: zclab::transfer::Mode::ReadWrite, size: 1000, chunk: 1000, transfer_id: 1, nonce: None }.encode(),
+            &Msg::Hello {
+                mode: zclab::transfer::Mode::ReadWrite,
+                size: 1000,
+                chunk: 1000,
+                transfer_id: 1,
+                nonce: None,
+                queues: None,
+            }
+            .encode(),
         )
         .unwrap();
         let mut wd = zclab::transfer::Watchdog::new(Duration::from_secs(5), "receiver");

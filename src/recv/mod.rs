@@ -160,7 +160,7 @@ enum Plane {
     Tcp,
     Udp(udp::UdpSource),
     /// The AF_XDP socket behind the XDP program, and the MAC to announce.
-    Xdp(Box<af_xdp::XdpSource>, String),
+    Xdp(Box<af_xdp::XdpReceiver>, String),
 }
 
 /// Writes every page of the output file once before the transfer, so the
@@ -199,6 +199,8 @@ struct Hello {
     transfer_id: u64,
     /// The session's key for the file hash (with `--key`).
     session: Option<[u8; 32]>,
+    /// af-xdp: the queues the sender sends on.
+    queues: Option<u32>,
 }
 
 /// Reads `sock` until an absolute deadline, however slowly the bytes come.
@@ -222,8 +224,8 @@ fn handshake(sock: &TcpStream, key: Option<&Key>, limit: Duration) -> Result<Hel
     let mut wd = Watchdog::new(limit + Duration::from_secs(1), "the sender");
     let mut r = ByDeadline(sock, Instant::now() + limit, limit);
     let (mut hello, nonce) = match recv_msg(&mut r, &mut wd)? {
-        Some(Msg::Hello { mode, size, chunk, transfer_id, nonce }) => {
-            (Hello { mode, size, chunk, transfer_id, session: None }, nonce)
+        Some(Msg::Hello { mode, size, chunk, transfer_id, nonce, queues }) => {
+            (Hello { mode, size, chunk, transfer_id, session: None, queues }, nonce)
         }
         Some(other) => bail!("it began with {other:?} instead of Hello"),
         None => bail!("it closed the connection before saying Hello"),
@@ -401,7 +403,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     if cfg.preallocate {
         preallocate(partial.file(), size).context("preallocating the output file")?;
     }
-    let mut plane = open_plane(cfg, mode)?;
+    let mut plane = open_plane(cfg, &hello)?;
     let out_ino = partial.file().metadata().map(|m| m.ino()).ok();
     let mut testimony = Testimony::prepare(cfg.trace, None, out_ino);
     testimony.start();
@@ -469,10 +471,18 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
 
 /// Where the data of `mode` will arrive, set up (an XDP program attached
 /// and an AF_XDP socket bound, or a UDP socket, or nothing for TCP).
-fn open_plane(cfg: &RecvConfig, mode: Mode) -> Result<Plane> {
-    Ok(match mode {
+fn open_plane(cfg: &RecvConfig, hello: &Hello) -> Result<Plane> {
+    Ok(match hello.mode {
         Mode::AfXdp => {
-            let (src, mac) = af_xdp::XdpSource::open(cfg.listen, &cfg.af_xdp).context("setting up the AF_XDP receiver")?;
+            // As many sockets as the sender has queues: a queue without one would lose its packets.
+            let queues = match (cfg.af_xdp.queues, hello.queues) {
+                (Some(mine), Some(theirs)) if mine != theirs => bail!(
+                    "the sender sends on {theirs} queues, this receiver was told --queues {mine}: give both ends the same, or leave it to the sender"
+                ),
+                (mine, theirs) => mine.or(theirs).unwrap_or(1),
+            };
+            let (src, mac) =
+                af_xdp::XdpReceiver::open(cfg.listen, &cfg.af_xdp, queues).context("setting up the AF_XDP receiver")?;
             Plane::Xdp(Box::new(src), mac)
         }
         Mode::UdpGso => Plane::Udp(
@@ -508,19 +518,18 @@ fn receive_data(
     }
     // A valid packet size, checked in the handshake.
     let plan = PacketPlan::new(hello.size, hello.chunk as u32);
-    let mut r = Reassembly::with_loss(plan, hello.transfer_id as u32, LossInjector::new(cfg.inject_loss));
+    let r = Reassembly::with_loss(plan, hello.transfer_id as u32, LossInjector::new(cfg.inject_loss));
     let mut af_xdp = None;
     let (calls, rounds) = match plane {
         Plane::Xdp(src, _) => {
-            let window = src.window();
-            let res = packets::receive_rounds(sock, src.as_mut(), &mut r, out, wd, window).context("receiving the packets")?;
+            let res = src.receive(sock, &r, out, wd).context("receiving the packets")?;
             af_xdp = Some(src.report()?);
             res
         }
-        Plane::Udp(src) => packets::receive_rounds(sock, src, &mut r, out, wd, udp::WINDOW).context("receiving the packets")?,
+        Plane::Udp(src) => packets::receive_rounds(sock, src, &r, out, wd, udp::WINDOW).context("receiving the packets")?,
         Plane::Tcp => unreachable!("packet paths have a packet plane"),
     };
-    let c = r.counts;
+    let c = r.counts();
     let packets = RxPackets {
         accepted: c.accepted,
         duplicates: c.duplicates,

@@ -45,7 +45,7 @@ impl PacketSource for UdpSource {
         self.sock.as_fd()
     }
 
-    fn drain(&mut self, r: &mut Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64> {
+    fn drain(&mut self, r: &Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64> {
         let mut calls = 0;
         loop {
             calls += 1;

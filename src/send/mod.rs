@@ -188,9 +188,15 @@ fn set_up_packets(cfg: &SendConfig, sock: &TcpStream) -> Result<(PacketSetup, us
 }
 
 /// Sends the Hello and, with a key, answers the challenge; the session's key.
-fn say_hello(cfg: &SendConfig, sock: &TcpStream, wd: &mut Watchdog, size: u64, chunk: u64, id: u32) -> Result<Option<[u8; 32]>> {
+fn say_hello(
+    cfg: &SendConfig,
+    sock: &TcpStream,
+    wd: &mut Watchdog,
+    (size, chunk, id): (u64, u64, u32),
+    queues: Option<u32>,
+) -> Result<Option<[u8; 32]>> {
     let nonce = cfg.key.as_ref().map(|_| auth::nonce()).transpose()?;
-    let hello = Msg::Hello { mode: cfg.mode, size, chunk, transfer_id: id as u64, nonce: nonce.clone() };
+    let hello = Msg::Hello { mode: cfg.mode, size, chunk, transfer_id: id as u64, nonce: nonce.clone(), queues };
     send_msg(&mut &*sock, &hello, wd)?;
     match (&cfg.key, &nonce) {
         (Some(k), Some(ns)) => {
@@ -382,7 +388,11 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         wd = wd.watch_link(link);
     }
     let transfer_id = new_transfer_id();
-    let session = say_hello(cfg, &sock, &mut wd, size, chunk as u64, transfer_id)?;
+    let queues = match &setup {
+        PacketSetup::Xdp(p) => Some(p.queues()),
+        _ => None,
+    };
+    let session = say_hello(cfg, &sock, &mut wd, (size, chunk as u64, transfer_id), queues)?;
     // The clock starts once the receiver is ready: its set-up (creating the
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;

@@ -104,6 +104,38 @@ pub fn iface_mac_mtu(name: &str) -> io::Result<([u8; 6], u32)> {
     Ok((mac, mtu))
 }
 
+/// `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+/// `ETHTOOL_GCHANNELS`.
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// The queues interface `name` has in use now, (RX, TX): its RX (or TX)
+/// channels plus its combined ones (`ETHTOOL_GCHANNELS`, as `ethtool -l`
+/// shows under "Current"). A veth made without `numrxqueues` has one.
+pub fn queues(name: &str) -> io::Result<(u32, u32)> {
+    let mut req = ifreq_named(name)?;
+    let mut ch = EthtoolChannels { cmd: ETHTOOL_GCHANNELS, ..Default::default() };
+    req.ifr_ifru.ifru_data = (&mut ch as *mut EthtoolChannels).cast();
+    let s = ioctl_socket()?;
+    // SAFETY: `req` names the interface and points at `ch`, a live
+    // ethtool_channels the kernel fills; both outlive the call.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCETHTOOL, &mut req) })?;
+    Ok((ch.rx_count + ch.combined_count, ch.tx_count + ch.combined_count))
+}
+
 /// Watches one interface: up (`IFF_UP`) and with carrier (`IFF_RUNNING`),
 /// by `SIOCGIFFLAGS` on a socket of the caller's namespace. A TCP sender
 /// whose link went down sees no error, only silence; this names the cause.

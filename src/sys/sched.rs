@@ -32,6 +32,17 @@ pub fn pinned_cpu() -> Option<usize> {
     (on.len() == 1).then(|| on[0])
 }
 
+/// For the `k`-th thread of a transfer whose main thread is pinned: pins
+/// the calling thread to the CPU `k` places after the main one's (so the
+/// queues of `--queues` spread over the machine as `--cpu` placed the
+/// main thread). Does nothing if the main thread was not pinned.
+pub fn pin_beside(main: Option<usize>, k: usize) -> io::Result<()> {
+    match main {
+        Some(c) => pin_to_cpu((c + k) % cpus()),
+        None => Ok(()),
+    }
+}
+
 /// The CPUs this machine has online.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

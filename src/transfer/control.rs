@@ -23,6 +23,10 @@ pub enum Msg {
         transfer_id: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<String>,
+        /// af-xdp: the queues the sender sends on (one socket each); the
+        /// receiver opens as many.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queues: Option<u32>,
     },
     /// Receiver to sender (with a key): its nonce and its proof of the key.
     Challenge { nonce: String, proof: String },
@@ -190,8 +194,8 @@ mod tests {
     #[test]
     fn round_trip_every_message() {
         let msgs = [
-            Msg::Hello { mode: Mode::Sendfile, size: u64::MAX, chunk: 131072, transfer_id: 7, nonce: None },
-            Msg::Hello { mode: Mode::AfXdp, size: 1, chunk: 1448, transfer_id: 8, nonce: Some("ab".into()) },
+            Msg::Hello { mode: Mode::Sendfile, size: u64::MAX, chunk: 131072, transfer_id: 7, nonce: None, queues: None },
+            Msg::Hello { mode: Mode::AfXdp, size: 1, chunk: 1448, transfer_id: 8, nonce: Some("ab".into()), queues: Some(2) },
             Msg::Challenge { nonce: "cd".into(), proof: "ef".into() },
             Msg::Proof { proof: "01".into() },
             Msg::Received { bytes: 0 },

@@ -5,6 +5,8 @@
 //! boundary and its length exactly that packet's length: so no packet can
 //! write outside the file, or overlap another.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// The cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketPlan {
@@ -40,44 +42,45 @@ impl PacketPlan {
     }
 }
 
-/// Which packets have arrived: a bitmap.
-#[derive(Debug, Clone)]
+/// Which packets have arrived: a bitmap. Marking is atomic, so the
+/// receiving threads of several queues may share one.
+#[derive(Debug)]
 pub struct Tracker {
-    bits: Vec<u64>,
+    bits: Vec<AtomicU64>,
     total: u64,
-    have: u64,
+    have: AtomicU64,
 }
 
 impl Tracker {
     pub fn new(total: u64) -> Tracker {
-        Tracker { bits: vec![0; total.div_ceil(64) as usize], total, have: 0 }
+        Tracker { bits: (0..total.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(), total, have: AtomicU64::new(0) }
     }
 
-    /// Marks packet `i`; true if it was new. `i` must be below `total`.
-    pub fn mark(&mut self, i: u64) -> bool {
+    /// Marks packet `i`; true if it was new (to exactly one of any threads
+    /// that mark it at once). `i` must be below `total`.
+    pub fn mark(&self, i: u64) -> bool {
         let (w, b) = ((i / 64) as usize, i % 64);
-        let new = self.bits[w] & (1 << b) == 0;
+        let new = self.bits[w].fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0;
         if new {
-            self.bits[w] |= 1 << b;
-            self.have += 1;
+            self.have.fetch_add(1, Ordering::Relaxed);
         }
         new
     }
 
     pub fn has(&self, i: u64) -> bool {
-        self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+        self.bits[(i / 64) as usize].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
     }
 
     pub fn received(&self) -> u64 {
-        self.have
+        self.have.load(Ordering::Relaxed)
     }
 
     pub fn complete(&self) -> bool {
-        self.have == self.total
+        self.received() == self.total
     }
 
     pub fn missing_count(&self) -> u64 {
-        self.total - self.have
+        self.total - self.received()
     }
 
     /// Up to `max` half-open ranges `[start, end)` of missing packets, in order.
@@ -85,7 +88,7 @@ impl Tracker {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.total && out.len() < max {
-            let w = self.bits[(i / 64) as usize];
+            let w = self.bits[(i / 64) as usize].load(Ordering::Relaxed);
             if w == u64::MAX && i % 64 == 0 {
                 i += 64;
                 continue;
@@ -123,10 +126,27 @@ mod tests {
         assert_eq!(PacketPlan::new(0, 1448).packets(), 0);
     }
 
+    /// Four threads mark the same packets at once, as the receiving threads
+    /// of four queues would a resent packet: each packet is new to exactly one.
+    #[test]
+    fn threads_that_mark_at_once_agree_on_who_was_first() {
+        let t = &Tracker::new(100_000);
+        let firsts: u64 = std::thread::scope(|s| {
+            let hands: Vec<_> = (0..4)
+                .map(|k| {
+                    s.spawn(move || (0..100_000u64).map(|i| (i * 7 + k * 13) % 100_000).filter(|&i| t.mark(i)).count() as u64)
+                })
+                .collect();
+            hands.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(firsts, 100_000);
+        assert!(t.complete());
+    }
+
     proptest! {
         #[test]
         fn tracker_matches_a_set(total in 0u64..300, marks in proptest::collection::vec(0u64..300, 0..400)) {
-            let mut t = Tracker::new(total);
+            let t = Tracker::new(total);
             let mut oracle = BTreeSet::new();
             for m in marks.into_iter().filter(|m| *m < total) {
                 prop_assert_eq!(t.mark(m), oracle.insert(m));

@@ -9,6 +9,8 @@
 
 use super::plan::{PacketPlan, Tracker};
 use crate::wire::{LabHeader, WireError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Fault injection for lessons and tests: drops a chosen share of the
 /// packets that arrive, as a lossy link would, so retransmission can be
@@ -68,12 +70,18 @@ pub enum Outcome {
     Invalid(Invalid),
 }
 
+/// Shared by the receiving threads of several queues: every method takes
+/// `&self` (the bitmap and the counters are atomic).
 pub struct Reassembly {
     plan: PacketPlan,
     transfer_id: u32,
     tracker: Tracker,
-    loss: LossInjector,
-    pub counts: RxCounts,
+    /// None when no loss is injected (no lock on the way of a packet).
+    loss: Option<Mutex<LossInjector>>,
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    invalid: AtomicU64,
+    injected_losses: AtomicU64,
 }
 
 impl Reassembly {
@@ -83,12 +91,38 @@ impl Reassembly {
 
     /// A reassembly that first drops packets as `loss` says.
     pub fn with_loss(plan: PacketPlan, transfer_id: u32, loss: LossInjector) -> Reassembly {
-        Reassembly { plan, transfer_id, tracker: Tracker::new(plan.packets()), loss, counts: RxCounts::default() }
+        Reassembly {
+            plan,
+            transfer_id,
+            tracker: Tracker::new(plan.packets()),
+            loss: (loss.per_mille > 0).then(|| Mutex::new(loss)),
+            accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+            injected_losses: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters now.
+    pub fn counts(&self) -> RxCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RxCounts {
+            accepted: get(&self.accepted),
+            duplicates: get(&self.duplicates),
+            invalid: get(&self.invalid),
+            injected_losses: get(&self.injected_losses),
+        }
+    }
+
+    /// Packets taken off the data plane so far, whatever became of them.
+    pub fn seen(&self) -> u64 {
+        let c = self.counts();
+        c.accepted + c.duplicates + c.invalid + c.injected_losses
     }
 
     /// Judges one UDP payload (lab header + file bytes); on `Accept`, the
     /// second value is the file bytes to write.
-    pub fn admit_udp<'p>(&mut self, udp_payload: &'p [u8]) -> (Outcome, &'p [u8]) {
+    pub fn admit_udp<'p>(&self, udp_payload: &'p [u8]) -> (Outcome, &'p [u8]) {
         match LabHeader::parse(udp_payload) {
             Err(e) => (self.reject(e), &[]),
             Ok((h, payload)) => (self.admit(&h, payload), payload),
@@ -96,9 +130,9 @@ impl Reassembly {
     }
 
     /// Judges a packet whose lab header was parsed already.
-    pub fn admit(&mut self, h: &LabHeader, payload: &[u8]) -> Outcome {
-        if self.loss.drop_next() {
-            self.counts.injected_losses += 1;
+    pub fn admit(&self, h: &LabHeader, payload: &[u8]) -> Outcome {
+        if self.loss.as_ref().is_some_and(|l| l.lock().unwrap_or_else(|e| e.into_inner()).drop_next()) {
+            self.injected_losses.fetch_add(1, Ordering::Relaxed);
             return Outcome::Injected;
         }
         if h.transfer_id != self.transfer_id {
@@ -111,20 +145,20 @@ impl Reassembly {
             return self.invalid(Invalid::Wire(WireError::BadLength));
         }
         if !self.tracker.mark(i) {
-            self.counts.duplicates += 1;
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
             return Outcome::Duplicate;
         }
-        self.counts.accepted += 1;
+        self.accepted.fetch_add(1, Ordering::Relaxed);
         Outcome::Accept(h.offset)
     }
 
     /// Counts a packet the data plane found malformed before it got here.
-    pub fn reject(&mut self, why: WireError) -> Outcome {
+    pub fn reject(&self, why: WireError) -> Outcome {
         self.invalid(Invalid::Wire(why))
     }
 
-    fn invalid(&mut self, why: Invalid) -> Outcome {
-        self.counts.invalid += 1;
+    fn invalid(&self, why: Invalid) -> Outcome {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
         log::debug!("dropped a packet: {why:?}");
         Outcome::Invalid(why)
     }
@@ -197,7 +231,7 @@ mod tests {
         assert_eq!(feed(&mut r, pkt(7, 10, &src[10..20])), Outcome::Accept(10));
         assert!(r.complete());
         assert_eq!(r.bytes(), 25);
-        assert_eq!(r.counts, RxCounts { accepted: 3, duplicates: 1, invalid: 6, injected_losses: 0 });
+        assert_eq!(r.counts(), RxCounts { accepted: 3, duplicates: 1, invalid: 6, injected_losses: 0 });
         assert_eq!(out, src);
     }
 }

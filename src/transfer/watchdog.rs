@@ -27,6 +27,12 @@ impl Watchdog {
         Watchdog { limit, last: Instant::now(), what, link: None }
     }
 
+    /// A watchdog for another thread of the same transfer: the same limit,
+    /// peer and link, its clock started now.
+    pub fn fork(&self) -> Watchdog {
+        Watchdog { limit: self.limit, last: Instant::now(), what: self.what, link: self.link.clone() }
+    }
+
     /// Also fail as soon as `link` is down or loses carrier.
     pub fn watch_link(mut self, link: crate::sys::iface::LinkWatch) -> Watchdog {
         self.link = Some(std::sync::Arc::new(link));

@@ -38,6 +38,12 @@ pub fn env_with(mtu: Option<u32>) -> LabEnv {
     LabEnv::up(&EnvConfig { name: unique_name(), mtu, queues: None, router: None, ipv6: false, verbose: false }).expect("env up")
 }
 
+/// A fresh environment whose veth ends have `queues` queues (`env up --queues N`).
+pub fn env_queues(queues: u32, mtu: Option<u32>) -> LabEnv {
+    LabEnv::up(&EnvConfig { name: unique_name(), mtu, queues: Some(queues), router: None, ipv6: false, verbose: false })
+        .expect("env up")
+}
+
 /// A fresh environment whose ends have IPv6 addresses too (`env up --ipv6`).
 pub fn env_v6(mtu: Option<u32>) -> LabEnv {
     LabEnv::up(&EnvConfig { name: unique_name(), mtu, queues: None, router: None, ipv6: true, verbose: false }).expect("env up")

@@ -27,12 +27,13 @@
 //! back), and this file, which sets them up and runs the rounds.
 
 mod blocks;
+mod queues;
 mod tx;
 
-use super::packets::{send_rounds, Flow, PacketSink};
+use super::packets::{send_rounds, Admit, Flow, PacketSink};
 use super::DataPath;
 use super::Stream;
-use crate::report::{AfXdpTx, TxPath};
+use crate::report::{AfXdpTx, QueuePackets, TxPath};
 use crate::sys;
 use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, FrameLayout, Iface, Knobs, CHUNK, TX_BUDGET};
 use crate::transfer::plan::PacketPlan;
@@ -65,7 +66,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AfXdpOptions {
     /// The interface to send on (default: the one the control connection uses).
     pub iface: Option<String>,
+    /// The first queue; `queues` sockets (one thread each) bind to
+    /// `queue..queue + queues` (default: the interface's TX queues, at most one per CPU).
     pub queue: u32,
+    pub queues: Option<u32>,
     pub bind_mode: BindMode,
     /// Register the UMEM in unaligned-chunk mode (default) or aligned mode.
     pub unaligned: bool,
@@ -79,8 +83,8 @@ pub struct AfXdpOptions {
 /// MTU, payload, the file opened for direct I/O, the block layout, the UMEM
 /// and the bound socket, the io_uring for reads.
 pub struct XdpPath {
-    tx: PacketTx,
-    cache: BlockCache<DirectReader>,
+    /// Per queue: the bound socket and its own reader of the file's blocks.
+    queues: Vec<(u32, PacketTx, BlockCache<DirectReader>)>,
     iface: Iface,
     pub payload: u32,
     o_direct: bool,
@@ -107,44 +111,55 @@ impl XdpPath {
         let kind = opts.layout.unwrap_or(if v6 { FrameLayout::Contiguous } else { FrameLayout::best_for(align.is_some()) });
         let layout = block_layout(kind, payload, align.unwrap_or(1), &iface, header as u64 + metadata as u64)?;
         let payload = layout.payload as u32;
-        let umem = Umem::new(&UmemConfig {
-            pools: vec![
-                PoolSpec { frame_size: HEADER_FRAME, count: RING },
-                PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS },
-            ],
-            chunk_size: CHUNK,
-            unaligned: opts.unaligned,
-            huge_pages: false,
-            fill_size: 64,
-            completion_size: RING,
-            tx_metadata_len: metadata,
-        })?;
         let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
-        let cfg = iface.socket_config(opts.queue, opts.bind_mode, &knobs);
-        let (mut sock, tx_ring) =
-            XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
-        if v6 && kind == FrameLayout::Split && !sock.is_zerocopy() {
-            return Err(split_v6_error());
+        let mut queues = Vec::new();
+        let count = opts.queues.unwrap_or_else(|| default_queues(&iface.name, |(_, tx)| tx));
+        for queue in opts.queue..opts.queue + count {
+            let umem = Umem::new(&UmemConfig {
+                pools: vec![
+                    PoolSpec { frame_size: HEADER_FRAME, count: RING },
+                    PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS },
+                ],
+                chunk_size: CHUNK,
+                unaligned: opts.unaligned,
+                huge_pages: false,
+                fill_size: 64,
+                completion_size: RING,
+                tx_metadata_len: metadata,
+            })?;
+            let cfg = iface.socket_config(queue, opts.bind_mode, &knobs);
+            let (mut sock, tx_ring) =
+                XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
+            if v6 && kind == FrameLayout::Split && !sock.is_zerocopy() {
+                return Err(split_v6_error());
+            }
+            log::info!(
+                "AF_XDP TX on {} queue {queue} ({}), {} frames, payload {payload} B, {} packets per {} KiB block",
+                iface.name,
+                if sock.is_zerocopy() { "zero copy" } else { "copy mode" },
+                kind.name(),
+                layout.packets_per_block,
+                layout.block_bytes >> 10
+            );
+            // Each queue reads its own blocks, through its own descriptor and ring.
+            let file = if queues.is_empty() { file.try_clone()? } else { open_direct(path)?.0 };
+            let frames = sock.umem_mut().frames_mut();
+            let slots: Vec<_> = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
+            let reader = DirectReader::new(file, 2 * slots.len() as u32)?;
+            let cache = BlockCache::new(reader, layout, size, slots, READ_TIMEOUT);
+            let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup, v6);
+            queues.push((queue, tx, cache));
         }
-        log::info!(
-            "AF_XDP TX on {} queue {} ({}), {} frames, payload {payload} B, {} packets per {} KiB block",
-            iface.name,
-            opts.queue,
-            if sock.is_zerocopy() { "zero copy" } else { "copy mode" },
-            kind.name(),
-            layout.packets_per_block,
-            layout.block_bytes >> 10
-        );
-        let frames = sock.umem_mut().frames_mut();
-        let slots: Vec<_> = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
-        let reader = DirectReader::new(file, 2 * slots.len() as u32)?;
-        let cache = BlockCache::new(reader, layout, size, slots, READ_TIMEOUT);
-        let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup, v6);
-        Ok(XdpPath { tx, cache, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs, layout: kind })
+        Ok(XdpPath { queues, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs, layout: kind })
     }
 
     pub fn mtu(&self) -> u32 {
         self.iface.mtu
+    }
+
+    /// The queues it sends on (a socket and a thread each).
+    pub fn queues(&self) -> u32 {
+        self.queues.len() as u32
     }
 }
 
@@ -185,6 +200,13 @@ fn block_layout(kind: FrameLayout, mtu_payload: u32, align: u64, iface: &Iface, 
             })
         }
     }
+}
+
+/// Queues to use when `--queues` is not given: what the interface has in
+/// use (`which` picks RX or TX from `sys::iface::queues`), at most one per CPU.
+pub fn default_queues(iface: &str, which: impl Fn((u32, u32)) -> u32) -> u32 {
+    let have = crate::sys::iface::queues(iface).map(which).unwrap_or(1);
+    have.clamp(1, crate::sys::sched::cpus() as u32)
 }
 
 /// Opens the file for direct I/O where its filesystem has it; returns the
@@ -244,13 +266,26 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
     };
     let plan = PacketPlan::new(s.size, p.payload);
     let window = s.peer.window;
-    let mut sink = XdpSink { tx: p.tx, cache: p.cache, template, transfer_id };
-    let (stats, calls) = send_rounds(s, &plan, window, &mut sink)?;
-    let xs = sink.tx.statistics()?;
-    let (lo, hi) = sink.tx.descs_per_packet;
+    let mut sinks: Vec<XdpSink> = p
+        .queues
+        .into_iter()
+        .map(|(queue, tx, cache)| XdpSink { queue, tx, cache, template: template.clone(), transfer_id, packets: 0 })
+        .collect();
+    let (stats, calls) = if sinks.len() == 1 {
+        send_rounds(s, &plan, window, &mut sinks[0])?
+    } else {
+        send_rounds(s, &plan, window, &mut queues::Queues(&mut sinks))?
+    };
+    let mut tx_invalid = 0;
+    for sink in &sinks {
+        tx_invalid += sink.tx.statistics()?.tx_invalid_descs;
+    }
+    let lo = sinks.iter().map(|k| k.tx.descs_per_packet.0).min().unwrap_or(0);
+    let hi = sinks.iter().map(|k| k.tx.descs_per_packet.1).max().unwrap_or(0);
+    let sink = &sinks[0];
     let umem = if p.unaligned { "unaligned" } else { "aligned" };
-    let header = sink.template.header_len();
-    let csum = if sink.template.is_v6() { ", the UDP checksum left to the kernel (TX metadata)" } else { "" };
+    let header = template.header_len();
+    let csum = if template.is_v6() { ", the UDP checksum left to the kernel (TX metadata)" } else { "" };
     let frame_layout = match p.layout {
         FrameLayout::Split => format!(
             "{}{} descriptors per packet: a {header}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({umem} UMEM){csum}",
@@ -273,29 +308,33 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
         packets: Some(stats),
         af_xdp: Some(AfXdpTx {
             iface: p.iface.name.clone(),
-            bind_mode: if sink.tx.socket().is_zerocopy() { "zerocopy" } else { "copy" }.into(),
+            bind_mode: if sinks.iter().all(|k| k.tx.socket().is_zerocopy()) { "zerocopy" } else { "copy" }.into(),
             path: TxPath {
                 mtu: p.iface.mtu,
                 layout: p.layout,
                 payload: p.payload,
                 frame_layout,
-                tx_invalid: xs.tx_invalid_descs,
+                tx_invalid,
                 o_direct: p.o_direct,
                 next_hop,
             },
             knobs: p.knobs,
-            kicks: sink.tx.kicks,
-            kicks_skipped: sink.tx.kicks_skipped,
+            kicks: sinks.iter().map(|k| k.tx.kicks).sum(),
+            kicks_skipped: sinks.iter().map(|k| k.tx.kicks_skipped).sum(),
+            queues: sinks.iter().map(|k| QueuePackets { queue: k.queue, packets: k.packets }).collect(),
         }),
     })
 }
 
 /// The af-xdp data plane: blocks from the cache, packets onto the TX ring.
 struct XdpSink {
+    queue: u32,
     tx: PacketTx,
     cache: BlockCache<DirectReader>,
     template: FrameTemplate,
     transfer_id: u32,
+    /// Packets put on this queue's TX ring.
+    packets: u64,
 }
 
 impl XdpSink {
@@ -346,6 +385,21 @@ impl PacketSink for XdpSink {
         flow: &mut Flow,
         wd: &mut Watchdog,
     ) -> io::Result<u64> {
+        self.send_packets(plan, ranges, resent, flow, wd)
+    }
+}
+
+impl XdpSink {
+    /// Sends the packets in `ranges`, asking `admit` before each; returns
+    /// once all have left. Returns the syscalls made.
+    fn send_packets(
+        &mut self,
+        plan: &PacketPlan,
+        ranges: &[(u64, u64)],
+        resent: bool,
+        admit: &mut impl Admit,
+        wd: &mut Watchdog,
+    ) -> io::Result<u64> {
         let (kicks0, disk0) = (self.tx.kicks, self.cache.data_syscalls);
         let flags = if resent { FLAG_RESENT } else { 0 };
         self.cache.begin_round(ranges);
@@ -361,12 +415,13 @@ impl PacketSink for XdpSink {
                 }
                 let slot = self.load(pos, wd)?;
                 for j in i..end {
-                    if flow.must_wait() {
+                    if admit.must_wait() {
                         self.tx.kick()?;
                         self.tx.reap();
                     }
-                    flow.admit(wd)?;
+                    admit.admit(wd)?;
                     self.queue(plan, j, slot, flags, wd)?;
+                    self.packets += 1;
                 }
                 i = end;
             }

@@ -1,0 +1,96 @@
+//! af-xdp on several queues (`--queues`, `env up --queues N`): a socket and
+//! a thread per queue on both ends, the file's blocks dealt out to the
+//! queues, one window and one set of rounds for the whole transfer.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn total(queues: &Value) -> u64 {
+    queues.as_array().unwrap().iter().map(|q| q["packets"].as_u64().unwrap()).sum()
+}
+
+/// Both ends take the queues the interface has (two), the receiver because
+/// the sender says so; every queue carries a share and the file verifies.
+fn verifies_on_two_queues(mtu: Option<u32>, extra: &[&str]) {
+    let env = env_queues(2, mtu);
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (24 << 20) + 999, 71);
+    let mut args = vec!["run", "--env", &env.names().name, "--mode", "af-xdp", "--file", src.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let o = run_zclab(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&o);
+    let x = &r["af_xdp"];
+    assert_eq!(r["verified"], true, "{r}");
+    let (tx, rx) = (&x["sender_queues"], &x["receiver_queues"]);
+    assert_eq!(tx.as_array().unwrap().len(), 2, "{x}");
+    assert_eq!(rx.as_array().unwrap().len(), 2, "the receiver opened as many as the sender announced: {x}");
+    for q in tx.as_array().unwrap().iter().chain(rx.as_array().unwrap()) {
+        assert!(q["packets"].as_u64().unwrap() > 0, "every queue carried packets: {x}");
+    }
+    assert_eq!(total(tx), r["packets"].as_u64().unwrap() + r["retransmitted_packets"].as_u64().unwrap(), "{r}");
+    assert!(total(rx) >= r["packets"].as_u64().unwrap(), "{r}");
+}
+
+#[test]
+fn two_queues_verify_at_mtu_1500() {
+    if !privileged("two_queues_verify_at_mtu_1500") {
+        return;
+    }
+    verifies_on_two_queues(None, &[]);
+    verifies_on_two_queues(None, &["--frame-layout", "contiguous"]);
+}
+
+#[test]
+fn two_queues_verify_at_mtu_9000() {
+    if !privileged("two_queues_verify_at_mtu_9000") {
+        return;
+    }
+    verifies_on_two_queues(Some(9000), &[]);
+}
+
+/// Lost packets are resent through whichever queue their block belongs
+/// to, and the rounds end when every queue's share is in.
+#[test]
+fn two_queues_recover_injected_loss() {
+    if !privileged("two_queues_recover_injected_loss") {
+        return;
+    }
+    let env = env_queues(2, None);
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    random_file(&src, (8 << 20) + 5, 72);
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json", "--inject-loss", "20"]);
+    let s = send(&n.tx_ns, "10.77.0.2:7777", "af-xdp", &src, &["--json"]);
+    let r = recv.wait_with_output().unwrap();
+    assert!(s.status.success() && r.status.success(), "{} {}", stderr(&s), stderr(&r));
+    let sr = json(&s);
+    assert!(sr["packets"]["retransmitted"].as_u64().unwrap() > 0, "2% dropped on arrival were sent again: {sr}");
+    assert_eq!(sr["af_xdp"]["queues"].as_array().unwrap().len(), 2, "{sr}");
+    assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&out).unwrap());
+}
+
+/// A receiver told a different number of queues than the sender uses
+/// refuses before any data moves, and says what to do.
+#[test]
+fn ends_that_disagree_on_queues_are_told_so() {
+    if !privileged("ends_that_disagree_on_queues_are_told_so") {
+        return;
+    }
+    let env = env_queues(2, None);
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let (src, out) = (dir.path("src"), dir.path("out"));
+    random_file(&src, 1 << 20, 73);
+    let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--queues", "1"]);
+    let s = send(&n.tx_ns, "10.77.0.2:7777", "af-xdp", &src, &["--queues", "2"]);
+    let r = recv.wait_with_output().unwrap();
+    assert!(!s.status.success() && !r.status.success());
+    let e = stderr(&s);
+    assert!(e.contains("sends on 2 queues") && e.contains("--queues 1"), "the sender hears why: {e}");
+    assert!(!out.exists(), "nothing was written");
+}
