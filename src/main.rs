@@ -635,6 +635,11 @@ struct BenchArgs {
     /// default: the sender's choice.
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_enum)]
     frame_layout: Vec<FrameLayout>,
+    /// af-xdp queue counts to run side by side, e.g. 1,2 (see `zclab send --help`); the bench's
+    /// own environments get that many queues. Pair it with --no-pin to let the queues' threads
+    /// spread over the CPUs (pinned, two queues ran slower here).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=64))]
+    queues: Vec<u32>,
     /// Let the scheduler place both ends (by default the sender runs on CPU 0 and the
     /// receiver on CPU 1, and iperf3's ends likewise: two ends on one core run at about 60%
     /// of their speed here, which made some runs half as fast as the others).
@@ -841,6 +846,7 @@ fn run(cli: Cli) -> Result<bool> {
                 in_flight: unique(in_flight),
                 fixed_buffers: a.fixed_buffers,
                 layouts: unique(a.frame_layout.clone()),
+                queues: unique(a.queues.clone()),
                 pin: !a.no_pin && zclab::sys::sched::cpus() >= 2,
                 modes,
                 runs: a.runs,

@@ -240,6 +240,7 @@ mod tests {
                 in_flight: None,
                 fixed_buffers: false,
                 layout: None,
+                queues: None,
             },
             runs: 3,
             verified: 3,

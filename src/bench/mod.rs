@@ -57,6 +57,9 @@ pub struct BenchConfig {
     pub fixed_buffers: bool,
     /// af-xdp frame layouts to run (empty: the sender's default).
     pub layouts: Vec<FrameLayout>,
+    /// af-xdp queue counts to run (empty: the sender's default); the
+    /// bench's own environments get as many queues as the largest.
+    pub queues: Vec<u32>,
     /// Sender on CPU 0, receiver on CPU 1 (zclab's and iperf3's).
     pub pin: bool,
     pub out: PathBuf,
@@ -84,6 +87,8 @@ pub struct Cell {
     pub fixed_buffers: bool,
     /// af-xdp's frame layout (None: the sender's default).
     pub layout: Option<FrameLayout>,
+    /// af-xdp's queues (None: the sender's default).
+    pub queues: Option<u32>,
 }
 
 impl Cell {
@@ -96,6 +101,9 @@ impl Cell {
         }
         if let Some(l) = self.layout {
             s = format!("{s} {}", l.name());
+        }
+        if let Some(q) = self.queues {
+            s = format!("{s} {q}q");
         }
         let mut parts = vec![format!("{:?}", self.cache).to_lowercase()];
         if let Some(mtu) = self.mtu {
@@ -225,6 +233,7 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                             in_flight: None,
                             fixed_buffers: false,
                             layout: None,
+                            queues: None,
                         };
                         let zc = matches!(mode, Mode::MsgZerocopy | Mode::IoUringZc);
                         let depths: Vec<Option<u32>> = if zc && !cfg.in_flight.is_empty() {
@@ -238,10 +247,17 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                         } else {
                             vec![None]
                         };
+                        let queues: Vec<Option<u32>> = if mode == Mode::AfXdp && !cfg.queues.is_empty() {
+                            cfg.queues.iter().map(|&q| Some(q)).collect()
+                        } else {
+                            vec![None]
+                        };
                         for &fixed_buffers in fixed {
                             for &in_flight in &depths {
                                 for &layout in &layouts {
-                                    cells.push(Cell { in_flight, fixed_buffers, layout, ..base });
+                                    for &queues in &queues {
+                                        cells.push(Cell { in_flight, fixed_buffers, layout, queues, ..base });
+                                    }
                                 }
                             }
                         }
@@ -290,7 +306,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
                 own_envs.push(LabEnv::up(&EnvConfig {
                     name: name.clone(),
                     mtu,
-                    queues: None,
+                    queues: cfg.queues.iter().max().copied().filter(|&q| q > 1),
                     router: None,
                     ipv6: false,
                     verbose: false,
@@ -400,9 +416,15 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
         via: Via::Splice,
         zc: crate::send::ZcOptions { in_flight: cell.in_flight, fixed_buffers: cell.fixed_buffers },
         key: None,
-        af_xdp_args: match cell.layout {
-            Some(l) => (vec!["--frame-layout".into(), l.name().into()], Vec::new()),
-            None => Default::default(),
+        af_xdp_args: {
+            let mut send = Vec::new();
+            if let Some(l) = cell.layout {
+                send.extend(["--frame-layout".to_string(), l.name().to_string()]);
+            }
+            if let Some(q) = cell.queues {
+                send.extend(["--queues".to_string(), q.to_string()]);
+            }
+            (send, Vec::new()) // the receiver follows the sender's queues
         },
         pin: pin.then_some((0, 1)),
         ipv6: false,
@@ -511,6 +533,9 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
             if let Some(l) = m.cell.layout {
                 path += &format!(" {}", l.name());
             }
+            if let Some(q) = m.cell.queues {
+                path += &format!(" {q}q");
+            }
             if let Some(n) = m.cell.in_flight {
                 path += &format!(", {n} in flight");
             }
@@ -555,7 +580,7 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
 
 fn csv(summaries: &[Summary]) -> String {
     let mut csv = String::from(
-        "mode,fixed_buffers,frame_layout,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
+        "mode,fixed_buffers,frame_layout,queues,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
          process_cpu_s_per_gib_median,sender_sys_s_per_gib_median,sender_syscalls_median,sender_syscalls_per_gib_median,\
          context_switches_median,cached_after_bytes_median,zerocopy,kernel_copies_per_byte_median\n",
     );
@@ -564,10 +589,11 @@ fn csv(summaries: &[Summary]) -> String {
         let c = &m.cell;
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{}",
             c.mode.name(),
             c.fixed_buffers,
             c.layout.map_or("", FrameLayout::name),
+            opt(c.queues.map(|v| v.to_string())),
             format!("{:?}", c.cache).to_lowercase(),
             opt(c.mtu.map(|v| v.to_string())),
             c.size,
