@@ -340,8 +340,8 @@ fn peers_run_iperf3_on_the_same_environment_and_file() {
 }
 
 #[test]
-fn af_xdp_frame_layouts_run_side_by_side() {
-    if !privileged("af_xdp_frame_layouts_run_side_by_side") {
+fn af_xdp_frame_layouts_and_queues_run_side_by_side() {
+    if !privileged("af_xdp_frame_layouts_and_queues_run_side_by_side") {
         return;
     }
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -350,11 +350,11 @@ fn af_xdp_frame_layouts_run_side_by_side() {
     #[rustfmt::skip]
     let o = run_zclab(&[
         "bench", "--size", "4M", "--runs", "1", "--modes", "af-xdp,udp-gso",
-        "--frame-layout", "split,contiguous", "--out", out.to_str().unwrap(),
+        "--frame-layout", "split,contiguous", "--queues", "1,2", "--out", out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
-    assert!(table.contains("| af-xdp split ") && table.contains("| af-xdp contiguous "), "{table}");
+    assert!(table.contains("| af-xdp split 1q ") && table.contains("| af-xdp contiguous 2q "), "{table}");
     let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
     let mut seen = Vec::new();
     for r in runs.as_array().unwrap() {
@@ -362,14 +362,16 @@ fn af_xdp_frame_layouts_run_side_by_side() {
         match r["mode"].as_str().unwrap() {
             "af-xdp" => {
                 assert_eq!(r["report"]["af_xdp"]["layout"], r["layout"], "the sender used the cell's layout: {r}");
+                let queues = r["report"]["af_xdp"]["sender_queues"].as_array().unwrap().len();
+                assert_eq!(Some(queues as u64), r["queues"].as_u64(), "and its queues (the bench's env has two): {r}");
                 seen.push(r["layout"].as_str().unwrap().to_string());
             }
-            _ => assert!(r["layout"].is_null(), "a layout is af-xdp's alone: {r}"),
+            _ => assert!(r["layout"].is_null() && r["queues"].is_null(), "layouts and queues are af-xdp's alone: {r}"),
         }
     }
     seen.sort();
     seen.dedup();
     assert_eq!(seen, ["contiguous", "split"]);
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(csv.contains("af-xdp,false,contiguous,"), "{csv}");
+    assert!(csv.contains("af-xdp,false,contiguous,2,"), "{csv}");
 }
