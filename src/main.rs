@@ -230,6 +230,10 @@ struct XdpSocketArgs {
     /// receiver, which opens as many.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     queues: Option<u32>,
+    /// af-xdp, with several queues: one UMEM shared by the queues' sockets (XDP_SHARED_UMEM,
+    /// a fill and a completion ring each), instead of one UMEM each.
+    #[arg(long)]
+    shared_umem: bool,
     /// af-xdp: zero copy between NIC and UMEM (on needs a capable driver; veth is copy-only).
     #[arg(long, value_enum, default_value = "auto")]
     zerocopy: ZeroCopy,
@@ -263,6 +267,9 @@ impl XdpSocketArgs {
         let mut v = vec!["--queue".to_string(), self.queue.to_string(), "--zerocopy".into(), value_name(&self.zerocopy)];
         if let Some(n) = self.queues {
             v.extend(["--queues".to_string(), n.to_string()]);
+        }
+        if self.shared_umem {
+            v.push("--shared-umem".into());
         }
         if self.need_wakeup {
             v.push("--need-wakeup".into());
@@ -737,6 +744,7 @@ fn run(cli: Cli) -> Result<bool> {
                     knobs: a.xdp.socket.knobs(),
                     unaligned: a.umem == UmemMode::Unaligned,
                     layout: a.frame_layout,
+                    shared_umem: a.xdp.socket.shared_umem,
                 },
                 trace: a.common.trace,
                 zc: a.zc.options(a.mode)?,
@@ -759,6 +767,7 @@ fn run(cli: Cli) -> Result<bool> {
                     iface: a.xdp.iface,
                     queue: a.xdp.socket.queue,
                     queues: a.xdp.socket.queues,
+                    shared_umem: a.xdp.socket.shared_umem,
                     bind_mode: a.xdp.socket.zerocopy.into(),
                     attach: a.xdp_mode,
                     knobs: a.xdp.socket.knobs(),

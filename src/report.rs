@@ -101,6 +101,9 @@ pub struct AfXdpTx {
     /// Packets put on each queue's TX ring (`--queues`).
     #[serde(default)]
     pub queues: Vec<QueuePackets>,
+    /// The queues' sockets shared one UMEM (`--shared-umem`).
+    #[serde(default)]
+    pub shared_umem: bool,
 }
 
 /// Packets one queue's AF_XDP socket handled.
@@ -167,6 +170,9 @@ pub struct AfXdpRx {
     /// Whole packets each queue's socket received.
     #[serde(default)]
     pub queues: Vec<QueuePackets>,
+    /// The queues' sockets shared one UMEM (`--shared-umem`).
+    #[serde(default)]
+    pub shared_umem: bool,
 }
 
 /// The af-xdp part of a merged report.
@@ -196,6 +202,11 @@ pub struct AfXdpRun {
     pub sender_queues: Vec<QueuePackets>,
     #[serde(default)]
     pub receiver_queues: Vec<QueuePackets>,
+    /// Each end's queues shared one UMEM.
+    #[serde(default)]
+    pub sender_shared_umem: bool,
+    #[serde(default)]
+    pub receiver_shared_umem: bool,
 }
 
 /// What a packet path's receiver counts.
@@ -320,6 +331,8 @@ impl RunReport {
                     kicks_skipped: t.kicks_skipped,
                     sender_queues: t.queues.clone(),
                     receiver_queues: x.queues.clone(),
+                    sender_shared_umem: t.shared_umem,
+                    receiver_shared_umem: x.shared_umem,
                 }),
                 _ => None,
             },

@@ -44,6 +44,27 @@ fn two_queues_verify_at_mtu_1500() {
     verifies_on_two_queues(None, &["--frame-layout", "contiguous"]);
 }
 
+/// One UMEM shared by both queues' sockets (XDP_SHARED_UMEM), on both ends.
+#[test]
+fn two_queues_verify_with_one_shared_umem() {
+    if !privileged("two_queues_verify_with_one_shared_umem") {
+        return;
+    }
+    let env = env_queues(2, None);
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (16 << 20) + 3, 74);
+    #[rustfmt::skip]
+    let o = run_zclab(&["run", "--env", &env.names().name, "--mode", "af-xdp", "--file", src.to_str().unwrap(), "--json", "--shared-umem"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&o);
+    let x = &r["af_xdp"];
+    assert_eq!(r["verified"], true, "{r}");
+    assert_eq!((x["sender_shared_umem"].as_bool(), x["receiver_shared_umem"].as_bool()), (Some(true), Some(true)), "{x}");
+    assert_eq!(x["receiver_queues"].as_array().unwrap().len(), 2, "{x}");
+    assert!(x["receiver_queues"].as_array().unwrap().iter().all(|q| q["packets"].as_u64().unwrap() > 0), "{x}");
+}
+
 #[test]
 fn two_queues_verify_at_mtu_9000() {
     if !privileged("two_queues_verify_at_mtu_9000") {

@@ -24,7 +24,7 @@ use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
 use crate::xdp::{AttachMode, XdpSteering, MAX_MTU_WITHOUT_FRAGS};
-use crate::xsk::{BindMode, Frame, PoolId, Received, Rx, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Rx, Umem, UmemConfig, XskSocket};
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -54,6 +54,8 @@ pub struct AfXdpRecvOptions {
     pub attach: Option<AttachMode>,
     /// Need-wakeup and busy polling.
     pub knobs: Knobs,
+    /// With several queues: one UMEM shared by their sockets (`XDP_SHARED_UMEM`), not one each.
+    pub shared_umem: bool,
 }
 
 /// The AF_XDP receiving side: the XDP program, and a socket per queue.
@@ -62,6 +64,8 @@ pub struct XdpReceiver {
     steering: XdpSteering,
     iface: Iface,
     sources: Vec<XdpSource>,
+    /// The queues' sockets share one UMEM.
+    shared: bool,
 }
 
 /// One queue's socket, drained by one thread.
@@ -89,9 +93,23 @@ impl XdpReceiver {
         let frags = iface.mtu > MAX_MTU_WITHOUT_FRAGS;
         let mut steering = XdpSteering::attach(&iface.name, listen.port(), frags, opts.attach).map_err(io::Error::other)?;
         let knobs = Knobs { tx_budget: None, ..opts.knobs }.effective();
+        let count = queues.max(1);
+        let shared = opts.shared_umem && count > 1;
+        let mut umems = if shared {
+            let one = UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64);
+            let cfg = UmemConfig { pools: vec![PoolSpec { frame_size: CHUNK, count: FILL + RX }; count as usize], ..one };
+            let groups: Vec<Vec<PoolId>> = (0..count as u16).map(|q| vec![PoolId(q)]).collect();
+            Umem::new_shared(&cfg, &groups)?
+        } else {
+            Vec::new()
+        }
+        .into_iter();
         let mut sources = Vec::new();
-        for queue in opts.queue..opts.queue + queues.max(1) {
-            let umem = Umem::new(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64))?;
+        for queue in opts.queue..opts.queue + count {
+            let umem = match umems.next() {
+                Some(u) => u,
+                None => Umem::new(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64))?,
+            };
             let cfg = iface.socket_config(queue, opts.bind_mode, &knobs);
             let (mut sock, rx) =
                 XskSocket::bind_rx(umem, RX, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
@@ -114,7 +132,7 @@ impl XdpReceiver {
             sources.push(src);
         }
         let mac = wire::format_mac(&iface.mac);
-        Ok((XdpReceiver { knobs, steering, iface, sources }, mac))
+        Ok((XdpReceiver { knobs, steering, iface, sources, shared }, mac))
     }
 
     /// Packets the sender may have in flight: three quarters of what one
@@ -182,6 +200,7 @@ impl XdpReceiver {
             rx_invalid_descs: invalid,
             knobs: self.knobs,
             queues: self.sources.iter().map(|s| QueuePackets { queue: s.queue, packets: s.packets }).collect(),
+            shared_umem: self.shared,
         })
     }
 }

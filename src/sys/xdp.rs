@@ -109,12 +109,22 @@ pub fn mmap_offsets(fd: &impl AsRawFd) -> io::Result<MmapOffsets> {
 
 /// `bind` to `queue` of interface `ifindex` with `XDP_*` bind flags.
 pub fn bind(fd: &impl AsRawFd, ifindex: u32, queue: u32, flags: u16) -> io::Result<()> {
+    bind_to(fd, ifindex, queue, flags, 0)
+}
+
+/// Binds a socket that shares the UMEM registered on `shared_fd`
+/// (`XDP_SHARED_UMEM`; the mode and flags are the first socket's).
+pub fn bind_shared(fd: &impl AsRawFd, ifindex: u32, queue: u32, shared_fd: &impl AsRawFd) -> io::Result<()> {
+    bind_to(fd, ifindex, queue, libc::XDP_SHARED_UMEM, shared_fd.as_raw_fd() as u32)
+}
+
+fn bind_to(fd: &impl AsRawFd, ifindex: u32, queue: u32, flags: u16, shared_fd: u32) -> io::Result<()> {
     let addr = libc::sockaddr_xdp {
         sxdp_family: libc::AF_XDP as u16,
         sxdp_flags: flags,
         sxdp_ifindex: ifindex,
         sxdp_queue_id: queue,
-        sxdp_shared_umem_fd: 0,
+        sxdp_shared_umem_fd: shared_fd,
     };
     // SAFETY: `addr` is a live sockaddr_xdp and we pass its size.
     cvt(unsafe {

@@ -260,6 +260,39 @@ impl Frames {
         Ok(Frames { id, area: Arc::new(area), pools: laid, chunk_size, unaligned })
     }
 
+    /// Cuts the ledger into one per group of pools, for sockets that share
+    /// this UMEM (`XDP_SHARED_UMEM`), each on its own thread: every part
+    /// keeps the same memory and the addresses of its pools, numbers its
+    /// pools from 0 in the group's order, and is a UMEM of its own to the
+    /// type checks (a frame of one part is refused by another). Every pool
+    /// must be in exactly one group, and every frame free.
+    pub fn partition(self, groups: &[Vec<PoolId>]) -> io::Result<Vec<Frames>> {
+        let mut seen = vec![false; self.pools.len()];
+        for g in groups {
+            for p in g {
+                let slot = seen.get_mut(p.0 as usize).ok_or_else(|| io::Error::other(format!("no pool {p:?}")))?;
+                if std::mem::replace(slot, true) {
+                    return Err(io::Error::other(format!("pool {p:?} is in two groups")));
+                }
+            }
+        }
+        if seen.contains(&false) || self.pools.iter().any(|p| p.owner.iter().any(|o| *o != Owner::Free)) {
+            return Err(io::Error::other("partition: every pool in one group, every frame free"));
+        }
+        let Frames { area, mut pools, chunk_size, unaligned, .. } = self;
+        let mut taken: Vec<Option<Pool>> = pools.drain(..).map(Some).collect();
+        Ok(groups
+            .iter()
+            .map(|g| Frames {
+                id: NEXT_UMEM_ID.fetch_add(1, Ordering::Relaxed),
+                area: area.clone(),
+                pools: g.iter().map(|p| taken[p.0 as usize].take().expect("checked: in one group")).collect(),
+                chunk_size,
+                unaligned,
+            })
+            .collect())
+    }
+
     /// Bytes of memory in all (what is registered with the kernel).
     pub fn len(&self) -> usize {
         self.area.len()
@@ -615,6 +648,34 @@ mod tests {
         assert_eq!(f.shared_bytes_mut(&s, 446, 66).unwrap(), &[0xab; 66][..], "the bytes written before");
         let b = f.reclaim(s).unwrap();
         assert_eq!(&f.bytes(&b)[2048 + 446..2048 + 512], &[0xcd; 66][..]);
+    }
+
+    #[test]
+    fn a_partition_keeps_addresses_and_keeps_the_parts_apart() {
+        let pools = [
+            PoolSpec { frame_size: 128, count: 64 },
+            PoolSpec { frame_size: 4096, count: 2 },
+            PoolSpec { frame_size: 128, count: 64 },
+            PoolSpec { frame_size: 4096, count: 2 },
+        ];
+        let whole = Frames::new(&pools, 4096, true, false).unwrap();
+        let starts: Vec<u64> = (0..4).map(|p| whole.pool_start(PoolId(p))).collect();
+        let mut parts = whole.partition(&[vec![PoolId(0), PoolId(1)], vec![PoolId(2), PoolId(3)]]).unwrap();
+        let (b, a) = (parts.pop().unwrap(), parts.pop().unwrap());
+        let mut a = a;
+        assert_eq!((a.pool_start(PoolId(0)), a.pool_start(PoolId(1))), (starts[0], starts[1]));
+        assert_eq!((b.pool_start(PoolId(0)), b.pool_start(PoolId(1))), (starts[2], starts[3]), "renumbered, same place");
+        let f = a.alloc(PoolId(1)).unwrap();
+        assert_eq!(f.addr(), starts[1]);
+        assert_eq!(b.owner(f.addr()), None, "the other part knows nothing of it");
+        let addr = a.give_whole(f, 64).unwrap();
+        let mut b = b;
+        assert_eq!(b.take_back(addr).unwrap_err(), Foreign { addr }, "nor takes it back");
+        assert!(matches!(a.take_back(addr), Ok(Returned::Frame(_))));
+        let whole = Frames::new(&pools, 4096, true, false).unwrap();
+        assert!(whole.partition(&[vec![PoolId(0), PoolId(1)], vec![PoolId(1), PoolId(2), PoolId(3)]]).is_err(), "a pool twice");
+        let whole = Frames::new(&pools, 4096, true, false).unwrap();
+        assert!(whole.partition(&[vec![PoolId(0)]]).is_err(), "pools left out");
     }
 
     #[test]

@@ -118,7 +118,12 @@ impl XskSocket {
         let mut last = None;
         'modes: for &m in attempts {
             for _ in 0..BUSY_TRIES {
-                match xdp::bind(&*fd, cfg.ifindex, cfg.queue, base | m) {
+                let bound = match umem.owner() {
+                    // Mode and flags come from the registering socket.
+                    Some(owner) => xdp::bind_shared(&*fd, cfg.ifindex, cfg.queue, &**owner),
+                    None => xdp::bind(&*fd, cfg.ifindex, cfg.queue, base | m),
+                };
+                match bound {
                     Ok(()) => {
                         last = None;
                         break 'modes;

@@ -15,7 +15,7 @@
 //! As in libxdp (`xsk_umem__create`), the UMEM is registered on an AF_XDP
 //! socket of its own; the first socket bound with it is that same socket.
 
-use super::frame::{DescError, Foreign, Frame, Frames, PoolSpec, Returned};
+use super::frame::{DescError, Foreign, Frame, Frames, PoolId, PoolSpec, Returned};
 use super::ring::{CompletionRing, FillRing};
 use crate::sys::mmap::Mapping;
 use crate::sys::xdp::{self, RingOffsets};
@@ -68,6 +68,9 @@ pub struct Umem {
     completion: CompletionRing,
     /// Addresses the kernel handed back that it was not holding.
     foreign: u64,
+    /// The socket that registered this memory, when this one shares it
+    /// (`XDP_SHARED_UMEM`): kept open until this one is bound and gone.
+    owner: Option<Arc<OwnedFd>>,
 }
 
 pub(super) fn context(what: &str, e: io::Error) -> io::Error {
@@ -108,16 +111,47 @@ impl Umem {
             ),
             _ => context("XDP_UMEM_REG", e),
         })?;
-        xdp::set_ring_size(&fd, libc::XDP_UMEM_FILL_RING, cfg.fill_size)
+        let (fill, completion) = Self::rings(&fd, cfg)?;
+        Ok(Umem { fd: Arc::new(fd), frames, fill, completion, foreign: 0, owner: None })
+    }
+
+    /// One UMEM for several sockets (`XDP_SHARED_UMEM`), on other queues
+    /// too: registered once, on the first socket, with a fill and a
+    /// completion ring for each socket and the frames cut into one ledger
+    /// per socket by `groups` of pools (see [`Frames::partition`]). The
+    /// first is the registering one; bind it first.
+    pub fn new_shared(cfg: &UmemConfig, groups: &[Vec<PoolId>]) -> io::Result<Vec<Umem>> {
+        let first = Umem::new(cfg)?;
+        let owner = first.fd.clone();
+        let Umem { fd, frames, fill, completion, .. } = first;
+        let mut parts = frames.partition(groups)?.into_iter();
+        let mut out =
+            vec![Umem { fd, frames: parts.next().expect("one group at least"), fill, completion, foreign: 0, owner: None }];
+        for frames in parts {
+            let fd = xdp::socket().map_err(|e| context("socket(AF_XDP)", e))?;
+            let (fill, completion) = Self::rings(&fd, cfg)?;
+            out.push(Umem { fd: Arc::new(fd), frames, fill, completion, foreign: 0, owner: Some(owner.clone()) });
+        }
+        Ok(out)
+    }
+
+    /// Sizes and maps the fill and completion rings of socket `fd`.
+    fn rings(fd: &OwnedFd, cfg: &UmemConfig) -> io::Result<(FillRing, CompletionRing)> {
+        xdp::set_ring_size(fd, libc::XDP_UMEM_FILL_RING, cfg.fill_size)
             .map_err(|e| context(&format!("fill ring size {}", cfg.fill_size), e))?;
-        xdp::set_ring_size(&fd, libc::XDP_UMEM_COMPLETION_RING, cfg.completion_size)
+        xdp::set_ring_size(fd, libc::XDP_UMEM_COMPLETION_RING, cfg.completion_size)
             .map_err(|e| context(&format!("completion ring size {}", cfg.completion_size), e))?;
-        let off = xdp::mmap_offsets(&fd)?;
-        let fill_map = map_ring(&fd, off.fill, 8, cfg.fill_size, libc::XDP_UMEM_PGOFF_FILL_RING)?;
+        let off = xdp::mmap_offsets(fd)?;
+        let fill_map = map_ring(fd, off.fill, 8, cfg.fill_size, libc::XDP_UMEM_PGOFF_FILL_RING)?;
         let fill = FillRing::new(fill_map, off.fill, cfg.fill_size)?;
-        let completion_map = map_ring(&fd, off.completion, 8, cfg.completion_size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
+        let completion_map = map_ring(fd, off.completion, 8, cfg.completion_size, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
         let completion = CompletionRing::new(completion_map, off.completion, cfg.completion_size)?;
-        Ok(Umem { fd: Arc::new(fd), frames, fill, completion, foreign: 0 })
+        Ok((fill, completion))
+    }
+
+    /// The registering socket, when this UMEM shares another's memory.
+    pub(super) fn owner(&self) -> Option<&Arc<OwnedFd>> {
+        self.owner.as_ref()
     }
 
     /// The memory and who owns each frame of it.

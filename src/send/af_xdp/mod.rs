@@ -77,6 +77,8 @@ pub struct AfXdpOptions {
     pub knobs: Knobs,
     /// Split or contiguous frames (default: the better one for how the file is read).
     pub layout: Option<FrameLayout>,
+    /// With several queues: one UMEM shared by their sockets (`XDP_SHARED_UMEM`), not one each.
+    pub shared_umem: bool,
 }
 
 /// Everything set up before the Hello, so none of it is timed: interface,
@@ -91,6 +93,8 @@ pub struct XdpPath {
     unaligned: bool,
     knobs: Knobs,
     layout: FrameLayout,
+    /// The queues' sockets share one UMEM.
+    shared: bool,
 }
 
 impl XdpPath {
@@ -112,21 +116,34 @@ impl XdpPath {
         let layout = block_layout(kind, payload, align.unwrap_or(1), &iface, header as u64 + metadata as u64)?;
         let payload = layout.payload as u32;
         let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
-        let mut queues = Vec::new();
         let count = opts.queues.unwrap_or_else(|| default_queues(&iface.name, |(_, tx)| tx));
+        let pools =
+            [PoolSpec { frame_size: HEADER_FRAME, count: RING }, PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS }];
+        let umem_cfg = |pools: Vec<PoolSpec>| UmemConfig {
+            pools,
+            chunk_size: CHUNK,
+            unaligned: opts.unaligned,
+            huge_pages: false,
+            fill_size: 64,
+            completion_size: RING,
+            tx_metadata_len: metadata,
+        };
+        let shared = opts.shared_umem && count > 1;
+        let mut umems = if shared {
+            // One registration; each queue's pools (headers, blocks) in a ledger of its own.
+            let all = (0..count).flat_map(|_| pools).collect();
+            let groups: Vec<Vec<PoolId>> = (0..count as u16).map(|q| vec![PoolId(2 * q), PoolId(2 * q + 1)]).collect();
+            Umem::new_shared(&umem_cfg(all), &groups)?
+        } else {
+            Vec::new()
+        }
+        .into_iter();
+        let mut queues = Vec::new();
         for queue in opts.queue..opts.queue + count {
-            let umem = Umem::new(&UmemConfig {
-                pools: vec![
-                    PoolSpec { frame_size: HEADER_FRAME, count: RING },
-                    PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS },
-                ],
-                chunk_size: CHUNK,
-                unaligned: opts.unaligned,
-                huge_pages: false,
-                fill_size: 64,
-                completion_size: RING,
-                tx_metadata_len: metadata,
-            })?;
+            let umem = match umems.next() {
+                Some(u) => u,
+                None => Umem::new(&umem_cfg(pools.to_vec()))?,
+            };
             let cfg = iface.socket_config(queue, opts.bind_mode, &knobs);
             let (mut sock, tx_ring) =
                 XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
@@ -150,7 +167,7 @@ impl XdpPath {
             let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup, v6);
             queues.push((queue, tx, cache));
         }
-        Ok(XdpPath { queues, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs, layout: kind })
+        Ok(XdpPath { queues, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs, layout: kind, shared })
     }
 
     pub fn mtu(&self) -> u32 {
@@ -322,6 +339,7 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
             kicks: sinks.iter().map(|k| k.tx.kicks).sum(),
             kicks_skipped: sinks.iter().map(|k| k.tx.kicks_skipped).sum(),
             queues: sinks.iter().map(|k| QueuePackets { queue: k.queue, packets: k.packets }).collect(),
+            shared_umem: p.shared,
         }),
     })
 }
