@@ -107,9 +107,9 @@ impl LabHeader {
         b
     }
 
-    /// Parses a UDP payload: the header, then exactly `len` payload bytes.
-    pub fn parse(udp_payload: &[u8]) -> Result<(LabHeader, &[u8]), WireError> {
-        let Some((h, rest)) = udp_payload.split_first_chunk::<LAB_HEADER_LEN>() else {
+    /// Parses the header at the start of `bytes`; the rest may be any length.
+    pub fn parse_head(bytes: &[u8]) -> Result<(LabHeader, &[u8]), WireError> {
+        let Some((h, rest)) = bytes.split_first_chunk::<LAB_HEADER_LEN>() else {
             return Err(WireError::Truncated);
         };
         if h[0..4] != LAB_MAGIC {
@@ -122,6 +122,12 @@ impl LabHeader {
             len: be32(16),
             flags: u16::from_be_bytes([h[20], h[21]]),
         };
+        Ok((hdr, rest))
+    }
+
+    /// Parses a UDP payload: the header, then exactly `len` payload bytes.
+    pub fn parse(udp_payload: &[u8]) -> Result<(LabHeader, &[u8]), WireError> {
+        let (hdr, rest) = Self::parse_head(udp_payload)?;
         if rest.len() != hdr.len as usize {
             return Err(WireError::BadLength);
         }
@@ -216,10 +222,103 @@ pub fn pseudo_header_sum_v6(src: &[u8; 16], dst: &[u8; 16], udp_len: u16) -> u16
     sum as u16
 }
 
-/// Parses a whole Ethernet frame addressed to UDP `port`.
-pub fn parse_frame(frame: &[u8], port: u16) -> Result<(LabHeader, &[u8]), WireError> {
-    let (eth, rest) = Ethernet2Header::from_slice(frame).map_err(|_| WireError::Truncated)?;
-    let (udp_bytes, v6) = match eth.ether_type {
+/// What a frame's headers say: the lab header, where the payload starts,
+/// and (IPv6) what its UDP checksum covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeaders {
+    pub lab: LabHeader,
+    /// Offset of the first payload byte in the frame.
+    pub payload_at: usize,
+    /// IPv6: the checksum must be checked (see [`FrameHeaders::checksum_ok`]).
+    v6: Option<ChecksumSpan>,
+}
+
+/// The bytes an IPv6 UDP checksum covers: the pseudo-header, then
+/// `udp_len` bytes of the frame from `udp_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChecksumSpan {
+    pseudo: u16,
+    udp_at: usize,
+    udp_len: usize,
+}
+
+impl FrameHeaders {
+    /// True unless the frame is IPv6 and its UDP checksum is wrong. `parts`
+    /// are the frame's bytes in order (one slice, or one per descriptor).
+    pub fn checksum_ok(&self, parts: &[&[u8]]) -> bool {
+        let Some(c) = self.v6 else { return true };
+        let mut sum = Ones::default();
+        sum.add_word(c.pseudo);
+        let (mut at, end) = (0usize, c.udp_at + c.udp_len);
+        for part in parts {
+            let (lo, hi) = (at.max(c.udp_at), (at + part.len()).min(end));
+            if lo < hi {
+                sum.add_bytes(&part[lo - at..hi - at]);
+            }
+            at += part.len();
+        }
+        // A valid checksum makes the whole sum all ones; zero means "none", which IPv6 forbids.
+        sum.fold() == 0xffff && c.udp_len >= UDP_HEADER_LEN && !udp_checksum_is_zero(parts, c.udp_at + 6)
+    }
+}
+
+/// True if the two bytes at `at` of the frame (split over `parts`) are both zero.
+fn udp_checksum_is_zero(parts: &[&[u8]], at: usize) -> bool {
+    parts.iter().flat_map(|p| p.iter()).skip(at).take(2).all(|b| *b == 0)
+}
+
+/// A ones'-complement sum of big-endian 16-bit words, fed in pieces of
+/// any length (an odd piece's last byte pairs with the next piece's first).
+#[derive(Default)]
+struct Ones {
+    sum: u64,
+    odd: Option<u8>,
+}
+
+impl Ones {
+    fn add_word(&mut self, w: u16) {
+        self.sum += w as u64;
+    }
+
+    fn add_bytes(&mut self, mut b: &[u8]) {
+        if let Some(hi) = self.odd.take() {
+            match b.split_first() {
+                Some((lo, rest)) => {
+                    self.add_word(u16::from_be_bytes([hi, *lo]));
+                    b = rest;
+                }
+                None => {
+                    self.odd = Some(hi);
+                    return;
+                }
+            }
+        }
+        let mut words = b.chunks_exact(2);
+        for w in words.by_ref() {
+            self.sum += u16::from_be_bytes([w[0], w[1]]) as u64;
+        }
+        self.odd = words.remainder().first().copied();
+    }
+
+    fn fold(mut self) -> u16 {
+        if let Some(hi) = self.odd.take() {
+            self.add_word(u16::from_be_bytes([hi, 0]));
+        }
+        let mut s = self.sum;
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+}
+
+/// Parses a frame of `total` bytes addressed to UDP `port` from `head`,
+/// its first bytes, which must hold every header (a multi-buffer packet's
+/// first descriptor does). Lengths are checked against `total`.
+pub fn parse_headers(head: &[u8], total: usize, port: u16) -> Result<FrameHeaders, WireError> {
+    let head = &head[..head.len().min(total)];
+    let (eth, rest) = Ethernet2Header::from_slice(head).map_err(|_| WireError::Truncated)?;
+    let (ip_len, ip_payload, rest, v6) = match eth.ether_type {
         EtherType::IPV4 => {
             let (ip, rest) = Ipv4Header::from_slice(rest).map_err(|e| match e {
                 etherparse::err::ipv4::HeaderSliceError::Len(_) => WireError::Truncated,
@@ -232,8 +331,7 @@ pub fn parse_frame(frame: &[u8], port: u16) -> Result<(LabHeader, &[u8]), WireEr
                 return Err(WireError::BadIpv4);
             }
             let ip_payload = (ip.total_len as usize).checked_sub(ip.header_len()).ok_or(WireError::BadIpv4)?;
-            // Ethernet may pad short frames; IPv4's length is the truth.
-            (rest.get(..ip_payload).ok_or(WireError::Truncated)?, None)
+            (ip.header_len(), ip_payload, rest, None)
         }
         EtherType::IPV6 => {
             let (ip, rest) = Ipv6Header::from_slice(rest).map_err(|e| match e {
@@ -244,24 +342,40 @@ pub fn parse_frame(frame: &[u8], port: u16) -> Result<(LabHeader, &[u8]), WireEr
             if ip.next_header != IpNumber::UDP {
                 return Err(WireError::NotUdp);
             }
-            (rest.get(..ip.payload_length as usize).ok_or(WireError::Truncated)?, Some(ip))
+            let len = ip.payload_length;
+            let pseudo = pseudo_header_sum_v6(&ip.source, &ip.destination, len);
+            (IPV6_HEADER_LEN, len as usize, rest, Some(pseudo))
         }
         _ => return Err(WireError::NotIp),
     };
-    let (udp, rest) = UdpHeader::from_slice(udp_bytes).map_err(|_| WireError::Truncated)?;
+    let udp_at = ETH_HEADER_LEN + ip_len;
+    // Ethernet may pad short frames; the IP length is the truth, and must fit.
+    if udp_at + ip_payload > total {
+        return Err(WireError::Truncated);
+    }
+    let (udp, rest) = UdpHeader::from_slice(rest).map_err(|_| WireError::Truncated)?;
     if udp.destination_port != port {
         return Err(WireError::WrongPort);
     }
-    if udp.length as usize != rest.len() + UDP_HEADER_LEN {
+    if udp.length as usize != ip_payload {
         return Err(WireError::BadUdp);
     }
-    if let Some(ip) = v6 {
-        // Mandatory in IPv6 (0 is not "none" there).
-        if udp.calc_checksum_ipv6(&ip, rest).ok() != Some(udp.checksum) || udp.checksum == 0 {
-            return Err(WireError::BadChecksum);
-        }
+    let (lab, _) = LabHeader::parse_head(rest)?;
+    let payload_at = udp_at + UDP_HEADER_LEN + LAB_HEADER_LEN;
+    if ip_payload.checked_sub(UDP_HEADER_LEN + LAB_HEADER_LEN) != Some(lab.len as usize) {
+        return Err(if ip_payload < UDP_HEADER_LEN + LAB_HEADER_LEN { WireError::Truncated } else { WireError::BadLength });
     }
-    LabHeader::parse(rest)
+    let v6 = v6.map(|pseudo| ChecksumSpan { pseudo, udp_at, udp_len: ip_payload });
+    Ok(FrameHeaders { lab, payload_at, v6 })
+}
+
+/// Parses a whole Ethernet frame addressed to UDP `port`.
+pub fn parse_frame(frame: &[u8], port: u16) -> Result<(LabHeader, &[u8]), WireError> {
+    let h = parse_headers(frame, frame.len(), port)?;
+    if !h.checksum_ok(&[frame]) {
+        return Err(WireError::BadChecksum);
+    }
+    Ok((h.lab, &frame[h.payload_at..h.payload_at + h.lab.len as usize]))
 }
 
 #[cfg(test)]
@@ -423,6 +537,42 @@ mod tests {
         f[last] ^= 1;
         assert_eq!(parse_frame(&f, 7777).unwrap_err(), WireError::BadChecksum);
         assert_eq!(template().checksum_request(), None, "IPv4 frames carry no UDP checksum");
+    }
+
+    /// A packet in several descriptors: headers read from the first, the
+    /// checksum summed across all of them, at any split (odd ones too).
+    #[test]
+    fn a_frame_in_pieces_parses_and_checks_out_like_a_whole_one() {
+        for t in [template(), template_v6()] {
+            let payload: Vec<u8> = (0..3001u32).map(|i| (i * 7 % 251) as u8).collect();
+            let lab = LabHeader { transfer_id: 5, offset: 0, len: payload.len() as u32, flags: 0 };
+            let mut f = vec![0u8; t.header_len()];
+            t.write_header(&lab, &mut f);
+            f.extend_from_slice(&payload);
+            if let Some((start, offset)) = t.checksum_request() {
+                finish_checksum(&mut f, start as usize, offset as usize);
+            }
+            for cut in [t.header_len(), t.header_len() + 1, 1001, 2048, f.len() - 1] {
+                for cut2 in [cut + 1, cut + 777, f.len()] {
+                    let cut2 = cut2.min(f.len());
+                    let parts: [&[u8]; 3] = [&f[..cut], &f[cut..cut2], &f[cut2..]];
+                    let h = parse_headers(parts[0], f.len(), 7777).unwrap();
+                    assert_eq!((h.lab, h.payload_at), (lab, t.header_len()));
+                    assert!(h.checksum_ok(&parts), "v6 {} cut {cut} {cut2}", t.is_v6());
+                }
+            }
+            let mut bad = f.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x10;
+            let parts: [&[u8]; 2] = [&bad[..1500], &bad[1500..]];
+            let h = parse_headers(parts[0], bad.len(), 7777).unwrap();
+            assert_eq!(h.checksum_ok(&parts), !t.is_v6(), "IPv6 catches a flipped bit in the last piece; IPv4 has no checksum");
+            assert_eq!(
+                parse_headers(&f[..t.header_len()], f.len() - 1, 7777).unwrap_err(),
+                WireError::Truncated,
+                "one byte short in all"
+            );
+        }
     }
 
     proptest! {

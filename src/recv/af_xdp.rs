@@ -24,7 +24,7 @@ use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
 use crate::xdp::{AttachMode, XdpSteering, MAX_MTU_WITHOUT_FRAGS};
-use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Rx, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, Frames, PoolId, PoolSpec, Received, Rx, Umem, UmemConfig, XskSocket};
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -332,6 +332,11 @@ impl Gather {
     }
 
     /// Forgets a packet half gathered (after a malformed descriptor).
+    /// A packet is being gathered (its first descriptors came in an earlier batch).
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
     pub fn reset(&mut self) -> bool {
         let was = self.active;
         self.active = false;
@@ -350,6 +355,71 @@ fn deliver<'a>(frame: &'a [u8], port: u16, r: &Reassembly, w: &mut RunWriter<'a,
         }
         Err(e) => {
             r.reject(e);
+        }
+    }
+    Ok(())
+}
+
+/// Most descriptors one packet takes (the kernel's MAX_SKB_FRAGS, 17, plus the head).
+const MAX_PARTS: usize = 18;
+
+/// Where the packet that starts at `batch[i]` ends, if all of it is in the batch.
+fn packet_end(batch: &[Received], i: usize) -> Option<usize> {
+    for (k, got) in batch.iter().enumerate().skip(i).take(MAX_PARTS) {
+        match got {
+            Received::Packet(p) if !p.more => return Some(k),
+            Received::Packet(_) => {}
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Checks and writes a packet that lies in several descriptors (`parts`,
+/// all `Received::Packet`): the headers are read from the first, lengths
+/// and the IPv6 checksum over all of them, and the payload goes to the
+/// writer piece by piece, straight from the UMEM.
+fn deliver_parts<'a>(
+    parts: &[Received],
+    frames: &'a Frames,
+    port: u16,
+    r: &Reassembly,
+    w: &mut RunWriter<'a, '_>,
+) -> io::Result<()> {
+    let mut slices: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+    let mut total = 0;
+    for (slot, got) in slices.iter_mut().zip(parts) {
+        let Received::Packet(p) = got else { unreachable!("packet_end passes packets only") };
+        *slot = p.bytes(frames);
+        total += slot.len();
+    }
+    let slices = &slices[..parts.len().min(MAX_PARTS)];
+    let h = match wire::parse_headers(slices[0], total, port) {
+        Ok(_) if total > MAX_FRAME => {
+            r.reject(WireError::BadLength);
+            return Ok(());
+        }
+        Ok(h) => h,
+        Err(e) => {
+            r.reject(e);
+            return Ok(());
+        }
+    };
+    if !h.checksum_ok(slices) {
+        r.reject(WireError::BadChecksum);
+        return Ok(());
+    }
+    let len = h.lab.len as usize;
+    if let Outcome::Accept(offset) = r.admit_len(&h.lab, len) {
+        let (start, end) = (h.payload_at, h.payload_at + len);
+        let (mut at, mut to) = (0, offset);
+        for s in slices {
+            let (lo, hi) = (at.max(start), (at + s.len()).min(end));
+            if lo < hi {
+                w.push(to, &s[lo - at..hi - at])?;
+                to += (hi - lo) as u64;
+            }
+            at += s.len();
         }
     }
     Ok(())
@@ -392,17 +462,36 @@ impl PacketSource for XdpSource {
                 return Ok(calls);
             }
             wd.progress()?;
+            // A packet cut by the batch's end: take the rest of its descriptors
+            // now (the kernel publishes a packet's descriptors together).
+            while matches!(self.batch.last(), Some(Received::Packet(p)) if p.more) {
+                if self.rx.receive(self.sock.umem_mut(), 1, &mut self.batch) == 0 {
+                    break;
+                }
+            }
             let frames = self.sock.umem().frames();
             let mut w = RunWriter::new(out, &mut self.iov);
-            for got in &self.batch {
-                let rx = match got {
+            let mut i = 0;
+            while i < self.batch.len() {
+                let rx = match &self.batch[i] {
                     Received::Packet(rx) => rx,
                     Received::Malformed(_) | Received::Foreign(_) => {
                         r.reject(WireError::Truncated);
                         self.gather.reset();
+                        i += 1;
                         continue;
                     }
                 };
+                // A packet in several descriptors, all in this batch: written
+                // from where they lie, one iovec each, without gathering.
+                if rx.more && !self.gather.is_active() {
+                    if let Some(end) = packet_end(&self.batch, i) {
+                        self.packets += 1;
+                        deliver_parts(&self.batch[i..=end], frames, self.port, r, &mut w)?;
+                        i = end + 1;
+                        continue;
+                    }
+                }
                 match self.gather.push(rx.bytes(frames), rx.more) {
                     Gathered::Pending => {}
                     Gathered::TooLong => {
@@ -421,6 +510,7 @@ impl PacketSource for XdpSource {
                         calls += g.syscalls;
                     }
                 }
+                i += 1;
             }
             // The frames go back to the kernel only once their bytes are written.
             w.flush()?;

@@ -131,6 +131,11 @@ impl Reassembly {
 
     /// Judges a packet whose lab header was parsed already.
     pub fn admit(&self, h: &LabHeader, payload: &[u8]) -> Outcome {
+        self.admit_len(h, payload.len())
+    }
+
+    /// As [`Self::admit`], for a payload of `len` bytes that lies in pieces.
+    pub fn admit_len(&self, h: &LabHeader, len: usize) -> Outcome {
         if self.loss.as_ref().is_some_and(|l| l.lock().unwrap_or_else(|e| e.into_inner()).drop_next()) {
             self.injected_losses.fetch_add(1, Ordering::Relaxed);
             return Outcome::Injected;
@@ -141,7 +146,7 @@ impl Reassembly {
         let Some(i) = self.plan.index_of(h.offset, h.len) else {
             return self.invalid(Invalid::OutOfRange);
         };
-        if payload.len() != h.len as usize {
+        if len != h.len as usize {
             return self.invalid(Invalid::Wire(WireError::BadLength));
         }
         if !self.tracker.mark(i) {
