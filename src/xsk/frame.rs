@@ -436,12 +436,7 @@ impl Frames {
 
     /// A descriptor address for a whole frame going to the TX ring.
     pub(super) fn give_whole(&mut self, f: Frame, len: u32) -> Result<u64, (Frame, DescError)> {
-        self.check(f.umem);
-        if let Err(e) = self.check_desc(f.addr, 0, len, f.size) {
-            return Err((f, e));
-        }
-        self.set(&f.id, f.umem, Owner::Kernel);
-        Ok(f.addr)
+        self.give_whole_at(f, 0, len)
     }
 
     /// A descriptor address for `len` bytes at `offset` of a whole frame

@@ -322,14 +322,7 @@ impl TxReservation<'_> {
     /// Sends `len` bytes from the start of `frame`; `more` chains the next
     /// descriptor to the same packet (`XDP_PKT_CONTD`).
     pub fn push_frame(&mut self, frames: &mut Frames, frame: Frame, len: u32, more: bool) -> Result<(), (Frame, DescError)> {
-        assert_eq!(frames.id(), self.umem, "frames of another UMEM");
-        if self.ring.remaining() == 0 {
-            return Err((frame, DescError::NotReserved));
-        }
-        let addr = frames.give_whole(frame, len)?;
-        let pushed = self.ring.push(XdpDesc { addr, len, options: options(more) });
-        debug_assert!(pushed.is_ok(), "checked that an entry is left");
-        Ok(())
+        self.push_frame_at(frames, frame, 0, len, DescOpts { more, metadata: false })
     }
 
     /// Sends `len` bytes at `offset` of `frame` (the bytes in front of it
@@ -380,14 +373,7 @@ impl TxReservation<'_> {
         len: u32,
         more: bool,
     ) -> Result<(), DescError> {
-        assert_eq!(frames.id(), self.umem, "frames of another UMEM");
-        if self.ring.remaining() == 0 {
-            return Err(DescError::NotReserved);
-        }
-        let addr = frames.give_piece(shared, offset, len)?;
-        let pushed = self.ring.push(XdpDesc { addr, len, options: options(more) });
-        debug_assert!(pushed.is_ok(), "checked that an entry is left");
-        Ok(())
+        self.push_piece_with(frames, shared, offset, len, DescOpts { more, metadata: false })
     }
 
     /// Sends `len` bytes from the start of `frame` with raw `options` bits,
