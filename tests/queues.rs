@@ -31,8 +31,10 @@ fn verifies_on_two_queues(mtu: Option<u32>, extra: &[&str]) {
     for q in tx.as_array().unwrap().iter().chain(rx.as_array().unwrap()) {
         assert!(q["packets"].as_u64().unwrap() > 0, "every queue carried packets: {x}");
     }
-    assert_eq!(total(tx), r["packets"].as_u64().unwrap() + r["retransmitted_packets"].as_u64().unwrap(), "{r}");
-    assert!(total(rx) >= r["packets"].as_u64().unwrap(), "{r}");
+    // `packets` counts every packet sent, resent ones too.
+    assert_eq!(total(tx), r["packets"].as_u64().unwrap(), "{r}");
+    let file_packets = r["packets"].as_u64().unwrap() - r["retransmitted_packets"].as_u64().unwrap();
+    assert!(total(rx) >= file_packets, "each of the file's packets arrived at least once: {r}");
 }
 
 #[test]
