@@ -24,7 +24,7 @@ use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
 use crate::xdp::{AttachMode, XdpSteering, MAX_MTU_WITHOUT_FRAGS};
-use crate::xsk::{BindMode, Frame, Frames, PoolId, PoolSpec, Received, Rx, Umem, UmemConfig, XskSocket};
+use crate::xsk::{BindMode, Frame, Frames, PoolId, Received, Rx, Umem, UmemConfig, XskSocket};
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -95,21 +95,9 @@ impl XdpReceiver {
         let knobs = Knobs { tx_budget: None, ..opts.knobs }.effective();
         let count = queues.max(1);
         let shared = opts.shared_umem && count > 1;
-        let mut umems = if shared {
-            let one = UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64);
-            let cfg = UmemConfig { pools: vec![PoolSpec { frame_size: CHUNK, count: FILL + RX }; count as usize], ..one };
-            let groups: Vec<Vec<PoolId>> = (0..count as u16).map(|q| vec![PoolId(q)]).collect();
-            Umem::new_shared(&cfg, &groups)?
-        } else {
-            Vec::new()
-        }
-        .into_iter();
+        let umems = Umem::per_queue(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64), count, shared)?;
         let mut sources = Vec::new();
-        for queue in opts.queue..opts.queue + count {
-            let umem = match umems.next() {
-                Some(u) => u,
-                None => Umem::new(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64))?,
-            };
+        for (queue, umem) in (opts.queue..).zip(umems) {
             let cfg = iface.socket_config(queue, opts.bind_mode, &knobs);
             let (mut sock, rx) =
                 XskSocket::bind_rx(umem, RX, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;

@@ -75,7 +75,8 @@ impl Window {
     }
 
     pub fn in_flight(&self) -> u64 {
-        (self.sent - self.sent_at_credit).saturating_sub(self.seen - self.seen_at_credit)
+        // Saturating throughout: a snapshot of a shared window may catch a base ahead of its count.
+        self.sent.saturating_sub(self.sent_at_credit).saturating_sub(self.seen.saturating_sub(self.seen_at_credit))
     }
 
     /// True if one more packet must wait.
@@ -133,23 +134,21 @@ impl SharedWindow {
         }
     }
 
-    /// Writes the state back, for the next round.
-    pub fn store(&self, w: &mut Window) {
-        w.sent = self.sent.load(Ordering::Relaxed);
-        w.sent_at_credit = self.sent_at_credit.load(Ordering::Relaxed);
-        w.seen = self.seen.load(Ordering::Relaxed);
-        w.seen_at_credit = self.seen_at_credit.load(Ordering::Relaxed);
+    /// The state now, as a [`Window`] (bases read before the counts, which only grow).
+    pub fn snapshot(&self) -> Window {
+        let (sent_at_credit, seen_at_credit) =
+            (self.sent_at_credit.load(Ordering::Relaxed), self.seen_at_credit.load(Ordering::Relaxed));
+        let (sent, seen) = (self.sent.load(Ordering::Relaxed), self.seen.load(Ordering::Relaxed));
+        Window { limit: self.limit, sent, sent_at_credit, seen, seen_at_credit }
     }
 
-    pub fn in_flight(&self) -> u64 {
-        // Each base is read before the count it is subtracted from, which only grows.
-        let (sent_base, seen_base) = (self.sent_at_credit.load(Ordering::Relaxed), self.seen_at_credit.load(Ordering::Relaxed));
-        let sent = self.sent.load(Ordering::Relaxed).saturating_sub(sent_base);
-        sent.saturating_sub(self.seen.load(Ordering::Relaxed).saturating_sub(seen_base))
+    /// Writes the state back, for the next round.
+    pub fn store(&self, w: &mut Window) {
+        *w = self.snapshot();
     }
 
     pub fn is_full(&self) -> bool {
-        self.limit.is_some_and(|w| self.in_flight() >= w)
+        self.snapshot().is_full()
     }
 
     fn heard(&self, seen: u64) {
@@ -252,7 +251,6 @@ impl<'a> Flow<'a> {
     /// them and credits the window when it stays full and silent, until
     /// `done` says they have all finished.
     pub fn pump(&mut self, shared: &SharedWindow, wd: &mut Watchdog, done: impl Fn() -> bool) -> io::Result<()> {
-        shared.seen.fetch_max(self.window.seen, Ordering::Relaxed);
         let mut news = Instant::now();
         while !done() {
             if poll_one(self.ctrl, libc::POLLIN, 1)? == 0 {

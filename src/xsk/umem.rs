@@ -120,7 +120,7 @@ impl Umem {
     /// completion ring for each socket and the frames cut into one ledger
     /// per socket by `groups` of pools (see [`Frames::partition`]). The
     /// first is the registering one; bind it first.
-    pub fn new_shared(cfg: &UmemConfig, groups: &[Vec<PoolId>]) -> io::Result<Vec<Umem>> {
+    fn new_shared(cfg: &UmemConfig, groups: &[Vec<PoolId>]) -> io::Result<Vec<Umem>> {
         let first = Umem::new(cfg)?;
         let owner = first.fd.clone();
         let Umem { fd, frames, fill, completion, .. } = first;
@@ -133,6 +133,20 @@ impl Umem {
             out.push(Umem { fd: Arc::new(fd), frames, fill, completion, foreign: 0, owner: Some(owner.clone()) });
         }
         Ok(out)
+    }
+
+    /// The UMEMs of `count` sockets, one per queue, each with `cfg`'s pools:
+    /// one UMEM each, or (`shared`, with two or more) one registration
+    /// shared by all, each socket's pools in a ledger of its own.
+    pub fn per_queue(cfg: &UmemConfig, count: u32, shared: bool) -> io::Result<Vec<Umem>> {
+        if !shared || count < 2 {
+            return (0..count).map(|_| Umem::new(cfg)).collect();
+        }
+        let k = cfg.pools.len();
+        let all = UmemConfig { pools: cfg.pools.repeat(count as usize), ..cfg.clone() };
+        let groups: Vec<Vec<PoolId>> =
+            (0..count as usize).map(|q| (0..k).map(|p| PoolId((q * k + p) as u16)).collect()).collect();
+        Umem::new_shared(&all, &groups)
     }
 
     /// Sizes and maps the fill and completion rings of socket `fd`.

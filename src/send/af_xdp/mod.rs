@@ -107,7 +107,13 @@ impl XdpPath {
             .map(|p| p & !1) // even, so every TX address stays even (see FACTS: the completion ring clears bit 0)
             .filter(|p| *p >= 64)
             .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("MTU {} of {} is too small", iface.mtu, iface.name))
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "MTU {} of {} leaves under 64 payload bytes a packet: give it a larger MTU (`zclab env up --mtu BYTES`)",
+                        iface.mtu, iface.name
+                    ),
+                )
             })?;
         let (file, align) = open_direct(path)?;
         let size = file.metadata()?.len();
@@ -117,10 +123,11 @@ impl XdpPath {
         let payload = layout.payload as u32;
         let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
         let count = opts.queues.unwrap_or_else(|| default_queues(&iface.name, |(_, tx)| tx));
-        let pools =
-            [PoolSpec { frame_size: HEADER_FRAME, count: RING }, PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS }];
-        let umem_cfg = |pools: Vec<PoolSpec>| UmemConfig {
-            pools,
+        let umem_cfg = UmemConfig {
+            pools: vec![
+                PoolSpec { frame_size: HEADER_FRAME, count: RING },
+                PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS },
+            ],
             chunk_size: CHUNK,
             unaligned: opts.unaligned,
             huge_pages: false,
@@ -129,21 +136,9 @@ impl XdpPath {
             tx_metadata_len: metadata,
         };
         let shared = opts.shared_umem && count > 1;
-        let mut umems = if shared {
-            // One registration; each queue's pools (headers, blocks) in a ledger of its own.
-            let all = (0..count).flat_map(|_| pools).collect();
-            let groups: Vec<Vec<PoolId>> = (0..count as u16).map(|q| vec![PoolId(2 * q), PoolId(2 * q + 1)]).collect();
-            Umem::new_shared(&umem_cfg(all), &groups)?
-        } else {
-            Vec::new()
-        }
-        .into_iter();
+        let umems = Umem::per_queue(&umem_cfg, count, shared)?;
         let mut queues = Vec::new();
-        for queue in opts.queue..opts.queue + count {
-            let umem = match umems.next() {
-                Some(u) => u,
-                None => Umem::new(&umem_cfg(pools.to_vec()))?,
-            };
+        for (queue, umem) in (opts.queue..).zip(umems) {
             let cfg = iface.socket_config(queue, opts.bind_mode, &knobs);
             let (mut sock, tx_ring) =
                 XskSocket::bind_tx(umem, RING, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
@@ -158,8 +153,8 @@ impl XdpPath {
                 layout.packets_per_block,
                 layout.block_bytes >> 10
             );
-            // Each queue reads its own blocks, through its own descriptor and ring.
-            let file = if queues.is_empty() { file.try_clone()? } else { open_direct(path)?.0 };
+            // Each queue reads its own blocks, through its own ring.
+            let file = file.try_clone()?;
             let frames = sock.umem_mut().frames_mut();
             let slots: Vec<_> = (0..SLOTS).filter_map(|_| frames.alloc(BLOCKS)).collect();
             let reader = DirectReader::new(file, 2 * slots.len() as u32)?;
@@ -180,8 +175,6 @@ impl XdpPath {
     }
 }
 
-/// How the file's blocks lie in the UMEM for frame layout `kind`, given
-/// the largest payload the MTU allows and the O_DIRECT alignment.
 /// Why split frames cannot carry IPv6 in copy mode: the kernel finishes a
 /// requested checksum (`XDP_UMEM_TX_SW_CSUM`) when it turns a packet's
 /// *first* descriptor into an skb, before the payload descriptors are
@@ -196,6 +189,8 @@ fn split_v6_error() -> io::Error {
     )
 }
 
+/// How the file's blocks lie in the UMEM for frame layout `kind`, given
+/// the largest payload the MTU allows and the O_DIRECT alignment.
 /// `front`: the bytes a contiguous frame needs in front of its payload
 /// (TX metadata, if any, and the header).
 fn block_layout(kind: FrameLayout, mtu_payload: u32, align: u64, iface: &Iface, front: u64) -> io::Result<BlockLayout> {

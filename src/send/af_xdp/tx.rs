@@ -20,6 +20,25 @@ use std::io;
 /// Descriptors submitted per kick.
 pub const BATCH: u32 = 256;
 
+/// Bytes of TX metadata in front of a packet that asks for its checksum (or none).
+fn metadata_len(checksum: bool) -> u32 {
+    if checksum {
+        TX_METADATA_LEN
+    } else {
+        0
+    }
+}
+
+/// Writes a packet's front into `out`: the TX metadata that asks for its
+/// UDP checksum (when `checksum`, and the frame needs one), then its header.
+fn write_front(checksum: bool, template: &FrameTemplate, lab: &LabHeader, out: &mut [u8]) {
+    let (m, header) = out.split_at_mut(metadata_len(checksum) as usize);
+    if let Some((start, offset)) = template.checksum_request().filter(|_| checksum) {
+        checksum_request(m, start, offset);
+    }
+    template.write_header(lab, header);
+}
+
 /// The pieces `[start, start + len)` of the UMEM is cut into so that none
 /// crosses a multiple of `chunk` (the rule of an aligned UMEM, and no piece
 /// is longer than a chunk in either mode): `(address, length)` pairs.
@@ -95,20 +114,7 @@ impl PacketTx {
 
     /// Bytes of TX metadata in front of a packet's first descriptor.
     pub fn metadata_len(&self) -> u32 {
-        if self.checksum {
-            TX_METADATA_LEN
-        } else {
-            0
-        }
-    }
-
-    /// Writes the TX metadata (if any) and then the header into `out`.
-    fn write_front(&self, template: &FrameTemplate, lab: &LabHeader, out: &mut [u8]) {
-        let (meta, header) = out.split_at_mut(self.metadata_len() as usize);
-        if let Some((start, offset)) = template.checksum_request().filter(|_| self.checksum) {
-            checksum_request(meta, start, offset);
-        }
-        template.write_header(lab, header);
+        metadata_len(self.checksum)
     }
 
     pub fn socket(&self) -> &XskSocket {
@@ -181,10 +187,8 @@ impl PacketTx {
         self.wait_for(wd, |me| !me.free_headers.is_empty() && me.tx.free(descs) >= descs)?;
         let mut header = self.free_headers.pop().expect("waited for a free header frame");
         let (meta, hl) = (self.metadata_len(), template.header_len() as u32);
-        let mut front = [0u8; 128];
-        self.write_front(template, lab, &mut front[..(meta + hl) as usize]);
         let frames = self.sock.umem_mut().frames_mut();
-        frames.bytes_mut(&mut header)[..(meta + hl) as usize].copy_from_slice(&front[..(meta + hl) as usize]);
+        write_front(self.checksum, template, lab, &mut frames.bytes_mut(&mut header)[..(meta + hl) as usize]);
         let mut r = self.tx.reserve(descs).expect("waited for room");
         let opts = DescOpts { more: true, metadata: self.checksum };
         r.push_frame_at(frames, header, meta, hl, opts).map_err(|(_, e)| io::Error::other(e))?;
@@ -194,12 +198,7 @@ impl PacketTx {
             r.push_piece(frames, block, addr - block.addr(), piece, left > 0).map_err(io::Error::other)?;
         }
         r.submit();
-        self.queued_since_kick += descs;
-        if self.queued_since_kick >= BATCH {
-            self.kick()?;
-            self.reap();
-        }
-        Ok(())
+        self.queued(descs)
     }
 
     /// Puts one packet on the TX ring as a single descriptor (contiguous
@@ -221,13 +220,11 @@ impl PacketTx {
         let start = payload_at.checked_sub(front).ok_or_else(|| io::Error::other("no header room in front of the payload"))?;
         self.count_descs(1);
         self.wait_for(wd, |me| me.tx.free(1) >= 1)?;
-        let mut bytes = [0u8; 128];
-        self.write_front(template, lab, &mut bytes[..front as usize]);
         loop {
             let frames = self.sock.umem_mut().frames_mut();
             match frames.shared_bytes_mut(block, start, front as u32) {
                 Ok(room) => {
-                    room.copy_from_slice(&bytes[..front as usize]);
+                    write_front(self.checksum, template, lab, room);
                     break;
                 }
                 Err(DescError::InFlight { .. }) => {
@@ -241,7 +238,12 @@ impl PacketTx {
         let opts = DescOpts { more: false, metadata: self.checksum };
         r.push_piece_with(frames, block, start + meta, hl as u32 + lab.len, opts).map_err(io::Error::other)?;
         r.submit();
-        self.queued_since_kick += 1;
+        self.queued(1)
+    }
+
+    /// Counts `descs` newly on the TX ring; kicks once a BATCH has gathered.
+    fn queued(&mut self, descs: u32) -> io::Result<()> {
+        self.queued_since_kick += descs;
         if self.queued_since_kick >= BATCH {
             self.kick()?;
             self.reap();
