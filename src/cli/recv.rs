@@ -1,0 +1,108 @@
+//! `zclab recv`: one end of a transfer, the receiving one.
+
+use anyhow::Result;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use zclab::recv::af_xdp::AfXdpRecvOptions;
+use zclab::recv::{self, RecvConfig};
+use zclab::report;
+use zclab::transfer::mode::Via;
+use zclab::xdp::AttachMode;
+
+use super::xdp::XdpArgs;
+use super::{enter_netns, print, timeout, Common};
+
+#[derive(Args)]
+#[command(after_help = "\
+The receiver writes to a hidden temporary file beside --out and renames it to --out
+only when the size and BLAKE3 hash match what the sender announced. It serves the first
+valid sender and exits: status 0 if it verified, 1 if not. A connection that is not a
+sender (no Hello within 3 s, a wrong protocol, absurd sizes, a wrong key) is told why
+and closed, and the receiver goes on waiting; a second sender during a transfer is told
+it is busy. It reserves the file's space before the transfer (or refuses, saying how
+much is needed and free), and tells the sender why whenever it gives up.
+
+Memory: one transfer can make the receiver allocate at most 64 MiB of bookkeeping (the
+packet paths' bitmap, one bit per packet, checked against the Hello before anything is
+allocated) besides its fixed buffers. Without --key, anyone who reaches the port can send.
+
+Example (in the lab environment):
+    ip netns exec zclab-rx zclab recv --listen 10.77.0.2:7777 --out /var/tmp/copy")]
+pub struct RecvArgs {
+    /// Address and port to listen on, IP:PORT (0.0.0.0:PORT for all addresses).
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+    /// Where the verified file goes.
+    #[arg(long, value_name = "PATH", required_unless_present = "serve", conflicts_with = "serve")]
+    pub out: Option<PathBuf>,
+    /// Receive transfers one after another, until Ctrl-C, each into a new file in DIR named
+    /// by the receiver (zclab-SECONDS-N; never a name from the wire). One report per transfer.
+    #[arg(long, value_name = "DIR")]
+    pub serve: Option<PathBuf>,
+    /// Enter this network namespace (by setns) before listening.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub netns: Option<String>,
+    /// Give up if no sender connects within this many seconds (default: wait).
+    #[arg(long, value_name = "SECONDS")]
+    pub accept_timeout: Option<f64>,
+    /// Verify against this BLAKE3 hash (hex) instead of the sender's.
+    #[arg(long, value_name = "HEX")]
+    pub expect_hash: Option<String>,
+    #[command(flatten)]
+    pub xdp: XdpArgs,
+    /// Write every page of the output file once before the timed part, so it measures the
+    /// data path rather than the kernel allocating fresh page-cache pages (erratic on VMs).
+    #[arg(long)]
+    pub preallocate: bool,
+    /// Packet paths: drop this many packets per thousand on purpose, as a lossy link
+    /// would, to watch retransmission rounds at work (fault injection).
+    #[arg(long, default_value_t = 0, value_name = "PER_MILLE", value_parser = clap::value_parser!(u32).range(0..=900))]
+    pub inject_loss: u32,
+    /// af-xdp: where the XDP program runs (default: native, falling back to generic).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<AttachMode>,
+    /// TCP paths: how to take the data off the socket.
+    #[arg(long, value_enum, default_value = "splice", value_name = "HOW")]
+    pub via: Via,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn exec(a: RecvArgs) -> Result<bool> {
+    a.common.pin()?;
+    let cfg = RecvConfig {
+        listen: a.listen,
+        out: a.out.clone().unwrap_or_default(),
+        timeout: timeout(a.common.timeout)?,
+        accept_timeout: a.accept_timeout.map(timeout).transpose()?,
+        expect_hash: a.expect_hash,
+        af_xdp: AfXdpRecvOptions {
+            iface: a.xdp.iface,
+            queue: a.xdp.socket.queue,
+            queues: a.xdp.socket.queues,
+            shared_umem: a.xdp.socket.shared_umem,
+            bind_mode: a.xdp.socket.zerocopy.into(),
+            attach: a.xdp_mode,
+            knobs: a.xdp.socket.knobs(),
+        },
+        inject_loss: a.inject_loss,
+        preallocate: a.preallocate,
+        trace: a.common.trace,
+        via: a.via,
+        key: a.common.key()?,
+    };
+    enter_netns(&a.netns)?;
+    if let Some(dir) = &a.serve {
+        recv::serve_dir(&cfg, dir, |r| match r {
+            // One line of JSON per transfer, so that a reader can take them one at a time.
+            Ok(rep) if a.common.json => println!("{}", serde_json::to_string(&rep).expect("reports serialize")),
+            Ok(rep) => print!("{}", report::recv_text(&rep)),
+            Err(e) => log::error!("a transfer failed: {e:#}; serving on"),
+        })?;
+        return Ok(true);
+    }
+    let rep = recv::receive(&cfg)?;
+    print(a.common.json, &rep, report::recv_text);
+    Ok(rep.verified)
+}

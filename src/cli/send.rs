@@ -1,0 +1,112 @@
+//! `zclab send`: one end of a transfer, the sending one.
+
+use anyhow::Result;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use zclab::report;
+use zclab::send::af_xdp::AfXdpOptions;
+use zclab::send::{self, SendConfig};
+use zclab::transfer::af_xdp::FrameLayout;
+use zclab::transfer::{Mode, DEFAULT_CHUNK};
+
+use super::xdp::{UmemMode, XdpArgs};
+use super::{chunk, enter_netns, print, timeout, Common};
+
+/// Options of the zero-copy send paths (ignored by none: refused elsewhere).
+#[derive(Args)]
+pub struct ZcArgs {
+    /// msg-zerocopy, io-uring-zc: sends in flight. msg-zerocopy waits for completions once N
+    /// sends are unreleased (default: only when the kernel refuses with ENOBUFS); io-uring-zc
+    /// submits N sends at once as one linked chain (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub in_flight: Option<u32>,
+    /// io-uring-zc: register the file's mapping as fixed buffers (IORING_RECVSEND_FIXED_BUF).
+    /// The kernel pins registered pages for writing, so it takes only a private writable
+    /// mapping and copies each page as it pins it: the registration is timed.
+    #[arg(long)]
+    pub fixed_buffers: bool,
+}
+
+impl ZcArgs {
+    pub fn options(&self, mode: Mode) -> Result<send::ZcOptions> {
+        let o = send::ZcOptions { in_flight: self.in_flight, fixed_buffers: self.fixed_buffers };
+        o.check(mode)?;
+        Ok(o)
+    }
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+`syscalls` in the report counts the data-path calls zclab's own code made (read,
+write, sendfile, splice, send, recvmsg on the error queue, poll, io_uring_enter),
+not the control messages. CPU time is getrusage of this process for the timed part.
+
+Example (in the lab environment):
+    ip netns exec zclab-tx zclab send --mode splice --to 10.77.0.2:7777 --file /var/tmp/f")]
+pub struct SendArgs {
+    /// The data path to send by.
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+    /// The receiver's address, IP:PORT.
+    #[arg(long, value_name = "IP:PORT")]
+    pub to: SocketAddr,
+    /// The file to send.
+    #[arg(long, value_name = "PATH")]
+    pub file: PathBuf,
+    /// TCP paths: bytes per data-path call (read/write size, sendfile count, splice length).
+    /// Packet paths cut the file by the MTU instead.
+    #[arg(long, default_value_t = DEFAULT_CHUNK, value_name = "BYTES")]
+    pub chunk: usize,
+    /// Evict the file from the page cache first (POSIX_FADV_DONTNEED): a cold-cache run.
+    #[arg(long)]
+    pub cold: bool,
+    /// Enter this network namespace (by setns) before connecting, like `ip netns exec`.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub netns: Option<String>,
+    /// af-xdp: register the UMEM in unaligned (default) or aligned chunk mode.
+    #[arg(long, value_enum, default_value = "unaligned")]
+    pub umem: UmemMode,
+    /// af-xdp: how a packet lies in the UMEM. Either way the payload is file bytes a read put
+    /// there and the CPU writes only the header. Default: split for a file read with O_DIRECT
+    /// (contiguous makes each packet a separate segment of the disk request, which costs more
+    /// than the descriptor it saves here), contiguous for a file on tmpfs (see the README), and
+    /// contiguous for IPv6 (a copy-mode socket can finish a checksum over one descriptor only).
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub frame_layout: Option<FrameLayout>,
+    #[command(flatten)]
+    pub xdp: XdpArgs,
+    #[command(flatten)]
+    pub zc: ZcArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn exec(a: SendArgs) -> Result<bool> {
+    a.common.pin()?;
+    let cfg = SendConfig {
+        to: a.to,
+        file: a.file,
+        mode: a.mode,
+        chunk: chunk(a.chunk)?,
+        timeout: timeout(a.common.timeout)?,
+        cold: a.cold,
+        af_xdp: AfXdpOptions {
+            iface: a.xdp.iface,
+            queue: a.xdp.socket.queue,
+            queues: a.xdp.socket.queues,
+            bind_mode: a.xdp.socket.zerocopy.into(),
+            knobs: a.xdp.socket.knobs(),
+            unaligned: a.umem == UmemMode::Unaligned,
+            layout: a.frame_layout,
+            shared_umem: a.xdp.socket.shared_umem,
+        },
+        trace: a.common.trace,
+        zc: a.zc.options(a.mode)?,
+        key: a.common.key()?,
+    };
+    enter_netns(&a.netns)?;
+    let rep = send::send_file(&cfg)?;
+    print(a.common.json, &rep, report::send_text);
+    Ok(rep.verified)
+}
