@@ -17,6 +17,8 @@ pub mod explain;
 pub mod interrupt;
 /// Lessons: experiments that measure themselves and check their claims (`zclab lesson`).
 pub mod lessons;
+/// Small messages: `latency` (ping-pong) and `rate` (one-way), one file per path.
+pub mod messages;
 /// What a run measures: CPU time, context switches, syscalls, zero-copy verdicts.
 pub mod metrics;
 /// The lab environment: namespaces, veth pair, addresses, MTU.

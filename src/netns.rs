@@ -315,10 +315,13 @@ fn routed_links(n: &EnvNames, cfg: &EnvConfig, r: &Router, verbose: bool, step: 
         let per_10k = ((r.loss_pct * 100.0).round() as u32).min(10_000).to_string();
         exec(&["nft", "add", "table", "inet", "zclab"])?;
         exec(&["nft", "add", "chain", "inet", "zclab", "lossy", "{ type filter hook forward priority 0; }"])?;
-        exec(&[
-            "nft", "add", "rule", "inet", "zclab", "lossy", "meta", "l4proto", "udp", "numgen", "random", "mod", "10000", "<",
-            &per_10k, "counter", "drop",
-        ])?;
+        // nft takes `< 10000` as out of range (0-9999): all of it is a plain drop.
+        let mut rule = vec!["nft", "add", "rule", "inet", "zclab", "lossy", "meta", "l4proto", "udp"];
+        if per_10k != "10000" {
+            rule.extend(["numgen", "random", "mod", "10000", "<", &per_10k]);
+        }
+        rule.extend(["counter", "drop"]);
+        exec(&rule)?;
     }
     if let Some(rate) = &r.rate {
         exec(&["tc", "qdisc", "add", "dev", &n.rt_rx_if, "root", "tbf", "rate", rate, "burst", "512kb", "latency", "100ms"])?;
@@ -426,7 +429,7 @@ pub fn status(name: &str) -> Result<String> {
     }
     if EnvNames::ns_exists(&n.rt_ns) {
         let rules = ip(&["netns", "exec", &n.rt_ns, "nft", "list", "ruleset"], false).unwrap_or_default();
-        let drop_rule = rules.lines().find(|l| l.contains("numgen")).map(str::trim).unwrap_or("no loss");
+        let drop_rule = rules.lines().find(|l| l.contains("drop")).map(str::trim).unwrap_or("no loss");
         let qdisc = ip(&["netns", "exec", &n.rt_ns, "tc", "qdisc", "show", "dev", &n.rt_rx_if], false).unwrap_or_default();
         let tbf = qdisc.lines().find(|l| l.contains("tbf")).map(str::trim).unwrap_or("no rate limit");
         s += &format!("  {}: forwards; loss: {drop_rule}; rate: {tbf}\n", n.rt_ns);

@@ -59,7 +59,7 @@ fn end_args(cfg: &RunConfig, args: &mut Vec<String>, af_xdp: &[String], cpu: Opt
 
 /// A child zclab; on drop, if still running, asked to stop (SIGTERM, so it
 /// cleans up), then killed.
-struct Peer {
+pub(crate) struct Peer {
     role: &'static str,
     child: Child,
     stdout: Option<std::thread::JoinHandle<String>>,
@@ -68,7 +68,7 @@ struct Peer {
 }
 
 impl Peer {
-    fn spawn(role: &'static str, args: &[String]) -> Result<Peer> {
+    pub(crate) fn spawn(role: &'static str, args: &[String]) -> Result<Peer> {
         let exe = std::env::current_exe().context("cannot find the zclab executable")?;
         log::debug!("spawning {role}: {} {}", exe.display(), args.join(" "));
         // Its own process group: a Ctrl-C at the terminal reaches only
@@ -89,7 +89,7 @@ impl Peer {
         Ok(Peer { role, child, stdout: Some(stdout), status: None, signalled: false })
     }
 
-    fn poll(&mut self) -> Result<Option<ExitStatus>> {
+    pub(crate) fn poll(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
             self.status = self.child.try_wait()?;
         }
@@ -98,7 +98,7 @@ impl Peer {
 
     /// Asks it to stop (SIGTERM: it cleans up as after an error). Only
     /// once: a second signal makes zclab exit at once, skipping clean-up.
-    fn terminate(&mut self) {
+    pub(crate) fn terminate(&mut self) {
         if self.status.is_none() && !self.signalled {
             self.signalled = true;
             let _ = crate::sys::kill(self.child.id(), libc::SIGTERM);
@@ -106,7 +106,7 @@ impl Peer {
     }
 
     /// Asks it to stop, waits up to 3 s, then kills it.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if self.status.is_some() {
             return;
         }
@@ -123,7 +123,7 @@ impl Peer {
         self.status = self.child.wait().ok();
     }
 
-    fn output(&mut self) -> String {
+    pub(crate) fn output(&mut self) -> String {
         self.stdout.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
     }
 }
@@ -287,7 +287,7 @@ pub fn make_random_file(path: &Path, len: u64) -> Result<()> {
     Ok(())
 }
 
-fn path_arg(p: &Path) -> String {
+pub(crate) fn path_arg(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 

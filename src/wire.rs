@@ -167,13 +167,28 @@ impl FrameTemplate {
         self.is_v6().then_some(((ETH_HEADER_LEN + IPV6_HEADER_LEN) as u16, 6))
     }
 
+    /// Bytes of Ethernet, IP and UDP: 42 (IPv4) or 62 (IPv6).
+    pub fn udp_header_len(&self) -> usize {
+        self.header_len() - LAB_HEADER_LEN
+    }
+
     /// Writes Ethernet, IP and UDP and the lab header for a payload of
     /// `lab.len` bytes into `out` (exactly `header_len()` bytes). IPv4: with
     /// its header checksum, UDP checksum 0 (none). IPv6: the UDP checksum
     /// field holds the pseudo-header's sum, for the kernel to finish.
     pub fn write_header(&self, lab: &LabHeader, out: &mut [u8]) {
         assert_eq!(out.len(), self.header_len(), "a header buffer of the family's length");
-        let udp_len = (UDP_HEADER_LEN + LAB_HEADER_LEN) as u16 + lab.len as u16;
+        let u = self.udp_header_len();
+        self.write_udp_headers(LAB_HEADER_LEN as u16 + lab.len as u16, &mut out[..u]);
+        out[u..].copy_from_slice(&lab.to_bytes());
+    }
+
+    /// Writes Ethernet, IP and UDP for a UDP payload of `payload_len` bytes
+    /// into `out` (exactly `udp_header_len()` bytes), checksums as
+    /// [`Self::write_header`] says.
+    pub fn write_udp_headers(&self, payload_len: u16, out: &mut [u8]) {
+        assert_eq!(out.len(), self.udp_header_len(), "a header buffer of the family's length");
+        let udp_len = UDP_HEADER_LEN as u16 + payload_len;
         let (ether_type, ip_len) = match (self.src_ip, self.dst_ip) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let mut ip = Ipv4Header::new(udp_len, 64, IpNumber::UDP, src.octets(), dst.octets())
@@ -206,7 +221,6 @@ impl FrameTemplate {
         let udp = UdpHeader { source_port: self.src_port, destination_port: self.dst_port, length: udp_len, checksum };
         let u = ETH_HEADER_LEN + ip_len;
         out[u..u + UDP_HEADER_LEN].copy_from_slice(&udp.to_bytes());
-        out[u + UDP_HEADER_LEN..].copy_from_slice(&lab.to_bytes());
     }
 }
 
@@ -312,10 +326,28 @@ impl Ones {
     }
 }
 
-/// Parses a frame of `total` bytes addressed to UDP `port` from `head`,
-/// its first bytes, which must hold every header (a multi-buffer packet's
-/// first descriptor does). Lengths are checked against `total`.
-pub fn parse_headers(head: &[u8], total: usize, port: u16) -> Result<FrameHeaders, WireError> {
+/// Where a frame's UDP payload lies, its headers checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpFrame {
+    /// Offset of the UDP payload's first byte in the frame.
+    pub payload_at: usize,
+    /// Its length, as the UDP header says (and the frame holds).
+    pub payload_len: usize,
+    v6: Option<ChecksumSpan>,
+}
+
+impl UdpFrame {
+    /// True unless the frame is IPv6 and its UDP checksum is wrong (see
+    /// [`FrameHeaders::checksum_ok`]).
+    pub fn checksum_ok(&self, parts: &[&[u8]]) -> bool {
+        FrameHeaders { lab: LabHeader { transfer_id: 0, offset: 0, len: 0, flags: 0 }, payload_at: 0, v6: self.v6 }
+            .checksum_ok(parts)
+    }
+}
+
+/// Parses Ethernet, IP and UDP of a frame of `total` bytes addressed to UDP
+/// `port` from `head`, its first bytes. Lengths are checked against `total`.
+pub fn parse_udp_headers(head: &[u8], total: usize, port: u16) -> Result<(UdpFrame, &[u8]), WireError> {
     let head = &head[..head.len().min(total)];
     let (eth, rest) = Ethernet2Header::from_slice(head).map_err(|_| WireError::Truncated)?;
     let (ip_len, ip_payload, rest, v6) = match eth.ether_type {
@@ -357,16 +389,25 @@ pub fn parse_headers(head: &[u8], total: usize, port: u16) -> Result<FrameHeader
     if udp.destination_port != port {
         return Err(WireError::WrongPort);
     }
-    if udp.length as usize != ip_payload {
+    if udp.length as usize != ip_payload || ip_payload < UDP_HEADER_LEN {
         return Err(WireError::BadUdp);
     }
-    let (lab, _) = LabHeader::parse_head(rest)?;
-    let payload_at = udp_at + UDP_HEADER_LEN + LAB_HEADER_LEN;
-    if ip_payload.checked_sub(UDP_HEADER_LEN + LAB_HEADER_LEN) != Some(lab.len as usize) {
-        return Err(if ip_payload < UDP_HEADER_LEN + LAB_HEADER_LEN { WireError::Truncated } else { WireError::BadLength });
-    }
     let v6 = v6.map(|pseudo| ChecksumSpan { pseudo, udp_at, udp_len: ip_payload });
-    Ok(FrameHeaders { lab, payload_at, v6 })
+    let f = UdpFrame { payload_at: udp_at + UDP_HEADER_LEN, payload_len: ip_payload - UDP_HEADER_LEN, v6 };
+    Ok((f, rest))
+}
+
+/// Parses a frame of `total` bytes addressed to UDP `port` from `head`,
+/// its first bytes, which must hold every header (a multi-buffer packet's
+/// first descriptor does). Lengths are checked against `total`.
+pub fn parse_headers(head: &[u8], total: usize, port: u16) -> Result<FrameHeaders, WireError> {
+    let (udp, rest) = parse_udp_headers(head, total, port)?;
+    let (lab, _) = LabHeader::parse_head(rest)?;
+    let payload_at = udp.payload_at + LAB_HEADER_LEN;
+    if udp.payload_len.checked_sub(LAB_HEADER_LEN) != Some(lab.len as usize) {
+        return Err(if udp.payload_len < LAB_HEADER_LEN { WireError::Truncated } else { WireError::BadLength });
+    }
+    Ok(FrameHeaders { lab, payload_at, v6: udp.v6 })
 }
 
 /// Parses a whole Ethernet frame addressed to UDP `port`.

@@ -5,6 +5,7 @@
 mod bench;
 mod env;
 mod lesson;
+mod messages;
 mod recv;
 mod run;
 mod send;
@@ -64,6 +65,12 @@ pub enum Cmd {
     Recv(recv::RecvArgs),
     /// Run one transfer across a lab environment: receiver in NAME-rx, sender in NAME-tx.
     Run(run::RunArgs),
+    /// Small messages, request and response: round-trip times (p50 to max) and what each
+    /// message cost both ends, by TCP, UDP or AF_XDP, blocking, spinning or busy polling.
+    Latency(messages::LatencyArgs),
+    /// Small messages one way, as fast as they go: messages per second delivered, lost,
+    /// duplicated and reordered, by TCP, UDP, batched UDP or AF_XDP.
+    Rate(messages::RateArgs),
     /// Print the side-by-side table of saved `zclab run --json` reports.
     Compare(show::CompareArgs),
     /// Run every path side by side, interleaved: medians, ranges, charts and an HTML report.
@@ -235,6 +242,8 @@ pub fn dispatch(cli: Cli) -> Result<bool> {
         Cmd::Send(a) => send::exec(a),
         Cmd::Recv(a) => recv::exec(a),
         Cmd::Run(a) => run::exec(a),
+        Cmd::Latency(a) => messages::latency(a),
+        Cmd::Rate(a) => messages::rate(a),
         Cmd::Compare(a) => show::compare(a),
         Cmd::Bench(a) => bench::exec(a),
         Cmd::Explain { mode } => show::explain(mode),

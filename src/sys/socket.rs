@@ -177,3 +177,120 @@ pub fn poll_two(a: &impl AsRawFd, b: &impl AsRawFd, events: libc::c_short, timeo
     cvt(unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) })?;
     Ok((fds[0].revents != 0, fds[1].revents != 0))
 }
+
+/// Busy polling on any socket: `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`
+/// (microseconds a blocking receive spins on the device's NAPI context
+/// before it sleeps) and `SO_BUSY_POLL_BUDGET` (packets per NAPI poll).
+/// A socket whose packets came through no NAPI context (a veth without
+/// XDP or GRO delivers through the backlog) has nothing to spin on.
+pub fn set_busy_poll(sock: &impl AsRawFd, usecs: u32, budget: u32) -> io::Result<()> {
+    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+    for (name, value) in [(SO_PREFER_BUSY_POLL, 1i32), (libc::SO_BUSY_POLL, usecs as i32), (SO_BUSY_POLL_BUDGET, budget as i32)] {
+        set_int_opt(sock, libc::SOL_SOCKET, name, value)?;
+    }
+    Ok(())
+}
+
+/// `SO_RCVTIMEO`: a blocking receive gives up (EAGAIN) after `timeout`.
+pub fn set_receive_timeout(sock: &impl AsRawFd, timeout: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval { tv_sec: timeout.as_secs() as libc::time_t, tv_usec: timeout.subsec_micros() as libc::suseconds_t };
+    // SAFETY: we pass a pointer to a live timeval and its exact size.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// `recv(fd, buf, len, flags)`: `Ok(None)` when nothing came (EAGAIN: a
+/// non-blocking call, or a blocking one past its `SO_RCVTIMEO`), `Ok(Some(0))`
+/// at the end of a stream.
+pub fn recv(sock: &impl AsRawFd, buf: &mut [u8], flags: libc::c_int) -> io::Result<Option<usize>> {
+    // SAFETY: `buf` is a live, writable slice; the kernel writes at most `buf.len()` bytes.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags) };
+    if n == -1 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+    }
+    Ok(Some(n as usize))
+}
+
+/// `sendmmsg` of `bufs`, one datagram each, on a connected socket; returns
+/// how many datagrams went.
+pub fn send_many(sock: &impl AsRawFd, bufs: &[&[u8]], flags: libc::c_int) -> io::Result<usize> {
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is a plain C struct; all-zero is a valid empty value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: every header points at one live iovec over a live slice of
+    // `bufs`; the kernel only reads them, and writes each msg_len.
+    let n = cvt(unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, flags) })?;
+    Ok(n as usize)
+}
+
+/// Buffers and headers for `recvmmsg`, kept from call to call.
+pub struct MmsgReceiver {
+    bufs: Vec<u8>,
+    each: usize,
+    lens: Vec<usize>,
+}
+
+impl MmsgReceiver {
+    /// Room for `count` datagrams of up to `each` bytes.
+    pub fn new(count: usize, each: usize) -> MmsgReceiver {
+        MmsgReceiver { bufs: vec![0; count * each], each, lens: Vec::with_capacity(count) }
+    }
+
+    /// `recvmmsg`: takes up to `count` datagrams; `Ok(0)` when none came
+    /// (EAGAIN: non-blocking, or a blocking call past `SO_RCVTIMEO`).
+    pub fn receive(&mut self, sock: &impl AsRawFd, flags: libc::c_int) -> io::Result<usize> {
+        let each = self.each;
+        let mut iovs: Vec<libc::iovec> = self
+            .bufs
+            .chunks_exact_mut(each)
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: each })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iovs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: mmsghdr is a plain C struct; all-zero is a valid empty value.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = iov;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        // SAFETY: every header points at one live iovec over its own
+        // `each`-byte part of `self.bufs`; the kernel writes at most that
+        // much into each, and the lengths into the headers. No timeout pointer.
+        let n = unsafe {
+            libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, flags, std::ptr::null_mut())
+        };
+        self.lens.clear();
+        if n == -1 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
+        }
+        self.lens.extend(msgs[..n as usize].iter().map(|m| (m.msg_len as usize).min(each)));
+        Ok(n as usize)
+    }
+
+    /// The datagrams of the last `receive`.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        self.lens.iter().enumerate().map(|(i, &n)| &self.bufs[i * self.each..i * self.each + n])
+    }
+}

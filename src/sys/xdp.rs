@@ -176,25 +176,9 @@ pub fn set_tx_budget(fd: &impl AsRawFd, frames: u32) -> io::Result<()> {
     setsockopt(fd, XDP_MAX_TX_SKB_BUDGET, &frames)
 }
 
-/// Busy polling on an AF_XDP socket: `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`
-/// (microseconds a blocking call spins on the device's NAPI context before
-/// it sleeps) and `SO_BUSY_POLL_BUDGET` (packets per NAPI poll).
+/// Busy polling on an AF_XDP socket (see [`super::socket::set_busy_poll`]).
 pub fn set_busy_poll(fd: &impl AsRawFd, usecs: u32, budget: u32) -> io::Result<()> {
-    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
-    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
-    for (name, value) in [(SO_PREFER_BUSY_POLL, 1i32), (libc::SO_BUSY_POLL, usecs as i32), (SO_BUSY_POLL_BUDGET, budget as i32)] {
-        // SAFETY: `value` is a live c_int and we pass its size.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                name,
-                &value as *const i32 as *const libc::c_void,
-                size_of::<i32>() as u32,
-            )
-        })?;
-    }
-    Ok(())
+    super::socket::set_busy_poll(fd, usecs, budget)
 }
 
 /// The TX kick: `sendto(fd, NULL, 0, MSG_DONTWAIT)`. In copy mode the kernel
@@ -209,6 +193,25 @@ pub fn kick_tx(fd: &impl AsRawFd) -> io::Result<()> {
         let e = io::Error::last_os_error();
         return match e.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) => Ok(()),
+            _ => Err(e),
+        };
+    }
+    Ok(())
+}
+
+/// A non-blocking receive call on an AF_XDP socket (`recvfrom(fd, NULL, 0,
+/// MSG_DONTWAIT)`): it moves nothing itself, but with `SO_BUSY_POLL` the
+/// kernel polls the queue's NAPI context inside it, and with need-wakeup it
+/// is the wake-up the fill ring asks for. EAGAIN and EBUSY are not errors.
+pub fn wake_rx(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: no buffer is passed (length 0); the kernel writes nothing of ours.
+    let rc = unsafe {
+        libc::recvfrom(fd.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut())
+    };
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::EINTR) => Ok(()),
             _ => Err(e),
         };
     }

@@ -94,6 +94,31 @@ impl XskSocket {
         Ok((sock, Tx { ring, fd, umem: umem_id }))
     }
 
+    /// Binds a socket with both data rings, an RX ring and a TX ring of
+    /// `entries` each: an end that answers what it receives (ping-pong).
+    pub fn bind_rx_tx(
+        umem: Umem,
+        entries: u32,
+        cfg: &SocketConfig,
+        on_busy: impl FnMut() -> io::Result<()>,
+    ) -> io::Result<(XskSocket, Rx, Tx)> {
+        let fd = umem.fd().clone();
+        for (ring, name) in [(libc::XDP_RX_RING, "RX"), (libc::XDP_TX_RING, "TX")] {
+            xdp::set_ring_size(&*fd, ring, entries).map_err(|e| context(&format!("{name} ring size {entries}"), e))?;
+        }
+        let off = xdp::mmap_offsets(&*fd)?;
+        let rx = RxRing::new(map_ring(&fd, off.rx, 16, entries, libc::XDP_PGOFF_RX_RING as u64)?, off.rx, entries)?;
+        let tx = TxRing::new(map_ring(&fd, off.tx, 16, entries, libc::XDP_PGOFF_TX_RING as u64)?, off.tx, entries)?;
+        if let Some(b) = cfg.tx_budget {
+            if let Err(e) = xdp::set_tx_budget(&*fd, b) {
+                log::info!("XDP_MAX_TX_SKB_BUDGET not available ({e}); the kernel default applies");
+            }
+        }
+        let umem_id = umem.frames().id();
+        let sock = Self::bind(umem, cfg, on_busy)?;
+        Ok((sock, Rx { ring: rx, fd: fd.clone(), umem: umem_id }, Tx { ring: tx, fd, umem: umem_id }))
+    }
+
     /// Binds to the queue, in zero-copy or copy mode as asked. A queue just
     /// released by another socket is busy for a moment (EBUSY): each of up
     /// to BUSY_TRIES tries is preceded by `on_busy`, which waits (and may
@@ -206,6 +231,20 @@ impl RxFrame {
     /// The received bytes.
     pub fn bytes<'u>(&self, frames: &'u Frames) -> &'u [u8] {
         &frames.bytes(&self.frame)[self.offset as usize..(self.offset + self.len) as usize]
+    }
+
+    /// Where in its frame the bytes start (the kernel's headroom in front).
+    pub fn offset(&self) -> u32 {
+        self.offset
+    }
+
+    /// How many bytes the descriptor holds.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The frame, to give back to the fill ring.
