@@ -57,6 +57,7 @@ fn lesson_list_names_every_lesson() {
         "af-xdp",
         "buffers",
         "cache",
+        "bypass",
     ] {
         assert!(out.contains(name), "{out}");
     }
@@ -230,6 +231,31 @@ fn lesson_12_cache_pollution_is_measured() {
     }
     assert!(f["claims"].as_array().unwrap().len() >= 2, "{f}");
     assert!(f["file_bytes"].as_u64().unwrap() >= 256 << 20, "transfers of at least 256 MiB: {f}");
+}
+
+#[test]
+fn lesson_13_where_bypass_pays_measures_every_path_and_waiting_style() {
+    if !privileged("lesson_13_where_bypass_pays") {
+        return;
+    }
+    let f = lesson(13);
+    // Which claims hold is this machine's finding (and the CI machine's load): each is
+    // decided by numbers the lesson measured, which must be there.
+    let rates = f["experiments"][0]["rows"].as_array().unwrap();
+    assert_eq!(rates.len(), 3, "udp, udp-mmsg, af-xdp: {f}");
+    for r in rates {
+        let k: f64 = r[1].as_str().unwrap().parse().unwrap();
+        assert!(k > 0.0, "{} delivered messages: {f}", r[0]);
+    }
+    let lats = f["experiments"][1]["rows"].as_array().unwrap();
+    assert_eq!(lats.len(), 6, "{f}");
+    for r in lats {
+        let p50: f64 = r[2].as_str().unwrap().parse().unwrap();
+        assert!(p50 > 0.0, "{} {} timed round trips: {f}", r[0], r[1]);
+    }
+    assert_eq!(f["claims"].as_array().unwrap().len(), 4, "{f}");
+    // A spinning server never sleeps, on any machine: it never asks to.
+    assert_holds(&f, "A blocking receiver sleeps about once per message");
 }
 
 /// The ```sh blocks of a Markdown text.

@@ -10,6 +10,7 @@
 
 mod af_xdp;
 mod buffers;
+mod bypass;
 mod cache;
 mod direct_io;
 mod mmap_write;
@@ -65,6 +66,7 @@ pub const LESSONS: &[Lesson] = &[
     buffers::LESSON,
     receive::LESSON,
     cache::LESSON,
+    bypass::LESSON,
 ];
 
 pub fn find(number: u32) -> Option<&'static Lesson> {
