@@ -3,11 +3,14 @@
 # and let `zclab bench` make a file of random bytes and move it by every
 # data path, three times each, interleaved (A B C ... A B C ...), beside
 # iperf3 and the machine's ceilings (memcpy, O_DIRECT reads, AF_XDP
-# frames only), with the kernel's own counters (--trace). It prints a table
-# and writes the charts and report.html into ./zclab-demo-report. The
-# environment goes down at the end, also on failure or Ctrl-C.
+# frames only), with the kernel's own counters (--trace); then small
+# messages (--latency): 64-byte messages one way by udp, udp-mmsg and
+# af-xdp, and round trips by tcp, udp and af-xdp, blocking, spinning and
+# busy polling, beside sockperf. It prints the tables and writes the charts
+# and report.html into ./zclab-demo-report. The environment goes down at
+# the end, also on failure or Ctrl-C.
 #
-#   scripts/demo.sh                       # 256 MiB, about a minute here
+#   scripts/demo.sh                       # 256 MiB, about three minutes here
 #   ZCLAB_DEMO_MIB=1024 scripts/demo.sh   # a larger file
 #   ZCLAB_DEMO_OUT=DIR scripts/demo.sh    # the report elsewhere
 #   TRACE=0 scripts/demo.sh               # without the kernel's counters
@@ -44,6 +47,8 @@ trace=()
 [ "${TRACE:-1}" = 1 ] && trace=(--trace)
 
 echo
-echo "== zclab bench: a ${mib} MiB file, every mode 3 times, interleaved, beside iperf3 and the ceilings"
-"$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --peers --ceilings "${trace[@]}" --out "$out"
+echo "== zclab bench: a ${mib} MiB file, every mode 3 times, interleaved, beside iperf3 and the ceilings;"
+echo "   then small messages (rate and round trips), beside sockperf"
+"$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --peers --ceilings "${trace[@]}" \
+    --latency --latency-count 5000 --rate-seconds 1 --out "$out"
 echo "   open $out/report.html to see the charts"

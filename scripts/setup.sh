@@ -8,12 +8,13 @@
 #               the tests also list loaded BPF programs with it
 #   nftables    the trace test drops packets in a router namespace on purpose
 #   ethtool     lesson 4 turns scatter-gather of the lab's veth off and on
-#   iperf3      zclab bench --peers runs it beside zclab's paths
+#   iperf3      zclab bench --peers runs it beside zclab's file paths
+#   sockperf    zclab bench --latency --peers runs its ping-pong beside zclab latency
 #   chromium, fonts-dejavu-core: a test renders the bench's report.html headless and
 #               looks at the screenshot
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 chromium fonts-dejavu-core)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 sockperf chromium fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

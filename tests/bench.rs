@@ -375,3 +375,84 @@ fn af_xdp_frame_layouts_and_queues_run_side_by_side() {
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(csv.contains("af-xdp,false,contiguous,2,"), "{csv}");
 }
+
+#[test]
+fn latency_and_rate_run_side_by_side_beside_sockperf_and_land_in_every_output() {
+    if !privileged("latency_and_rate_run_side_by_side_beside_sockperf") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = bench_namespaces();
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let o = run_zclab(&[
+        "bench",
+        "--modes",
+        "none",
+        "--latency",
+        "--latency-count",
+        "300",
+        "--rate-seconds",
+        "0.2",
+        "--runs",
+        "2",
+        "--peers",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&o);
+    assert!(r["summaries"].as_array().unwrap().is_empty(), "no file path ran");
+    let m = &r["messages"];
+    let sums = m["summaries"].as_array().unwrap();
+    assert_eq!(sums.len(), 14, "5 rate and 9 latency settings: {m}");
+    for s in sums {
+        assert_eq!(s["runs"], 2, "{s}");
+        match s["cell"]["workload"].as_str().unwrap() {
+            "rate" => assert!(s["delivered_per_s"]["median"].as_f64().unwrap() > 0.0, "{s}"),
+            _ => {
+                let (p50, p99) = (s["p50_us"]["median"].as_f64().unwrap(), s["p99_us"]["median"].as_f64().unwrap());
+                assert!(0.0 < p50 && p50 <= p99, "{s}");
+            }
+        }
+    }
+    let peers = m["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "sockperf over UDP and TCP: {m}");
+    for p in peers {
+        assert!(p[1]["median"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    // Every run in runs.json: the 14 settings round by round, then sockperf's runs.
+    let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
+    let cells: Vec<String> = runs.as_array().unwrap().iter().map(|r| format!("{} {}", r["kind"], r["cell"])).collect();
+    assert_eq!(cells.len(), 2 * 14 + 4, "{cells:?}");
+    assert_eq!(&cells[..14], &cells[14..28], "round-robin, every setting once a round: {cells:?}");
+    let rounds: Vec<u64> = runs.as_array().unwrap().iter().map(|r| r["round"].as_u64().unwrap()).collect();
+    assert!(rounds[..14].iter().all(|r| *r == 0) && rounds[14..28].iter().all(|r| *r == 1), "{rounds:?}");
+    let sp = &runs.as_array().unwrap()[28..];
+    assert!(sp.iter().all(|r| r["kind"] == "sockperf" && r["p50_us"].as_f64().unwrap() > 0.0), "{sp:?}");
+    // The median in the summary is the median of the two runs.
+    let all = runs.as_array().unwrap();
+    let udp_block: Vec<f64> = all
+        .iter()
+        .filter(|r| r["kind"] == "latency" && r["cell"]["mode"] == "udp" && r["cell"]["wait"] == "block")
+        .map(|r| r["latency"]["p50_us"].as_f64().unwrap())
+        .collect();
+    let s = sums
+        .iter()
+        .find(|s| s["cell"]["workload"] == "latency" && s["cell"]["mode"] == "udp" && s["cell"]["wait"] == "block")
+        .unwrap();
+    assert!((s["p50_us"]["median"].as_f64().unwrap() - (udp_block[0] + udp_block[1]) / 2.0).abs() < 1e-9, "{s}");
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 15, "a header and 14 rows: {csv}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(csv.lines().all(|l| l.split(',').count() == header.len()), "every row as wide as the header: {csv}");
+    assert!(header.contains(&"p99_us_median") && header.contains(&"delivered_per_s_median"));
+    let svg = std::fs::read_to_string(out.join("latency.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 9, "a line per latency setting");
+    assert!(std::fs::read_to_string(out.join("rate.svg")).unwrap().contains(">af-xdp spin<"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Small messages</h2>") && html.contains("sockperf ping-pong udp"), "the section is in the report");
+    assert_eq!(html.matches("<svg").count(), 2, "the rate and the percentile charts inline, no file charts");
+    assert_eq!(bench_namespaces(), before, "the bench's own environment is removed");
+}

@@ -44,6 +44,12 @@ pub fn bars(
         })
         .collect();
     all.extend(peers.iter().map(|(n, s)| (n.clone(), *s, "#909090")));
+    spread_bars(title, axis, &all, lines)
+}
+
+/// A horizontal bar per (label, spread, colour): the median as a bar, the
+/// min-max as a whisker; `lines` dashed across all bars.
+pub fn spread_bars(title: &str, axis: &str, all: &[(String, Spread, &str)], lines: &[Ceiling]) -> String {
     let max = all.iter().map(|r| r.1.max).chain(lines.iter().map(|l| l.gbit_per_s)).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
     let h = TOP + ROW * all.len() as f64 + 40.0 + 16.0 * lines.len() as f64;
     // Room on the left for the longest label (about 6.6 px a character at 12 px).
@@ -213,6 +219,83 @@ pub fn lines(
     s + "</svg>\n"
 }
 
+/// Round-trip percentiles, a line per series (mode and wait), on a log
+/// scale of microseconds: the x axis is the percentile (p50, p90, p99,
+/// p99.9, p99.99), evenly spaced, as latency tails are usually drawn.
+pub fn percentiles(title: &str, xs: &[&str], series: &[(String, Vec<f64>)]) -> String {
+    const H: f64 = 380.0;
+    const L: f64 = 70.0;
+    const R: f64 = 30.0;
+    const T: f64 = 50.0;
+    const B: f64 = 50.0;
+    let legend_y = H - B + 40.0;
+    let height = legend_y + 16.0 * series.len() as f64;
+    let vals = series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| *v > 0.0);
+    let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo > hi { (1.0, 10.0) } else { (10f64.powf(lo.log10().floor()), 10f64.powf(hi.log10().ceil())) };
+    let (llo, lhi) = (lo.log10(), hi.log10().max(lo.log10() + 1.0));
+    let px = |i: usize| L + i as f64 / (xs.len().max(2) - 1) as f64 * (W - L - R);
+    let py = |v: f64| H - B - (v.max(lo).log10() - llo) / (lhi - llo) * (H - T - B);
+    let palette = ["#4878a8", "#a86448", "#58a858", "#a8a848", "#8858a8", "#48a8a8", "#a84888", "#666666", "#c87820", "#2080c8"];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height}\" viewBox=\"0 0 {W} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{L}\" y=\"20\" font-size=\"15\" font-weight=\"bold\">{}</text>\n\
+         <text x=\"{L}\" y=\"38\" fill=\"#555\">round trip, microseconds (log scale; median of runs) by percentile</text>\n\
+         <line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\n\
+         <line x1=\"{L}\" x2=\"{L}\" y1=\"{T}\" y2=\"{:.1}\" stroke=\"#888\"/>\n",
+        esc(title),
+        W - R,
+        H - B,
+        H - B,
+        H - B
+    );
+    // A tick and a faint line at every power of ten.
+    let mut decade = lo;
+    while decade <= hi * 1.0001 {
+        let y = py(decade);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>",
+            W - R,
+            L - 4.0,
+            y + 4.0,
+            fmt(decade)
+        );
+        decade *= 10.0;
+    }
+    for (i, x) in xs.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
+            px(i),
+            H - B + 16.0,
+            esc(x)
+        );
+    }
+    for (i, (name, v)) in series.iter().enumerate() {
+        let color = palette[i % palette.len()];
+        let pts: Vec<String> = v.iter().enumerate().map(|(j, v)| format!("{:.1},{:.1}", px(j), py(*v))).collect();
+        let _ = writeln!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>", pts.join(" "));
+        for (j, v) in v.iter().enumerate() {
+            let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>", px(j), py(*v));
+        }
+        let y = legend_y + 16.0 * i as f64;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>\
+             <text x=\"{:.1}\" y=\"{y:.1}\" fill=\"{color}\">{}</text>",
+            L + 24.0,
+            y - 4.0,
+            y - 4.0,
+            L + 30.0,
+            esc(name)
+        );
+    }
+    s + "</svg>\n"
+}
+
 fn fmt(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -256,6 +339,18 @@ mod tests {
             zerocopy_copied: None,
             kernel_copies_per_byte: None,
         }
+    }
+
+    #[test]
+    fn percentiles_draw_a_line_per_series_on_a_log_scale() {
+        let svg = percentiles("RTT", &["p50", "p99"], &[("udp".into(), vec![50.0, 70.0]), ("af-xdp".into(), vec![3.7, 4.4])]);
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 4);
+        // Decades 1, 10, 100 bound 3.7 to 70.
+        for d in [">1.00<", ">10.0<", ">100<"] {
+            assert!(svg.contains(d), "{d}: {svg}");
+        }
+        assert!(svg.contains(">af-xdp<") && !svg.contains(">p99.9<"));
     }
 
     #[test]

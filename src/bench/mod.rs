@@ -10,6 +10,7 @@
 mod ceilings;
 mod chart;
 mod html;
+pub mod messages;
 mod peers;
 mod xsk_ceiling;
 
@@ -68,6 +69,8 @@ pub struct BenchConfig {
     pub ceilings: bool,
     /// Run iperf3 (`-F` and `-Z -F`) on the same environment and file too.
     pub peers: bool,
+    /// The small-message section (`--latency`): rate and latency beside the files.
+    pub latency: Option<messages::MsgConfig>,
 }
 
 /// One cell of the matrix: a path and every setting it runs with.
@@ -134,7 +137,7 @@ pub struct BenchRun {
 }
 
 /// Median and range of one figure.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Spread {
     pub median: f64,
     pub min: f64,
@@ -208,6 +211,8 @@ pub struct BenchResult {
     pub ceilings: Vec<Ceiling>,
     /// The ends ran pinned (sender on CPU 0, receiver on CPU 1).
     pub pinned: bool,
+    /// The small-message section, if it ran.
+    pub messages: Option<messages::MsgResult>,
 }
 
 /// The cells of one round, in the order they run: per environment, file
@@ -288,8 +293,8 @@ fn progress_bar(total: usize) -> indicatif::ProgressBar {
 /// into `cfg.out`; returns what it found.
 pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     crate::netns::require_privileges("zclab bench (it makes or enters a lab environment)")?;
-    if cfg.modes.is_empty() || cfg.runs == 0 || cfg.caches.is_empty() || cfg.sizes.is_empty() {
-        bail!("nothing to run: give at least one mode, one cache setting, one size and one run");
+    if (cfg.modes.is_empty() && cfg.latency.is_none()) || cfg.runs == 0 || cfg.caches.is_empty() || cfg.sizes.is_empty() {
+        bail!("nothing to run: give at least one mode (or --latency), one cache setting, one size and one run");
     }
     std::fs::create_dir_all(&cfg.out).with_context(|| format!("cannot create {}", cfg.out.display()))?;
     // One environment per MTU swept (the bench's own), or the one named.
@@ -316,15 +321,18 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             v
         }
     };
-    // One file per size, made once.
+    // One file per size, made once (none for a bench of messages only).
     let mut files = Vec::new();
-    for &size in &cfg.sizes {
+    for &size in cfg.sizes.iter().filter(|_| !cfg.modes.is_empty()) {
         let file = cfg.out.join(format!(".bench-file-{}-{size}", std::process::id()));
         files.push((size, Removed(file.clone())));
         run::make_random_file(&file, size)?;
     }
     let file_of = |size: u64| files.iter().find(|(s, _)| *s == size).map(|(_, f)| f.0.clone()).expect("a file per size");
-    let direct = crate::sys::file::dio_align(&std::fs::File::open(file_of(cfg.sizes[0]))?)?.is_some();
+    let direct = match files.first() {
+        Some((_, f)) => crate::sys::file::dio_align(&std::fs::File::open(&f.0)?)?.is_some(),
+        None => true,
+    };
     if !direct {
         log::warn!(
             "{} is on a filesystem without direct I/O (tmpfs?): cold runs are not cold and af-xdp cannot skip the page cache",
@@ -335,7 +343,11 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     // A first round of every cell, not counted: the first run of a path
     // after making a big file pays for memory the kernel touches for the
     // first time (it was up to twice as slow here).
-    let total = cells.len() + cfg.runs as usize * (cells.len() + if cfg.peers { peers::PEERS.len() } else { 0 });
+    let msg_cells = if cfg.latency.is_some() { messages::cells() } else { Vec::new() };
+    let file_peers = if cfg.peers && !cells.is_empty() { peers::PEERS.len() } else { 0 };
+    let msg_peers = if cfg.peers && !msg_cells.is_empty() { messages::SOCKPERF.len() } else { 0 };
+    let total = cells.len() + msg_cells.len() + cfg.runs as usize * (cells.len() + msg_cells.len() + file_peers + msg_peers);
+    let (mut msg_runs, mut sockperf_runs) = (Vec::new(), Vec::new());
     let bar = progress_bar(total);
     let mut peer_runs = Vec::new();
     let mut runs = Vec::with_capacity(total);
@@ -356,10 +368,35 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             }
             bar.inc(1);
         }
+        if let Some(mcfg) = &cfg.latency {
+            for cell in &msg_cells {
+                crate::interrupt::check()?;
+                let what = if counted { format!("round {round}") } else { "a first round, not counted".into() };
+                bar.set_message(format!("{} {}, {what}", format!("{:?}", cell.workload).to_lowercase(), cell.label()));
+                port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
+                let r = messages::run_cell(cell, &envs[0].1, port, cfg.pin, mcfg, round.saturating_sub(1))
+                    .with_context(|| format!("the {:?} {} run failed", cell.workload, cell.label()))?;
+                if counted {
+                    msg_runs.push(r);
+                }
+                bar.inc(1);
+            }
+        }
         if !counted {
             continue;
         }
-        if cfg.peers {
+        if let (true, Some(mcfg)) = (msg_peers > 0, &cfg.latency) {
+            let names = crate::netns::EnvNames::new(&envs[0].1)?;
+            for (name, tcp) in messages::SOCKPERF {
+                crate::interrupt::check()?;
+                bar.set_message(format!("{name}, round {round}"));
+                port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
+                let secs = mcfg.seconds.max(1.0);
+                sockperf_runs.push(messages::sockperf(&names, port, tcp, mcfg.size, secs, cfg.pin, round - 1)?);
+                bar.inc(1);
+            }
+        }
+        if file_peers > 0 {
             // On the first environment and file, after this round's modes.
             let names = crate::netns::EnvNames::new(&envs[0].1)?;
             for (name, z) in peers::PEERS {
@@ -374,7 +411,7 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     }
     bar.finish_and_clear();
     let mut lines = Vec::new();
-    if cfg.ceilings {
+    if cfg.ceilings && !files.is_empty() {
         lines.push(ceilings::memcpy());
         match ceilings::direct_read(&file_of(cfg.sizes[0])) {
             Some(c) => lines.push(c),
@@ -396,8 +433,14 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
             Spread::of(&g).map(|s| (name.to_string(), s))
         })
         .collect();
-    write_outputs(cfg, &runs, &summaries, &lines, &peer_runs, &peers, direct)?;
-    Ok(BenchResult { summaries, peers, ceilings: lines, pinned: cfg.pin })
+    let msgs = cfg.latency.as_ref().map(|m| messages::MsgResult {
+        size: m.size,
+        summaries: messages::summarize(&msg_runs, &msg_cells),
+        peers: messages::summarize_peers(&sockperf_runs),
+    });
+    let outputs = Outputs { runs: &runs, summaries: &summaries, lines: &lines, peer_runs: &peer_runs, peers: &peers, direct };
+    write_outputs(cfg, &outputs, msgs.as_ref().map(|m| (m, msg_runs.as_slice(), sockperf_runs.as_slice())))?;
+    Ok(BenchResult { summaries, peers, ceilings: lines, pinned: cfg.pin, messages: msgs })
 }
 
 /// One run of one cell.
@@ -574,6 +617,9 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
     for c in &result.ceilings {
         let _ = writeln!(s, "ceiling   {}: {:.1} Gbit/s", c.name, c.gbit_per_s);
     }
+    if let Some(m) = &result.messages {
+        s += &messages::text(m, m.size, result.pinned);
+    }
     let _ = writeln!(s, "\nruns.json, summary.csv, the SVG charts and report.html are in {}", out.display());
     s
 }
@@ -646,26 +692,61 @@ const SWEEPS: [Sweep; 4] = [
     },
 ];
 
-fn write_outputs(
-    cfg: &BenchConfig,
-    runs: &[BenchRun],
-    summaries: &[Summary],
-    lines: &[Ceiling],
-    peer_runs: &[PeerRun],
-    peers: &[(String, Spread)],
+/// What the file section leaves for the outputs.
+struct Outputs<'a> {
+    runs: &'a [BenchRun],
+    summaries: &'a [Summary],
+    lines: &'a [Ceiling],
+    peer_runs: &'a [PeerRun],
+    peers: &'a [(String, Spread)],
     direct: bool,
-) -> Result<()> {
+}
+
+type MsgOutputs<'a> = (&'a messages::MsgResult, &'a [messages::MsgRun], &'a [messages::SockperfRun]);
+
+fn write_outputs(cfg: &BenchConfig, o: &Outputs<'_>, msgs: Option<MsgOutputs<'_>>) -> Result<()> {
+    let Outputs { runs, summaries, lines, peer_runs, peers, direct } = *o;
     let w = |name: &str, bytes: &[u8]| {
         std::fs::write(cfg.out.join(name), bytes).with_context(|| format!("writing {}", cfg.out.join(name).display()))
     };
-    w("runs.json", &serde_json::to_vec_pretty(runs)?)?;
+    // Every run in one array: the file paths' runs, then the messages' (with a "kind").
+    let mut all: Vec<serde_json::Value> = runs.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
+    if let Some((_, mruns, sruns)) = msgs {
+        all.extend(mruns.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?);
+        for r in sruns {
+            let mut v = serde_json::to_value(r)?;
+            v["kind"] = "sockperf".into();
+            all.push(v);
+        }
+    }
+    w("runs.json", &serde_json::to_vec_pretty(&all)?)?;
     if !lines.is_empty() {
         w("ceilings.json", &serde_json::to_vec_pretty(lines)?)?;
     }
     if !peer_runs.is_empty() {
         w("peers.json", &serde_json::to_vec_pretty(peer_runs)?)?;
     }
-    w("summary.csv", csv(summaries).as_bytes())?;
+    let mut table = csv(summaries);
+    let mut msg_page = None;
+    if let (Some((m, _, _)), Some(mcfg)) = (msgs, &cfg.latency) {
+        let mut lines = table.lines();
+        let header = lines.next().unwrap_or_default().to_string();
+        let file_columns = header.split(',').count();
+        let mut t = format!("{header},{}\n", messages::CSV_COLUMNS);
+        for l in lines {
+            t += &format!("{l}{}\n", ",".repeat(messages::CSV_COLUMNS.split(',').count()));
+        }
+        for row in &m.summaries {
+            t += &messages::csv_row(row, file_columns, mcfg.size);
+            t += "\n";
+        }
+        table = t;
+        let (rate, pct) = (messages::rate_svg(m), messages::percentile_svg(m));
+        w("rate.svg", rate.as_bytes())?;
+        w("latency.svg", pct.as_bytes())?;
+        msg_page = Some((m, rate, pct));
+    }
+    w("summary.csv", table.as_bytes())?;
     let gbit =
         chart::bars("Throughput by path", "Gbit/s (median, min-max)", summaries, peers, lines, chart::THROUGHPUT_COLORS, |m| {
             m.gbit_per_s
@@ -699,7 +780,9 @@ fn write_outputs(
         w(sweep.file, svg.as_bytes())?;
         sweeps.push((sweep.what, svg));
     }
-    let page = html::Page { rows: summaries, gbit_svg: &gbit, cpu_svg: &cpu, sweeps: &sweeps, ceilings: lines, peers, direct };
+    let messages = msg_page.as_ref().map(|(m, r, p)| (*m, r.as_str(), p.as_str()));
+    let page =
+        html::Page { rows: summaries, gbit_svg: &gbit, cpu_svg: &cpu, sweeps: &sweeps, ceilings: lines, peers, direct, messages };
     w("report.html", html::report(cfg, &page).as_bytes())?;
     Ok(())
 }

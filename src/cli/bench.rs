@@ -14,8 +14,14 @@ The bench makes its own lab environment (unless --env names one) and a file of r
 bytes, runs every mode in turn (A B C A B C ...) so that whatever else the machine does
 hits them alike, and reports each figure as the median and the range of its runs. Cold
 runs evict the file from the page cache first. It writes runs.json, summary.csv,
-gbit.svg, cpu.svg and report.html into --out. Example:
-    zclab bench --size 256M --runs 5 --out /var/tmp/zclab-bench")]
+gbit.svg, cpu.svg and report.html into --out. Examples:
+    zclab bench --size 256M --runs 5 --out /var/tmp/zclab-bench
+    zclab bench --modes none --latency --peers     # small messages only, beside sockperf
+
+--latency adds small messages: a rate section (64-byte messages one way by udp, udp-mmsg
+and af-xdp, blocking and spinning) and a latency section (round trips by tcp, udp and
+af-xdp, each blocking, spinning and busy polling), interleaved with the files, with
+rate.svg and latency.svg (p50 to p99.99, log scale); --peers then runs sockperf too.")]
 pub struct BenchArgs {
     /// An environment made by `zclab env up` (default: the bench makes one and removes it).
     #[arg(long, value_name = "NAME")]
@@ -24,7 +30,7 @@ pub struct BenchArgs {
     /// file size (one file each), e.g. 16M,256M,1G.
     #[arg(long, default_value = "256M", value_name = "SIZE|LIST")]
     pub size: String,
-    /// The modes to run, comma-separated, or `all`.
+    /// The modes to run, comma-separated, `all`, or `none` (with --latency: messages only).
     #[arg(long, default_value = "all", value_name = "all|LIST")]
     pub modes: String,
     /// Runs of each mode in each setting.
@@ -72,13 +78,27 @@ pub struct BenchArgs {
     /// Also run iperf3 (-F FILE, and -Z -F FILE) on the same environment and file each round.
     #[arg(long)]
     pub peers: bool,
+    /// Also measure small messages: `zclab rate` and `zclab latency` side by side (see above).
+    #[arg(long)]
+    pub latency: bool,
+    /// With --latency: round trips timed per latency run.
+    #[arg(long, default_value_t = 10_000, value_name = "N", requires = "latency")]
+    pub latency_count: u64,
+    /// With --latency: seconds per rate run.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS", requires = "latency")]
+    pub rate_seconds: f64,
     /// Print the summaries as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn exec(a: BenchArgs) -> Result<bool> {
-    let modes = if a.modes == "all" {
+    let modes = if a.modes == "none" {
+        if !a.latency {
+            bail!("--modes none runs no file path: give --latency, or some modes");
+        }
+        Vec::new()
+    } else if a.modes == "all" {
         Mode::ALL.to_vec()
     } else {
         a.modes
@@ -125,6 +145,21 @@ pub fn exec(a: BenchArgs) -> Result<bool> {
         trace: a.trace,
         ceilings: a.ceilings,
         peers: a.peers,
+        latency: if a.latency {
+            if !(1..=10_000_000).contains(&a.latency_count) {
+                bail!("--latency-count must be between 1 and 10000000");
+            }
+            if !(a.rate_seconds > 0.0 && a.rate_seconds <= 60.0) {
+                bail!("--rate-seconds must be more than 0 and at most 60");
+            }
+            Some(zclab::bench::messages::MsgConfig {
+                count: a.latency_count,
+                seconds: a.rate_seconds,
+                size: zclab::messages::DEFAULT_SIZE,
+            })
+        } else {
+            None
+        },
     };
     let result = zclab::bench::bench(&cfg)?;
     print(a.json, &result, |r| zclab::bench::text(r, &a.out));

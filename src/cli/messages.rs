@@ -45,8 +45,9 @@ pub struct EndArgs {
     #[arg(long, conflicts_with = "busy_poll")]
     pub spin: bool,
     /// Wait by busy polling: the kernel polls the device's queue for up to USECS inside a
-    /// receive before it sleeps (SO_BUSY_POLL with SO_PREFER_BUSY_POLL). It needs a queue with
-    /// a NAPI context: on veth, one with an XDP program or GRO.
+    /// receive before it sleeps (SO_BUSY_POLL with SO_PREFER_BUSY_POLL). af-xdp: non-blocking
+    /// receive calls in a loop, inside which the kernel busy-polls. On the lab's veth, kernel
+    /// UDP and TCP still slept for every message (lesson 13).
     #[arg(long, value_name = "USECS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub busy_poll: Option<u32>,
     /// Packets per busy poll (SO_BUSY_POLL_BUDGET; default 64).

@@ -119,21 +119,27 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 block.server.ctx_switches_per_msg, spin.server.ctx_switches_per_msg
             ),
         ),
-        Claim::new(
-            "Busy polling (SO_BUSY_POLL 50 us) shortens the UDP round trip",
-            busy.p50_us < 0.9 * block.p50_us,
-            format!(
-                "p50 {:.1} us busy polling against {:.1} us blocking ({:.2} sleeps per message busy polling){}",
-                busy.p50_us,
-                block.p50_us,
-                busy.server.ctx_switches_per_msg,
-                if busy.p50_us < 0.9 * block.p50_us {
-                    ""
-                } else {
-                    ": a veth without XDP or GRO delivers through the backlog, with no NAPI context to poll"
-                }
-            ),
-        ),
+        {
+            // Busy polling works when the receiver stops sleeping; a p50 a little lower
+            // with a sleep per message still is the noise of one run, not busy polling.
+            let polled = busy.server.ctx_switches_per_msg < 0.5;
+            let holds = polled && busy.p50_us < 0.9 * block.p50_us;
+            Claim::new(
+                "Busy polling (SO_BUSY_POLL 50 us) shortens the UDP round trip",
+                holds,
+                format!(
+                    "p50 {:.1} us busy polling against {:.1} us blocking; the server slept {:.2} times per message busy polling{}",
+                    busy.p50_us,
+                    block.p50_us,
+                    busy.server.ctx_switches_per_msg,
+                    if polled {
+                        ""
+                    } else {
+                        " (the server still slept for every message: busy polling never caught one on this veth)"
+                    }
+                ),
+            )
+        },
         Claim::new(
             "AF_XDP's round trip is shorter than kernel UDP's, each at its best (both ends spinning)",
             xdp_spin.p50_us < spin.p50_us && xdp_spin.p99_us <= spin.p99_us,

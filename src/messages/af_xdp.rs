@@ -24,9 +24,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// Frames of the UMEM (4096 bytes each): half for the fill ring, half to send from.
+/// Frames of the UMEM (4096 bytes each): half for the fill ring, half to
+/// send from; an end that only receives (a rate server) gives the fill ring all.
 const FRAMES: u32 = 4096;
-/// Entries of every ring: the fill ring holds half the frames.
+/// Entries of every ring: the fill ring holds half the frames (or all).
 const RING: u32 = 2048;
 /// Descriptors taken off the RX ring at once.
 const BATCH: u32 = 64;
@@ -89,7 +90,11 @@ impl XdpLink {
         } else {
             None
         };
-        let umem = Umem::new(&UmemConfig::chunks(4096, FRAMES, RING, RING))?;
+        // A stream's receiver sends nothing: every frame can wait on the fill ring, which
+        // rides out more of the moments it is not running (drops for an empty fill ring).
+        let only_receives = receives && hello.kind == super::control::Kind::Rate;
+        let fill_size = if only_receives { FRAMES } else { RING };
+        let umem = Umem::new(&UmemConfig::chunks(4096, FRAMES, fill_size, RING))?;
         let (busy_poll_us, busy_poll_budget) = match end.wait {
             Wait::BusyPoll { usecs, budget } => (Some(usecs), Some(budget)),
             _ => (None, None),
@@ -102,7 +107,7 @@ impl XdpLink {
         };
         let bind = end.xdp.bind_mode.unwrap_or(BindMode::Auto);
         let (mut sock, rx, tx) =
-            XskSocket::bind_rx_tx(umem, RING, &iface.socket_config(end.xdp.queue, bind, &knobs), wait_for_busy_queue)
+            XskSocket::bind_rx_tx(umem, fill_size, &iface.socket_config(end.xdp.queue, bind, &knobs), wait_for_busy_queue)
                 .map_err(|e| socket_error(&iface.name, e))?;
         let mut steering = steering;
         if let Some(s) = &mut steering {
@@ -110,7 +115,7 @@ impl XdpLink {
         }
         let frames = sock.umem_mut().frames_mut();
         let mut free: Vec<Frame> = std::iter::from_fn(|| frames.alloc(PoolId(0))).collect();
-        let mut fill = free.split_off(free.len() / 2);
+        let mut fill = free.split_off(if only_receives { 0 } else { free.len() / 2 });
         sock.umem_mut().fill(&mut fill).map_err(io::Error::other)?;
         let template =
             FrameTemplate { src_mac: iface.mac, dst_mac, src_ip: src.into(), dst_ip: dst.into(), src_port: port, dst_port: port };

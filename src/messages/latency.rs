@@ -151,8 +151,9 @@ pub fn run(cfg: &LatencyConfig) -> Result<LatencyReport> {
     info.syscalls -= syscalls_at_start;
     let cost = meter.map(|m| m.finish(info.syscalls)).unwrap_or_default();
     let kernel = testimony.finish();
-    drop(s.link);
+    // Done before the path is torn down: the server's clock stops when it hears it.
     s.ctl.send(&Done { sent: total })?;
+    drop(s.link);
     let v: Verdict = s.ctl.recv(Duration::from_secs(5), "verdict")?;
     if let Some(e) = v.error {
         bail!("the server failed: {e}");

@@ -14,8 +14,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// How long one wait for messages lasts before the server looks at its
-/// control connection and at Ctrl-C.
-const SLICE: Duration = Duration::from_millis(50);
+/// control connection and at Ctrl-C: a blocking end sleeps through it; an
+/// end that spins or busy-polls burns it, so its slice is short (the idle
+/// time after the last message would otherwise be charged to the messages).
+fn slice(wait: super::Wait) -> Duration {
+    match wait {
+        super::Wait::Block => Duration::from_millis(50),
+        _ => Duration::from_millis(1),
+    }
+}
 /// How often a server that is busy with messages looks at the control connection.
 const LOOK: Duration = Duration::from_millis(10);
 /// After the client's Done: the quiet that ends a rate session, and the most it waits.
@@ -79,18 +86,18 @@ pub fn serve(cfg: &ServeConfig) -> Result<ServerReport> {
         }
     };
     let mut link = link;
-    let mut testimony = Testimony::prepare(cfg.end.trace, None, None);
-    let meter = CostMeter::start();
-    testimony.start();
+    let mut clock = Clock::new(cfg.end.trace);
     let (messages, stream) = match hello.kind {
-        Kind::Latency => (echo(&mut *link, &mut ctl, cfg.end.timeout)?, None),
+        Kind::Latency => (echo(&mut *link, &mut ctl, cfg.end.timeout, slice(cfg.end.wait), &mut clock)?, None),
         Kind::Rate => {
-            let c = count(&mut *link, &mut ctl, cfg.end.timeout)?;
+            let c = count(&mut *link, &mut ctl, cfg.end.timeout, slice(cfg.end.wait), &mut clock)?;
             (c.delivered + c.duplicated, Some(c))
         }
     };
     let info = link.info();
-    let cost = meter.finish(info.syscalls);
+    let (meter, syscalls_before, testimony) =
+        clock.started.unwrap_or_else(|| (CostMeter::start(), info.syscalls, clock.testimony.take().expect("not started")));
+    let cost = meter.finish(info.syscalls - syscalls_before);
     let kernel = testimony.finish();
     let server = EndCost::new(cfg.end.wait, cost, messages, info, kernel);
     ctl.send(&Verdict { server: server.clone(), stream: stream.clone(), error: None })?;
@@ -138,13 +145,36 @@ fn open(hello: &Hello, ctl: &mut Control, listener: &TcpListener, end: &EndConfi
     Ok(link)
 }
 
+/// The server's costs are counted from the first message on: the time
+/// before it (the client opening its end of the path) is not the path's.
+struct Clock {
+    testimony: Option<Testimony>,
+    started: Option<(CostMeter, u64, Testimony)>,
+}
+
+impl Clock {
+    fn new(trace: bool) -> Clock {
+        Clock { testimony: Some(Testimony::prepare(trace, None, None)), started: None }
+    }
+
+    /// The first message came: the costs count from here (less that message's call).
+    fn first(&mut self, link: &dyn Link) {
+        if self.started.is_none() {
+            let mut t = self.testimony.take().expect("prepared once");
+            t.start();
+            self.started = Some((CostMeter::start(), link.info().syscalls.saturating_sub(1), t));
+        }
+    }
+}
+
 /// Answers messages until the client is done; returns how many.
-fn echo(link: &mut dyn Link, ctl: &mut Control, timeout: Duration) -> Result<u64> {
+fn echo(link: &mut dyn Link, ctl: &mut Control, timeout: Duration, slice: Duration, clock: &mut Clock) -> Result<u64> {
     let (mut echoed, mut last_msg, mut last_look) = (0u64, Instant::now(), Instant::now());
     loop {
-        let n = link.echo(SLICE)?;
+        let n = link.echo(slice)?;
         let now = Instant::now();
         if n > 0 {
+            clock.first(link);
             echoed += n as u64;
             last_msg = now;
         }
@@ -152,7 +182,8 @@ fn echo(link: &mut dyn Link, ctl: &mut Control, timeout: Duration) -> Result<u64
             let _: Done = ctl.recv(Duration::from_secs(3), "Done")?;
             return Ok(echoed);
         }
-        if now - last_look >= LOOK {
+        // Idle for a slice, or busy for a while: look at the control connection.
+        if n == 0 || now - last_look >= LOOK {
             last_look = now;
             crate::interrupt::check()?;
             if ctl.readable()? {
@@ -167,17 +198,18 @@ fn echo(link: &mut dyn Link, ctl: &mut Control, timeout: Duration) -> Result<u64
 }
 
 /// Counts messages until the client is done and the stragglers are in.
-fn count(link: &mut dyn Link, ctl: &mut Control, timeout: Duration) -> Result<StreamCount> {
+fn count(link: &mut dyn Link, ctl: &mut Control, timeout: Duration, slice: Duration, clock: &mut Clock) -> Result<StreamCount> {
     let mut c = Counter::default();
     let (mut done, mut last_look, started) = (None::<(u64, Instant)>, Instant::now(), Instant::now());
     loop {
-        let n = link.receive(SLICE, &mut |seq| c.note(seq))?;
+        let n = link.receive(slice, &mut |seq| c.note(seq))?;
         let now = Instant::now();
         if n > 0 {
+            clock.first(link);
             c.mark(now);
         }
         match done {
-            None if now - last_look >= LOOK => {
+            None if n == 0 || now - last_look >= LOOK => {
                 last_look = now;
                 crate::interrupt::check()?;
                 if ctl.readable()? {

@@ -181,8 +181,8 @@ pub fn poll_two(a: &impl AsRawFd, b: &impl AsRawFd, events: libc::c_short, timeo
 /// Busy polling on any socket: `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`
 /// (microseconds a blocking receive spins on the device's NAPI context
 /// before it sleeps) and `SO_BUSY_POLL_BUDGET` (packets per NAPI poll).
-/// A socket whose packets came through no NAPI context (a veth without
-/// XDP or GRO delivers through the backlog) has nothing to spin on.
+/// The socket must know the NAPI context its packets came through; on the
+/// lab's veth a UDP server busy polling 50 us still slept for every message.
 pub fn set_busy_poll(sock: &impl AsRawFd, usecs: u32, budget: u32) -> io::Result<()> {
     const SO_PREFER_BUSY_POLL: libc::c_int = 69;
     const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
