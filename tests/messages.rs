@@ -45,6 +45,9 @@ fn latency_runs_every_mode_and_waiting_style_and_every_reply_is_accounted_for() 
             args.extend_from_slice(wait);
             let r = run_json(&args);
             let what = format!("{mode} {wait:?}");
+            let typed: zclab::messages::latency::LatencyReport =
+                serde_json::from_value(r.clone()).expect("the report reads back");
+            assert_eq!(typed.completed, u(&r, "completed"), "{what}");
             assert_eq!(r["mode"], mode, "{what}");
             assert_eq!(u(&r, "completed") + u(&r, "lost"), 400, "{what}: timed + lost = asked: {r}");
             assert_eq!(u(&r, "wrong_replies"), 0, "{what}: every reply answers its own request: {r}");
@@ -221,4 +224,39 @@ fn a_size_over_the_mtu_and_a_server_that_never_answers_end_clearly_and_leave_not
     no_xdp_left(&env);
     let ps = std::process::Command::new("pgrep").args(["-f", "--", &format!("--netns {name}")]).output().unwrap();
     assert!(ps.stdout.is_empty(), "no end left running: {}", String::from_utf8_lossy(&ps.stdout));
+}
+
+#[test]
+fn ctrl_c_stops_both_ends_and_leaves_nothing() {
+    if !privileged("ctrl_c_stops_both_ends_and_leaves_nothing") {
+        return;
+    }
+    let env = env();
+    let name = env.names().name.clone();
+    for (cmd, extra) in [("rate", ["--duration", "30"]), ("latency", ["--count", "10000000"])] {
+        let child = zclab()
+            .args([cmd, "--env", &name, "--mode", "af-xdp", "--spin", extra[0], extra[1]])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map(Reaped::new)
+            .unwrap();
+        // Long enough for both ends to be sending: the XDP programs are attached.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        zclab::sys::kill(child.id(), libc::SIGINT).unwrap();
+        let t = std::time::Instant::now();
+        let o = child.wait_with_output().unwrap();
+        assert!(t.elapsed().as_secs() < 8, "{cmd}: Ctrl-C took {:?}", t.elapsed());
+        assert_eq!(o.status.code(), Some(130), "{cmd}: {}", stderr(&o));
+        let t = std::time::Instant::now();
+        loop {
+            let left = std::process::Command::new("pgrep").args(["-f", "--", &format!("--netns {name}-")]).output().unwrap();
+            if left.stdout.is_empty() {
+                break;
+            }
+            assert!(t.elapsed().as_secs() < 5, "{cmd}: ends still running: {}", String::from_utf8_lossy(&left.stdout));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        no_xdp_left(&env);
+    }
 }

@@ -226,8 +226,16 @@ pub fn recv(sock: &impl AsRawFd, buf: &mut [u8], flags: libc::c_int) -> io::Resu
 pub fn send_many(sock: &impl AsRawFd, bufs: &[&[u8]], flags: libc::c_int) -> io::Result<usize> {
     let mut iovs: Vec<libc::iovec> =
         bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
+    let mut msgs = mmsg_headers(&mut iovs);
+    // SAFETY: every header points at one live iovec over a live slice of
+    // `bufs`; the kernel only reads them, and writes each msg_len.
+    let n = cvt(unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, flags) })?;
+    Ok(n as usize)
+}
+
+/// One `mmsghdr` per iovec, each pointing at its own (one datagram each).
+fn mmsg_headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
         .map(|iov| {
             // SAFETY: mmsghdr is a plain C struct; all-zero is a valid empty value.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -235,11 +243,7 @@ pub fn send_many(sock: &impl AsRawFd, bufs: &[&[u8]], flags: libc::c_int) -> io:
             m.msg_hdr.msg_iovlen = 1;
             m
         })
-        .collect();
-    // SAFETY: every header points at one live iovec over a live slice of
-    // `bufs`; the kernel only reads them, and writes each msg_len.
-    let n = cvt(unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, flags) })?;
-    Ok(n as usize)
+        .collect()
 }
 
 /// Buffers and headers for `recvmmsg`, kept from call to call.
@@ -264,16 +268,7 @@ impl MmsgReceiver {
             .chunks_exact_mut(each)
             .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: each })
             .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: mmsghdr is a plain C struct; all-zero is a valid empty value.
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
+        let mut msgs = mmsg_headers(&mut iovs);
         // SAFETY: every header points at one live iovec over its own
         // `each`-byte part of `self.bufs`; the kernel writes at most that
         // much into each, and the lengths into the headers. No timeout pointer.
