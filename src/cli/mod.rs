@@ -34,6 +34,12 @@ A first session, as root:
     zclab explain sendfile                         # the path drawn, with that run's figures
     zclab env down
 
+Where kernel bypass pays, small messages (both ends in the environment `zclab env up` made):
+    zclab rate --mode udp --pin                    # 64-byte messages one way: messages/s
+    zclab rate --mode af-xdp --pin
+    zclab latency --mode udp --spin --pin          # round trips: p50 to max, cost per message
+    zclab latency --mode af-xdp --spin --pin
+
 To learn why the numbers differ:
     zclab lesson                                   # the lessons, each a lab of its own
     zclab lesson 3                                 # run one: evidence, then claims checked
