@@ -197,26 +197,30 @@ pub fn lines(
     }
     for (i, (name, pts)) in series.iter_mut().enumerate() {
         pts.sort_by(|a, b| xv(a).total_cmp(&xv(b)));
-        let color = palette[i % palette.len()];
-        let path: Vec<String> = pts.iter().map(|p| format!("{:.1},{:.1}", px(xv(p)), py(p.gbit_per_s.median))).collect();
-        let _ = writeln!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>", path.join(" "));
-        for p in pts.iter() {
-            let _ =
-                writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>", px(xv(p)), py(p.gbit_per_s.median));
-        }
-        let y = legend_y + 16.0 * i as f64;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>\
-             <text x=\"{:.1}\" y=\"{y:.1}\" fill=\"{color}\">{}</text>",
-            L + 24.0,
-            y - 4.0,
-            y - 4.0,
-            L + 30.0,
-            esc(name)
-        );
+        let points: Vec<(f64, f64)> = pts.iter().map(|p| (px(xv(p)), py(p.gbit_per_s.median))).collect();
+        series_line(&mut s, &points, palette[i % palette.len()], L, legend_y + 16.0 * i as f64, name);
     }
     s + "</svg>\n"
+}
+
+/// One series of a line chart: its line, a dot at each point, and its
+/// entry in the legend (a short line and the name) at (`x`, `y`).
+fn series_line(s: &mut String, points: &[(f64, f64)], color: &str, x: f64, y: f64, name: &str) {
+    let path: Vec<String> = points.iter().map(|(px, py)| format!("{px:.1},{py:.1}")).collect();
+    let _ = writeln!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>", path.join(" "));
+    for (px, py) in points {
+        let _ = writeln!(s, "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"3\" fill=\"{color}\"/>");
+    }
+    let _ = writeln!(
+        s,
+        "<line x1=\"{x}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>\
+         <text x=\"{:.1}\" y=\"{y:.1}\" fill=\"{color}\">{}</text>",
+        x + 24.0,
+        y - 4.0,
+        y - 4.0,
+        x + 30.0,
+        esc(name)
+    );
 }
 
 /// Round-trip percentiles, a line per series (mode and wait), on a log
@@ -275,23 +279,8 @@ pub fn percentiles(title: &str, xs: &[&str], series: &[(String, Vec<f64>)]) -> S
         );
     }
     for (i, (name, v)) in series.iter().enumerate() {
-        let color = palette[i % palette.len()];
-        let pts: Vec<String> = v.iter().enumerate().map(|(j, v)| format!("{:.1},{:.1}", px(j), py(*v))).collect();
-        let _ = writeln!(s, "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>", pts.join(" "));
-        for (j, v) in v.iter().enumerate() {
-            let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>", px(j), py(*v));
-        }
-        let y = legend_y + 16.0 * i as f64;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{L}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>\
-             <text x=\"{:.1}\" y=\"{y:.1}\" fill=\"{color}\">{}</text>",
-            L + 24.0,
-            y - 4.0,
-            y - 4.0,
-            L + 30.0,
-            esc(name)
-        );
+        let points: Vec<(f64, f64)> = v.iter().enumerate().map(|(j, v)| (px(j), py(*v))).collect();
+        series_line(&mut s, &points, palette[i % palette.len()], L, legend_y + 16.0 * i as f64, name);
     }
     s + "</svg>\n"
 }
