@@ -111,6 +111,10 @@ pub struct AfXdpTx {
 pub struct QueuePackets {
     pub queue: u32,
     pub packets: u64,
+    /// The sender: the UDP source port of this queue's flow (each queue its own, so that a
+    /// real NIC's RSS, hashing addresses and ports, can spread the flows over its queues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
 }
 
 /// How the sender framed the file, and what the kernel refused.
@@ -173,6 +177,10 @@ pub struct AfXdpRx {
     /// The queues' sockets shared one UMEM (`--shared-umem`).
     #[serde(default)]
     pub shared_umem: bool,
+    /// Lab packets the XDP program saw on queues with no socket, by queue (passed on to the
+    /// kernel stack, which drops them).
+    #[serde(default)]
+    pub unserved: Vec<QueuePackets>,
 }
 
 /// The af-xdp part of a merged report.
@@ -202,6 +210,9 @@ pub struct AfXdpRun {
     pub sender_queues: Vec<QueuePackets>,
     #[serde(default)]
     pub receiver_queues: Vec<QueuePackets>,
+    /// Lab packets that arrived on receiving queues with no socket.
+    #[serde(default)]
+    pub receiver_unserved: Vec<QueuePackets>,
     /// Each end's queues shared one UMEM.
     #[serde(default)]
     pub sender_shared_umem: bool,
@@ -331,6 +342,7 @@ impl RunReport {
                     kicks_skipped: t.kicks_skipped,
                     sender_queues: t.queues.clone(),
                     receiver_queues: x.queues.clone(),
+                    receiver_unserved: x.unserved.clone(),
                     sender_shared_umem: t.shared_umem,
                     receiver_shared_umem: x.shared_umem,
                 }),

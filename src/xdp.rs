@@ -4,7 +4,7 @@
 //! the link's file descriptor closes, so it goes away with this value, with
 //! the process, even after SIGKILL. Nothing is pinned, nothing stays.
 
-use aya::maps::{Array, XskMap};
+use aya::maps::{Array, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use std::os::fd::AsRawFd;
@@ -86,6 +86,21 @@ impl XdpSteering {
         }
         let hint = if frags { "" } else { " (an MTU above 3506 needs the frags-aware program)" };
         Err(XdpError::Attach { iface: iface.into(), source: last.expect("at least one attempt"), hint })
+    }
+
+    /// Lab packets that arrived on a queue with no socket registered, by
+    /// queue: (queue, packets) for each queue that had any.
+    pub fn unserved(&self) -> Result<Vec<(u32, u64)>, XdpError> {
+        let map = self.bpf.map("unserved").expect("the object defines the unserved map");
+        let counts: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(XdpError::Map)?;
+        let mut out = Vec::new();
+        for q in 0..counts.len() {
+            let n: u64 = counts.get(&q, 0).map_err(XdpError::Map)?.iter().sum();
+            if n > 0 {
+                out.push((q, n));
+            }
+        }
+        Ok(out)
     }
 
     /// Registers an AF_XDP socket for packets arriving on `queue`.

@@ -117,3 +117,75 @@ fn ends_that_disagree_on_queues_are_told_so() {
     assert!(e.contains("sends on 2 queues") && e.contains("--queues 1"), "the sender hears why: {e}");
     assert!(!out.exists(), "nothing was written");
 }
+
+/// The sender on queue 2 of 4, by hand; the receiver told nothing of queues.
+/// Returns the receiver's and the sender's output.
+fn by_hand(
+    env: &zclab::netns::LabEnv,
+    dir: &Scratch,
+    src: &std::path::Path,
+    port: u16,
+    recv_queues: &[&str],
+) -> (std::process::Output, std::process::Output) {
+    let n = env.names();
+    let to = format!("{}:{port}", zclab::netns::RX_ADDR);
+    let out = dir.path("out");
+    let mut args =
+        vec!["recv", "--netns", &n.rx_ns, "--listen", &to, "--out", out.to_str().unwrap(), "--json", "--accept-timeout", "20"];
+    args.extend_from_slice(recv_queues);
+    let recv = Reaped::new(
+        zclab().args(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap(),
+    );
+    #[rustfmt::skip]
+    let send = run_zclab(&["send", "--netns", &n.tx_ns, "--to", &to, "--file", src.to_str().unwrap(), "--mode", "af-xdp", "--queue", "2", "--queues", "1", "--json"]);
+    (recv.wait_with_output().unwrap(), send)
+}
+
+#[test]
+fn a_flow_on_a_queue_nobody_announced_is_caught_by_a_socket_on_every_queue() {
+    if !privileged("a_flow_on_a_queue_nobody_announced_is_caught") {
+        return;
+    }
+    let env = env_queues(4, None);
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (4 << 20) + 77, 75);
+    let (r, s) = by_hand(&env, &dir, &src, 7811, &[]);
+    assert!(r.status.success() && s.status.success(), "recv: {}\nsend: {}", stderr(&r), stderr(&s));
+    let (r, s) = (json(&r), json(&s));
+    assert_eq!(r["verified"], true, "{r}");
+    let q = r["af_xdp"]["queues"].as_array().unwrap();
+    assert_eq!(q.len(), 4, "a socket on each of the 4 RX queues: {r}");
+    for x in q {
+        let carried = x["packets"].as_u64().unwrap() > 0;
+        assert_eq!(carried, x["queue"] == 2, "only queue 2 carried the flow: {r}");
+    }
+    assert!(r["af_xdp"]["unserved"].as_array().unwrap().is_empty(), "no packet missed a socket: {r}");
+    let sq = &s["af_xdp"]["queues"][0];
+    assert_eq!(sq["queue"], 2);
+    assert!(sq["src_port"].as_u64().unwrap() >= 1024, "the flow's source port is reported: {s}");
+}
+
+#[test]
+fn a_receiver_narrowed_to_the_wrong_queue_names_the_queue_and_both_fixes() {
+    if !privileged("a_receiver_narrowed_to_the_wrong_queue") {
+        return;
+    }
+    let env = env_queues(4, None);
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    let size: u64 = (2 << 20) + 5;
+    random_file(&src, size as usize, 76);
+    let (r, s) = by_hand(&env, &dir, &src, 7812, &["--queue", "0", "--queues", "1"]);
+    assert!(!r.status.success() && !s.status.success(), "nothing can arrive on queue 0");
+    let e = stderr(&r);
+    // The sender sends the whole file three times before it gives up; the XDP program
+    // counted every one of those packets on queue 2, where no socket is.
+    let expected = size.div_ceil(1448) * 3;
+    assert!(e.contains(&format!("{expected} on queue 2")), "the count of the program's map, {expected} expected: {e}");
+    assert!(
+        e.contains("--queue 2") && e.contains(&format!("ethtool -N {} flow-type udp4 dst-port 7812 action 0", env.names().rx_if)),
+        "both fixes: {e}"
+    );
+    assert!(files_in(&dir.0) == vec!["src".to_string()], "nothing written: {:?}", files_in(&dir.0));
+}

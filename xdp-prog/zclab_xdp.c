@@ -30,6 +30,19 @@ struct {
 	__type(value, __u32);
 } xsks_map SEC(".maps");
 
+/*
+ * Lab packets that arrived on a queue with no socket in xsks_map, by the
+ * queue (rx_queue_index): they go on to the kernel stack, which drops
+ * them. On a real NIC, RSS picks the queue; this count is how a receiver
+ * learns that the flow landed where it does not listen.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} unserved SEC(".maps");
+
 /* Entry 0: the UDP destination port to steer, in host byte order. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -76,8 +89,15 @@ static __always_inline int steer(struct xdp_md *ctx)
 	if (!port || udp->dest != bpf_htons((__u16)*port))
 		return XDP_PASS;
 
-	/* No socket on this queue: XDP_PASS (the flags' fallback action). */
-	return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
+	/* No socket on this queue: count it, and XDP_PASS. */
+	__u32 queue = ctx->rx_queue_index;
+	if (!bpf_map_lookup_elem(&xsks_map, &queue)) {
+		__u64 *n = bpf_map_lookup_elem(&unserved, &queue);
+		if (n)
+			*n += 1;
+		return XDP_PASS;
+	}
+	return bpf_redirect_map(&xsks_map, queue, XDP_PASS);
 }
 
 /* For MTUs up to 3506 on veth: every packet fits one buffer. */

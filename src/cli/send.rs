@@ -93,7 +93,7 @@ pub fn exec(a: SendArgs) -> Result<bool> {
         cold: a.cold,
         af_xdp: AfXdpOptions {
             iface: a.xdp.iface,
-            queue: a.xdp.socket.queue,
+            queue: a.xdp.socket.queue.unwrap_or(0),
             queues: a.xdp.socket.queues,
             bind_mode: a.xdp.socket.zerocopy.into(),
             knobs: a.xdp.socket.knobs(),

@@ -41,9 +41,11 @@ pub struct XdpArgs {
 /// How an af-xdp end binds and drives its socket; every one is reported in the JSON.
 #[derive(Args, Clone)]
 pub struct XdpSocketArgs {
-    /// af-xdp: the NIC queue to bind the AF_XDP socket to (the first, with --queues).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub queue: u32,
+    /// af-xdp: the NIC queue to bind the AF_XDP socket to (the first, with --queues). The
+    /// sender's default is 0; the receiver's is every RX queue of its interface (a real NIC's
+    /// RSS picks the queue a flow lands on), and --queue or --queues narrows that.
+    #[arg(long, value_name = "N")]
+    pub queue: Option<u32>,
     /// af-xdp: one AF_XDP socket and one thread per queue, on queues --queue to --queue+N-1
     /// (the interface needs them: `zclab env up --queues N`). Default: the sender uses the
     /// queues its interface has (at most one per CPU; a plain veth has one) and tells the
@@ -84,7 +86,10 @@ impl XdpSocketArgs {
 
     /// The same options as arguments of a `zclab send` or `recv`.
     pub fn args(&self) -> Vec<String> {
-        let mut v = vec!["--queue".to_string(), self.queue.to_string(), "--zerocopy".into(), value_name(&self.zerocopy)];
+        let mut v = vec!["--zerocopy".to_string(), value_name(&self.zerocopy)];
+        if let Some(q) = self.queue {
+            v.extend(["--queue".to_string(), q.to_string()]);
+        }
         if let Some(n) = self.queues {
             v.extend(["--queues".to_string(), n.to_string()]);
         }

@@ -45,9 +45,10 @@ const MAX_FRAME: usize = 65536 + 64;
 pub struct AfXdpRecvOptions {
     /// Interface to receive on (default: the one holding the listen address).
     pub iface: Option<String>,
-    /// The first queue; `queues` sockets bind to `queue..queue + queues`
-    /// (default: as many as the sender announces).
-    pub queue: u32,
+    /// The first queue; `queues` sockets bind to `queue..queue + queues`.
+    /// Neither given: a socket on every RX queue of the interface, since a
+    /// real NIC's RSS picks the queue a flow lands on.
+    pub queue: Option<u32>,
     pub queues: Option<u32>,
     pub bind_mode: BindMode,
     /// Where the XDP program runs (default: native, else generic).
@@ -86,10 +87,16 @@ pub struct XdpSource {
 }
 
 impl XdpReceiver {
-    /// Attaches the program and binds a socket per queue; returns them and
-    /// the MAC address the sender must put in its frames.
-    pub fn open(listen: SocketAddr, opts: &AfXdpRecvOptions, queues: u32) -> io::Result<(XdpReceiver, String)> {
+    /// Attaches the program and binds a socket per queue, on `queues`
+    /// (first, count) or, if None, on every RX queue of the interface;
+    /// returns them and the MAC address the sender must put in its frames.
+    pub fn open(listen: SocketAddr, opts: &AfXdpRecvOptions, queues: Option<(u32, u32)>) -> io::Result<(XdpReceiver, String)> {
         let iface = Iface::find(opts.iface.as_deref(), listen.ip())?;
+        let (first, queues) = match queues {
+            Some(q) => q,
+            // The XDP program's map has room for 64.
+            None => (0, crate::sys::iface::queues(&iface.name).map_or(1, |(rx, _)| rx.clamp(1, 64))),
+        };
         let frags = iface.mtu > MAX_MTU_WITHOUT_FRAGS;
         let mut steering = XdpSteering::attach(&iface.name, listen.port(), frags, opts.attach).map_err(io::Error::other)?;
         let knobs = Knobs { tx_budget: None, ..opts.knobs }.effective();
@@ -97,7 +104,7 @@ impl XdpReceiver {
         let shared = opts.shared_umem && count > 1;
         let umems = Umem::per_queue(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64), count, shared)?;
         let mut sources = Vec::new();
-        for (queue, umem) in (opts.queue..).zip(umems) {
+        for (queue, umem) in (first..).zip(umems) {
             let cfg = iface.socket_config(queue, opts.bind_mode, &knobs);
             let (mut sock, rx) =
                 XskSocket::bind_rx(umem, RX, &cfg, wait_for_busy_queue).map_err(|e| socket_error(&iface.name, e))?;
@@ -187,9 +194,42 @@ impl XdpReceiver {
             drops,
             rx_invalid_descs: invalid,
             knobs: self.knobs,
-            queues: self.sources.iter().map(|s| QueuePackets { queue: s.queue, packets: s.packets }).collect(),
+            queues: self.sources.iter().map(|s| QueuePackets { queue: s.queue, packets: s.packets, src_port: None }).collect(),
             shared_umem: self.shared,
+            unserved: self
+                .unserved()
+                .into_iter()
+                .map(|(queue, packets)| QueuePackets { queue, packets, src_port: None })
+                .collect(),
         })
+    }
+
+    /// Lab packets that arrived on queues with no socket of this receiver:
+    /// (queue, packets), from the XDP program's own count.
+    pub fn unserved(&self) -> Vec<(u32, u64)> {
+        self.steering.unserved().unwrap_or_else(|e| {
+            log::warn!("cannot read the XDP program's count of unserved packets: {e}");
+            Vec::new()
+        })
+    }
+
+    /// Why packets went missing, if the program saw them land on a queue
+    /// this receiver does not serve: the queues, and both fixes.
+    pub fn unserved_reason(&self, port: u16) -> Option<String> {
+        let u = self.unserved();
+        let (queue, _) = *u.first()?;
+        let list: Vec<String> = u.iter().map(|(q, n)| format!("{n} on queue {q}")).collect();
+        let served: Vec<String> = self.sources.iter().map(|s| s.queue.to_string()).collect();
+        Some(format!(
+            "lab packets arrived on queues this receiver has no socket on ({}; it serves queue {} of {}): receive there with \
+             `--queue {queue}` (or leave out --queue and --queues: a socket on every queue), or steer the flow to a served \
+             queue: `ethtool -N {} flow-type udp4 dst-port {port} action {}`",
+            list.join(", "),
+            served.join(", "),
+            self.iface.name,
+            self.iface.name,
+            served[0]
+        ))
     }
 }
 
@@ -207,7 +247,9 @@ fn drain_until_stopped(src: &mut XdpSource, r: &Reassembly, out: &File, shared: 
     // The main thread's watchdog judges the sender; this one never expires.
     let mut wd = Watchdog::new(Duration::from_secs(u32::MAX as u64), "the sender");
     while !shared.stop.load(Ordering::Relaxed) {
-        let waiting = src.ready(super::packets::SPIN)
+        // A queue that has carried nothing yet waits in poll() rather than spin: with a
+        // socket on every queue, most may never see the flow.
+        let waiting = (src.packets > 0 && src.ready(super::packets::SPIN))
             || crate::sys::socket::poll_one(&src.rx.as_fd(), libc::POLLIN, 10).is_ok_and(|n| n != 0);
         if !waiting {
             continue;

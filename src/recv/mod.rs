@@ -474,12 +474,15 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
 fn open_plane(cfg: &RecvConfig, hello: &Hello) -> Result<Plane> {
     Ok(match hello.mode {
         Mode::AfXdp => {
-            // As many sockets as the sender has queues: a queue without one would lose its packets.
-            let queues = match (cfg.af_xdp.queues, hello.queues) {
-                (Some(mine), Some(theirs)) if mine != theirs => bail!(
+            // A socket on every RX queue, unless told which: a queue without one loses its
+            // packets, and on a real NIC RSS, not the sender, picks the queue.
+            let queues = match (cfg.af_xdp.queue, cfg.af_xdp.queues, hello.queues) {
+                (_, Some(mine), Some(theirs)) if mine != theirs => bail!(
                     "the sender sends on {theirs} queues, this receiver was told --queues {mine}: give both ends the same, or leave it to the sender"
                 ),
-                (mine, theirs) => mine.or(theirs).unwrap_or(1),
+                (first, Some(n), _) => Some((first.unwrap_or(0), n)),
+                (Some(first), None, theirs) => Some((first, theirs.unwrap_or(1))),
+                (None, None, _) => None,
             };
             let (src, mac) =
                 af_xdp::XdpReceiver::open(cfg.listen, &cfg.af_xdp, queues).context("setting up the AF_XDP receiver")?;
@@ -522,7 +525,16 @@ fn receive_data(
     let mut af_xdp = None;
     let (calls, rounds) = match plane {
         Plane::Xdp(src, _) => {
-            let res = src.receive(sock, &r, out, wd).context("receiving the packets")?;
+            let res = match src.receive(sock, &r, out, wd) {
+                Ok(res) => res,
+                Err(e) => {
+                    let port = cfg.listen.port();
+                    return Err(match src.unserved_reason(port) {
+                        Some(why) => anyhow::Error::new(e).context(why),
+                        None => anyhow::Error::new(e).context("receiving the packets"),
+                    });
+                }
+            };
             af_xdp = Some(src.report()?);
             res
         }

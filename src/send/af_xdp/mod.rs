@@ -241,6 +241,17 @@ fn open_direct(path: &Path) -> io::Result<(File, Option<u64>)> {
     }
 }
 
+/// The UDP source port of flow `i`: `base + i`, kept among the
+/// unprivileged ports (1024 and up) when it wraps.
+fn flow_port(base: u16, i: u16) -> u16 {
+    let p = base as u32 + i as u32;
+    if p > u16::MAX as u32 {
+        (1024 + (p - u16::MAX as u32 - 1) % (u16::MAX as u32 - 1023)) as u16
+    } else {
+        p as u16
+    }
+}
+
 /// The destination MAC: the kernel's answer first (it resolved the next
 /// hop for the control connection); the receiver's word only if the
 /// tables say nothing. Returns it with a note of where it came from.
@@ -278,10 +289,16 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
     };
     let plan = PacketPlan::new(s.size, p.payload);
     let window = s.peer.window;
+    // Each queue's flow its own UDP source port (the control connection's, then the next
+    // ones): a real NIC's RSS hashes addresses and ports, so distinct flows can spread.
     let mut sinks: Vec<XdpSink> = p
         .queues
         .into_iter()
-        .map(|(queue, tx, cache)| XdpSink { queue, tx, cache, template: template.clone(), transfer_id, packets: 0 })
+        .enumerate()
+        .map(|(i, (queue, tx, cache))| {
+            let src_port = flow_port(template.src_port, i as u16);
+            XdpSink { queue, tx, cache, template: FrameTemplate { src_port, ..template.clone() }, transfer_id, packets: 0 }
+        })
         .collect();
     let (stats, calls) = if sinks.len() == 1 {
         send_rounds(s, &plan, window, &mut sinks[0])?
@@ -333,7 +350,10 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
             knobs: p.knobs,
             kicks: sinks.iter().map(|k| k.tx.kicks).sum(),
             kicks_skipped: sinks.iter().map(|k| k.tx.kicks_skipped).sum(),
-            queues: sinks.iter().map(|k| QueuePackets { queue: k.queue, packets: k.packets }).collect(),
+            queues: sinks
+                .iter()
+                .map(|k| QueuePackets { queue: k.queue, packets: k.packets, src_port: Some(k.template.src_port) })
+                .collect(),
             shared_umem: p.shared,
         }),
     })
@@ -442,5 +462,18 @@ impl XdpSink {
         // Everything must have left before the round is declared done.
         self.tx.wait_for(wd, |tx| tx.all_sent())?;
         Ok(self.tx.kicks - kicks0 + self.cache.data_syscalls - disk0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flow_port;
+
+    #[test]
+    fn each_flow_gets_the_next_port_and_a_wrap_stays_unprivileged() {
+        assert_eq!((0..3).map(|i| flow_port(40000, i)).collect::<Vec<_>>(), [40000, 40001, 40002]);
+        assert_eq!(flow_port(65535, 0), 65535);
+        assert_eq!(flow_port(65535, 1), 1024);
+        assert_eq!(flow_port(65534, 3), 1025);
     }
 }
