@@ -11,6 +11,8 @@
 
 /// `zclab bench`: every path side by side, interleaved; medians, charts, an HTML report.
 pub mod bench;
+/// `zclab doctor`: what of the lab works on this machine, each row with its reason and fix.
+pub mod doctor;
 /// `zclab explain`: each data path drawn, with the last run's figures.
 pub mod explain;
 /// Ctrl-C and SIGTERM: one flag every long loop checks.

@@ -77,6 +77,9 @@ pub enum Cmd {
     /// Small messages one way, as fast as they go: messages per second delivered, lost,
     /// duplicated and reordered, by TCP, UDP, batched UDP or AF_XDP.
     Rate(messages::RateArgs),
+    /// What of the lab works on this machine: one row per feature, works or not, with the
+    /// reason and the fix.
+    Doctor(show::DoctorArgs),
     /// Print the side-by-side table of saved `zclab run --json` reports.
     Compare(show::CompareArgs),
     /// Run every path side by side, interleaved: medians, ranges, charts and an HTML report.
@@ -251,6 +254,7 @@ pub fn dispatch(cli: Cli) -> Result<bool> {
         Cmd::Latency(a) => messages::latency(a),
         Cmd::Rate(a) => messages::rate(a),
         Cmd::Compare(a) => show::compare(a),
+        Cmd::Doctor(a) => show::doctor(a),
         Cmd::Bench(a) => bench::exec(a),
         Cmd::Explain { mode } => show::explain(mode),
         Cmd::Lesson(a) => lesson::exec(a),

@@ -9,6 +9,7 @@
 pub mod file;
 pub mod iface;
 pub mod mmap;
+pub mod netdev;
 pub mod netns;
 pub mod rusage;
 pub mod sched;
@@ -81,4 +82,12 @@ pub fn kill(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
     // have not reaped, so it cannot have been reused.
     cvt(unsafe { libc::kill(pid as libc::pid_t, sig) })?;
     Ok(())
+}
+
+/// `RLIMIT_MEMLOCK`: (soft, hard) in bytes (`u64::MAX`: unlimited).
+pub fn memlock_limit() -> std::io::Result<(u64, u64)> {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `r` is a live rlimit the kernel fills.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) })?;
+    Ok((r.rlim_cur, r.rlim_max))
 }

@@ -289,3 +289,16 @@ impl MmsgReceiver {
         self.lens.iter().enumerate().map(|(i, &n)| &self.bufs[i * self.each..i * self.each + n])
     }
 }
+
+/// Whether this kernel takes `SO_ZEROCOPY` on a TCP socket (MSG_ZEROCOPY, Linux 4.14+).
+pub fn probe_msg_zerocopy() -> io::Result<bool> {
+    // SAFETY: socket takes plain integers; the fd is owned right away.
+    let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: a fresh fd that nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    match set_int_opt(&sock, libc::SOL_SOCKET, SO_ZEROCOPY, 1) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

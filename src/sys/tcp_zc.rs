@@ -131,3 +131,27 @@ pub fn recv_discard(sock: &impl AsRawFd, len: usize) -> io::Result<usize> {
     let n = cvt(unsafe { libc::recv(sock.as_raw_fd(), std::ptr::null_mut(), len, libc::MSG_TRUNC) })?;
     Ok(n as usize)
 }
+
+/// Whether this kernel knows `TCP_ZEROCOPY_RECEIVE`: asked on a listening
+/// socket (bound to an ephemeral port, never connected to), a kernel that
+/// knows the option answers ENOTCONN, one that does not ENOPROTOOPT.
+pub fn probe_zerocopy_receive() -> io::Result<bool> {
+    let l = std::net::TcpListener::bind(("0.0.0.0", 0))?;
+    let mut zc = TcpZerocopyReceive::default();
+    let mut len = std::mem::size_of::<TcpZerocopyReceive>() as libc::socklen_t;
+    // SAFETY: `zc` is a live struct of the size we pass; the kernel writes at most that much.
+    let rc = unsafe {
+        libc::getsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_ZEROCOPY_RECEIVE,
+            (&mut zc as *mut TcpZerocopyReceive).cast(),
+            &mut len,
+        )
+    };
+    match (rc, io::Error::last_os_error().raw_os_error()) {
+        (0, _) | (_, Some(libc::ENOTCONN)) => Ok(true),
+        (_, Some(libc::ENOPROTOOPT)) => Ok(false),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
