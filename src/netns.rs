@@ -119,6 +119,9 @@ pub struct Router {
 /// The router's addresses on its two links.
 pub const ROUTER_TX_SIDE: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 254);
 pub const ROUTER_RX_SIDE: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 254);
+/// The router's IPv6 addresses (with --ipv6), unique-local like the ends'.
+pub const ROUTER_TX_SIDE6: Ipv6Addr = Ipv6Addr::new(0xfd77, 1, 0, 0, 0, 0, 0, 0xfe);
+pub const ROUTER_RX_SIDE6: Ipv6Addr = Ipv6Addr::new(0xfd77, 2, 0, 0, 0, 0, 0, 0xfe);
 
 /// A live lab environment; removed on drop unless kept.
 #[derive(Debug)]
@@ -207,9 +210,6 @@ impl LabEnv {
             }
             if cfg.queues.is_some() {
                 bail!("--queues and --router do not go together (the router's links have one queue)");
-            }
-            if cfg.ipv6 {
-                bail!("--ipv6 and --router do not go together: the af-xdp sender reads no IPv6 neighbour table, so it reaches IPv6 receivers on-link only");
             }
         }
         step(&["netns", "add", &n.tx_ns])?;
@@ -309,7 +309,29 @@ fn routed_links(n: &EnvNames, cfg: &EnvConfig, r: &Router, verbose: bool, step: 
         full.extend_from_slice(args);
         ip(&full, verbose).map(|_| ())
     };
+    if cfg.ipv6 {
+        let links6 = [
+            (&n.tx_ns, &n.tx_if, TX_ADDR6),
+            (rt, &n.rt_tx_if, ROUTER_TX_SIDE6),
+            (rt, &n.rt_rx_if, ROUTER_RX_SIDE6),
+            (&n.rx_ns, &n.rx_if, RX_ADDR6),
+        ];
+        for (ns, dev, addr) in links6 {
+            step(&["-n", ns, "addr", "add", &format!("{addr}/128"), "dev", dev, "nodad"])?;
+        }
+        let (tx_side, rx_side, tx, rx) =
+            (ROUTER_TX_SIDE6.to_string(), ROUTER_RX_SIDE6.to_string(), TX_ADDR6.to_string(), RX_ADDR6.to_string());
+        step(&["-n", &n.tx_ns, "route", "add", &tx_side, "dev", &n.tx_if])?;
+        step(&["-n", &n.tx_ns, "route", "add", &rx, "via", &tx_side, "dev", &n.tx_if])?;
+        step(&["-n", rt, "route", "add", &tx, "dev", &n.rt_tx_if])?;
+        step(&["-n", rt, "route", "add", &rx, "dev", &n.rt_rx_if])?;
+        step(&["-n", &n.rx_ns, "route", "add", &rx_side, "dev", &n.rx_if])?;
+        step(&["-n", &n.rx_ns, "route", "add", &tx, "via", &rx_side, "dev", &n.rx_if])?;
+    }
     exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    if cfg.ipv6 {
+        exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+    }
     if r.loss_pct > 0.0 {
         // Per ten thousand: --loss 0.1 drops 10 of every 10,000 forwarded UDP packets.
         let per_10k = ((r.loss_pct * 100.0).round() as u32).min(10_000).to_string();

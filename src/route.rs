@@ -1,81 +1,184 @@
-//! What the kernel's tables say about reaching an IPv4 host: which next hop
-//! a route sends it to (`/proc/net/route`), and that next hop's MAC address
-//! (`/proc/net/arp`, the neighbour table). AF_XDP frames skip the kernel's
-//! routing, so the af-xdp sender asks the same questions the kernel would:
-//! a receiver behind a router needs the *router's* MAC in the frame.
+//! The next hop towards a host and that hop's MAC address, asked of the
+//! kernel over rtnetlink, IPv4 and IPv6 alike. AF_XDP frames skip the
+//! kernel's routing, so an af-xdp sender asks the questions the kernel
+//! would: which route (`ip route get DST`: `RTM_GETROUTE`), out of which
+//! interface, through which gateway; then the neighbour table for the
+//! gateway's (or the host's own) link-layer address (`RTM_GETNEIGH`). A
+//! receiver behind a router needs the *router's* MAC in the frame.
 //!
-//! Both files show the network namespace of the reading process.
+//! When the neighbour is not known yet, a normal UDP socket sends one empty
+//! datagram to the next hop's discard port (9): the kernel resolves the
+//! address for it (ARP, or IPv6 neighbour discovery), and the answer is
+//! read again until it is there or the time is up.
+//!
+//! The messages are built and parsed by `netlink-packet-route`; the
+//! socket is `netlink-sys`'s. Both look at the calling thread's namespace.
 
-use std::net::Ipv4Addr;
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-/// The next hop for `dst` out of `iface`: the gateway of the longest
-/// matching route, or `dst` itself when it is on-link. `None` if no route
-/// on that interface matches.
-pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-    let mut best: Option<(u32, Ipv4Addr)> = None;
-    for line in route_table.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 || f[0] != iface {
-            continue;
-        }
-        // The kernel prints the address bytes as one host-order (little-endian) hex word.
-        let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(|v| u32::from_be_bytes(v.to_le_bytes()));
-        let (Some(net), Some(gw), Some(mask)) = (hex(f[1]), hex(f[2]), hex(f[7])) else { continue };
-        if u32::from(dst) & mask != net & mask {
-            continue;
-        }
-        let via = if gw == 0 { dst } else { Ipv4Addr::from(gw) };
-        if best.is_none_or(|(m, _)| mask.count_ones() > m.count_ones()) {
-            best = Some((mask, via));
+/// Where frames to a host go: out of which interface, to which next hop
+/// (the host itself when it is on-link), and that hop's MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub hop: IpAddr,
+    pub mac: [u8; 6],
+    /// The hop is a gateway (a router), not the host itself.
+    pub via_gateway: bool,
+}
+
+/// Why the next hop could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("no route to {0} in this namespace (`ip route get {0}` says the same)")]
+    NoRoute(IpAddr),
+    #[error("the route to {dst} goes out of interface index {oif}, not {iface} (index {want}): name that interface with --iface, or fix the routes")]
+    OtherInterface { dst: IpAddr, oif: u32, iface: String, want: u32 },
+    #[error("the next hop {hop} of {dst} did not resolve within {ms} ms (no ARP or neighbour discovery answer on {iface}): is it up and on that link?")]
+    Unresolved { dst: IpAddr, hop: IpAddr, iface: String, ms: u128 },
+    #[error("rtnetlink: {0}")]
+    Netlink(#[from] io::Error),
+}
+
+fn nl_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("a netlink message zclab cannot read: {e}"))
+}
+
+/// One request, and every message of its answer.
+fn ask(msg: RouteNetlinkMessage, dump: bool) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut hdr = NetlinkHeader::default();
+    hdr.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
+    let mut req = NetlinkMessage::new(hdr, NetlinkPayload::from(msg));
+    req.finalize();
+    let mut buf = vec![0; req.header.length as usize];
+    req.serialize(&mut buf[..]);
+    socket.send(&buf[..], 0)?;
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 65536];
+    loop {
+        let n = socket.recv(&mut &mut rx[..], 0)?;
+        let mut at = 0;
+        while at < n {
+            let msg: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&rx[at..n]).map_err(nl_err)?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) => {
+                    return Err(match e.code {
+                        Some(code) => io::Error::from_raw_os_error(-code.get()),
+                        None => io::Error::other("netlink error without a code"),
+                    })
+                }
+                NetlinkPayload::InnerMessage(m) => out.push(m),
+                _ => {}
+            }
+            if !dump {
+                return Ok(out);
+            }
+            if len == 0 {
+                break;
+            }
+            at += len;
         }
     }
-    best.map(|(_, v)| v)
 }
 
-/// The MAC of `ip` on `iface` in the neighbour table, if resolved.
-pub fn neighbour_mac(arp_table: &str, iface: &str, ip: Ipv4Addr) -> Option<[u8; 6]> {
-    arp_table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // IP address, HW type, Flags, HW address, Mask, Device; flag 0x2 = complete.
-        let complete =
-            f.get(2).and_then(|x| u32::from_str_radix(x.trim_start_matches("0x"), 16).ok()).is_some_and(|x| x & 2 != 0);
-        (f.len() >= 6 && f[5] == iface && f[0].parse::<Ipv4Addr>().ok() == Some(ip) && complete)
-            .then(|| crate::wire::parse_mac(f[3]))
-            .flatten()
-    })
+/// `ip route get DST`: (out interface, gateway if any).
+pub fn route_get(dst: IpAddr) -> io::Result<Option<(u32, Option<IpAddr>)>> {
+    let mut m = RouteMessage::default();
+    (m.header.address_family, m.header.destination_prefix_length) = match dst {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
+    m.attributes.push(RouteAttribute::Destination(dst.into()));
+    let answer = match ask(RouteNetlinkMessage::GetRoute(m), false) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::ESRCH)) => {
+            return Ok(None)
+        }
+        r => r?,
+    };
+    for msg in answer {
+        if let RouteNetlinkMessage::NewRoute(r) = msg {
+            let oif = r.attributes.iter().find_map(|a| if let RouteAttribute::Oif(i) = a { Some(*i) } else { None });
+            let gw = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+                _ => None,
+            });
+            return Ok(oif.map(|o| (o, gw)));
+        }
+    }
+    Ok(None)
 }
 
-/// Both lookups on this namespace's live tables: (next hop, its MAC).
-pub fn resolve(iface: &str, dst: Ipv4Addr) -> Option<(Ipv4Addr, [u8; 6])> {
-    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
-    let hop = next_hop(&routes, iface, dst)?;
-    let arp = std::fs::read_to_string("/proc/net/arp").ok()?;
-    neighbour_mac(&arp, iface, hop).map(|m| (hop, m))
+/// The MAC of `ip` on interface `ifindex` in the neighbour table, if the
+/// kernel holds a usable entry (not incomplete, not failed).
+pub fn neighbour(ifindex: u32, ip: IpAddr) -> io::Result<Option<[u8; 6]>> {
+    let mut m = NeighbourMessage::default();
+    m.header.family = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    for msg in ask(RouteNetlinkMessage::GetNeighbour(m), true)? {
+        let RouteNetlinkMessage::NewNeighbour(n) = msg else { continue };
+        if n.header.ifindex != ifindex
+            || matches!(n.header.state, NeighbourState::Incomplete | NeighbourState::Failed | NeighbourState::None)
+        {
+            continue;
+        }
+        let dst = n.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => Some(IpAddr::V4(*v)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => Some(IpAddr::V6(*v)),
+            _ => None,
+        });
+        if dst != Some(ip) {
+            continue;
+        }
+        let mac = n.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::LinkLayerAddress(b) if b.len() == 6 => Some([b[0], b[1], b[2], b[3], b[4], b[5]]),
+            _ => None,
+        });
+        if mac.is_some() {
+            return Ok(mac);
+        }
+    }
+    Ok(None)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const ROUTES: &str = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
-eth0\t00000000\t01004D0A\t0003\t0\t0\t0\t00000000\t0\t0\t0
-eth0\t00004D0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
-eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
-";
-    const ARP: &str = "IP address       HW type     Flags       HW address            Mask     Device
-10.77.0.2        0x1         0x2         c2:b9:6e:0b:94:79     *        eth0
-10.77.0.1        0x1         0x2         02:00:00:00:00:01     *        eth0
-10.77.0.9        0x1         0x0         00:00:00:00:00:00     *        eth0
-";
-
-    #[test]
-    fn on_link_goes_direct_and_the_rest_via_the_gateway() {
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        assert_eq!(next_hop(ROUTES, "eth0", ip("10.77.0.2")), Some(ip("10.77.0.2")), "the /24 is longer than the default");
-        assert_eq!(next_hop(ROUTES, "eth0", ip("8.8.8.8")), Some(ip("10.77.0.1")), "default route via the gateway");
-        assert_eq!(next_hop(ROUTES, "eth1", ip("8.8.8.8")), None);
-        assert_eq!(neighbour_mac(ARP, "eth0", ip("10.77.0.2")), Some([0xc2, 0xb9, 0x6e, 0x0b, 0x94, 0x79]));
-        assert_eq!(neighbour_mac(ARP, "eth0", ip("10.77.0.9")), None, "incomplete entries do not count");
-        assert_eq!(neighbour_mac(ARP, "eth1", ip("10.77.0.2")), None);
+/// The next hop towards `dst` out of interface `iface` (index `ifindex`),
+/// resolving its MAC if the kernel does not know it yet, within `timeout`.
+pub fn resolve(iface: &str, ifindex: u32, dst: IpAddr, timeout: Duration) -> Result<NextHop, RouteError> {
+    let (oif, gw) = route_get(dst)?.ok_or(RouteError::NoRoute(dst))?;
+    if oif != ifindex {
+        return Err(RouteError::OtherInterface { dst, oif, iface: iface.to_string(), want: ifindex });
+    }
+    let hop = gw.unwrap_or(dst);
+    let start = Instant::now();
+    let mut asked = false;
+    loop {
+        if let Some(mac) = neighbour(ifindex, hop)? {
+            return Ok(NextHop { ifindex, hop, mac, via_gateway: gw.is_some() });
+        }
+        if start.elapsed() >= timeout {
+            return Err(RouteError::Unresolved { dst, hop, iface: iface.to_string(), ms: timeout.as_millis() });
+        }
+        if !asked {
+            // One datagram makes the kernel resolve the hop (it queues it meanwhile).
+            asked = true;
+            let any: IpAddr =
+                if hop.is_ipv4() { std::net::Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() };
+            if let Ok(s) = std::net::UdpSocket::bind((any, 0)) {
+                let _ = s.send_to(&[], (hop, 9));
+            }
+        }
+        crate::interrupt::check()?;
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -37,8 +37,8 @@ fn up_then_down_leaves_nothing() {
 }
 
 #[test]
-fn ipv6_gives_both_ends_an_address_and_refuses_a_router() {
-    if !privileged("ipv6_gives_both_ends_an_address_and_refuses_a_router") {
+fn ipv6_gives_both_ends_an_address_and_the_router_too() {
+    if !privileged("ipv6_gives_both_ends_an_address_and_the_router_too") {
         return;
     }
     let name = unique_name();
@@ -50,8 +50,12 @@ fn ipv6_gives_both_ends_an_address_and_refuses_a_router() {
     assert!(!st.contains("fe80::"), "link-local addresses are left out: {st}");
     assert!(run_zclab(&["env", "down", "--name", &name]).status.success());
     let o = run_zclab(&["env", "up", "--name", &name, "--ipv6", "--router"]);
-    assert!(!o.status.success() && stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
-    assert!(!ns_exists(&format!("{name}-tx")), "nothing was made");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("reachable: TCP connect [fd77::1] -> [fd77::2]"), "routed over IPv6: {}", stderr(&o));
+    let st = String::from_utf8_lossy(&run_zclab(&["env", "status", "--name", &name]).stdout).into_owned();
+    assert!(st.contains("fd77:1::fe/128") && st.contains("fd77:2::fe/128") && st.contains("fd77::2/128"), "{st}");
+    assert!(run_zclab(&["env", "down", "--name", &name]).status.success());
+    assert!(!ns_exists(&format!("{name}-rt")), "the router went too");
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub enum EnvCmd {
         /// Give the ends IPv6 addresses too: fd77::1/64 and fd77::2/64 (unique-local, only
         /// inside the namespaces). The packet paths then run over IPv6 when sent to
         /// [fd77::2]:PORT; af-xdp builds IPv6 frames and leaves the UDP checksum to the kernel.
-        #[arg(long, conflicts_with = "router")]
+        #[arg(long)]
         ipv6: bool,
     },
     /// Remove the environment: both namespaces, and with them the veth pair.

@@ -78,11 +78,14 @@ impl XdpLink {
             ));
         };
         let iface = Iface::find(end.xdp.iface.as_deref(), local.ip())?;
-        let dst_mac = match crate::route::resolve(&iface.name, dst) {
-            Some((_, mac)) => mac,
-            None => announced_mac.and_then(wire::parse_mac).ok_or_else(|| {
-                io::Error::other(format!("no neighbour entry for {dst} on {}, and the peer announced no MAC", iface.name))
-            })?,
+        let dst_mac = match crate::route::resolve(&iface.name, iface.index, dst.into(), Duration::from_secs(1)) {
+            Ok(h) => h.mac,
+            Err(crate::route::RouteError::Unresolved { hop, .. }) if hop == IpAddr::V4(dst) && announced_mac.is_some() => {
+                announced_mac
+                    .and_then(wire::parse_mac)
+                    .ok_or_else(|| io::Error::other("the peer announced a MAC that is not one"))?
+            }
+            Err(e) => return Err(io::Error::other(e)),
         };
         let steering = if receives {
             let frags = iface.mtu > crate::xdp::MAX_MTU_WITHOUT_FRAGS;

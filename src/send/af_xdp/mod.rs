@@ -252,33 +252,37 @@ fn flow_port(base: u16, i: u16) -> u16 {
     }
 }
 
-/// The destination MAC: the kernel's answer first (it resolved the next
-/// hop for the control connection); the receiver's word only if the
-/// tables say nothing. Returns it with a note of where it came from.
-fn destination_mac(iface: &str, dst_ip: std::net::Ipv4Addr, announced: Option<&str>) -> io::Result<([u8; 6], String)> {
-    match crate::route::resolve(iface, dst_ip) {
-        Some((hop, mac)) => Ok((mac, format!("{hop} ({}) from the neighbour table", wire::format_mac(&mac)))),
-        None => {
-            let mac = announced.and_then(wire::parse_mac).ok_or_else(|| {
-                io::Error::other("no route or neighbour entry for the receiver, and it announced no MAC address")
-            })?;
+/// How long the sender waits for the kernel to resolve the next hop's MAC.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The destination MAC: the kernel's answer (its route to the receiver and
+/// the next hop's neighbour entry, over rtnetlink, IPv4 or IPv6); the
+/// receiver's own word only if the receiver is on-link and the kernel could
+/// not resolve it. Returns it with a note of where it came from.
+fn destination_mac(iface: &Iface, dst_ip: IpAddr, announced: Option<&str>) -> io::Result<([u8; 6], String)> {
+    match crate::route::resolve(&iface.name, iface.index, dst_ip, RESOLVE_TIMEOUT) {
+        Ok(h) => Ok((
+            h.mac,
+            format!(
+                "{} ({}) from the neighbour table{}",
+                h.hop,
+                wire::format_mac(&h.mac),
+                if h.via_gateway { ", the gateway to the receiver" } else { "" }
+            ),
+        )),
+        Err(crate::route::RouteError::Unresolved { hop, .. }) if hop == dst_ip && announced.is_some() => {
+            let mac = announced
+                .and_then(wire::parse_mac)
+                .ok_or_else(|| io::Error::other("the receiver announced a MAC that is not one"))?;
             Ok((mac, format!("{dst_ip} ({}) as the receiver announced", wire::format_mac(&mac))))
         }
+        Err(e) => Err(io::Error::other(e)),
     }
 }
 
 pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io::Result<DataPath> {
     let (src_ip, dst_ip) = (s.sock.local_addr()?.ip(), to.ip());
-    let (dst_mac, next_hop) = match dst_ip {
-        IpAddr::V4(v4) => destination_mac(&p.iface.name, v4, s.peer.mac.as_deref())?,
-        IpAddr::V6(_) => {
-            // zclab reads no IPv6 neighbour table: on-link, the receiver's own MAC is the next hop's.
-            let mac = s.peer.mac.as_deref().and_then(wire::parse_mac).ok_or_else(|| {
-                io::Error::other("the receiver announced no MAC address, and zclab reads no IPv6 neighbour table")
-            })?;
-            (mac, format!("{dst_ip} ({}) as the receiver announced (IPv6: on-link only)", wire::format_mac(&mac)))
-        }
-    };
+    let (dst_mac, next_hop) = destination_mac(&p.iface, dst_ip, s.peer.mac.as_deref())?;
     let template = FrameTemplate {
         src_mac: p.iface.mac,
         dst_mac,
