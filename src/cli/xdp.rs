@@ -59,8 +59,10 @@ pub struct XdpSocketArgs {
     /// af-xdp: zero copy between NIC and UMEM (on needs a capable driver; veth is copy-only).
     #[arg(long, value_enum, default_value = "auto")]
     pub zerocopy: ZeroCopy,
-    /// af-xdp: XDP_USE_NEED_WAKEUP: kick the TX ring only when the kernel asks. Off by default:
-    /// a copy-mode socket (veth) asks every time, so it only adds a check (see README).
+    /// af-xdp: XDP_USE_NEED_WAKEUP: kick the TX ring only when the kernel asks. Off by default
+    /// in copy mode: a copy-mode socket (veth) asks every time, so it only adds a check (see
+    /// README). On with --zerocopy on: a zero-copy driver's NAPI sends and receives on its own
+    /// and wants a syscall only when it says so.
     #[arg(long)]
     pub need_wakeup: bool,
     /// af-xdp: busy polling: SO_PREFER_BUSY_POLL, and SO_BUSY_POLL of this many microseconds.
@@ -77,7 +79,7 @@ pub struct XdpSocketArgs {
 impl XdpSocketArgs {
     pub fn knobs(&self) -> zclab::transfer::af_xdp::Knobs {
         zclab::transfer::af_xdp::Knobs {
-            need_wakeup: self.need_wakeup,
+            need_wakeup: self.need_wakeup || matches!(self.zerocopy, ZeroCopy::On),
             busy_poll_us: self.busy_poll,
             busy_poll_budget: self.busy_poll_budget,
             tx_budget: self.tx_budget,

@@ -97,6 +97,7 @@ impl XdpReceiver {
             // The XDP program's map has room for 64.
             None => (0, crate::sys::iface::queues(&iface.name).map_or(1, |(rx, _)| rx.clamp(1, 64))),
         };
+        iface.check_queues(first, queues, true)?;
         let frags = iface.mtu > MAX_MTU_WITHOUT_FRAGS;
         let mut steering = XdpSteering::attach(&iface.name, listen.port(), frags, opts.attach).map_err(io::Error::other)?;
         let knobs = Knobs { tx_budget: None, ..opts.knobs }.effective();

@@ -92,9 +92,17 @@ pub fn wait_for_busy_queue() -> io::Result<()> {
 /// where there is one.
 pub fn socket_error(iface: &str, e: io::Error) -> io::Error {
     let fix = if e.raw_os_error() == Some(libc::EINVAL) || e.to_string().contains("no such queue") {
-        "; the lab makes a veth with more queues by `zclab env up --queues N`"
+        "; the lab makes a veth with more queues by `zclab env up --queues N`".to_string()
+    } else if e.kind() == io::ErrorKind::Unsupported {
+        // Zero copy refused: the driver's own word on what it can do.
+        match iface::if_index(iface).ok().and_then(|i| crate::sys::netdev::xdp_features(i).ok().flatten()) {
+            Some(f) if !f.has(crate::sys::netdev::XDP_ACT_XSK_ZEROCOPY) => {
+                format!("; the driver's xdp-features are {} (no xsk-zerocopy): use --zerocopy off or auto", f.names())
+            }
+            _ => String::new(),
+        }
     } else {
-        ""
+        String::new()
     };
     io::Error::new(e.kind(), format!("AF_XDP socket on {iface}: {e}{fix}"))
 }
@@ -127,7 +135,34 @@ impl Iface {
         };
         let index = iface::if_index(&name)?;
         let (mac, mtu) = iface::iface_mac_mtu(&name)?;
+        if let Some(why) = iface::LinkWatch::new(&name).ok().and_then(|w| w.down()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NetworkDown,
+                format!("interface {name} is {why}: nothing would move; bring it up (`ip link set {name} up`)"),
+            ));
+        }
         Ok(Iface { name, index, mac, mtu })
+    }
+
+    /// Refuses queues `first..first + count` if the interface has fewer
+    /// (`rx`: its RX queues, else its TX ones), naming what it has.
+    pub fn check_queues(&self, first: u32, count: u32, rx: bool) -> io::Result<()> {
+        let Ok((rxq, txq)) = iface::queues(&self.name) else { return Ok(()) };
+        let (has, what) = if rx { (rxq, "RX") } else { (txq, "TX") };
+        let last = first.saturating_add(count.max(1)) - 1;
+        if last >= has {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "queue {last} is beyond {}'s {has} {what} queue{} (0 to {}): give --queue and --queues within them{}",
+                    self.name,
+                    if has == 1 { "" } else { "s" },
+                    has.saturating_sub(1),
+                    "; the lab makes a veth with more by `zclab env up --queues N`"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Moves the calling thread into network namespace `ns` and finds

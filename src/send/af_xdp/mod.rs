@@ -123,6 +123,7 @@ impl XdpPath {
         let payload = layout.payload as u32;
         let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
         let count = opts.queues.unwrap_or_else(|| default_queues(&iface.name, |(_, tx)| tx));
+        iface.check_queues(opts.queue, count, false)?;
         let umem_cfg = UmemConfig {
             pools: vec![
                 PoolSpec { frame_size: HEADER_FRAME, count: RING },
