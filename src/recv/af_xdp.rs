@@ -153,13 +153,15 @@ impl XdpReceiver {
         let shared = Shared { stop: AtomicBool::new(false), activity: AtomicU64::new(0), failure: Mutex::new(None) };
         let main_cpu = crate::sys::sched::pinned_cpu();
         std::thread::scope(|s| {
-            for (k, src) in rest.iter_mut().enumerate() {
+            // At most one thread per CPU (the main one counts): a NIC may have 64 queues.
+            let threads = (crate::sys::sched::cpus().max(2) - 1).min(rest.len());
+            for (k, srcs) in rest.chunks_mut(rest.len().div_ceil(threads)).enumerate() {
                 let shared = &shared;
                 s.spawn(move || {
                     if let Err(e) = crate::sys::sched::pin_beside(main_cpu, k + 1) {
-                        log::warn!("queue {}: not pinned: {e}", src.queue);
+                        log::warn!("queue {}: not pinned: {e}", srcs[0].queue);
                     }
-                    drain_until_stopped(src, r, out, shared)
+                    drain_until_stopped(srcs, r, out, shared)
                 });
             }
             let mut funnel = Funnel { src: first, shared: &shared, seen: 0 };
@@ -243,25 +245,36 @@ struct Shared {
     failure: Mutex<Option<io::Error>>,
 }
 
-/// The thread of one extra queue: drains its socket until told to stop.
-fn drain_until_stopped(src: &mut XdpSource, r: &Reassembly, out: &File, shared: &Shared) {
+/// The thread of one or more extra queues: drains their sockets until told to stop.
+fn drain_until_stopped(srcs: &mut [XdpSource], r: &Reassembly, out: &File, shared: &Shared) {
     // The main thread's watchdog judges the sender; this one never expires.
     let mut wd = Watchdog::new(Duration::from_secs(u32::MAX as u64), "the sender");
+    let mut ready = vec![false; srcs.len()];
     while !shared.stop.load(Ordering::Relaxed) {
-        // A queue that has carried nothing yet waits in poll() rather than spin: with a
-        // socket on every queue, most may never see the flow.
-        let waiting = (src.packets > 0 && src.ready(super::packets::SPIN))
-            || crate::sys::socket::poll_one(&src.rx.as_fd(), libc::POLLIN, 10).is_ok_and(|n| n != 0);
-        if !waiting {
-            continue;
-        }
-        match src.drain(r, out, &mut wd) {
-            Ok(_) => {
-                shared.activity.fetch_add(1, Ordering::Relaxed);
+        // One busy queue of its own: spin on it a moment before sleeping. Several, or a
+        // queue that has carried nothing yet (with a socket on every queue, most may never
+        // see the flow): wait in poll() for whichever has packets.
+        let spun = srcs.len() == 1 && srcs[0].packets > 0 && srcs[0].ready(super::packets::SPIN);
+        if spun {
+            ready[0] = true;
+        } else {
+            let fds: Vec<BorrowedFd<'_>> = srcs.iter().map(|s| s.rx.as_fd()).collect();
+            if crate::sys::socket::poll_many(&fds, libc::POLLIN, 10, &mut ready).is_err() {
+                continue;
             }
-            Err(e) => {
-                *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                shared.stop.store(true, Ordering::Relaxed);
+        }
+        for (src, go) in srcs.iter_mut().zip(ready.iter_mut()) {
+            if !std::mem::take(go) {
+                continue;
+            }
+            match src.drain(r, out, &mut wd) {
+                Ok(_) => {
+                    shared.activity.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    *shared.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    shared.stop.store(true, Ordering::Relaxed);
+                }
             }
         }
     }

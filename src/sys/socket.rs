@@ -302,3 +302,20 @@ pub fn probe_msg_zerocopy() -> io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+/// `poll` on several fds for the same `events`, up to `timeout_ms`; sets
+/// `ready[i]` for each fd that is. A signal (EINTR) reads as nothing ready.
+pub fn poll_many(fds: &[impl AsRawFd], events: libc::c_short, timeout_ms: i32, ready: &mut [bool]) -> io::Result<()> {
+    let mut p: Vec<libc::pollfd> = fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events, revents: 0 }).collect();
+    // SAFETY: `p` is a live array of as many pollfds as we pass.
+    match cvt(unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) }) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => {
+            for (r, pfd) in ready.iter_mut().zip(&p) {
+                *r = pfd.revents != 0;
+            }
+            Ok(())
+        }
+    }
+}
