@@ -272,6 +272,21 @@ fn direct_link(n: &EnvNames, cfg: &EnvConfig, step: &dyn Fn(&[&str]) -> Result<(
     Ok(())
 }
 
+/// The routes of a routed environment for one address family, `addrs`
+/// being (sender, router's sender side, router's receiver side, receiver):
+/// each end reaches its router side on-link and the other end through it;
+/// the router reaches each end on-link.
+fn routes_through_router(n: &EnvNames, step: &dyn Fn(&[&str]) -> Result<()>, addrs: [IpAddr; 4]) -> Result<()> {
+    let [tx, tx_side, rx_side, rx] = addrs.map(|a| a.to_string());
+    let rt = &n.rt_ns;
+    step(&["-n", &n.tx_ns, "route", "add", &tx_side, "dev", &n.tx_if])?;
+    step(&["-n", &n.tx_ns, "route", "add", &rx, "via", &tx_side, "dev", &n.tx_if])?;
+    step(&["-n", rt, "route", "add", &tx, "dev", &n.rt_tx_if])?;
+    step(&["-n", rt, "route", "add", &rx, "dev", &n.rt_rx_if])?;
+    step(&["-n", &n.rx_ns, "route", "add", &rx_side, "dev", &n.rx_if])?;
+    step(&["-n", &n.rx_ns, "route", "add", &tx, "via", &rx_side, "dev", &n.rx_if])
+}
+
 /// NAME-t0 <-> NAME-a0 (router) NAME-b0 <-> NAME-r0: the ends keep their
 /// addresses (as /32s, with routes through the router), the router
 /// forwards, drops a share of UDP and limits the rate if asked.
@@ -295,14 +310,7 @@ fn routed_links(n: &EnvNames, cfg: &EnvConfig, r: &Router, verbose: bool, step: 
         step(&["-n", ns, "link", "set", "lo", "up"])?;
         step(&["-n", ns, "link", "set", dev, "up"])?;
     }
-    let (tx_side, rx_side, tx, rx) =
-        (ROUTER_TX_SIDE.to_string(), ROUTER_RX_SIDE.to_string(), TX_ADDR.to_string(), RX_ADDR.to_string());
-    step(&["-n", &n.tx_ns, "route", "add", &tx_side, "dev", &n.tx_if])?;
-    step(&["-n", &n.tx_ns, "route", "add", &rx, "via", &tx_side, "dev", &n.tx_if])?;
-    step(&["-n", rt, "route", "add", &tx, "dev", &n.rt_tx_if])?;
-    step(&["-n", rt, "route", "add", &rx, "dev", &n.rt_rx_if])?;
-    step(&["-n", &n.rx_ns, "route", "add", &rx_side, "dev", &n.rx_if])?;
-    step(&["-n", &n.rx_ns, "route", "add", &tx, "via", &rx_side, "dev", &n.rx_if])?;
+    routes_through_router(n, step, [TX_ADDR.into(), ROUTER_TX_SIDE.into(), ROUTER_RX_SIDE.into(), RX_ADDR.into()])?;
     let exec = |args: &[&str]| -> Result<()> {
         crate::interrupt::check()?;
         let mut full = vec!["netns", "exec", rt.as_str()];
@@ -319,14 +327,7 @@ fn routed_links(n: &EnvNames, cfg: &EnvConfig, r: &Router, verbose: bool, step: 
         for (ns, dev, addr) in links6 {
             step(&["-n", ns, "addr", "add", &format!("{addr}/128"), "dev", dev, "nodad"])?;
         }
-        let (tx_side, rx_side, tx, rx) =
-            (ROUTER_TX_SIDE6.to_string(), ROUTER_RX_SIDE6.to_string(), TX_ADDR6.to_string(), RX_ADDR6.to_string());
-        step(&["-n", &n.tx_ns, "route", "add", &tx_side, "dev", &n.tx_if])?;
-        step(&["-n", &n.tx_ns, "route", "add", &rx, "via", &tx_side, "dev", &n.tx_if])?;
-        step(&["-n", rt, "route", "add", &tx, "dev", &n.rt_tx_if])?;
-        step(&["-n", rt, "route", "add", &rx, "dev", &n.rt_rx_if])?;
-        step(&["-n", &n.rx_ns, "route", "add", &rx_side, "dev", &n.rx_if])?;
-        step(&["-n", &n.rx_ns, "route", "add", &tx, "via", &rx_side, "dev", &n.rx_if])?;
+        routes_through_router(n, step, [TX_ADDR6.into(), ROUTER_TX_SIDE6.into(), ROUTER_RX_SIDE6.into(), RX_ADDR6.into()])?;
     }
     exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     if cfg.ipv6 {

@@ -8,20 +8,8 @@ mod common;
 use common::*;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-use zclab::netns::{EnvConfig, LabEnv, Router, ROUTER_TX_SIDE, ROUTER_TX_SIDE6, RX_ADDR, RX_ADDR6};
+use zclab::netns::{ROUTER_TX_SIDE, ROUTER_TX_SIDE6, RX_ADDR, RX_ADDR6};
 use zclab::route::RouteError;
-
-fn routed_v6() -> LabEnv {
-    LabEnv::up(&EnvConfig {
-        name: unique_name(),
-        mtu: None,
-        queues: None,
-        router: Some(Router { loss_pct: 0.0, rate: None }),
-        ipv6: true,
-        verbose: false,
-    })
-    .expect("env up")
-}
 
 fn ip(args: &[&str]) -> String {
     let o = std::process::Command::new("ip").args(args).output().unwrap();
@@ -40,7 +28,7 @@ fn next_hops_resolve_through_the_router_for_ipv4_and_ipv6() {
     if !privileged("next_hops_resolve_through_the_router") {
         return;
     }
-    let env = routed_v6();
+    let env = env_routed_v6();
     let n = env.names().clone();
     let router_mac = mac_of(&n.rt_ns, &n.rt_tx_if);
     // Nothing is resolved: the neighbour table of the sending side is emptied first.
@@ -87,7 +75,7 @@ fn af_xdp_crosses_the_router_over_ipv6() {
     if !privileged("af_xdp_crosses_the_router_over_ipv6") {
         return;
     }
-    let env = routed_v6();
+    let env = env_routed_v6();
     let n = env.names().clone();
     let dir = Scratch::new();
     let src = dir.path("src");

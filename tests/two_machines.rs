@@ -7,22 +7,14 @@
 mod common;
 
 use common::*;
-use zclab::netns::{EnvConfig, LabEnv, Router, RX_ADDR, RX_ADDR6};
+use zclab::netns::{RX_ADDR, RX_ADDR6};
 
 #[test]
 fn the_two_machine_commands_verify_across_a_router_over_ipv4_and_ipv6() {
     if !privileged("the_two_machine_commands_verify_across_a_router") {
         return;
     }
-    let env = LabEnv::up(&EnvConfig {
-        name: unique_name(),
-        mtu: None,
-        queues: None,
-        router: Some(Router { loss_pct: 0.0, rate: None }),
-        ipv6: true,
-        verbose: false,
-    })
-    .expect("env up");
+    let env = env_routed_v6();
     let n = env.names().clone();
     let dir = Scratch::new();
     let src = dir.path("f");

@@ -49,6 +49,13 @@ pub fn env_v6(mtu: Option<u32>) -> LabEnv {
     LabEnv::up(&EnvConfig { name: unique_name(), mtu, queues: None, router: None, ipv6: true, verbose: false }).expect("env up")
 }
 
+/// A fresh routed environment (`env up --router --ipv6`): the ends keep their
+/// addresses, IPv4 and IPv6, and a third namespace forwards between them.
+pub fn env_routed_v6() -> LabEnv {
+    let router = Some(zclab::netns::Router { loss_pct: 0.0, rate: None });
+    LabEnv::up(&EnvConfig { name: unique_name(), mtu: None, queues: None, router, ipv6: true, verbose: false }).expect("env up")
+}
+
 /// A scratch directory, removed when dropped.
 pub struct Scratch(pub PathBuf);
 
