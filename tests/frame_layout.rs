@@ -93,3 +93,39 @@ fn the_default_layout_follows_how_the_file_is_read() {
     assert_eq!((x["o_direct"].as_bool(), x["layout"].as_str()), (Some(false), Some("contiguous")), "{x}");
     assert_eq!(x["payload"], 1448, "no O_DIRECT unit to keep: all an MTU of 1500 allows: {x}");
 }
+
+/// A zero-copy driver may want chunks of 2048 bytes: both layouts are cut
+/// to fit them in an aligned UMEM, and the kernel refuses no descriptor.
+#[test]
+fn both_layouts_verify_in_an_aligned_umem_of_2048_byte_chunks() {
+    if !privileged("both_layouts_verify_in_an_aligned_umem_of_2048_byte_chunks") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (6 << 20) + 4097, 61);
+    for layout in ["split", "contiguous"] {
+        let r = run_af_xdp(&env.names().name, &src, &["--umem", "aligned", "--umem-chunk", "2048", "--frame-layout", layout]);
+        let x = &r["af_xdp"];
+        assert_eq!(r["verified"], true, "{layout}: {r}");
+        assert_eq!(x["tx_invalid"], 0, "{layout}: no descriptor crossed a chunk edge: {x}");
+        let fl = x["frame_layout"].as_str().unwrap();
+        assert!(fl.contains("(aligned UMEM)"), "{layout}: {fl}");
+        if layout == "split" {
+            assert!(fl.contains("cut at 2048-byte chunk edges"), "{fl}");
+        }
+    }
+    let o = run_zclab(&[
+        "run",
+        "--env",
+        &env.names().name,
+        "--mode",
+        "af-xdp",
+        "--file",
+        src.to_str().unwrap(),
+        "--umem-chunk",
+        "1000",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("zclab takes 2048 or 4096"), "{}", stderr(&o));
+}

@@ -67,6 +67,11 @@ pub struct SendArgs {
     /// af-xdp: register the UMEM in unaligned (default) or aligned chunk mode.
     #[arg(long, value_enum, default_value = "unaligned")]
     pub umem: UmemMode,
+    /// af-xdp: the UMEM's chunk size, 2048 or 4096 (zero-copy drivers take one or the other;
+    /// a descriptor never crosses a chunk edge in aligned mode, so every frame layout is cut
+    /// to fit it).
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub umem_chunk: u32,
     /// af-xdp: how a packet lies in the UMEM. Either way the payload is file bytes a read put
     /// there and the CPU writes only the header. Default: split for a file read with O_DIRECT
     /// (contiguous makes each packet a separate segment of the disk request, which costs more
@@ -98,6 +103,7 @@ pub fn exec(a: SendArgs) -> Result<bool> {
             bind_mode: a.xdp.socket.zerocopy.into(),
             knobs: a.xdp.socket.knobs(),
             unaligned: a.umem == UmemMode::Unaligned,
+            chunk: a.umem_chunk,
             layout: a.frame_layout,
             shared_umem: a.xdp.socket.shared_umem,
         },

@@ -126,6 +126,9 @@ pub struct RunXdpArgs {
     /// af-xdp: the sender's UMEM in unaligned (default) or aligned chunk mode (see `send --help`).
     #[arg(long, value_enum, default_value = "unaligned")]
     pub umem: UmemMode,
+    /// af-xdp: the sender's UMEM chunk size, 2048 or 4096 (see `send --help`).
+    #[arg(long, value_name = "BYTES")]
+    pub umem_chunk: Option<u32>,
     /// af-xdp: the sender's frame layout (see `send --help`).
     #[arg(long, value_enum, value_name = "LAYOUT")]
     pub frame_layout: Option<FrameLayout>,
@@ -145,6 +148,9 @@ impl RunXdpArgs {
             recv.extend(["--iface".into(), i.clone()]);
         }
         send.extend(["--umem".into(), value_name(&self.umem)]);
+        if let Some(c) = self.umem_chunk {
+            send.extend(["--umem-chunk".into(), c.to_string()]);
+        }
         if let Some(l) = self.frame_layout {
             send.extend(["--frame-layout".into(), value_name(&l)]);
         }

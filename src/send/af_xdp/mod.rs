@@ -73,6 +73,8 @@ pub struct AfXdpOptions {
     pub bind_mode: BindMode,
     /// Register the UMEM in unaligned-chunk mode (default) or aligned mode.
     pub unaligned: bool,
+    /// The UMEM's chunk size: 2048 or 4096 (CHUNK).
+    pub chunk: u32,
     /// Need-wakeup, busy polling, TX budget (default TX_BUDGET).
     pub knobs: Knobs,
     /// Split or contiguous frames (default: the better one for how the file is read).
@@ -91,6 +93,8 @@ pub struct XdpPath {
     pub payload: u32,
     o_direct: bool,
     unaligned: bool,
+    /// The UMEM's chunk size.
+    chunk: u32,
     knobs: Knobs,
     layout: FrameLayout,
     /// The queues' sockets share one UMEM.
@@ -115,11 +119,17 @@ impl XdpPath {
                     ),
                 )
             })?;
-        let (file, align) = open_direct(path)?;
+        if ![2048, CHUNK].contains(&opts.chunk) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a UMEM chunk of {} bytes: zclab takes 2048 or {CHUNK}", opts.chunk),
+            ));
+        }
+        let (file, align) = open_direct(path, opts.chunk)?;
         let size = file.metadata()?.len();
         // IPv6 in copy mode needs one descriptor a packet (see `split_v6_error`).
         let kind = opts.layout.unwrap_or(if v6 { FrameLayout::Contiguous } else { FrameLayout::best_for(align.is_some()) });
-        let layout = block_layout(kind, payload, align.unwrap_or(1), &iface, header as u64 + metadata as u64)?;
+        let layout = block_layout(kind, payload, align.unwrap_or(1), &iface, header as u64 + metadata as u64, opts.chunk)?;
         let payload = layout.payload as u32;
         let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
         let count = opts.queues.unwrap_or_else(|| default_queues(&iface.name, |(_, tx)| tx));
@@ -129,7 +139,7 @@ impl XdpPath {
                 PoolSpec { frame_size: HEADER_FRAME, count: RING },
                 PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS },
             ],
-            chunk_size: CHUNK,
+            chunk_size: opts.chunk,
             unaligned: opts.unaligned,
             huge_pages: false,
             fill_size: 64,
@@ -163,7 +173,17 @@ impl XdpPath {
             let tx = PacketTx::new(sock, tx_ring, HEADERS, &iface.name, knobs.need_wakeup, v6);
             queues.push((queue, tx, cache));
         }
-        Ok(XdpPath { queues, iface, payload, o_direct: align.is_some(), unaligned: opts.unaligned, knobs, layout: kind, shared })
+        Ok(XdpPath {
+            queues,
+            iface,
+            payload,
+            o_direct: align.is_some(),
+            unaligned: opts.unaligned,
+            chunk: opts.chunk,
+            knobs,
+            layout: kind,
+            shared,
+        })
     }
 
     pub fn mtu(&self) -> u32 {
@@ -194,14 +214,22 @@ fn split_v6_error() -> io::Error {
 /// the largest payload the MTU allows and the O_DIRECT alignment.
 /// `front`: the bytes a contiguous frame needs in front of its payload
 /// (TX metadata, if any, and the header).
-fn block_layout(kind: FrameLayout, mtu_payload: u32, align: u64, iface: &Iface, front: u64) -> io::Result<BlockLayout> {
+fn block_layout(
+    kind: FrameLayout,
+    mtu_payload: u32,
+    align: u64,
+    iface: &Iface,
+    front: u64,
+    chunk: u32,
+) -> io::Result<BlockLayout> {
+    let chunk = chunk as u64;
     match kind {
-        FrameLayout::Split => Ok(BlockLayout::new(mtu_payload as u64, align, CHUNK as u64)),
+        FrameLayout::Split => Ok(BlockLayout::new(mtu_payload as u64, align, chunk)),
         FrameLayout::Contiguous => {
             let header = front;
-            let room = CHUNK as u64 - header.div_ceil(align) * align;
+            let room = chunk.saturating_sub(header.div_ceil(align) * align);
             let payload = ((mtu_payload as u64).min(room) / align * align) & !1; // even: see FACTS on odd TX addresses
-            BlockLayout::contiguous(payload, align, CHUNK as u64, header).ok_or_else(|| {
+            BlockLayout::contiguous(payload, align, chunk, header).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
@@ -224,10 +252,10 @@ pub fn default_queues(iface: &str, which: impl Fn((u32, u32)) -> u32) -> u32 {
 
 /// Opens the file for direct I/O where its filesystem has it; returns the
 /// file and its O_DIRECT alignment (None: buffered, through the page cache).
-fn open_direct(path: &Path) -> io::Result<(File, Option<u64>)> {
+fn open_direct(path: &Path, chunk: u32) -> io::Result<(File, Option<u64>)> {
     let probe = File::open(path)?;
     match sys::file::dio_align(&probe)? {
-        Some((mem, off)) if mem as u64 <= CHUNK as u64 => {
+        Some((mem, off)) if mem <= chunk => {
             let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path)?;
             Ok((f, Some(off.max(mem) as u64)))
         }
@@ -325,7 +353,7 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
             "{}{} descriptors per packet: a {header}-byte header frame + the payload in place in the UMEM, cut at {}-byte chunk edges ({umem} UMEM){csum}",
             if lo < hi { format!("{lo}-") } else { String::new() },
             hi,
-            CHUNK,
+            p.chunk,
         ),
         FrameLayout::Contiguous => {
             let l = sink.cache.layout();
