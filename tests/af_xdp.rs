@@ -45,6 +45,9 @@ fn af_xdp_sends_without_the_page_cache_and_sendfile_does_not() {
     assert_eq!(x["af_xdp"]["o_direct"], true, "{x}");
     assert_eq!(x["source_cached_before_bytes"], 0, "{x}");
     assert_eq!(x["source_cached_after_bytes"], 0, "O_DIRECT leaves nothing in the page cache: {x}");
+    // And from outside, now that the command has ended (its hash read the file too).
+    let f = std::fs::File::open(&src).unwrap();
+    assert_eq!(zclab::sys::file::cached_bytes(&f).unwrap(), 0, "mincore after the command: the hash used O_DIRECT too");
     let s = run("sendfile");
     assert_eq!(s["source_cached_before_bytes"], 0, "{s}");
     // All of it, but for a page the kernel may have reclaimed meanwhile (memory pressure from other tests).

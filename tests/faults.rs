@@ -175,7 +175,10 @@ fn a_full_disk_is_refused_up_front_with_the_receivers_reason() {
         let e = stderr(&o);
         assert!(e.contains("the receiver says: no room for the file: it needs 24.0 MiB"), "{mode}: {e}");
         assert!(e.contains("16.0 MiB free"), "{mode}: {e}");
-        assert!(!recv.wait_with_output().unwrap().status.success());
+        assert!(!e.contains(disk.0.to_str().unwrap()), "{mode}: the sender is never told the receiver's paths: {e}");
+        let r = recv.wait_with_output().unwrap();
+        assert!(!r.status.success());
+        assert!(stderr(&r).contains(out.to_str().unwrap()), "{mode}: the receiver's own log keeps the path: {}", stderr(&r));
         assert!(files_in(&disk.0).is_empty(), "{mode}: nothing left: {:?}", files_in(&disk.0));
         if mode == "splice" {
             record("the receiver's disk too small (a 16 MiB tmpfs for 24 MiB)", e.trim().trim_start_matches("zclab: error: "));

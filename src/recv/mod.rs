@@ -132,11 +132,12 @@ fn accept(listener: &TcpListener, deadline: Option<Instant>) -> Result<(TcpStrea
 /// midway.
 fn reserve(file: &File, size: u64, out: &Path) -> Result<()> {
     use crate::report::human_bytes;
+    // The sender is told sizes and the cause, never this receiver's paths; its own log keeps them.
     let no_room = |free: u64| {
+        log::error!("no room for {} ({} needed, {} free there)", out.display(), human_bytes(size), human_bytes(free));
         anyhow::anyhow!(
-            "no room for the file: it needs {} ({size} bytes) and the file system of {} has {} free",
+            "no room for the file: it needs {} ({size} bytes) and the receiver's file system has {} free",
             human_bytes(size),
-            out.display(),
             human_bytes(free)
         )
     };

@@ -412,9 +412,13 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let cost = meter.finish(path.syscalls);
     let all_cpu_s = busy0.zip(metrics::all_cpu_busy_s()).map(|(a, b)| b - a);
     let kernel = testimony.finish();
-    let cached_after = sys::file::cached_bytes(&file)?;
 
-    let (hash, hash_time) = hash::hash_file_keyed(&cfg.file, session.as_ref()).context("hashing the source file")?;
+    // The proof reads the file the way the transfer did: with O_DIRECT where the path read
+    // it so (af-xdp), so that hashing does not fill the page cache the path bypassed.
+    let direct = path.af_xdp.as_ref().is_some_and(|x| x.path.o_direct);
+    let (hash, hash_time, _) = hash::hash_file_with(&cfg.file, session.as_ref(), direct).context("hashing the source file")?;
+    // Measured when the command ends, after the hash: what the page cache holds then.
+    let cached_after = sys::file::cached_bytes(&file)?;
     send_msg(&mut &sock, &Msg::Trailer { hash: hash.clone() }, &mut wd)?;
     let (peer_hash, verified, reason) = hear_verdict(&sock, &mut wd, size)?;
     Ok(SendReport {
