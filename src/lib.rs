@@ -11,6 +11,8 @@
 
 /// `zclab bench`: every path side by side, interleaved; medians, charts, an HTML report.
 pub mod bench;
+/// Every copy a run must have made, inferred from its report, each with the rule that puts it there.
+pub mod copies;
 /// `zclab doctor`: what of the lab works on this machine, each row with its reason and fix.
 pub mod doctor;
 /// `zclab explain`: each data path drawn, with the last run's figures.

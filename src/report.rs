@@ -291,6 +291,10 @@ pub struct RunReport {
     pub sender_cpu: Option<usize>,
     #[serde(default)]
     pub receiver_cpu: Option<usize>,
+    /// The copies the run must have made per byte of the file, inferred from the facts above,
+    /// each with its rule (beside the kernel's `copies_per_byte` seen by the tracepoints).
+    #[serde(default)]
+    pub inferred_copies: Option<crate::copies::InferredCopies>,
 }
 
 impl RunReport {
@@ -306,7 +310,7 @@ impl RunReport {
         if reason.is_none() && !(s.verified && r.verified) {
             reason = Some("one side did not verify".into());
         }
-        RunReport {
+        let mut run = RunReport {
             mode: s.mode,
             bytes: s.bytes,
             seconds: s.seconds,
@@ -356,7 +360,10 @@ impl RunReport {
             zerocopy_receive: r.zerocopy_receive,
             sender_cpu: s.cpu,
             receiver_cpu: r.cpu,
-        }
+            inferred_copies: None,
+        };
+        run.inferred_copies = crate::copies::infer(&run);
+        run
     }
 
     /// CPU seconds both ends spent per GiB moved.
@@ -494,11 +501,17 @@ pub fn run_text(r: &RunReport) -> String {
     let _ = writeln!(s, "cpu       {:.3} s per GiB (both ends, user + sys)", r.cpu_s_per_gib());
     let _ = writeln!(
         s,
-        "cache     source file in page cache: {} before, {} after",
+        "cache     source file in page cache: {} before, {} after (when the sender ended)",
         human_bytes(r.source_cached_before_bytes),
         human_bytes(r.source_cached_after_bytes)
     );
     s += &zc_line(&r.zerocopy);
+    if let Some(c) = &r.inferred_copies {
+        let _ = writeln!(s, "copies    inferred: {}", crate::copies::summary(c));
+        for st in &c.steps {
+            let _ = writeln!(s, "            {} {}: {}", st.side, st.what, st.rule);
+        }
+    }
     if let (Some(p), Some(pps)) = (r.packets, r.packets_per_s) {
         let _ = writeln!(
             s,

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use serde_json::Value;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -299,4 +300,49 @@ fn a_link_that_goes_down_mid_transfer_is_named() {
     assert!(took < Duration::from_secs(2), "the sender took {took:?} to notice");
     let _ = recv.kill();
     let _ = recv.wait();
+}
+
+/// Every copy counted: af-xdp on a copy-mode veth must have copied each
+/// byte three times on the way (and once into the receiver's page cache),
+/// though the tracepoints see none of those; each step names its rule.
+#[test]
+fn inferred_copies_name_every_copy_and_its_rule() {
+    if !privileged("inferred_copies_name_every_copy_and_its_rule") {
+        return;
+    }
+    let env = env();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (2 << 20) + 9, 44);
+    let name = env.names().name.clone();
+    let run = |mode: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--env", &name, "--mode", mode, "--file", src.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        let o = run_zclab(&args);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        json(&o)
+    };
+    let steps = |r: &Value| -> Vec<(String, f64)> {
+        r["inferred_copies"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                assert!(s["rule"].as_str().is_some_and(|x| x.len() > 20), "every step names its rule: {s}");
+                (s["what"].as_str().unwrap().to_string(), s["per_byte"].as_f64().unwrap())
+            })
+            .collect()
+    };
+    let x = run("af-xdp", &["--xdp-mode", "native"]);
+    let s = steps(&x);
+    let whats: Vec<&str> = s.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(whats, ["UMEM -> skb", "skb -> page-pool page", "packet -> receiving UMEM", "UMEM -> page cache"], "{x}");
+    assert_eq!(x["inferred_copies"]["per_byte"], 4.0, "{x}");
+    // Generic XDP on the receiving veth: no skb_pp_cow_data copy.
+    let g = run("af-xdp", &["--xdp-mode", "generic"]);
+    assert_eq!(g["inferred_copies"]["per_byte"], 3.0, "{g}");
+    let sf = run("sendfile", &[]);
+    assert_eq!(steps(&sf), [("pipe -> page cache".to_string(), 1.0)], "{sf}");
+    let rw = run("read-write", &["--via", "read"]);
+    assert_eq!(rw["inferred_copies"]["per_byte"], 4.0, "read, write, read, pwrite: {rw}");
 }

@@ -327,6 +327,7 @@ mod tests {
             cached_after_bytes: s,
             zerocopy_copied: None,
             kernel_copies_per_byte: None,
+            inferred_copies_per_byte: None,
         }
     }
 

@@ -186,6 +186,9 @@ pub struct Summary {
     pub zerocopy_copied: Option<(u64, u64)>,
     /// Bytes the kernel was seen to copy per byte of file (`--trace`).
     pub kernel_copies_per_byte: Option<Spread>,
+    /// Copies per byte the runs must have made (`copies::infer`), each with its rule in runs.json.
+    #[serde(default)]
+    pub inferred_copies_per_byte: Option<Spread>,
 }
 
 impl Summary {
@@ -528,6 +531,9 @@ pub fn summarize(runs: &[BenchRun], cells: &[Cell]) -> Vec<Summary> {
             cached_after_bytes: f(&|r| r.report.source_cached_after_bytes as f64),
             zerocopy_copied: (!zc.is_empty()).then(|| zc.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))),
             kernel_copies_per_byte: (copies.len() == rs.len()).then(|| Spread::of(&copies)).flatten(),
+            inferred_copies_per_byte: Spread::of(
+                &rs.iter().filter_map(|r| r.report.inferred_copies.as_ref().map(|c| c.per_byte)).collect::<Vec<_>>(),
+            ),
         });
     }
     out
@@ -564,9 +570,9 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
             "\n{title} (median of runs; Gbit/s with min-max{})",
             if result.pinned { "; sender on CPU 0, receiver on CPU 1" } else { "" }
         );
-        s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | snd calls/GiB | ctx switches | cached after | zero copy      | verified |";
+        s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | snd calls/GiB | ctx switches | cached after | zero copy      | verified | copies/B |";
         s += if traced { " kcopies/B |\n" } else { "\n" };
-        s += "|----------------------------------|------------------------|---------------|---------------|---------------|--------------|--------------|----------------|----------|";
+        s += "|----------------------------------|------------------------|---------------|---------------|---------------|--------------|--------------|----------------|----------|----------|";
         s += if traced { "-----------|\n" } else { "\n" };
         for m in result.summaries.iter().filter(|m| setting_title(&m.cell, &cells) == *title) {
             let mut path = m.cell.mode.name().to_string();
@@ -584,7 +590,7 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
             }
             let _ = writeln!(
                 s,
-                "| {:<32} | {:>6.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>13.3} | {:>13.0} | {:>12.0} | {:>12} | {:<14} | {:>8} |",
+                "| {:<32} | {:>6.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>13.3} | {:>13.0} | {:>12.0} | {:>12} | {:<14} | {:>8} | {:>8} |",
                 path,
                 m.gbit_per_s.median,
                 m.gbit_per_s.min,
@@ -596,6 +602,7 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
                 human_bytes(m.cached_after_bytes.median as u64),
                 m.zerocopy_verdict(),
                 format!("{}/{}", m.verified, m.runs),
+                m.inferred_copies_per_byte.map_or_else(|| "n/a".into(), |c| format!("{:.2}", c.median)),
             );
             if traced {
                 s.insert_str(
@@ -604,6 +611,12 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
                 );
             }
         }
+    }
+    if !result.summaries.is_empty() {
+        s += "copies/B: copies per byte of the file the path must have made, kernel and zclab, on the way and on both \
+              ends (inferred from the mode, the receiver, the sockets' bind modes and the zero-copy notifications; \
+              each run's steps and their rules are in runs.json, `inferred_copies`). kcopies/B: what the \
+              tracepoints saw (--trace).\n";
     }
     if !result.peers.is_empty() {
         s += "\n";
@@ -628,14 +641,14 @@ fn csv(summaries: &[Summary]) -> String {
     let mut csv = String::from(
         "mode,fixed_buffers,frame_layout,queues,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
          process_cpu_s_per_gib_median,sender_sys_s_per_gib_median,sender_syscalls_median,sender_syscalls_per_gib_median,\
-         context_switches_median,cached_after_bytes_median,zerocopy,kernel_copies_per_byte_median\n",
+         context_switches_median,cached_after_bytes_median,zerocopy,kernel_copies_per_byte_median,inferred_copies_per_byte_median\n",
     );
     let opt = |v: Option<String>| v.unwrap_or_default();
     for m in summaries {
         let c = &m.cell;
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{},{}",
             c.mode.name(),
             c.fixed_buffers,
             c.layout.map_or("", FrameLayout::name),
@@ -658,7 +671,8 @@ fn csv(summaries: &[Summary]) -> String {
             m.context_switches.median,
             m.cached_after_bytes.median,
             m.zerocopy_verdict(),
-            opt(m.kernel_copies_per_byte.map(|k| format!("{:.4}", k.median)))
+            opt(m.kernel_copies_per_byte.map(|k| format!("{:.4}", k.median))),
+            opt(m.inferred_copies_per_byte.map(|k| format!("{:.4}", k.median)))
         );
     }
     csv
