@@ -46,6 +46,9 @@ pub struct SendReport {
     /// The CPU this end was pinned to (`--cpu`), if it was.
     #[serde(default)]
     pub cpu: Option<usize>,
+    /// The data interface's own packet and byte counts over the timed part (`ip -s link`).
+    #[serde(default)]
+    pub iface: Option<crate::route::IfaceCounts>,
 }
 
 /// What `zclab recv` prints.
@@ -80,6 +83,9 @@ pub struct RecvReport {
     /// The CPU this end was pinned to (`--cpu`), if it was.
     #[serde(default)]
     pub cpu: Option<usize>,
+    /// The data interface's own packet and byte counts over the timed part (`ip -s link`).
+    #[serde(default)]
+    pub iface: Option<crate::route::IfaceCounts>,
 }
 
 /// What the AF_XDP sender reports.
@@ -295,6 +301,11 @@ pub struct RunReport {
     /// each with its rule (beside the kernel's `copies_per_byte` seen by the tracepoints).
     #[serde(default)]
     pub inferred_copies: Option<crate::copies::InferredCopies>,
+    /// Each end's data interface, counted by the interface itself over the timed part.
+    #[serde(default)]
+    pub sender_iface: Option<crate::route::IfaceCounts>,
+    #[serde(default)]
+    pub receiver_iface: Option<crate::route::IfaceCounts>,
 }
 
 impl RunReport {
@@ -361,6 +372,8 @@ impl RunReport {
             sender_cpu: s.cpu,
             receiver_cpu: r.cpu,
             inferred_copies: None,
+            sender_iface: s.iface.clone(),
+            receiver_iface: r.iface.clone(),
         };
         run.inferred_copies = crate::copies::infer(&run);
         run
@@ -445,7 +458,7 @@ pub fn kernel_text(side: &str, k: &KernelCounters) -> String {
     );
     let _ = writeln!(
         s,
-        "          {side}: page cache +{} pages ({} of the transfer's file), {} file faults; devices sent {} / took in {} packets; NAPI {} polls \
+        "          {side}: page cache +{} pages ({} of the transfer's file), {} file faults; net_dev_xmit saw {} packets sent, netif_receive_skb {} taken in (AF_XDP's sends and XDP-redirected packets pass neither: the interfaces' own counts are on the devices line); NAPI {} polls \
          ({} packets); XDP {} redirects, {} failed, {} exceptions; TCP {} retransmits",
         opt(k.page_cache_pages_added),
         opt(k.file_pages_added),
@@ -506,6 +519,19 @@ pub fn run_text(r: &RunReport) -> String {
         human_bytes(r.source_cached_after_bytes)
     );
     s += &zc_line(&r.zerocopy);
+    for (side, i) in [("sender", &r.sender_iface), ("receiver", &r.receiver_iface)] {
+        if let Some(i) = i {
+            let _ = writeln!(
+                s,
+                "devices   {side} {}: sent {} packets ({}), took in {} ({}) during the transfer, as the interface counts them",
+                i.iface,
+                i.counts.tx_packets,
+                human_bytes(i.counts.tx_bytes),
+                i.counts.rx_packets,
+                human_bytes(i.counts.rx_bytes)
+            );
+        }
+    }
     if let Some(c) = &r.inferred_copies {
         let _ = writeln!(s, "copies    inferred: {}", crate::copies::summary(c));
         for st in &c.steps {
@@ -742,6 +768,7 @@ mod tests {
             kernel: None,
             all_cpu_s: None,
             cpu: None,
+            iface: None,
         }
     }
 
@@ -765,6 +792,7 @@ mod tests {
             via: None,
             zerocopy_receive: None,
             cpu: None,
+            iface: None,
         }
     }
 

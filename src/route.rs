@@ -182,3 +182,80 @@ pub fn resolve(iface: &str, ifindex: u32, dst: IpAddr, timeout: Duration) -> Res
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// An interface's own packet and byte counts (`RTM_GETLINK`, `IFLA_STATS64`,
+/// as `ip -s link` shows them): what the driver handled, whatever path the
+/// packets took (AF_XDP transmits straight to the driver, where the
+/// `net:net_dev_xmit` tracepoint does not see it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkCounts {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+impl LinkCounts {
+    /// The counts from `before` to `self`.
+    pub fn since(&self, before: &LinkCounts) -> LinkCounts {
+        LinkCounts {
+            rx_packets: self.rx_packets.saturating_sub(before.rx_packets),
+            tx_packets: self.tx_packets.saturating_sub(before.tx_packets),
+            rx_bytes: self.rx_bytes.saturating_sub(before.rx_bytes),
+            tx_bytes: self.tx_bytes.saturating_sub(before.tx_bytes),
+        }
+    }
+}
+
+/// The counts of interface `ifindex` now.
+pub fn link_counts(ifindex: u32) -> io::Result<LinkCounts> {
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex;
+    for msg in ask(RouteNetlinkMessage::GetLink(m), false)? {
+        if let RouteNetlinkMessage::NewLink(l) = msg {
+            if let Some(s) = l.attributes.iter().find_map(|a| if let LinkAttribute::Stats64(s) = a { Some(s) } else { None }) {
+                return Ok(LinkCounts {
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                    rx_bytes: s.rx_bytes,
+                    tx_bytes: s.tx_bytes,
+                });
+            }
+        }
+    }
+    Err(io::Error::other(format!("interface index {ifindex} reported no IFLA_STATS64")))
+}
+
+/// One end's interface and what it handled during the timed part.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IfaceCounts {
+    pub iface: String,
+    #[serde(flatten)]
+    pub counts: LinkCounts,
+}
+
+/// Reads an interface's counts at the start of a timed part and again at its end.
+pub struct LinkMeter {
+    name: String,
+    index: u32,
+    start: LinkCounts,
+}
+
+impl LinkMeter {
+    /// The interface that holds `ip` (or `explicit`), counted from now; None if none can be read.
+    pub fn start(explicit: Option<&str>, ip: IpAddr) -> Option<LinkMeter> {
+        let name = match explicit {
+            Some(n) => n.to_string(),
+            None => crate::sys::iface::iface_with_addr(ip).ok()??,
+        };
+        let index = crate::sys::iface::if_index(&name).ok()?;
+        let start = link_counts(index).ok()?;
+        Some(LinkMeter { name, index, start })
+    }
+
+    pub fn finish(&self) -> Option<IfaceCounts> {
+        let end = link_counts(self.index).ok()?;
+        Some(IfaceCounts { iface: self.name.clone(), counts: end.since(&self.start) })
+    }
+}

@@ -346,3 +346,35 @@ fn inferred_copies_name_every_copy_and_its_rule() {
     let rw = run("read-write", &["--via", "read"]);
     assert_eq!(rw["inferred_copies"]["per_byte"], 4.0, "read, write, read, pwrite: {rw}");
 }
+
+/// The interfaces' own counts, not a tracepoint's: AF_XDP transmits straight
+/// to the driver, where net_dev_xmit does not see it, so the report takes
+/// each end's packets from its interface; checked against `ip -s link`.
+#[test]
+fn device_counts_come_from_the_interfaces_themselves() {
+    if !privileged("device_counts_come_from_the_interfaces_themselves") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 8 << 20, 45);
+    let tx_packets = || {
+        let o = Command::new("ip").args(["-n", &n.tx_ns, "-s", "-j", "link", "show", "dev", &n.tx_if]).output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0]["stats64"]["tx"]["packets"].as_u64().unwrap()
+    };
+    let before = tx_packets();
+    let o = run_zclab(&["run", "--env", &n.name, "--mode", "af-xdp", "--file", src.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let outside = tx_packets() - before;
+    let r = json(&o);
+    let packets = r["packets"].as_u64().unwrap();
+    let s = &r["sender_iface"];
+    assert_eq!(s["iface"], n.tx_if.as_str(), "{r}");
+    let sent = s["tx_packets"].as_u64().unwrap();
+    assert!(sent >= packets, "every data packet went out of the interface: {sent} < {packets}: {r}");
+    assert!(sent <= outside, "within what `ip -s link` counted over the whole command: {sent} > {outside}");
+    assert!(r["receiver_iface"]["rx_packets"].as_u64().unwrap() >= packets, "{r}");
+}

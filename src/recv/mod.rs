@@ -410,10 +410,13 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     testimony.start();
     send_msg(&mut sock, &plane.ready(), &mut wd)?;
 
+    let xdp_iface = cfg.af_xdp.iface.as_deref().filter(|_| hello.mode == Mode::AfXdp);
+    let link = crate::route::LinkMeter::start(xdp_iface, sock.local_addr()?.ip());
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let (got, packets, af_xdp) = receive_data(cfg, sock, &mut plane, partial.file(), hello, &mut wd)?;
     let seconds = t0.elapsed().as_secs_f64();
+    let iface = link.as_ref().and_then(|l| l.finish());
     let cost = meter.finish(got.syscalls);
     let truncated = got.bytes < size;
     if !truncated {
@@ -467,6 +470,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
         via: (!mode.is_packet_path()).then_some(cfg.via),
         zerocopy_receive: got.zerocopy,
         cpu: crate::sys::sched::pinned_cpu(),
+        iface,
     })
 }
 

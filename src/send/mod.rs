@@ -397,6 +397,8 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;
     testimony.start();
+    let xdp_iface = cfg.af_xdp.iface.as_deref().filter(|_| cfg.mode == Mode::AfXdp);
+    let link = crate::route::LinkMeter::start(xdp_iface, sock.local_addr()?.ip());
     let busy0 = metrics::all_cpu_busy_s();
     let meter = CostMeter::start();
     let t0 = Instant::now();
@@ -412,6 +414,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let cost = meter.finish(path.syscalls);
     let all_cpu_s = busy0.zip(metrics::all_cpu_busy_s()).map(|(a, b)| b - a);
     let kernel = testimony.finish();
+    let iface = link.as_ref().and_then(|l| l.finish());
 
     // The proof reads the file the way the transfer did: with O_DIRECT where the path read
     // it so (af-xdp), so that hashing does not fill the page cache the path bypassed.
@@ -443,5 +446,6 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         kernel,
         all_cpu_s,
         cpu: sys::sched::pinned_cpu(),
+        iface,
     })
 }
