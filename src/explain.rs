@@ -86,10 +86,11 @@ fn drawing(mode: Mode) -> &'static str {
             "  disk --DMA (O_DIRECT read, io_uring)--> UMEM block      [no page cache]
   CPU writes a 66-byte header frame --> UMEM
   TX ring: [header descriptor][payload descriptors -> the file's bytes in the UMEM] --sendto kick-->
-     veth (copy mode): the kernel copies each packet into an skb, veth copies it again for XDP,
-     the XDP program redirects it, and the kernel copies it into the receiver's UMEM;
-     a zero-copy NIC would DMA straight from and into the UMEMs
-  receiver: RX ring --> checked --> pwritev from the UMEM (CPU copy) --> page cache --> fill ring"
+     veth (copy mode): UMEM -> skb (a copy-mode socket builds an skb from each frame),
+     skb -> page-pool page (veth, for a native XDP program: skb_pp_cow_data),
+     the XDP program redirects it, packet -> receiving UMEM (a copy-mode socket copies it in);
+     a zero-copy NIC would DMA straight from and into the UMEMs: none of those three
+  receiver: RX ring --> checked --> UMEM -> page cache (pwritev, a CPU copy) --> fill ring"
         }
     }
 }
@@ -168,6 +169,9 @@ fn figures(r: &RunReport) -> String {
         let _ = writeln!(s, "  {p} packets; {}; O_DIRECT {}", x.path.frame_layout, x.path.o_direct);
     } else if let Some(p) = r.packets {
         let _ = writeln!(s, "  {p} packets, {} resent", r.retransmitted_packets.unwrap_or(0));
+    }
+    if let Some(c) = &r.inferred_copies {
+        let _ = writeln!(s, "  copies it must have made: {}", crate::copies::summary(c));
     }
     if let Some(k) = &r.kernel {
         match k.copies_per_byte(r.bytes) {

@@ -40,5 +40,13 @@ fn a_run_is_kept_and_its_figures_explained() {
     assert!(after.contains("The last run kept (3.0 MiB"), "{after}");
     let syscalls = r["sender"]["syscalls"].as_u64().unwrap();
     assert!(after.contains(&format!("sender {syscalls} syscalls")), "the kept run's own numbers: {after}");
+    assert!(
+        after.contains("copies it must have made: 2.00 per byte (mapping -> socket buffer 1, pipe -> page cache 1)"),
+        "the inferred copies, with the labels of the report: {after}"
+    );
+    let xdp = String::from_utf8_lossy(&run(&["explain", "af-xdp"]).stdout).into_owned();
+    for label in ["UMEM -> skb", "skb -> page-pool page", "packet -> receiving UMEM", "UMEM -> page cache"] {
+        assert!(xdp.contains(label), "af-xdp's drawing names the copy {label:?} as the report does: {xdp}");
+    }
     assert!(state.join("last-mmap-write.json").exists());
 }
