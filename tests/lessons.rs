@@ -165,6 +165,7 @@ fn lesson_8_af_xdp_faults_show_in_their_counters() {
     assert_holds(&f, "veth has no zero-copy AF_XDP");
     assert_holds(&f, "In copy mode the kernel sends at most the TX budget per kick");
     assert_holds(&f, "With need_wakeup, a copy-mode TX ring asks for a kick every time");
+    assert_holds(&f, "The tracepoints see none of af-xdp's copies on a copy-mode veth");
     let rows = f["experiments"][0]["rows"].as_array().unwrap();
     let cell = |r: usize, c: usize| rows[r][c].as_str().unwrap().parse::<u64>().unwrap();
     assert_eq!((cell(0, 2), cell(0, 4)), (0, 0), "an empty fill ring moves only its own counter: {f}");

@@ -203,6 +203,14 @@ fn blast(lab: &Lab, settings: Vec<(Option<u32>, bool)>, secs: f64) -> Result<(Op
     .map_err(|_| anyhow::anyhow!("the TX thread panicked"))?
 }
 
+fn copies_seen(r: &crate::report::RunReport) -> String {
+    r.kernel.as_ref().and_then(|k| k.copies_per_byte(r.bytes)).map_or_else(|| "n/a".into(), |k| format!("{k:.2}"))
+}
+
+fn copies_inferred(r: &crate::report::RunReport) -> String {
+    r.inferred_copies.as_ref().map_or_else(|| "n/a".into(), |c| format!("{:.2}", c.per_byte))
+}
+
 fn run(lab: &mut Lab) -> Result<Findings> {
     let (zc_refused, blasts) = blast(lab, vec![(None, false), (Some(256), false), (Some(256), true)], 0.5)?;
     let empty = receive_experiment(lab, Receiver::EmptyFill)?;
@@ -278,6 +286,22 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         nw.looked > 0 && nw.asked == nw.looked,
         format!("the kernel asked for a kick {} times of {} looks", nw.asked, nw.looked),
     ));
+    // Copies per byte, seen by the tracepoints and inferred from the run's facts.
+    let seen = xdp.kernel.as_ref().and_then(|k| k.copies_per_byte(xdp.bytes));
+    let inferred = xdp.inferred_copies.clone();
+    if let Some(c) = &inferred {
+        let on_the_way: f64 = c.steps.iter().filter(|s| s.side == "on the way").map(|s| s.per_byte).sum();
+        claims.push(Claim::new(
+            "The tracepoints see none of af-xdp's copies on a copy-mode veth, yet the kernel must make about three per byte on the way; a zero-copy NIC would make none of those",
+            on_the_way >= 2.0 && seen.is_none_or(|k| k < 0.5),
+            format!(
+                "seen {} per byte; inferred {} ({:.0} on the way, each named by its rule in the JSON)",
+                seen.map_or_else(|| "n/a (no --trace)".into(), |k| format!("{k:.2}")),
+                crate::copies::summary(c),
+                on_the_way
+            ),
+        ));
+    }
     let mut notes = Vec::new();
     match rx_k.as_ref().and_then(|k| k.xdp_redirects) {
         Some(redirects) => claims.push(Claim::new(
@@ -324,13 +348,17 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             },
             Experiment {
                 name: "The lesson's file by af-xdp and by sendfile".into(),
-                columns: ["path", "Gbit/s", "packets/s", "CPU s/GiB", "frame layout"].map(String::from).to_vec(),
+                columns: ["path", "Gbit/s", "packets/s", "CPU s/GiB", "copies/B seen", "copies/B inferred", "frame layout"]
+                    .map(String::from)
+                    .to_vec(),
                 rows: vec![
                     vec![
                         "af-xdp".into(),
                         format!("{:.2}", xdp.gbit_per_s),
                         xdp.packets_per_s.map_or_else(|| "-".into(), |p| format!("{p:.0}")),
                         format!("{:.3}", cpu_per_gib(&xdp)),
+                        copies_seen(&xdp),
+                        copies_inferred(&xdp),
                         xdp.af_xdp
                             .as_ref()
                             .map_or_else(String::new, |x| x.path.frame_layout.split(':').next().unwrap_or_default().to_string()),
@@ -340,6 +368,8 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                         format!("{:.2}", sf.gbit_per_s),
                         "-".into(),
                         format!("{:.3}", cpu_per_gib(&sf)),
+                        copies_seen(&sf),
+                        copies_inferred(&sf),
                         "-".into(),
                     ],
                 ],
