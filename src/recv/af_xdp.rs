@@ -250,6 +250,8 @@ fn drain_until_stopped(srcs: &mut [XdpSource], r: &Reassembly, out: &File, share
     // The main thread's watchdog judges the sender; this one never expires.
     let mut wd = Watchdog::new(Duration::from_secs(u32::MAX as u64), "the sender");
     let mut ready = vec![false; srcs.len()];
+    // The fds once, not per wait: they live as long as the sockets.
+    let fds: Vec<std::os::fd::RawFd> = srcs.iter().map(|s| std::os::fd::AsRawFd::as_raw_fd(&s.rx.as_fd())).collect();
     while !shared.stop.load(Ordering::Relaxed) {
         // One busy queue of its own: spin on it a moment before sleeping. Several, or a
         // queue that has carried nothing yet (with a socket on every queue, most may never
@@ -257,11 +259,8 @@ fn drain_until_stopped(srcs: &mut [XdpSource], r: &Reassembly, out: &File, share
         let spun = srcs.len() == 1 && srcs[0].packets > 0 && srcs[0].ready(super::packets::SPIN);
         if spun {
             ready[0] = true;
-        } else {
-            let fds: Vec<BorrowedFd<'_>> = srcs.iter().map(|s| s.rx.as_fd()).collect();
-            if crate::sys::socket::poll_many(&fds, libc::POLLIN, 10, &mut ready).is_err() {
-                continue;
-            }
+        } else if crate::sys::socket::poll_many(&fds, libc::POLLIN, 10, &mut ready).is_err() {
+            continue;
         }
         for (src, go) in srcs.iter_mut().zip(ready.iter_mut()) {
             if !std::mem::take(go) {
