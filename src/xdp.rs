@@ -25,6 +25,15 @@ pub enum AttachMode {
     Generic,
 }
 
+impl AttachMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
     #[error("loading the XDP program into the kernel failed: {0} (needs CAP_BPF and CAP_NET_ADMIN: run as root)")]

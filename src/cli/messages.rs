@@ -195,10 +195,15 @@ impl EndArgs {
         let r = server::serve(&cfg)?;
         print(self.json, &r, |r| {
             format!(
-                "served a {:?} session of {} ({}-byte messages) from {}: {} messages, {:.3} CPU us and {:.2} syscalls each\n",
-                r.kind, r.mode, r.size, r.client, r.server.messages, r.server.cpu_us_per_msg, r.server.syscalls_per_msg
+                "served a {} session of {} ({}-byte messages) from {}: {} messages, {:.3} CPU us and {:.2} syscalls each\n",
+                r.kind.name(),
+                r.mode,
+                r.size,
+                r.client,
+                r.server.messages,
+                r.server.cpu_us_per_msg,
+                r.server.syscalls_per_msg
             )
-            .to_lowercase()
         });
         Ok(true)
     }

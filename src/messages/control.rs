@@ -24,6 +24,15 @@ pub enum Kind {
     Rate,
 }
 
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Latency => "latency",
+            Kind::Rate => "rate",
+        }
+    }
+}
+
 /// The client's first word.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {

@@ -242,7 +242,7 @@ pub fn xdp_line(client: &EndCost, server: &EndCost) -> String {
                 s,
                 "  af-xdp {role}: {}{}; rx_ring_full {}, fill ring empty {}, malformed {}",
                 if zc { "zero copy" } else { "copy mode" },
-                e.link.xdp_mode.map_or(String::new(), |m| format!(", XDP program {m:?}").to_lowercase()),
+                e.link.xdp_mode.map_or(String::new(), |m| format!(", XDP program {}", m.name())),
                 stats.rx_ring_full,
                 stats.rx_fill_ring_empty_descs,
                 e.link.malformed

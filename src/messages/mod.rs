@@ -299,11 +299,16 @@ pub fn check_size(mode: Mode, size: usize, mtu: Option<(String, u32)>) -> Result
     Ok(())
 }
 
+/// The interface that holds `ip`: (name, MAC, MTU), if one does.
+fn local_iface(ip: std::net::IpAddr) -> Option<(String, [u8; 6], u32)> {
+    let name = crate::sys::iface::iface_with_addr(ip).ok()??;
+    let (mac, mtu) = crate::sys::iface::iface_mac_mtu(&name).ok()?;
+    Some((name, mac, mtu))
+}
+
 /// The interface that holds `ip` and its MTU, if one does.
 pub fn iface_mtu(ip: std::net::IpAddr) -> Option<(String, u32)> {
-    let name = crate::sys::iface::iface_with_addr(ip).ok()??;
-    let (_, mtu) = crate::sys::iface::iface_mac_mtu(&name).ok()?;
-    Some((name, mtu))
+    local_iface(ip).map(|(name, _, mtu)| (name, mtu))
 }
 
 /// A random session number (never 0).
@@ -374,9 +379,7 @@ pub fn open_client(
 
 /// The MAC of the interface that holds `ip`, as text.
 pub fn iface_mac(ip: std::net::IpAddr) -> Option<String> {
-    let name = crate::sys::iface::iface_with_addr(ip).ok()??;
-    let (mac, _) = crate::sys::iface::iface_mac_mtu(&name).ok()?;
-    Some(crate::wire::format_mac(&mac))
+    local_iface(ip).map(|(_, mac, _)| crate::wire::format_mac(&mac))
 }
 
 /// How a kernel socket waits for what comes, as [`Wait`] says: a blocking

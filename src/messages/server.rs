@@ -78,14 +78,13 @@ pub fn serve(cfg: &ServeConfig) -> Result<ServerReport> {
         let _ = ctl.send(&Ready { mac: None, refused: Some(why.clone()) });
         bail!("refused a client: {why}");
     }
-    let link = match open(&hello, &mut ctl, &listener, &cfg.end) {
+    let mut link = match open(&hello, &mut ctl, &listener, &cfg.end) {
         Ok(l) => l,
         Err(e) => {
             let _ = ctl.send(&Ready { mac: None, refused: Some(format!("{e:#}")) });
             return Err(e);
         }
     };
-    let mut link = link;
     let mut clock = Clock::new(cfg.end.trace);
     let (messages, stream) = match hello.kind {
         Kind::Latency => (echo(&mut *link, &mut ctl, cfg.end.timeout, slice(cfg.end.wait), &mut clock)?, None),
@@ -113,7 +112,7 @@ fn check_hello(h: &Hello, kind: Kind, local: SocketAddr) -> Result<(), String> {
         ));
     }
     if h.kind != kind {
-        return Err(format!("this server takes {kind:?} sessions, not {:?}", h.kind).to_lowercase());
+        return Err(format!("this server takes {} sessions, not {}", kind.name(), h.kind.name()));
     }
     if h.kind == Kind::Latency && h.mode == Mode::UdpMmsg {
         return Err("udp-mmsg batches messages, and a ping-pong has one in flight: use udp".into());

@@ -187,11 +187,7 @@ impl XdpReceiver {
             iface: self.iface.name.clone(),
             bind_mode: if zc { "zerocopy" } else { "copy" }.into(),
             program: XdpProgramInfo {
-                attach_mode: match self.steering.mode {
-                    AttachMode::Native => "native",
-                    AttachMode::Generic => "generic",
-                }
-                .into(),
+                attach_mode: self.steering.mode.name().into(),
                 program: if self.steering.frags { "xdp.frags" } else { "xdp" }.into(),
             },
             drops,
