@@ -101,9 +101,31 @@ pub fn infer(r: &RunReport) -> Option<InferredCopies> {
     }
     let rx = "receiver";
     match (r.mode, r.receive_via) {
-        (Mode::AfXdp, _) => {
-            v.push(step(rx, "UMEM -> page cache", 1.0, "pwritev() from the UMEM into the output file, through its page cache"))
-        }
+        (Mode::AfXdp, _) => match r.direct.as_ref().filter(|d| d.used) {
+            Some(d) => {
+                let cached = (d.unaligned_bytes + d.multi_frame_bytes) as f64 / r.bytes.max(1) as f64;
+                v.push(step(
+                    rx,
+                    "UMEM -> disk (O_DIRECT)",
+                    0.0,
+                    "pwritev() with O_DIRECT: the disk's DMA reads the payloads from the UMEM; no CPU copy, no page cache",
+                ));
+                if cached > 0.0 {
+                    v.push(step(
+                        rx,
+                        "UMEM -> page cache",
+                        cached,
+                        "payloads off an O_DIRECT boundary (or in several frames), written through the page cache",
+                    ));
+                }
+            }
+            None => v.push(step(
+                rx,
+                "UMEM -> page cache",
+                1.0,
+                "pwritev() from the UMEM into the output file, through its page cache",
+            )),
+        },
         (Mode::UdpGso, _) => {
             v.push(step(rx, "socket buffer -> user buffer", 1.0, "recv() copies each datagram into user memory"));
             v.push(step(rx, "user buffer -> page cache", 1.0, "pwritev() into the output file, through its page cache"));

@@ -86,6 +86,43 @@ pub struct RecvReport {
     /// The data interface's own packet and byte counts over the timed part (`ip -s link`).
     #[serde(default)]
     pub iface: Option<crate::route::IfaceCounts>,
+    /// `--direct`: what went by O_DIRECT and what through the page cache; null when not asked.
+    #[serde(default)]
+    pub direct: Option<DirectWrites>,
+    /// The output file's bytes in the page cache (mincore): before Ready,
+    /// and when the command ends (after the hash).
+    #[serde(default)]
+    pub out_cached_before_bytes: Option<u64>,
+    #[serde(default)]
+    pub out_cached_after_bytes: Option<u64>,
+}
+
+/// How the receiver wrote the payloads when asked for `--direct`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectWrites {
+    /// O_DIRECT was used (else every payload went through the page cache, for `why_not`).
+    pub used: bool,
+    pub why_not: Option<String>,
+    /// The O_DIRECT unit (address, offset and length multiples of it).
+    pub unit: u64,
+    /// Payloads written with O_DIRECT straight from the UMEM, and the calls.
+    pub direct_packets: u64,
+    pub direct_bytes: u64,
+    pub direct_calls: u64,
+    /// Bytes past the end written to round the last payload up to a unit (cut off again).
+    pub padded_tail_bytes: u64,
+    /// Payloads written through the page cache: not on unit boundaries, or in several frames.
+    pub unaligned_packets: u64,
+    pub unaligned_bytes: u64,
+    pub multi_frame_packets: u64,
+    pub multi_frame_bytes: u64,
+}
+
+impl DirectWrites {
+    /// Asked for and not used, for `why`.
+    pub fn not_used(why: String) -> DirectWrites {
+        DirectWrites { why_not: Some(why), ..DirectWrites::default() }
+    }
 }
 
 /// What the AF_XDP sender reports.
@@ -306,6 +343,15 @@ pub struct RunReport {
     pub sender_iface: Option<crate::route::IfaceCounts>,
     #[serde(default)]
     pub receiver_iface: Option<crate::route::IfaceCounts>,
+    /// The receiver's `--direct` writes; null when not asked for.
+    #[serde(default)]
+    pub direct: Option<DirectWrites>,
+    /// The received file's bytes in the receiver's page cache (mincore): before Ready, and
+    /// when the receiver ended (after its hash).
+    #[serde(default)]
+    pub out_cached_before_bytes: Option<u64>,
+    #[serde(default)]
+    pub out_cached_after_bytes: Option<u64>,
 }
 
 impl RunReport {
@@ -374,6 +420,9 @@ impl RunReport {
             inferred_copies: None,
             sender_iface: s.iface.clone(),
             receiver_iface: r.iface.clone(),
+            direct: r.direct.clone(),
+            out_cached_before_bytes: r.out_cached_before_bytes,
+            out_cached_after_bytes: r.out_cached_after_bytes,
         };
         run.inferred_copies = crate::copies::infer(&run);
         run
@@ -518,6 +567,17 @@ pub fn run_text(r: &RunReport) -> String {
         human_bytes(r.source_cached_before_bytes),
         human_bytes(r.source_cached_after_bytes)
     );
+    if let Some(after) = r.out_cached_after_bytes {
+        let _ = writeln!(
+            s,
+            "          received file in page cache: {} before, {} after (when the receiver ended)",
+            r.out_cached_before_bytes.map_or("?".into(), human_bytes),
+            human_bytes(after)
+        );
+    }
+    if let Some(d) = &r.direct {
+        s += &direct_text(d);
+    }
     s += &zc_line(&r.zerocopy);
     for (side, i) in [("sender", &r.sender_iface), ("receiver", &r.receiver_iface)] {
         if let Some(i) = i {
@@ -657,6 +717,17 @@ pub fn recv_text(r: &RecvReport) -> String {
             x.drops.fill_ring_empty
         );
     }
+    if let Some(after) = r.out_cached_after_bytes {
+        let _ = writeln!(
+            s,
+            "cache     received file in page cache: {} before, {} after (after the hash)",
+            r.out_cached_before_bytes.map_or("?".into(), human_bytes),
+            human_bytes(after)
+        );
+    }
+    if let Some(d) = &r.direct {
+        s += &direct_text(d);
+    }
     if let Some(k) = &r.kernel {
         s += &kernel_text("receiver", k);
     }
@@ -665,6 +736,40 @@ pub fn recv_text(r: &RecvReport) -> String {
         let _ = writeln!(s, "written   {out}");
     }
     s += &verdict_line(&r.reason);
+    s
+}
+
+/// The `--direct` line: what went by O_DIRECT, what through the page cache and why.
+fn direct_text(d: &DirectWrites) -> String {
+    let mut s = String::new();
+    if !d.used {
+        let _ = writeln!(s, "direct    not used: {}", d.why_not.as_deref().unwrap_or("not asked for"));
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "direct    {} payloads ({}) written with O_DIRECT straight from the UMEM in {} calls ({}-byte units{})",
+        d.direct_packets,
+        human_bytes(d.direct_bytes),
+        d.direct_calls,
+        d.unit,
+        if d.padded_tail_bytes > 0 {
+            format!("; the last one rounded up by {} bytes and the file cut back", d.padded_tail_bytes)
+        } else {
+            String::new()
+        }
+    );
+    if d.unaligned_packets + d.multi_frame_packets > 0 {
+        let _ = writeln!(
+            s,
+            "          through the page cache: {} off a {}-byte boundary ({}), {} in several frames ({})",
+            d.unaligned_packets,
+            d.unit,
+            human_bytes(d.unaligned_bytes),
+            d.multi_frame_packets,
+            human_bytes(d.multi_frame_bytes)
+        );
+    }
     s
 }
 
@@ -793,6 +898,9 @@ mod tests {
             zerocopy_receive: None,
             cpu: None,
             iface: None,
+            direct: None,
+            out_cached_before_bytes: None,
+            out_cached_after_bytes: None,
         }
     }
 

@@ -67,6 +67,7 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str, payload: 
             transfer_id: ID as u64,
             nonce: None,
             queues: None,
+            direct_payload: None,
         };
         send_msg(&mut &ctrl, &hello, &mut wd).unwrap();
         match recv_msg(&mut &ctrl, &mut wd).unwrap() {

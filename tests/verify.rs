@@ -33,6 +33,7 @@ fn truncated_stream_is_a_failure() {
                 transfer_id: 1,
                 nonce: None,
                 queues: None,
+                direct_payload: None,
             }
             .encode(),
         )

@@ -62,6 +62,15 @@ pub struct RecvArgs {
     /// af-xdp: where the XDP program runs (default: native, falling back to generic).
     #[arg(long, value_enum, value_name = "MODE")]
     pub xdp_mode: Option<AttachMode>,
+    /// af-xdp: write each payload with O_DIRECT straight from the UMEM frame it arrived in: no
+    /// CPU copy, and the file never enters this machine's page cache. The UMEM's headroom puts
+    /// every payload at +512 of its frame and the sender is asked to cut payloads of whole
+    /// 512-byte units that fit one frame (1024 bytes at MTU 1500, 3584 from MTU 3636 up).
+    /// Where O_DIRECT cannot be had (tmpfs, another mode, a sender without the offer) it
+    /// writes through the page cache and says why; a payload off a boundary is counted and
+    /// written through the page cache. The hash then reads with O_DIRECT too.
+    #[arg(long)]
+    pub direct: bool,
     /// TCP paths: how to take the data off the socket.
     #[arg(long, value_enum, default_value = "splice", value_name = "HOW")]
     pub via: Via,
@@ -91,6 +100,7 @@ pub fn exec(a: RecvArgs) -> Result<bool> {
         trace: a.common.trace,
         via: a.via,
         key: a.common.key()?,
+        direct: a.direct,
     };
     enter_netns(&a.netns)?;
     if let Some(dir) = &a.serve {

@@ -72,6 +72,12 @@ pub fn run_pins(pin: bool, cpu: Option<usize>) -> Result<Option<(usize, usize)>>
 }
 
 pub fn exec(a: RunArgs) -> Result<bool> {
+    if a.xdp.direct && a.mode != Mode::AfXdp {
+        bail!(
+            "--direct is af-xdp's: its receiver writes payloads with O_DIRECT from the UMEM they arrived in;              {} writes through the page cache",
+            a.mode
+        );
+    }
     let cfg = RunConfig {
         env: a.env,
         mode: a.mode,

@@ -135,6 +135,10 @@ pub struct RunXdpArgs {
     /// af-xdp: where the receiver's XDP program runs (see `recv --help`).
     #[arg(long, value_enum, value_name = "MODE")]
     pub xdp_mode: Option<AttachMode>,
+    /// af-xdp: the receiver writes payloads with O_DIRECT straight from its UMEM, so the file
+    /// enters neither page cache (see `recv --help`).
+    #[arg(long)]
+    pub direct: bool,
 }
 
 impl RunXdpArgs {
@@ -156,6 +160,9 @@ impl RunXdpArgs {
         }
         if let Some(m) = self.xdp_mode {
             recv.extend(["--xdp-mode".into(), value_name(&m)]);
+        }
+        if self.direct {
+            recv.push("--direct".into());
         }
         (send, recv)
     }

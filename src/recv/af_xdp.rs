@@ -15,22 +15,24 @@
 //! the rounds; a thread per other queue drains its own socket into the same
 //! [`Reassembly`] (atomic) and the same file (pwritev at each packet's offset).
 
+use super::direct::{Cached, DirectOut};
 use super::packets::PacketSource;
 use super::writer::{IovStore, RunWriter};
 use crate::report::QueuePackets;
 use crate::report::{AfXdpRx, RxDrops, XdpProgramInfo};
-use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK};
+use crate::transfer::af_xdp::{direct_headroom, socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK};
 use crate::transfer::reassembly::{Outcome, Reassembly};
 use crate::transfer::Watchdog;
 use crate::wire::{self, WireError};
 use crate::xdp::{AttachMode, XdpSteering, MAX_MTU_WITHOUT_FRAGS};
 use crate::xsk::{BindMode, Frame, Frames, PoolId, Received, Rx, Umem, UmemConfig, XskSocket};
+use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const FILL: u32 = 4096;
@@ -67,6 +69,8 @@ pub struct XdpReceiver {
     sources: Vec<XdpSource>,
     /// The queues' sockets share one UMEM.
     shared: bool,
+    /// The UMEM's frame headroom (`--direct`: the payload at +512).
+    headroom: u32,
 }
 
 /// One queue's socket, drained by one thread.
@@ -82,6 +86,9 @@ pub struct XdpSource {
     /// The writers' iovecs, reused: a batch allocates nothing.
     iov: IovStore,
     joined_iov: IovStore,
+    /// `--direct`: the O_DIRECT output all queues share, and this queue's iovecs for it.
+    direct: Option<Arc<DirectOut>>,
+    direct_iov: IovStore,
     /// Whole packets taken off this socket.
     packets: u64,
 }
@@ -90,7 +97,14 @@ impl XdpReceiver {
     /// Attaches the program and binds a socket per queue, on `queues`
     /// (first, count) or, if None, on every RX queue of the interface;
     /// returns them and the MAC address the sender must put in its frames.
-    pub fn open(listen: SocketAddr, opts: &AfXdpRecvOptions, queues: Option<(u32, u32)>) -> io::Result<(XdpReceiver, String)> {
+    /// With `direct`, payloads are written with O_DIRECT from where they
+    /// land: the UMEM's frame headroom puts each at +512 of its frame.
+    pub fn open(
+        listen: SocketAddr,
+        opts: &AfXdpRecvOptions,
+        queues: Option<(u32, u32)>,
+        direct: Option<Arc<DirectOut>>,
+    ) -> io::Result<(XdpReceiver, String)> {
         let iface = Iface::find(opts.iface.as_deref(), listen.ip())?;
         let (first, queues) = match queues {
             Some(q) => q,
@@ -103,7 +117,10 @@ impl XdpReceiver {
         let knobs = Knobs { tx_budget: None, ..opts.knobs }.effective();
         let count = queues.max(1);
         let shared = opts.shared_umem && count > 1;
-        let umems = Umem::per_queue(&UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64), count, shared)?;
+        let header = if listen.is_ipv6() { wire::FRAME_HEADER_LEN_V6 } else { wire::FRAME_HEADER_LEN } as u64;
+        let headroom = if direct.is_some() { direct_headroom(header) } else { 0 };
+        let umem_cfg = UmemConfig { frame_headroom: headroom, ..UmemConfig::chunks(CHUNK, FILL + RX, FILL, 64) };
+        let umems = Umem::per_queue(&umem_cfg, count, shared)?;
         let mut sources = Vec::new();
         for (queue, umem) in (first..).zip(umems) {
             let cfg = iface.socket_config(queue, opts.bind_mode, &knobs);
@@ -122,13 +139,15 @@ impl XdpReceiver {
                 gather: Gather::new(MAX_FRAME),
                 iov: IovStore::default(),
                 joined_iov: IovStore::default(),
+                direct: direct.clone(),
+                direct_iov: IovStore::default(),
                 packets: 0,
             };
             src.refill()?;
             sources.push(src);
         }
         let mac = wire::format_mac(&iface.mac);
-        Ok((XdpReceiver { knobs, steering, iface, sources, shared }, mac))
+        Ok((XdpReceiver { knobs, steering, iface, sources, shared, headroom }, mac))
     }
 
     /// Packets the sender may have in flight: three quarters of what one
@@ -138,7 +157,7 @@ impl XdpReceiver {
     /// over the queues (with twice that, one ring overflowed: 24,381 of
     /// 370,768 packets dropped as rx_ring_full in a 512 MiB run).
     pub fn window(&self) -> u64 {
-        let descs_per_packet = (self.iface.mtu as u64 + 14).div_ceil(CHUNK as u64 - 256).max(1);
+        let descs_per_packet = (self.iface.mtu as u64 + 14).div_ceil(CHUNK as u64 - 256 - self.headroom as u64).max(1);
         (RX as u64 / descs_per_packet) * 3 / 4
     }
 
@@ -384,19 +403,69 @@ impl Gather {
     }
 }
 
-/// Judges one whole frame; queues its payload for writing if accepted.
-fn deliver<'a>(frame: &'a [u8], port: u16, r: &Reassembly, w: &mut RunWriter<'a, '_>) -> io::Result<()> {
+/// Judges one whole frame: the payload and its file offset if accepted.
+fn accept<'a>(frame: &'a [u8], port: u16, r: &Reassembly) -> Option<(u64, &'a [u8])> {
     match wire::parse_frame(frame, port) {
-        Ok((h, payload)) => {
-            if let Outcome::Accept(offset) = r.admit(&h, payload) {
-                w.push(offset, payload)?;
-            }
-        }
+        Ok((h, payload)) => match r.admit(&h, payload) {
+            Outcome::Accept(offset) => Some((offset, payload)),
+            _ => None,
+        },
         Err(e) => {
             r.reject(e);
+            None
         }
     }
-    Ok(())
+}
+
+/// Where one batch's accepted payloads go: runs of them through the page
+/// cache (`pwritev` on the plain descriptor); or, with `--direct`, runs
+/// by O_DIRECT straight from the UMEM, and what cannot go so (`late`)
+/// through the page cache once the batch's direct writes are done.
+struct Writers<'a, 's> {
+    cached: RunWriter<'a, 's>,
+    direct: Option<(&'a DirectOut, RunWriter<'a, 's>)>,
+    late: Vec<(u64, Cow<'a, [u8]>)>,
+}
+
+impl<'a> Writers<'a, '_> {
+    /// The payload of a packet in one frame; `to_frame_end`: from the
+    /// payload's start to its frame's end.
+    fn whole(&mut self, offset: u64, payload: &'a [u8], to_frame_end: &'a [u8]) -> io::Result<()> {
+        match &mut self.direct {
+            None => self.cached.push(offset, payload),
+            Some((d, dw)) => {
+                match d.place(offset, payload, to_frame_end) {
+                    Some(run) => dw.push(offset, run)?,
+                    None => self.late.push((offset, Cow::Borrowed(payload))),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A piece of a packet that lay in several frames (the caller counts the packet).
+    fn piece(&mut self, offset: u64, data: Cow<'a, [u8]>) -> io::Result<()> {
+        match (&self.direct, data) {
+            (None, Cow::Borrowed(b)) => self.cached.push(offset, b),
+            (None, Cow::Owned(_)) => unreachable!("owned pieces come only in direct mode"),
+            (Some(_), data) => {
+                self.late.push((offset, data));
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes what is queued in runs; returns the calls made so far.
+    fn flush(&mut self) -> io::Result<u64> {
+        self.cached.flush()?;
+        let mut calls = self.cached.syscalls;
+        if let Some((d, dw)) = &mut self.direct {
+            dw.flush()?;
+            d.count_calls(dw.syscalls);
+            calls += dw.syscalls;
+        }
+        Ok(calls)
+    }
 }
 
 /// Most descriptors one packet takes (the kernel's MAX_SKB_FRAGS, 17, plus the head).
@@ -423,7 +492,7 @@ fn deliver_parts<'a>(
     frames: &'a Frames,
     port: u16,
     r: &Reassembly,
-    w: &mut RunWriter<'a, '_>,
+    w: &mut Writers<'a, '_>,
 ) -> io::Result<()> {
     let mut slices: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
     let mut total = 0;
@@ -450,12 +519,15 @@ fn deliver_parts<'a>(
     }
     let len = h.lab.len as usize;
     if let Outcome::Accept(offset) = r.admit_len(&h.lab, len) {
+        if let Some((d, _)) = &w.direct {
+            d.count_cached(Cached::MultiFrame, len as u64);
+        }
         let (start, end) = (h.payload_at, h.payload_at + len);
         let (mut at, mut to) = (0, offset);
         for s in slices {
             let (lo, hi) = (at.max(start), (at + s.len()).min(end));
             if lo < hi {
-                w.push(to, &s[lo - at..hi - at])?;
+                w.piece(to, Cow::Borrowed(&s[lo - at..hi - at]))?;
                 to += (hi - lo) as u64;
             }
             at += s.len();
@@ -509,7 +581,15 @@ impl PacketSource for XdpSource {
                 }
             }
             let frames = self.sock.umem().frames();
-            let mut w = RunWriter::new(out, &mut self.iov);
+            let direct = self.direct.clone();
+            let direct = direct.as_deref();
+            // O_DIRECT writes of every thread share this; a page-cache write waits for it.
+            let writing = direct.map(|d| d.writing());
+            let mut w = Writers {
+                cached: RunWriter::new(out, &mut self.iov),
+                direct: direct.map(|d| (d, RunWriter::new(d.file(), &mut self.direct_iov))),
+                late: Vec::new(),
+            };
             let mut i = 0;
             while i < self.batch.len() {
                 let rx = match &self.batch[i] {
@@ -538,22 +618,37 @@ impl PacketSource for XdpSource {
                     }
                     Gathered::Whole => {
                         self.packets += 1;
-                        deliver(rx.bytes(frames), self.port, r, &mut w)?
+                        let bytes = rx.bytes(frames);
+                        if let Some((offset, payload)) = accept(bytes, self.port, r) {
+                            let from = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+                            w.whole(offset, payload, &rx.bytes_to_frame_end(frames)[from..])?;
+                        }
                     }
                     Gathered::Joined(p) => {
                         self.packets += 1;
-                        // Gathered bytes live in a buffer that the next packet reuses: write them now.
-                        let mut g = RunWriter::new(out, &mut self.joined_iov);
-                        deliver(p, self.port, r, &mut g)?;
-                        g.flush()?;
-                        calls += g.syscalls;
+                        if let Some((offset, payload)) = accept(p, self.port, r) {
+                            if let Some((d, _)) = &w.direct {
+                                // Kept for after the batch's direct writes; the gather buffer is reused.
+                                d.count_cached(Cached::MultiFrame, payload.len() as u64);
+                                w.piece(offset, Cow::Owned(payload.to_vec()))?;
+                            } else {
+                                // Gathered bytes live in a buffer that the next packet reuses: write them now.
+                                let mut g = RunWriter::new(out, &mut self.joined_iov);
+                                g.push(offset, payload)?;
+                                g.flush()?;
+                                calls += g.syscalls;
+                            }
+                        }
                     }
                 }
                 i += 1;
             }
             // The frames go back to the kernel only once their bytes are written.
-            w.flush()?;
-            calls += w.syscalls;
+            calls += w.flush()?;
+            drop(writing);
+            if let Some(d) = direct {
+                calls += d.write_cached(out, &w.late)?;
+            }
             drop(w);
             for got in self.batch.drain(..) {
                 match got {

@@ -3,6 +3,7 @@
 //! it to `--out` only when it verified.
 
 pub mod af_xdp;
+pub mod direct;
 pub mod packets;
 pub mod tcp;
 pub mod udp;
@@ -48,6 +49,8 @@ pub struct RecvConfig {
     pub trace: bool,
     /// The shared key (`--key`): senders must prove they hold it.
     pub key: Option<crate::transfer::auth::Key>,
+    /// af-xdp: write payloads with O_DIRECT straight from the UMEM (`--direct`).
+    pub direct: bool,
 }
 
 /// The output file while it is unverified. Dropped without `persist`, it
@@ -202,6 +205,8 @@ struct Hello {
     session: Option<[u8; 32]>,
     /// af-xdp: the queues the sender sends on.
     queues: Option<u32>,
+    /// af-xdp: the payload of whole O_DIRECT units the sender can cut instead.
+    direct_payload: Option<u64>,
 }
 
 /// Reads `sock` until an absolute deadline, however slowly the bytes come.
@@ -225,8 +230,8 @@ fn handshake(sock: &TcpStream, key: Option<&Key>, limit: Duration) -> Result<Hel
     let mut wd = Watchdog::new(limit + Duration::from_secs(1), "the sender");
     let mut r = ByDeadline(sock, Instant::now() + limit, limit);
     let (mut hello, nonce) = match recv_msg(&mut r, &mut wd)? {
-        Some(Msg::Hello { mode, size, chunk, transfer_id, nonce, queues }) => {
-            (Hello { mode, size, chunk, transfer_id, session: None, queues }, nonce)
+        Some(Msg::Hello { mode, size, chunk, transfer_id, nonce, queues, direct_payload }) => {
+            (Hello { mode, size, chunk, transfer_id, session: None, queues, direct_payload }, nonce)
         }
         Some(other) => bail!("it began with {other:?} instead of Hello"),
         None => bail!("it closed the connection before saying Hello"),
@@ -404,17 +409,26 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     if cfg.preallocate {
         preallocate(partial.file(), size).context("preallocating the output file")?;
     }
-    let mut plane = open_plane(cfg, &hello)?;
+    let (direct, mut direct_report) = direct_out(cfg, &hello, &partial);
+    // A direct receiver asks for the sender's offer of whole O_DIRECT units.
+    let asked = direct.as_ref().and(hello.direct_payload);
+    let hello = Hello { chunk: asked.unwrap_or(hello.chunk), ..hello };
+    let out_cached_before = crate::sys::file::cached_bytes(partial.file()).ok();
+    let mut plane = open_plane(cfg, &hello, direct.clone())?;
     let out_ino = partial.file().metadata().map(|m| m.ino()).ok();
     let mut testimony = Testimony::prepare(cfg.trace, None, out_ino);
     testimony.start();
-    send_msg(&mut sock, &plane.ready(), &mut wd)?;
+    send_msg(&mut sock, &plane.ready(asked), &mut wd)?;
 
     let xdp_iface = cfg.af_xdp.iface.as_deref().filter(|_| hello.mode == Mode::AfXdp);
     let link = crate::route::LinkMeter::start(xdp_iface, sock.local_addr()?.ip());
     let meter = CostMeter::start();
     let t0 = Instant::now();
     let (got, packets, af_xdp) = receive_data(cfg, sock, &mut plane, partial.file(), hello, &mut wd)?;
+    if let Some(d) = &direct {
+        // Cuts off what rounding the last payload up to a unit wrote past the end.
+        direct_report = Some(d.finish().context("finishing the O_DIRECT writes")?);
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let iface = link.as_ref().and_then(|l| l.finish());
     let cost = meter.finish(got.syscalls);
@@ -426,7 +440,12 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     // per program), which must not land in the sender's timed part.
     let kernel = testimony.finish();
 
-    let (hash, hash_time) = hash::hash_file_keyed(&partial.path, session.as_ref()).context("hashing the received file")?;
+    // The proof reads the file the way it was written: with O_DIRECT after direct writes, so
+    // that hashing does not fill the page cache the writes bypassed.
+    let (hash, hash_time, _) =
+        hash::hash_file_with(&partial.path, session.as_ref(), direct.is_some()).context("hashing the received file")?;
+    // Measured when the command ends, after the hash: what the page cache holds then.
+    let out_cached_after = crate::sys::file::cached_bytes(partial.file()).ok();
     let announced = if truncated {
         None
     } else {
@@ -471,12 +490,52 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
         zerocopy_receive: got.zerocopy,
         cpu: crate::sys::sched::pinned_cpu(),
         iface,
+        direct: direct_report,
+        out_cached_before_bytes: out_cached_before,
+        out_cached_after_bytes: out_cached_after,
     })
+}
+
+/// `--direct`: the O_DIRECT output for an af-xdp transfer that can have
+/// it, or the report of why not (the receiver then writes through the page
+/// cache, and says so); neither without `--direct`.
+fn direct_out(
+    cfg: &RecvConfig,
+    hello: &Hello,
+    partial: &PartialFile,
+) -> (Option<std::sync::Arc<direct::DirectOut>>, Option<crate::report::DirectWrites>) {
+    use crate::report::DirectWrites;
+    if !cfg.direct {
+        return (None, None);
+    }
+    let why = if hello.mode != Mode::AfXdp {
+        format!("only af-xdp writes straight from its UMEM; {} writes through the page cache", hello.mode)
+    } else if let Some(p) = hello.direct_payload.filter(|p| (1..=65535).contains(p)) {
+        let bitmap = PacketPlan::new(hello.size, p as u32).packets().div_ceil(8);
+        if bitmap > MAX_BITMAP_BYTES {
+            format!("{p}-byte payloads would need a {bitmap}-byte bitmap of packets, above the limit")
+        } else {
+            match direct::DirectOut::open(&partial.path, partial.file(), hello.size, Some(p)) {
+                Ok(d) => {
+                    log::info!("--direct: payloads of {p} bytes, written with O_DIRECT from the UMEM");
+                    return (Some(std::sync::Arc::new(d)), None);
+                }
+                Err(why) => why,
+            }
+        }
+    } else {
+        match direct::DirectOut::open(&partial.path, partial.file(), hello.size, None) {
+            Ok(_) => unreachable!("no offer is never direct"),
+            Err(why) => why,
+        }
+    };
+    log::warn!("--direct: {why}");
+    (None, Some(DirectWrites::not_used(why)))
 }
 
 /// Where the data of `mode` will arrive, set up (an XDP program attached
 /// and an AF_XDP socket bound, or a UDP socket, or nothing for TCP).
-fn open_plane(cfg: &RecvConfig, hello: &Hello) -> Result<Plane> {
+fn open_plane(cfg: &RecvConfig, hello: &Hello, direct: Option<std::sync::Arc<direct::DirectOut>>) -> Result<Plane> {
     Ok(match hello.mode {
         Mode::AfXdp => {
             // A socket on every RX queue, unless told which: a queue without one loses its
@@ -490,7 +549,7 @@ fn open_plane(cfg: &RecvConfig, hello: &Hello) -> Result<Plane> {
                 (None, None, _) => None,
             };
             let (src, mac) =
-                af_xdp::XdpReceiver::open(cfg.listen, &cfg.af_xdp, queues).context("setting up the AF_XDP receiver")?;
+                af_xdp::XdpReceiver::open(cfg.listen, &cfg.af_xdp, queues, direct).context("setting up the AF_XDP receiver")?;
             Plane::Xdp(Box::new(src), mac)
         }
         Mode::UdpGso => Plane::Udp(
@@ -502,11 +561,12 @@ fn open_plane(cfg: &RecvConfig, hello: &Hello) -> Result<Plane> {
 
 impl Plane {
     /// The Ready this plane announces: the MAC to send to, and the window.
-    fn ready(&self) -> Msg {
+    /// `chunk`: the payload asked for instead of the Hello's (`--direct`).
+    fn ready(&self, chunk: Option<u64>) -> Msg {
         match self {
-            Plane::Xdp(src, mac) => Msg::Ready { mac: Some(mac.clone()), window: Some(src.window()) },
-            Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW) },
-            Plane::Tcp => Msg::Ready { mac: None, window: None },
+            Plane::Xdp(src, mac) => Msg::Ready { mac: Some(mac.clone()), window: Some(src.window()), chunk },
+            Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW), chunk: None },
+            Plane::Tcp => Msg::Ready { mac: None, window: None, chunk: None },
         }
     }
 }

@@ -193,10 +193,10 @@ fn say_hello(
     sock: &TcpStream,
     wd: &mut Watchdog,
     (size, chunk, id): (u64, u64, u32),
-    queues: Option<u32>,
+    (queues, direct_payload): (Option<u32>, Option<u64>),
 ) -> Result<Option<[u8; 32]>> {
     let nonce = cfg.key.as_ref().map(|_| auth::nonce()).transpose()?;
-    let hello = Msg::Hello { mode: cfg.mode, size, chunk, transfer_id: id as u64, nonce: nonce.clone(), queues };
+    let hello = Msg::Hello { mode: cfg.mode, size, chunk, transfer_id: id as u64, nonce: nonce.clone(), queues, direct_payload };
     send_msg(&mut &*sock, &hello, wd)?;
     match (&cfg.key, &nonce) {
         (Some(k), Some(ns)) => {
@@ -377,7 +377,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     sock.set_read_timeout(Some(IO_TICK))?;
     log::info!("connected to {}; sending {} bytes by {}", cfg.to, size, cfg.mode);
 
-    let (setup, chunk, mtu) = set_up_packets(cfg, &sock)?;
+    let (mut setup, mut chunk, mtu) = set_up_packets(cfg, &sock)?;
     let data_target = match (cfg.mode.is_packet_path(), cfg.to.ip()) {
         (true, std::net::IpAddr::V4(ip)) => Some((ip, cfg.to.port())),
         _ => None,
@@ -388,14 +388,23 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         wd = wd.watch_link(link);
     }
     let transfer_id = new_transfer_id();
-    let queues = match &setup {
-        PacketSetup::Xdp(p) => Some(p.queues()),
-        _ => None,
+    let offer = match &setup {
+        PacketSetup::Xdp(p) => (Some(p.queues()), p.direct_payload()),
+        _ => (None, None),
     };
-    let session = say_hello(cfg, &sock, &mut wd, (size, chunk as u64, transfer_id), queues)?;
+    let session = say_hello(cfg, &sock, &mut wd, (size, chunk as u64, transfer_id), offer)?;
     // The clock starts once the receiver is ready: its set-up (creating the
     // file, attaching an XDP program) is not the data path's cost.
     let peer = packets::await_ready(&sock, &mut wd)?;
+    if let Some(want) = peer.chunk {
+        // A receiver that writes with O_DIRECT asked for the payload offered.
+        match &mut setup {
+            PacketSetup::Xdp(p) => p.recut(want).context("the receiver's Ready")?,
+            _ => bail!("the receiver asked for {want}-byte packets, which only af-xdp cuts"),
+        }
+        log::info!("the receiver writes with O_DIRECT: payloads of {want} bytes");
+        chunk = want as usize;
+    }
     testimony.start();
     let xdp_iface = cfg.af_xdp.iface.as_deref().filter(|_| cfg.mode == Mode::AfXdp);
     let link = crate::route::LinkMeter::start(xdp_iface, sock.local_addr()?.ip());

@@ -292,12 +292,15 @@ pub struct PeerReady {
     pub mac: Option<String>,
     /// Packets the sender may have in flight (packet paths).
     pub window: Option<u64>,
+    /// The payload per packet it asked for instead of the Hello's (af-xdp
+    /// to a receiver that writes with O_DIRECT).
+    pub chunk: Option<u64>,
 }
 
 /// Waits for the receiver's Ready (it follows the Hello on every path).
 pub fn await_ready(sock: &TcpStream, wd: &mut Watchdog) -> io::Result<PeerReady> {
     match recv_msg(&mut &*sock, wd)? {
-        Some(Msg::Ready { mac, window }) => Ok(PeerReady { mac, window }),
+        Some(Msg::Ready { mac, window, chunk }) => Ok(PeerReady { mac, window, chunk }),
         Some(other) => Err(io::Error::other(format!("the receiver answered {other:?} where Ready was expected"))),
         None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the receiver closed the connection instead of getting ready")),
     }

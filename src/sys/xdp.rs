@@ -42,8 +42,9 @@ pub fn register_umem(
     chunk_size: u32,
     flags: u32,
     tx_metadata_len: u32,
+    headroom: u32,
 ) -> io::Result<()> {
-    let reg = libc::xdp_umem_reg { addr: addr as u64, len: len as u64, chunk_size, headroom: 0, flags, tx_metadata_len };
+    let reg = libc::xdp_umem_reg { addr: addr as u64, len: len as u64, chunk_size, headroom, flags, tx_metadata_len };
     setsockopt(fd, libc::XDP_UMEM_REG, &reg)
 }
 

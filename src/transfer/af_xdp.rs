@@ -11,6 +11,34 @@ use std::net::IpAddr;
 /// Larger chunks are refused by `XDP_UMEM_REG` on this kernel.
 pub const CHUNK: u32 = 4096;
 
+/// The O_DIRECT unit a receiver that writes straight from its UMEM
+/// (`recv --direct`) needs payloads cut in: address, file offset and length
+/// each a multiple of it (512 on this machine's ext4, `statx STATX_DIOALIGN`).
+pub const DIRECT_UNIT: u64 = 512;
+/// Where such a receiver puts a payload in its frame: a packet lands at the
+/// frame's address + `XDP_PACKET_HEADROOM` (256) + the UMEM's frame
+/// headroom, so a headroom of 512 - 256 - the header (190 for IPv4's 66
+/// bytes, 170 for IPv6's 86) makes the payload start at +512.
+pub const DIRECT_PAYLOAD_AT: u64 = 512;
+/// The largest payload a direct receiver takes: the rest of one 4096-byte
+/// frame behind +512, since a packet in several frames cannot keep every
+/// piece aligned.
+pub const DIRECT_MAX_PAYLOAD: u64 = CHUNK as u64 - DIRECT_PAYLOAD_AT;
+
+/// The payload a sender offers a direct receiver, from the largest its MTU
+/// allows: whole O_DIRECT units, at most one frame's worth (1024 bytes at
+/// MTU 1500, 3584 from MTU 3636 up). None below one unit.
+pub fn direct_payload(mtu_payload: u64) -> Option<u64> {
+    let p = mtu_payload.min(DIRECT_MAX_PAYLOAD) / DIRECT_UNIT * DIRECT_UNIT;
+    (p > 0).then_some(p)
+}
+
+/// The receiving UMEM's frame headroom that puts the payload behind a
+/// `header`-byte frame header at [`DIRECT_PAYLOAD_AT`].
+pub fn direct_headroom(header: u64) -> u32 {
+    (DIRECT_PAYLOAD_AT - 256 - header) as u32
+}
+
 /// Frames sent per TX kick in copy mode (`XDP_MAX_TX_SKB_BUDGET`; the
 /// kernel's default is 32, and 256 sent about a third more frames per
 /// second here).
@@ -188,5 +216,31 @@ impl Iface {
             tx_budget: knobs.tx_budget,
             busy_poll: knobs.busy_poll_us.map(|us| (us, knobs.busy_poll_budget.unwrap_or(BUSY_POLL_BUDGET))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{payload_for, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V6};
+
+    #[test]
+    fn a_direct_payload_is_whole_units_that_fit_one_frame() {
+        let at = |mtu, v6| direct_payload(payload_for(mtu, v6).unwrap() as u64);
+        assert_eq!(at(1500, false), Some(1024));
+        assert_eq!(at(1500, true), Some(1024));
+        assert_eq!(at(3636, false), Some(3584), "the first MTU with a whole frame's worth");
+        assert_eq!(at(3635, false), Some(3072));
+        assert_eq!(at(9000, false), Some(3584));
+        assert_eq!(direct_payload(511), None);
+    }
+
+    #[test]
+    fn the_headroom_puts_the_payload_at_512() {
+        for header in [FRAME_HEADER_LEN, FRAME_HEADER_LEN_V6] {
+            assert_eq!(256 + direct_headroom(header as u64) as u64 + header as u64, DIRECT_PAYLOAD_AT);
+        }
+        assert_eq!(direct_headroom(FRAME_HEADER_LEN as u64), 190);
+        assert_eq!(direct_headroom(FRAME_HEADER_LEN_V6 as u64), 170);
     }
 }

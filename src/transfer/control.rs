@@ -27,6 +27,13 @@ pub enum Msg {
         /// receiver opens as many.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         queues: Option<u32>,
+        /// af-xdp: the payload this sender can cut instead of `chunk` so
+        /// that each payload is a whole number of 512-byte O_DIRECT units
+        /// and a packet fits one receiving UMEM frame (at most 3584 bytes);
+        /// a receiver that writes with O_DIRECT (`recv --direct`) asks for
+        /// it in its Ready.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        direct_payload: Option<u64>,
     },
     /// Receiver to sender (with a key): its nonce and its proof of the key.
     Challenge { nonce: String, proof: String },
@@ -39,6 +46,11 @@ pub enum Msg {
         mac: Option<String>,
         #[serde(default)]
         window: Option<u64>,
+        /// af-xdp: the payload per packet the receiver wants instead of the
+        /// Hello's `chunk`: the sender's `direct_payload`, for a receiver
+        /// that writes payloads with O_DIRECT straight from its UMEM.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chunk: Option<u64>,
     },
     /// Receiver to sender (packet paths), now and then during a round: it
     /// has taken `seen` packets off its data plane so far (all rounds).
@@ -194,12 +206,29 @@ mod tests {
     #[test]
     fn round_trip_every_message() {
         let msgs = [
-            Msg::Hello { mode: Mode::Sendfile, size: u64::MAX, chunk: 131072, transfer_id: 7, nonce: None, queues: None },
-            Msg::Hello { mode: Mode::AfXdp, size: 1, chunk: 1448, transfer_id: 8, nonce: Some("ab".into()), queues: Some(2) },
+            Msg::Hello {
+                mode: Mode::Sendfile,
+                size: u64::MAX,
+                chunk: 131072,
+                transfer_id: 7,
+                nonce: None,
+                queues: None,
+                direct_payload: None,
+            },
+            Msg::Hello {
+                mode: Mode::AfXdp,
+                size: 1,
+                chunk: 1448,
+                transfer_id: 8,
+                nonce: Some("ab".into()),
+                queues: Some(2),
+                direct_payload: Some(1024),
+            },
             Msg::Challenge { nonce: "cd".into(), proof: "ef".into() },
             Msg::Proof { proof: "01".into() },
             Msg::Received { bytes: 0 },
-            Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024) },
+            Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024), chunk: None },
+            Msg::Ready { mac: None, window: None, chunk: Some(3584) },
             Msg::Progress { seen: 77 },
             Msg::RoundDone { round: 2, sent: 10 },
             Msg::Missing { ranges: vec![(1, 4), (9, 10)], count: 4 },

@@ -233,6 +233,12 @@ impl RxFrame {
         &frames.bytes(&self.frame)[self.offset as usize..(self.offset + self.len) as usize]
     }
 
+    /// The received bytes and the rest of their frame behind them: what
+    /// a writer may round a short last piece up into (`recv --direct`).
+    pub fn bytes_to_frame_end<'u>(&self, frames: &'u Frames) -> &'u [u8] {
+        &frames.bytes(&self.frame)[self.offset as usize..]
+    }
+
     /// Where in its frame the bytes start (the kernel's headroom in front).
     pub fn offset(&self) -> u32 {
         self.offset

@@ -43,6 +43,11 @@ pub struct UmemConfig {
     /// (0: none); a copy-mode socket then computes requested checksums in
     /// software (`XDP_UMEM_TX_SW_CSUM`).
     pub tx_metadata_len: u32,
+    /// Bytes the kernel leaves free in front of a received packet, after
+    /// its own `XDP_PACKET_HEADROOM` (256): a packet lands at the frame's
+    /// address + 256 + this. A receiver picks it so that the payload behind
+    /// its headers starts on an O_DIRECT boundary.
+    pub frame_headroom: u32,
 }
 
 impl UmemConfig {
@@ -57,6 +62,7 @@ impl UmemConfig {
             fill_size,
             completion_size,
             tx_metadata_len: 0,
+            frame_headroom: 0,
         }
     }
 }
@@ -92,7 +98,8 @@ impl Umem {
         if cfg.tx_metadata_len > 0 {
             flags |= xdp::XDP_UMEM_TX_METADATA_LEN | xdp::XDP_UMEM_TX_SW_CSUM;
         }
-        let reg = xdp::register_umem(&fd, frames.base(), frames.len(), cfg.chunk_size, flags, cfg.tx_metadata_len);
+        let reg =
+            xdp::register_umem(&fd, frames.base(), frames.len(), cfg.chunk_size, flags, cfg.tx_metadata_len, cfg.frame_headroom);
         reg.map_err(|e| match e.raw_os_error() {
             Some(libc::EINVAL) if cfg.tx_metadata_len > 0 => io::Error::new(
                 e.kind(),

@@ -276,6 +276,13 @@ impl<R: BlockReader> BlockCache<R> {
         }
     }
 
+    /// Cuts the file by another layout: before the first round only, with
+    /// slots large enough for it (the UMEM's pool was sized for both).
+    pub fn set_layout(&mut self, layout: BlockLayout) {
+        assert!(self.round.is_empty() && self.reader.in_flight() == 0, "a layout changes before the first round only");
+        self.layout = layout;
+    }
+
     /// Starts a round that sends the packets in `ranges` (half-open, in order).
     pub fn begin_round(&mut self, ranges: &[(u64, u64)]) {
         self.round.clear();

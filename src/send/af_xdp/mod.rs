@@ -91,6 +91,8 @@ pub struct XdpPath {
     queues: Vec<(u32, PacketTx, BlockCache<DirectReader>)>,
     iface: Iface,
     pub payload: u32,
+    /// The block layout of payloads a direct receiver can write with O_DIRECT, if one fits.
+    direct: Option<BlockLayout>,
     o_direct: bool,
     unaligned: bool,
     /// The UMEM's chunk size.
@@ -129,15 +131,21 @@ impl XdpPath {
         let size = file.metadata()?.len();
         // IPv6 in copy mode needs one descriptor a packet (see `split_v6_error`).
         let kind = opts.layout.unwrap_or(if v6 { FrameLayout::Contiguous } else { FrameLayout::best_for(align.is_some()) });
-        let layout = block_layout(kind, payload, align.unwrap_or(1), &iface, header as u64 + metadata as u64, opts.chunk)?;
+        let front = header as u64 + metadata as u64;
+        let mtu_payload = payload;
+        let layout = block_layout(kind, payload, align.unwrap_or(1), &iface, front, opts.chunk)?;
         let payload = layout.payload as u32;
+        // What a receiver that writes with O_DIRECT may ask for instead (see `recut`).
+        let direct = crate::transfer::af_xdp::direct_payload(mtu_payload as u64)
+            .and_then(|d| block_layout(kind, d as u32, align.unwrap_or(1), &iface, front, opts.chunk).ok())
+            .filter(|l| crate::transfer::af_xdp::direct_payload(l.payload) == Some(l.payload));
         let knobs = Knobs { tx_budget: Some(opts.knobs.tx_budget.unwrap_or(TX_BUDGET)), ..opts.knobs }.effective();
         let count = opts.queues.unwrap_or_else(|| default_queues(&iface.name, |(_, tx)| tx));
         iface.check_queues(opts.queue, count, false)?;
         let umem_cfg = UmemConfig {
             pools: vec![
                 PoolSpec { frame_size: HEADER_FRAME, count: RING },
-                PoolSpec { frame_size: layout.slot_bytes as u32, count: SLOTS },
+                PoolSpec { frame_size: layout.slot_bytes.max(direct.map_or(0, |d| d.slot_bytes)) as u32, count: SLOTS },
             ],
             chunk_size: opts.chunk,
             unaligned: opts.unaligned,
@@ -145,6 +153,7 @@ impl XdpPath {
             fill_size: 64,
             completion_size: RING,
             tx_metadata_len: metadata,
+            frame_headroom: 0,
         };
         let shared = opts.shared_umem && count > 1;
         let umems = Umem::per_queue(&umem_cfg, count, shared)?;
@@ -177,6 +186,7 @@ impl XdpPath {
             queues,
             iface,
             payload,
+            direct,
             o_direct: align.is_some(),
             unaligned: opts.unaligned,
             chunk: opts.chunk,
@@ -188,6 +198,30 @@ impl XdpPath {
 
     pub fn mtu(&self) -> u32 {
         self.iface.mtu
+    }
+
+    /// The payload offered to a receiver that writes with O_DIRECT (the Hello's `direct_payload`).
+    pub fn direct_payload(&self) -> Option<u64> {
+        self.direct.map(|l| l.payload)
+    }
+
+    /// Cuts packets of `payload` bytes instead, as the receiver asked in
+    /// its Ready: only the payload offered, and before anything was sent.
+    pub fn recut(&mut self, payload: u64) -> io::Result<()> {
+        let Some(layout) = self.direct.filter(|l| l.payload == payload) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the receiver asked for {payload}-byte payloads; this sender offered {}",
+                    self.direct_payload().map_or("none".into(), |d| format!("{d}"))
+                ),
+            ));
+        };
+        for (_, _, cache) in &mut self.queues {
+            cache.set_layout(layout);
+        }
+        self.payload = payload as u32;
+        Ok(())
     }
 
     /// The queues it sends on (a socket and a thread each).
