@@ -47,8 +47,9 @@ trace=()
 [ "${TRACE:-1}" = 1 ] && trace=(--trace)
 
 echo
-echo "== zclab bench: a ${mib} MiB file, every mode 3 times, interleaved, beside iperf3 and the ceilings;"
+echo "== zclab bench: a ${mib} MiB file, every mode 3 times, interleaved, beside iperf3 and the ceilings"
+echo "   (af-xdp twice: into the receiver's page cache, and with recv --direct, O_DIRECT from the UMEM);"
 echo "   then small messages (rate and round trips), beside sockperf"
-"$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --peers --ceilings "${trace[@]}" \
+"$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --peers --ceilings --direct "${trace[@]}" \
     --latency --latency-count 5000 --rate-seconds 1 --out "$out"
 echo "   open $out/report.html to see the charts"

@@ -90,7 +90,10 @@ fn drawing(mode: Mode) -> &'static str {
      skb -> page-pool page (veth, for a native XDP program: skb_pp_cow_data),
      the XDP program redirects it, packet -> receiving UMEM (a copy-mode socket copies it in);
      a zero-copy NIC would DMA straight from and into the UMEMs: none of those three
-  receiver: RX ring --> checked --> UMEM -> page cache (pwritev, a CPU copy) --> fill ring"
+  receiver: RX ring --> checked --> UMEM -> page cache (pwritev, a CPU copy) --> fill ring
+     with recv --direct: UMEM -> disk (O_DIRECT pwritev: the disk's DMA reads the UMEM, no CPU
+     copy, no page cache; the frame headroom puts each payload at +512 and the sender cuts
+     payloads of whole 512-byte units) --> fill ring once the write is done"
         }
     }
 }

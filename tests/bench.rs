@@ -350,11 +350,12 @@ fn af_xdp_frame_layouts_and_queues_run_side_by_side() {
     #[rustfmt::skip]
     let o = run_zclab(&[
         "bench", "--size", "4M", "--runs", "1", "--modes", "af-xdp,udp-gso",
-        "--frame-layout", "split,contiguous", "--queues", "1,2", "--out", out.to_str().unwrap(),
+        "--frame-layout", "split,contiguous", "--queues", "1,2", "--direct", "--out", out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("| af-xdp split 1q ") && table.contains("| af-xdp contiguous 2q "), "{table}");
+    assert!(table.contains("| af-xdp split 2q direct ") && table.contains("cached after (src / rcv)"), "{table}");
     let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
     let mut seen = Vec::new();
     for r in runs.as_array().unwrap() {
@@ -364,14 +365,24 @@ fn af_xdp_frame_layouts_and_queues_run_side_by_side() {
                 assert_eq!(r["report"]["af_xdp"]["layout"], r["layout"], "the sender used the cell's layout: {r}");
                 let queues = r["report"]["af_xdp"]["sender_queues"].as_array().unwrap().len();
                 assert_eq!(Some(queues as u64), r["queues"].as_u64(), "and its queues (the bench's env has two): {r}");
-                seen.push(r["layout"].as_str().unwrap().to_string());
+                // --direct: every cell twice, the second with the receiver writing by O_DIRECT, on
+                // both queues' threads at once in the 2q cells.
+                let d = &r["report"]["direct"];
+                if r["direct"] == true {
+                    assert_eq!(d["used"], true, "{r}");
+                    assert_eq!(d["direct_bytes"], r["report"]["bytes"], "{r}");
+                    assert_eq!(r["report"]["out_cached_after_bytes"], 0, "{r}");
+                } else {
+                    assert!(d.is_null(), "{r}");
+                }
+                seen.push(format!("{} {}", r["layout"].as_str().unwrap(), r["direct"]));
             }
             _ => assert!(r["layout"].is_null() && r["queues"].is_null(), "layouts and queues are af-xdp's alone: {r}"),
         }
     }
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, ["contiguous", "split"]);
+    assert_eq!(seen, ["contiguous false", "contiguous true", "split false", "split true"]);
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(csv.contains("af-xdp,false,contiguous,2,"), "{csv}");
 }

@@ -167,9 +167,11 @@ fn a_full_disk_is_refused_up_front_with_the_receivers_reason() {
     let src = dir.path("src");
     random_file(&src, 24 << 20, 4);
     let disk = SmallDisk::new(&dir, 16);
-    for mode in ["splice", "af-xdp"] {
+    // With --direct the space is reserved the same way, before the receiver decides how it writes.
+    for (mode, direct) in [("splice", false), ("af-xdp", false), ("af-xdp", true)] {
         let out = disk.0.join("out");
-        let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, &["--json"]);
+        let recv_args: &[&str] = if direct { &["--json", "--direct"] } else { &["--json"] };
+        let recv = spawn_recv(&n.rx_ns, "10.77.0.2:7777", &out, recv_args);
         let o = send(&n.tx_ns, "10.77.0.2:7777", mode, &src, &[]);
         assert_eq!(o.status.code(), Some(1), "{mode}");
         let e = stderr(&o);

@@ -146,7 +146,8 @@ fn lesson_7_direct_io_claims() {
     }
     let f = lesson(7);
     assert_holds(&f, "An O_DIRECT read needs its file offset and length");
-    assert_holds(&f, "A cold af-xdp transfer");
+    assert_holds(&f, "A cold af-xdp transfer (O_DIRECT reads");
+    assert_holds(&f, "A cold af-xdp transfer whose receiver writes with O_DIRECT");
     if Path::new("/dev/shm").exists() {
         assert_holds(&f, "tmpfs accepts O_DIRECT");
     }

@@ -124,13 +124,13 @@ fn file_section(s: &mut String, cfg: &BenchConfig, page: &Page<'_>) {
     }
     *s += "<h2>All figures</h2>\n<table><tr><th>path</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
           <th>all-CPU s/GiB</th><th>sender sys s/GiB</th><th>sender calls/GiB</th><th>context switches</th>\
-          <th>cached after</th><th>zero copy</th><th>kernel copies per byte (seen)</th><th>copies per byte (inferred)</th></tr>\n";
+          <th>receiver CPU s/GiB</th><th>cached after (source / received)</th><th>zero copy</th><th>kernel copies per byte (seen)</th><th>copies per byte (inferred)</th></tr>\n";
     let cells: Vec<super::Cell> = rows.iter().map(|r| r.cell).collect();
     for r in rows {
         let _ = writeln!(
             s,
             "<tr><td>{}</td><td>{}{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td>\
-             <td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{:.0}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.cell.label(&cells)),
             r.runs,
             if r.verified < r.runs { format!(" ({} NOT verified)", r.runs - r.verified) } else { String::new() },
@@ -141,7 +141,8 @@ fn file_section(s: &mut String, cfg: &BenchConfig, page: &Page<'_>) {
             r.sender_sys_s_per_gib.median,
             r.sender_syscalls_per_gib.median,
             r.context_switches.median,
-            human_bytes(r.cached_after_bytes.median as u64),
+            r.receiver_cpu_s_per_gib.median,
+            esc(&r.cached_after()),
             esc(&r.zerocopy_verdict()),
             r.kernel_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median)),
             r.inferred_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median))

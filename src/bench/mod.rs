@@ -58,6 +58,8 @@ pub struct BenchConfig {
     pub fixed_buffers: bool,
     /// af-xdp frame layouts to run (empty: the sender's default).
     pub layouts: Vec<FrameLayout>,
+    /// af-xdp twice: with the page-cache receiver and with `recv --direct`.
+    pub direct: bool,
     /// af-xdp queue counts to run (empty: the sender's default); the
     /// bench's own environments get as many queues as the largest.
     pub queues: Vec<u32>,
@@ -92,6 +94,9 @@ pub struct Cell {
     pub layout: Option<FrameLayout>,
     /// af-xdp's queues (None: the sender's default).
     pub queues: Option<u32>,
+    /// af-xdp's receiver writes with O_DIRECT from its UMEM (`recv --direct`).
+    #[serde(default)]
+    pub direct: bool,
 }
 
 impl Cell {
@@ -107,6 +112,9 @@ impl Cell {
         }
         if let Some(q) = self.queues {
             s = format!("{s} {q}q");
+        }
+        if self.direct {
+            s += " direct";
         }
         let mut parts = vec![format!("{:?}", self.cache).to_lowercase()];
         if let Some(mtu) = self.mtu {
@@ -182,6 +190,12 @@ pub struct Summary {
     pub context_switches: Spread,
     /// The file's bytes in the page cache after the run.
     pub cached_after_bytes: Spread,
+    /// The received file's bytes in the receiver's page cache when the receiver ended.
+    #[serde(default)]
+    pub out_cached_after_bytes: Spread,
+    /// The receiving process's user + system seconds per GiB.
+    #[serde(default)]
+    pub receiver_cpu_s_per_gib: Spread,
     /// Zero-copy paths: (sends flagged copied, completions), over all runs.
     pub zerocopy_copied: Option<(u64, u64)>,
     /// Bytes the kernel was seen to copy per byte of file (`--trace`).
@@ -192,6 +206,16 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// "src / rcv": the file's bytes in each end's page cache after the runs (medians).
+    pub fn cached_after(&self) -> String {
+        let rcv = self.out_cached_after_bytes.median;
+        format!(
+            "{} / {}",
+            human_bytes(self.cached_after_bytes.median as u64),
+            if rcv.is_finite() { human_bytes(rcv as u64) } else { "?".into() }
+        )
+    }
+
     /// The kernel's zero-copy verdict: "-" for paths that do not ask for it.
     pub fn zerocopy_verdict(&self) -> String {
         match self.zerocopy_copied {
@@ -242,6 +266,7 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                             fixed_buffers: false,
                             layout: None,
                             queues: None,
+                            direct: false,
                         };
                         let zc = matches!(mode, Mode::MsgZerocopy | Mode::IoUringZc);
                         let depths: Vec<Option<u32>> = if zc && !cfg.in_flight.is_empty() {
@@ -260,11 +285,14 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                         } else {
                             vec![None]
                         };
+                        let direct: &[bool] = if mode == Mode::AfXdp && cfg.direct { &[false, true] } else { &[false] };
                         for &fixed_buffers in fixed {
                             for &in_flight in &depths {
                                 for &layout in &layouts {
                                     for &queues in &queues {
-                                        cells.push(Cell { in_flight, fixed_buffers, layout, queues, ..base });
+                                        for &direct in direct {
+                                            cells.push(Cell { in_flight, fixed_buffers, layout, queues, direct, ..base });
+                                        }
                                     }
                                 }
                             }
@@ -457,7 +485,8 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
         chunk: cell.chunk.unwrap_or(DEFAULT_CHUNK),
         timeout: Duration::from_secs(20),
         cold: cell.cache == Cache::Cold,
-        preallocate: true,
+        // The receiver's pages written once before the timed part; not for a receiver that bypasses them.
+        preallocate: !cell.direct,
         trace,
         via: Via::Splice,
         zc: crate::send::ZcOptions { in_flight: cell.in_flight, fixed_buffers: cell.fixed_buffers },
@@ -470,7 +499,9 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
             if let Some(q) = cell.queues {
                 send.extend(["--queues".to_string(), q.to_string()]);
             }
-            (send, Vec::new()) // the receiver follows the sender's queues
+            // The receiver follows the sender's queues.
+            let recv = if cell.direct { vec!["--direct".to_string()] } else { Vec::new() };
+            (send, recv)
         },
         pin: pin.then_some((0, 1)),
         ipv6: false,
@@ -529,6 +560,8 @@ pub fn summarize(runs: &[BenchRun], cells: &[Cell]) -> Vec<Summary> {
                     as f64
             }),
             cached_after_bytes: f(&|r| r.report.source_cached_after_bytes as f64),
+            out_cached_after_bytes: f(&|r| r.report.out_cached_after_bytes.map_or(f64::NAN, |b| b as f64)),
+            receiver_cpu_s_per_gib: f(&|r| (r.report.receiver.cpu_user_s + r.report.receiver.cpu_sys_s) / gib(r.report.bytes)),
             zerocopy_copied: (!zc.is_empty()).then(|| zc.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))),
             kernel_copies_per_byte: (copies.len() == rs.len()).then(|| Spread::of(&copies)).flatten(),
             inferred_copies_per_byte: Spread::of(
@@ -570,9 +603,9 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
             "\n{title} (median of runs; Gbit/s with min-max{})",
             if result.pinned { "; sender on CPU 0, receiver on CPU 1" } else { "" }
         );
-        s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | snd calls/GiB | ctx switches | cached after | zero copy      | verified | copies/B |";
+        s += "| path                             | Gbit/s (min-max)       | all-CPU s/GiB | snd sys s/GiB | rcv CPU s/GiB | snd calls/GiB | ctx switches | cached after (src / rcv) | zero copy      | verified | copies/B |";
         s += if traced { " kcopies/B |\n" } else { "\n" };
-        s += "|----------------------------------|------------------------|---------------|---------------|---------------|--------------|--------------|----------------|----------|----------|";
+        s += "|----------------------------------|------------------------|---------------|---------------|---------------|---------------|--------------|--------------------------|----------------|----------|----------|";
         s += if traced { "-----------|\n" } else { "\n" };
         for m in result.summaries.iter().filter(|m| setting_title(&m.cell, &cells) == *title) {
             let mut path = m.cell.mode.name().to_string();
@@ -585,21 +618,25 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
             if let Some(q) = m.cell.queues {
                 path += &format!(" {q}q");
             }
+            if m.cell.direct {
+                path += " direct";
+            }
             if let Some(n) = m.cell.in_flight {
                 path += &format!(", {n} in flight");
             }
             let _ = writeln!(
                 s,
-                "| {:<32} | {:>6.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>13.3} | {:>13.0} | {:>12.0} | {:>12} | {:<14} | {:>8} | {:>8} |",
+                "| {:<32} | {:>6.2} ({:>6.2}-{:<6.2}) | {:>13.3} | {:>13.3} | {:>13.3} | {:>13.0} | {:>12.0} | {:>24} | {:<14} | {:>8} | {:>8} |",
                 path,
                 m.gbit_per_s.median,
                 m.gbit_per_s.min,
                 m.gbit_per_s.max,
                 m.all_cpu_s_per_gib.median,
                 m.sender_sys_s_per_gib.median,
+                m.receiver_cpu_s_per_gib.median,
                 m.sender_syscalls_per_gib.median,
                 m.context_switches.median,
-                human_bytes(m.cached_after_bytes.median as u64),
+                m.cached_after(),
                 m.zerocopy_verdict(),
                 format!("{}/{}", m.verified, m.runs),
                 m.inferred_copies_per_byte.map_or_else(|| "n/a".into(), |c| format!("{:.2}", c.median)),
@@ -639,20 +676,22 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
 
 fn csv(summaries: &[Summary]) -> String {
     let mut csv = String::from(
-        "mode,fixed_buffers,frame_layout,queues,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
+        "mode,fixed_buffers,frame_layout,queues,direct,cache,mtu,size,chunk,in_flight,runs,verified,gbit_median,gbit_min,gbit_max,all_cpu_s_per_gib_median,\
          process_cpu_s_per_gib_median,sender_sys_s_per_gib_median,sender_syscalls_median,sender_syscalls_per_gib_median,\
-         context_switches_median,cached_after_bytes_median,zerocopy,kernel_copies_per_byte_median,inferred_copies_per_byte_median\n",
+         context_switches_median,cached_after_bytes_median,receiver_cached_after_bytes_median,receiver_cpu_s_per_gib_median,\
+         zerocopy,kernel_copies_per_byte_median,inferred_copies_per_byte_median\n",
     );
     let opt = |v: Option<String>| v.unwrap_or_default();
     for m in summaries {
         let c = &m.cell;
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.0},{:.0},{:.0},{:.0},{},{:.4},{},{},{}",
             c.mode.name(),
             c.fixed_buffers,
             c.layout.map_or("", FrameLayout::name),
             opt(c.queues.map(|v| v.to_string())),
+            c.direct,
             format!("{:?}", c.cache).to_lowercase(),
             opt(c.mtu.map(|v| v.to_string())),
             c.size,
@@ -670,6 +709,8 @@ fn csv(summaries: &[Summary]) -> String {
             m.sender_syscalls_per_gib.median,
             m.context_switches.median,
             m.cached_after_bytes.median,
+            opt(m.out_cached_after_bytes.median.is_finite().then(|| format!("{:.0}", m.out_cached_after_bytes.median))),
+            m.receiver_cpu_s_per_gib.median,
             m.zerocopy_verdict(),
             opt(m.kernel_copies_per_byte.map(|k| format!("{:.4}", k.median))),
             opt(m.inferred_copies_per_byte.map(|k| format!("{:.4}", k.median)))

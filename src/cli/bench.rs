@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// spread over the CPUs (pinned, two queues ran slower here).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=64))]
     pub queues: Vec<u32>,
+    /// Run af-xdp twice, side by side: with the receiver writing through its page cache and with
+    /// `recv --direct` (O_DIRECT straight from its UMEM). The table shows both ends' page cache
+    /// after each run and the receiver's CPU per GiB.
+    #[arg(long)]
+    pub direct: bool,
     /// Let the scheduler place both ends (by default the sender runs on CPU 0 and the
     /// receiver on CPU 1, and iperf3's ends likewise: two ends on one core run at about 60%
     /// of their speed here, which made some runs half as fast as the others).
@@ -128,12 +133,16 @@ pub fn exec(a: BenchArgs) -> Result<bool> {
         Some(l) => l.split(',').map(|c| parse_bytes(c).and_then(|b| chunk(b as usize))).collect::<Result<Vec<_>>>()?,
     };
     let in_flight = number_list(&a.in_flight, "--in-flight", 1..=4096)?;
+    if a.direct && !modes.contains(&zclab::transfer::Mode::AfXdp) {
+        bail!("--direct runs af-xdp's receiver both ways: include af-xdp in --modes");
+    }
     let cfg = zclab::bench::BenchConfig {
         env: a.env,
         sizes: unique(a.size.split(',').map(parse_size).collect::<Result<Vec<_>>>()?),
         in_flight: unique(in_flight),
         fixed_buffers: a.fixed_buffers,
         layouts: unique(a.frame_layout.clone()),
+        direct: a.direct,
         queues: unique(a.queues.clone()),
         pin: !a.no_pin && zclab::sys::sched::cpus() >= 2,
         modes,

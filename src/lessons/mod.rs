@@ -188,6 +188,23 @@ impl Lab {
     /// lesson's environment or on `env` (another of the lesson's making). It
     /// need not verify (`--via discard` cannot).
     pub fn transfer_with(&mut self, mode: Mode, chunk: usize, cold: bool, via: Via, env: Option<&str>) -> Result<RunReport> {
+        let cfg = self.run_config(mode, chunk, cold, via, env);
+        run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
+    }
+
+    /// An af-xdp transfer whose receiver writes with O_DIRECT from its UMEM
+    /// (`recv --direct`); it must verify.
+    pub fn transfer_direct(&mut self, cold: bool) -> Result<RunReport> {
+        let mut cfg = self.run_config(Mode::AfXdp, DEFAULT_CHUNK, cold, Via::Splice, None);
+        progress(&format!("af-xdp, the receiver with --direct{}", if cold { ", cold cache" } else { "" }));
+        cfg.preallocate = false;
+        cfg.af_xdp_args = (Vec::new(), vec!["--direct".into()]);
+        let r = run::run(&cfg).context("the af-xdp --direct transfer failed")?;
+        anyhow::ensure!(r.verified, "the af-xdp --direct transfer did not verify: {}", r.reason.clone().unwrap_or_default());
+        Ok(r)
+    }
+
+    fn run_config(&mut self, mode: Mode, chunk: usize, cold: bool, via: Via, env: Option<&str>) -> RunConfig {
         progress(&format!(
             "{mode}{}{}",
             if chunk != DEFAULT_CHUNK { format!(", {} chunks", bytes(chunk as u64)) } else { String::new() },
@@ -195,7 +212,7 @@ impl Lab {
         ));
         // A fresh port each time: the kernel may hold the last one for a moment.
         self.port = if self.port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { self.port + 1 };
-        let cfg = RunConfig {
+        RunConfig {
             env: env.map_or_else(|| self.env.names().name.clone(), String::from),
             mode,
             file: self.file.clone(),
@@ -212,8 +229,7 @@ impl Lab {
             af_xdp_args: Default::default(),
             pin: None,
             ipv6: false,
-        };
-        run::run(&cfg).with_context(|| format!("the {mode} transfer failed"))
+        }
     }
 
     /// Another environment for this lesson, with its own MTU; removed when dropped.

@@ -39,6 +39,10 @@ const FILL: u32 = 4096;
 const RX: u32 = 4096;
 /// RX descriptors taken per batch.
 const BATCH: u32 = 256;
+/// RX descriptors taken per batch by a receiver that writes with O_DIRECT:
+/// each batch is one synchronous disk write, kept short so that its
+/// progress reaches the sender in time (see `drain`).
+const DIRECT_BATCH: u32 = 64;
 /// The largest packet gathered from several descriptors.
 const MAX_FRAME: usize = 65536 + 64;
 
@@ -569,7 +573,8 @@ impl PacketSource for XdpSource {
     fn drain(&mut self, r: &Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64> {
         let mut calls = 0;
         loop {
-            if self.rx.receive(self.sock.umem_mut(), BATCH, &mut self.batch) == 0 {
+            let batch = if self.direct.is_some() { DIRECT_BATCH } else { BATCH };
+            if self.rx.receive(self.sock.umem_mut(), batch, &mut self.batch) == 0 {
                 return Ok(calls);
             }
             wd.progress()?;
@@ -658,6 +663,12 @@ impl PacketSource for XdpSource {
                 }
             }
             self.refill()?;
+            if self.direct.is_some() {
+                // A batch's O_DIRECT writes take the disk's time: back to the rounds after each,
+                // so that the receiver's progress reaches the sender before it takes the silence
+                // for loss (5 ms) and sends another window into a full ring.
+                return Ok(calls);
+            }
         }
     }
 }

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 /// After a round ends, wait this long without packets before answering.
 const QUIET: Duration = Duration::from_millis(5);
+/// The longest a receiver that has taken packets keeps quiet about it: well
+/// inside the 5 ms after which a blocked sender takes silence for loss.
+const REPORT_EVERY: Duration = Duration::from_millis(2);
 /// Most missing ranges in one answer; the rest are asked for next round.
 const MAX_RANGES: usize = 4096;
 
@@ -58,6 +61,7 @@ pub fn receive_rounds(
 ) -> io::Result<(u64, u32)> {
     let mut calls = 0u64;
     let mut reported = 0;
+    let mut reported_at = Instant::now();
     let mut control_checked = Instant::now();
     loop {
         let (data, control) = if src.ready(SPIN) {
@@ -74,8 +78,13 @@ pub fn receive_rounds(
         };
         if data {
             calls += src.drain(r, out, wd)?;
-            if r.seen() - reported >= (window / 4).max(1) {
+            // Every quarter window, or sooner when packets come slower than the sender's
+            // patience (a receiver waiting on its disk): silence reads as loss to the sender.
+            let due =
+                r.seen() - reported >= (window / 4).max(1) || (r.seen() > reported && reported_at.elapsed() >= REPORT_EVERY);
+            if due {
                 reported = r.seen();
+                reported_at = Instant::now();
                 calls += 1;
                 send_msg(&mut &*ctrl, &Msg::Progress { seen: reported }, wd)?;
             }
