@@ -524,10 +524,8 @@ fn direct_out(
             }
         }
     } else {
-        match direct::DirectOut::open(&partial.path, partial.file(), hello.size, None) {
-            Ok(_) => unreachable!("no offer is never direct"),
-            Err(why) => why,
-        }
+        // Without an offer it always says why not: the file system's reason first, if it has one.
+        direct::DirectOut::open(&partial.path, partial.file(), hello.size, None).err().unwrap_or_default()
     };
     log::warn!("--direct: {why}");
     (None, Some(DirectWrites::not_used(why)))
