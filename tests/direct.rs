@@ -209,7 +209,11 @@ fn a_payload_off_a_boundary_is_counted_and_written_through_the_page_cache() {
         };
         send_msg(&mut &ctrl, &hello, &mut wd).unwrap();
         match recv_msg(&mut &ctrl, &mut wd).unwrap() {
-            Some(Msg::Ready { chunk, .. }) => assert_eq!(chunk, Some(P as u64), "the direct receiver asks for the offer"),
+            Some(Msg::Ready { chunk, patience_ms, .. }) => {
+                assert_eq!(chunk, Some(P as u64), "the direct receiver asks for the offer");
+                let patience = zclab::recv::direct::PATIENCE.as_millis() as u64;
+                assert_eq!(patience_ms, Some(patience), "and for the sender's patience while it waits on its disk");
+            }
             other => panic!("expected Ready, got {other:?}"),
         }
         let udp = UdpSocket::bind("0.0.0.0:0").unwrap();

@@ -31,6 +31,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{RwLock, RwLockReadGuard};
 
+/// How long a direct receiver asks the sender to wait for news before it
+/// takes silence for loss (the default is 5 ms): one batch's O_DIRECT write
+/// can take longer when the disk is busy. Measured here (contiguous layout,
+/// MTU 1500, 1 GiB, where the sender's 1 KiB reads share the disk): with
+/// 5 ms, 1.7% to 6.1% of the packets were sent again.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Why a payload went through the page cache in direct mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cached {

@@ -562,9 +562,15 @@ impl Plane {
     /// `chunk`: the payload asked for instead of the Hello's (`--direct`).
     fn ready(&self, chunk: Option<u64>) -> Msg {
         match self {
-            Plane::Xdp(src, mac) => Msg::Ready { mac: Some(mac.clone()), window: Some(src.window()), chunk },
-            Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW), chunk: None },
-            Plane::Tcp => Msg::Ready { mac: None, window: None, chunk: None },
+            Plane::Xdp(src, mac) => Msg::Ready {
+                mac: Some(mac.clone()),
+                window: Some(src.window()),
+                chunk,
+                // A direct receiver's batch waits on the disk; the sender is asked to wait longer.
+                patience_ms: chunk.map(|_| direct::PATIENCE.as_millis() as u64),
+            },
+            Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW), chunk: None, patience_ms: None },
+            Plane::Tcp => Msg::Ready { mac: None, window: None, chunk: None, patience_ms: None },
         }
     }
 }

@@ -206,14 +206,16 @@ impl Admit for Flow<'_> {
 pub struct Flow<'a> {
     ctrl: &'a TcpStream,
     window: Window,
+    /// Silence with a full window that reads as loss (STALL unless the receiver asked).
+    stall: Duration,
     /// Times the sender waited for the receiver, and gave up waiting.
     pub waits: u64,
     pub stalls: u64,
 }
 
 impl<'a> Flow<'a> {
-    pub fn new(ctrl: &'a TcpStream, limit: Option<u64>) -> Flow<'a> {
-        Flow { ctrl, window: Window::new(limit), waits: 0, stalls: 0 }
+    pub fn new(ctrl: &'a TcpStream, limit: Option<u64>, patience: Option<Duration>) -> Flow<'a> {
+        Flow { ctrl, window: Window::new(limit), stall: patience.unwrap_or(STALL), waits: 0, stalls: 0 }
     }
 
     /// True if the next `admit` would wait: push out what is queued first.
@@ -225,7 +227,7 @@ impl<'a> Flow<'a> {
     pub fn admit(&mut self, wd: &mut Watchdog) -> io::Result<()> {
         while self.window.is_full() {
             self.waits += 1;
-            if poll_one(self.ctrl, libc::POLLIN, STALL.as_millis() as i32)? == 0 {
+            if poll_one(self.ctrl, libc::POLLIN, self.stall.as_millis() as i32)? == 0 {
                 // Nothing heard: what is in flight is delivered or lost.
                 self.stalls += 1;
                 self.window.credit();
@@ -254,7 +256,7 @@ impl<'a> Flow<'a> {
         let mut news = Instant::now();
         while !done() {
             if poll_one(self.ctrl, libc::POLLIN, 1)? == 0 {
-                if shared.is_full() && news.elapsed() >= STALL_QUEUES {
+                if shared.is_full() && news.elapsed() >= STALL_QUEUES.max(self.stall) {
                     self.waits += 1;
                     self.stalls += 1;
                     shared.credit();
@@ -295,12 +297,18 @@ pub struct PeerReady {
     /// The payload per packet it asked for instead of the Hello's (af-xdp
     /// to a receiver that writes with O_DIRECT).
     pub chunk: Option<u64>,
+    /// How long to wait for news with a full window before taking silence for loss.
+    pub patience: Option<Duration>,
 }
 
 /// Waits for the receiver's Ready (it follows the Hello on every path).
 pub fn await_ready(sock: &TcpStream, wd: &mut Watchdog) -> io::Result<PeerReady> {
     match recv_msg(&mut &*sock, wd)? {
-        Some(Msg::Ready { mac, window, chunk }) => Ok(PeerReady { mac, window, chunk }),
+        Some(Msg::Ready { mac, window, chunk, patience_ms }) => {
+            // At most a second: a longer silence is for the watchdog to judge.
+            let patience = patience_ms.map(|ms| Duration::from_millis(ms.clamp(1, 1000)));
+            Ok(PeerReady { mac, window, chunk, patience })
+        }
         Some(other) => Err(io::Error::other(format!("the receiver answered {other:?} where Ready was expected"))),
         None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the receiver closed the connection instead of getting ready")),
     }
@@ -314,7 +322,7 @@ pub fn send_rounds(
     window: Option<u64>,
     sink: &mut impl PacketSink,
 ) -> io::Result<(PacketStats, u64)> {
-    let mut flow = Flow::new(s.sock, window);
+    let mut flow = Flow::new(s.sock, window, s.peer.patience);
     let mut stats = PacketStats::default();
     let mut calls = 0;
     let mut todo = vec![(0, plan.packets())];

@@ -51,6 +51,11 @@ pub enum Msg {
         /// that writes payloads with O_DIRECT straight from its UMEM.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chunk: Option<u64>,
+        /// How long a sender whose window is full may hear nothing before it
+        /// takes what is in flight for lost (milliseconds; default 5): a
+        /// receiver that waits on its disk (`--direct`) asks for more.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patience_ms: Option<u64>,
     },
     /// Receiver to sender (packet paths), now and then during a round: it
     /// has taken `seen` packets off its data plane so far (all rounds).
@@ -227,8 +232,8 @@ mod tests {
             Msg::Challenge { nonce: "cd".into(), proof: "ef".into() },
             Msg::Proof { proof: "01".into() },
             Msg::Received { bytes: 0 },
-            Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024), chunk: None },
-            Msg::Ready { mac: None, window: None, chunk: Some(3584) },
+            Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024), chunk: None, patience_ms: None },
+            Msg::Ready { mac: None, window: None, chunk: Some(3584), patience_ms: Some(20) },
             Msg::Progress { seen: 77 },
             Msg::RoundDone { round: 2, sent: 10 },
             Msg::Missing { ranges: vec![(1, 4), (9, 10)], count: 4 },
