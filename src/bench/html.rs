@@ -76,12 +76,18 @@ fn file_section(s: &mut String, cfg: &BenchConfig, page: &Page<'_>) {
     let _ = writeln!(
         s,
         "<p>{} of random data, moved {} time(s) by each of {} path(s), {} cache; the runs interleaved (every path once, then \
-         again) after a first round that is not counted, the receiver's output preallocated, {}. Each figure is the median \
+         again) after a first round that is not counted, the receiver's output preallocated{}, {}. Each figure is the median \
          of its runs, with the smallest and largest.</p>",
         cfg.sizes.iter().map(|&b| human_bytes(b)).collect::<Vec<_>>().join(", "),
         cfg.runs,
         cfg.modes.len(),
         cfg.caches.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>().join(" and "),
+        if cfg.direct {
+            " (but for af-xdp direct, whose receiver writes with O_DIRECT from its UMEM and so neither uses nor fills \
+             its page cache; \"cached after\" gives the file's bytes in the page cache of the source and of the received file)"
+        } else {
+            ""
+        },
         if cfg.pin { "the sender on CPU 0 and the receiver on CPU 1" } else { "both ends placed by the scheduler (--no-pin)" }
     );
     if !direct {
