@@ -567,17 +567,13 @@ pub fn run_text(r: &RunReport) -> String {
         human_bytes(r.source_cached_before_bytes),
         human_bytes(r.source_cached_after_bytes)
     );
-    if let Some(after) = r.out_cached_after_bytes {
-        let _ = writeln!(
-            s,
-            "          received file in page cache: {} before, {} after (when the receiver ended)",
-            r.out_cached_before_bytes.map_or("?".into(), human_bytes),
-            human_bytes(after)
-        );
-    }
-    if let Some(d) = &r.direct {
-        s += &direct_text(d);
-    }
+    s += &received_cache_text(
+        "          ",
+        r.out_cached_before_bytes,
+        r.out_cached_after_bytes,
+        "when the receiver ended",
+        &r.direct,
+    );
     s += &zc_line(&r.zerocopy);
     for (side, i) in [("sender", &r.sender_iface), ("receiver", &r.receiver_iface)] {
         if let Some(i) = i {
@@ -717,17 +713,7 @@ pub fn recv_text(r: &RecvReport) -> String {
             x.drops.fill_ring_empty
         );
     }
-    if let Some(after) = r.out_cached_after_bytes {
-        let _ = writeln!(
-            s,
-            "cache     received file in page cache: {} before, {} after (after the hash)",
-            r.out_cached_before_bytes.map_or("?".into(), human_bytes),
-            human_bytes(after)
-        );
-    }
-    if let Some(d) = &r.direct {
-        s += &direct_text(d);
-    }
+    s += &received_cache_text("cache     ", r.out_cached_before_bytes, r.out_cached_after_bytes, "after the hash", &r.direct);
     if let Some(k) = &r.kernel {
         s += &kernel_text("receiver", k);
     }
@@ -736,6 +722,19 @@ pub fn recv_text(r: &RecvReport) -> String {
         let _ = writeln!(s, "written   {out}");
     }
     s += &verdict_line(&r.reason);
+    s
+}
+
+/// The received file's page cache, and the `--direct` lines if asked for.
+fn received_cache_text(lead: &str, before: Option<u64>, after: Option<u64>, when: &str, direct: &Option<DirectWrites>) -> String {
+    let mut s = String::new();
+    if let Some(after) = after {
+        let before = before.map_or("?".into(), human_bytes);
+        let _ = writeln!(s, "{lead}received file in page cache: {before} before, {} after ({when})", human_bytes(after));
+    }
+    if let Some(d) = direct {
+        s += &direct_text(d);
+    }
     s
 }
 

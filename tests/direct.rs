@@ -15,7 +15,6 @@ use std::time::Duration;
 use zclab::netns::RX_ADDR;
 use zclab::transfer::control::{recv_msg, send_msg, Msg};
 use zclab::transfer::{Mode, Watchdog};
-use zclab::wire::LabHeader;
 
 /// Writes a file and makes sure it is on disk and out of the page cache.
 fn cold_file(path: &Path, len: usize, seed: u64) {
@@ -154,12 +153,6 @@ fn on_tmpfs_the_direct_receiver_falls_back_and_says_why() {
     assert!(rules.contains(&"UMEM -> page cache"), "{rules:?}");
 }
 
-fn packet(id: u32, offset: u64, payload: &[u8]) -> Vec<u8> {
-    let mut v = LabHeader { transfer_id: id, offset, len: payload.len() as u32, flags: 0 }.to_bytes().to_vec();
-    v.extend_from_slice(payload);
-    v
-}
-
 /// A hand-made sender offers 1024-byte payloads and sends them over IPv4,
 /// for which the receiver's UMEM headroom puts each payload at +512 of its
 /// frame; one packet comes over IPv6, whose 20 more header bytes put its
@@ -222,13 +215,13 @@ fn a_payload_off_a_boundary_is_counted_and_written_through_the_page_cache() {
         v6.connect(SocketAddr::from((zclab::netns::RX_ADDR6, 7777))).unwrap();
         for i in 0..=10usize {
             let off = i * P;
-            let p = packet(ID, off as u64, &sent[off..(off + P).min(size)]);
+            let p = lab_packet(ID, off as u64, &sent[off..(off + P).min(size)]);
             if i == 3 { v6.send(&p) } else { udp.send(&p) }.unwrap();
         }
 
         std::thread::sleep(Duration::from_millis(50));
         send_msg(&mut &ctrl, &Msg::RoundDone { round: 0, sent: 11 }, &mut wd).unwrap();
-        match recv_msg(&mut &ctrl, &mut wd).unwrap() {
+        match answer_to_round(&ctrl, &mut wd) {
             Some(Msg::Missing { count: 0, .. }) => {}
             other => {
                 drop(ctrl);

@@ -10,16 +10,9 @@ use std::time::Duration;
 use zclab::netns::RX_ADDR;
 use zclab::transfer::control::{recv_msg, send_msg, Msg};
 use zclab::transfer::{Mode, Watchdog};
-use zclab::wire::LabHeader;
 
 const PAYLOAD: usize = 1448;
 const ID: u32 = 0xfeed;
-
-fn packet(id: u32, offset: u64, payload: &[u8]) -> Vec<u8> {
-    let mut v = LabHeader { transfer_id: id, offset, len: payload.len() as u32, flags: 0 }.to_bytes().to_vec();
-    v.extend_from_slice(payload);
-    v
-}
 
 #[test]
 fn malformed_packets_are_counted_and_never_written_udp_gso() {
@@ -79,17 +72,17 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str, payload: 
         let poison = vec![0xEEu8; payload];
         let last = 10 * payload as u64;
         let bad: Vec<Vec<u8>> = vec![
-            packet(ID, last + payload as u64, &poison[..100]), // offset past the end
-            packet(ID, last, &poison),                         // runs past the end
-            packet(ID, 7, &poison[..100]),                     // not on a packet boundary
-            packet(ID + 1, 0, &poison),                        // another transfer
+            lab_packet(ID, last + payload as u64, &poison[..100]), // offset past the end
+            lab_packet(ID, last, &poison),                         // runs past the end
+            lab_packet(ID, 7, &poison[..100]),                     // not on a packet boundary
+            lab_packet(ID + 1, 0, &poison),                        // another transfer
             {
-                let mut p = packet(ID, 0, &poison);
+                let mut p = lab_packet(ID, 0, &poison);
                 p[0] = b'X'; // wrong magic
                 p
             },
             {
-                let mut p = packet(ID, payload as u64, &poison);
+                let mut p = lab_packet(ID, payload as u64, &poison);
                 p.truncate(500); // shorter than its header claims
                 p
             },
@@ -101,13 +94,13 @@ fn malformed_packets_are_counted_and_never_written(mode: &'static str, payload: 
         }
         for i in 0..=10u64 {
             let off = i as usize * payload;
-            udp.send(&packet(ID, off as u64, &sent_data[off..(off + payload).min(size)])).unwrap();
+            udp.send(&lab_packet(ID, off as u64, &sent_data[off..(off + payload).min(size)])).unwrap();
             udp.send(&bad[i as usize % bad.len()]).unwrap();
         }
-        udp.send(&packet(ID, 0, &sent_data[..payload])).unwrap(); // a duplicate
+        udp.send(&lab_packet(ID, 0, &sent_data[..payload])).unwrap(); // a duplicate
         std::thread::sleep(Duration::from_millis(50));
         send_msg(&mut &ctrl, &Msg::RoundDone { round: 0, sent: 11 }, &mut wd).unwrap();
-        match recv_msg(&mut &ctrl, &mut wd).unwrap() {
+        match answer_to_round(&ctrl, &mut wd) {
             Some(Msg::Missing { count: 0, .. }) => {}
             other => panic!("expected nothing missing, got {other:?}"),
         }

@@ -110,8 +110,13 @@ impl DirectOut {
             }
         }
         store.clear();
-        Ok(DirectOut {
-            file: direct,
+        Ok(DirectOut::new(direct, unit, size))
+    }
+
+    /// The counters at zero, for `file` (opened with O_DIRECT) of `size` bytes in `unit`s.
+    fn new(file: File, unit: u64, size: u64) -> DirectOut {
+        DirectOut {
+            file,
             unit,
             size,
             order: RwLock::new(()),
@@ -123,7 +128,7 @@ impl DirectOut {
             unaligned_bytes: AtomicU64::new(0),
             multi_frame_packets: AtomicU64::new(0),
             multi_frame_bytes: AtomicU64::new(0),
-        })
+        }
     }
 
     /// The O_DIRECT file, for a [`RunWriter`](super::writer::RunWriter).
@@ -227,21 +232,7 @@ mod tests {
             .join(format!("direct-test-{}-{size}", std::process::id()));
         let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&p).unwrap();
         f.set_len(size).unwrap();
-        let d = DirectOut {
-            file: f,
-            unit: 512,
-            size,
-            order: RwLock::new(()),
-            direct_packets: AtomicU64::new(0),
-            direct_bytes: AtomicU64::new(0),
-            direct_calls: AtomicU64::new(0),
-            padded: AtomicU64::new(0),
-            unaligned_packets: AtomicU64::new(0),
-            unaligned_bytes: AtomicU64::new(0),
-            multi_frame_packets: AtomicU64::new(0),
-            multi_frame_bytes: AtomicU64::new(0),
-        };
-        (d, p)
+        (DirectOut::new(f, 512, size), p)
     }
 
     /// A 4096-byte "frame" on a 4096-byte boundary, in `store`.

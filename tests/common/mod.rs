@@ -259,3 +259,23 @@ impl Drop for Routed {
         }
     }
 }
+
+/// A lab packet's UDP payload, as a hand-made sender sends it: the lab
+/// header (transfer, offset, length) and the payload.
+pub fn lab_packet(id: u32, offset: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = zclab::wire::LabHeader { transfer_id: id, offset, len: payload.len() as u32, flags: 0 }.to_bytes().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A hand-made sender's wait for the receiver's answer to a RoundDone: the
+/// progress reports a receiver may send at any time (every quarter window,
+/// or 2 ms after it took packets) are skipped, as the real sender skips them.
+pub fn answer_to_round(ctrl: &std::net::TcpStream, wd: &mut zclab::transfer::Watchdog) -> Option<zclab::transfer::control::Msg> {
+    loop {
+        match zclab::transfer::control::recv_msg(&mut &*ctrl, wd).unwrap() {
+            Some(zclab::transfer::control::Msg::Progress { .. }) => continue,
+            other => return other,
+        }
+    }
+}
