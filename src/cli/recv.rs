@@ -68,7 +68,10 @@ pub struct RecvArgs {
     /// 512-byte units that fit one frame (1024 bytes at MTU 1500, 3584 from MTU 3636 up).
     /// Where O_DIRECT cannot be had (tmpfs, another mode, a sender without the offer) it
     /// writes through the page cache and says why; a payload off a boundary is counted and
-    /// written through the page cache. The hash then reads with O_DIRECT too.
+    /// written through the page cache. The hash then reads with O_DIRECT too. On the lab's
+    /// virtual disk it took 0.32x to 0.49x of the page-cache receiver's CPU per GiB and moved
+    /// 0.56x to 0.83x of its Gbit/s: every payload is a segment of the disk request (README,
+    /// "The receiver bypasses too").
     #[arg(long)]
     pub direct: bool,
     /// TCP paths: how to take the data off the socket.
