@@ -448,12 +448,11 @@ impl<'a> Writers<'a, '_> {
     }
 
     /// A piece of a packet that lay in several frames (the caller counts the packet).
-    fn piece(&mut self, offset: u64, data: Cow<'a, [u8]>) -> io::Result<()> {
-        match (&self.direct, data) {
-            (None, Cow::Borrowed(b)) => self.cached.push(offset, b),
-            (None, Cow::Owned(_)) => unreachable!("owned pieces come only in direct mode"),
-            (Some(_), data) => {
-                self.late.push((offset, data));
+    fn piece(&mut self, offset: u64, data: &'a [u8]) -> io::Result<()> {
+        match &self.direct {
+            None => self.cached.push(offset, data),
+            Some(_) => {
+                self.late.push((offset, Cow::Borrowed(data)));
                 Ok(())
             }
         }
@@ -531,7 +530,7 @@ fn deliver_parts<'a>(
         for s in slices {
             let (lo, hi) = (at.max(start), (at + s.len()).min(end));
             if lo < hi {
-                w.piece(to, Cow::Borrowed(&s[lo - at..hi - at]))?;
+                w.piece(to, &s[lo - at..hi - at])?;
                 to += (hi - lo) as u64;
             }
             at += s.len();
@@ -586,8 +585,7 @@ impl PacketSource for XdpSource {
                 }
             }
             let frames = self.sock.umem().frames();
-            let direct = self.direct.clone();
-            let direct = direct.as_deref();
+            let direct = self.direct.as_deref();
             // O_DIRECT writes of every thread share this; a page-cache write waits for it.
             let writing = direct.map(|d| d.writing());
             let mut w = Writers {
@@ -635,7 +633,7 @@ impl PacketSource for XdpSource {
                             if let Some((d, _)) = &w.direct {
                                 // Kept for after the batch's direct writes; the gather buffer is reused.
                                 d.count_cached(Cached::MultiFrame, payload.len() as u64);
-                                w.piece(offset, Cow::Owned(payload.to_vec()))?;
+                                w.late.push((offset, Cow::Owned(payload.to_vec())));
                             } else {
                                 // Gathered bytes live in a buffer that the next packet reuses: write them now.
                                 let mut g = RunWriter::new(out, &mut self.joined_iov);

@@ -102,14 +102,13 @@ impl DirectOut {
             .open(path)
             .map_err(|e| format!("opening the output with O_DIRECT: {e}"))?;
         // One unit of zeros at offset 0 (the first packet overwrites it), from an aligned buffer.
-        let mut store = vec![0u8; 2 * DIRECT_UNIT as usize];
+        let store = vec![0u8; 2 * DIRECT_UNIT as usize];
         let at = store.as_ptr().align_offset(DIRECT_UNIT as usize);
         if size >= DIRECT_UNIT {
             if let Err(e) = direct.write_all_at(&store[at..at + DIRECT_UNIT as usize], 0) {
                 return Err(format!("the output's file system refused an O_DIRECT write ({e}); writing through the page cache"));
             }
         }
-        store.clear();
         Ok(DirectOut::new(direct, unit, size))
     }
 

@@ -193,6 +193,12 @@ pub const HELLO_LIMIT: Duration = Duration::from_secs(3);
 /// buffers are fixed: RX rings, batches, control messages of at most 64 KiB.)
 pub const MAX_BITMAP_BYTES: u64 = 64 << 20;
 
+/// The bytes of the bitmap of packets a transfer of `size` bytes in
+/// packets of `payload` would need, if that is above [`MAX_BITMAP_BYTES`].
+fn bitmap_too_large(size: u64, payload: u32) -> Option<u64> {
+    Some(PacketPlan::new(size, payload).packets().div_ceil(8)).filter(|b| *b > MAX_BITMAP_BYTES)
+}
+
 /// What a sender announced in a Hello that passed the checks.
 #[derive(Debug, Clone, Copy)]
 struct Hello {
@@ -263,8 +269,7 @@ fn handshake(sock: &TcpStream, key: Option<&Key>, limit: Duration) -> Result<Hel
         let Some(p) = u32::try_from(hello.chunk).ok().filter(|p| (1..=65535).contains(p)) else {
             bail!("it announced {} bytes per packet: not a valid packet size", hello.chunk);
         };
-        let bitmap = PacketPlan::new(hello.size, p).packets().div_ceil(8);
-        if bitmap > MAX_BITMAP_BYTES {
+        if let Some(bitmap) = bitmap_too_large(hello.size, p) {
             bail!(
                 "{} bytes in packets of {p} would need a {bitmap}-byte bitmap of packets, above this receiver's limit of {} MiB: \
                  send a smaller file or use a larger MTU",
@@ -511,8 +516,7 @@ fn direct_out(
     let why = if hello.mode != Mode::AfXdp {
         format!("only af-xdp writes straight from its UMEM; {} writes through the page cache", hello.mode)
     } else if let Some(p) = hello.direct_payload.filter(|p| (1..=65535).contains(p)) {
-        let bitmap = PacketPlan::new(hello.size, p as u32).packets().div_ceil(8);
-        if bitmap > MAX_BITMAP_BYTES {
+        if let Some(bitmap) = bitmap_too_large(hello.size, p as u32) {
             format!("{p}-byte payloads would need a {bitmap}-byte bitmap of packets, above the limit")
         } else {
             match direct::DirectOut::open(&partial.path, partial.file(), hello.size, Some(p)) {
