@@ -10,30 +10,9 @@
 //! stands beside the seen one, never in its place. Resent packets are left
 //! out: the figures are per byte of the file.
 
-use crate::report::RunReport;
+use crate::report::{CopyStep, InferredCopies, RunReport};
 use crate::transfer::mode::Via;
 use crate::transfer::Mode;
-use serde::{Deserialize, Serialize};
-
-/// One copy of (a share of) every byte.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CopyStep {
-    /// "sender", "on the way" or "receiver".
-    pub side: String,
-    /// What copies, from where to where.
-    pub what: String,
-    /// Copies of each byte (1, or a share: the sends flagged as copied).
-    pub per_byte: f64,
-    /// Why the kernel (or zclab) must have made it.
-    pub rule: String,
-}
-
-/// The inferred copies of one run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InferredCopies {
-    pub per_byte: f64,
-    pub steps: Vec<CopyStep>,
-}
 
 fn step(side: &str, what: &str, per_byte: f64, rule: &str) -> CopyStep {
     CopyStep { side: side.into(), what: what.into(), per_byte, rule: rule.into() }
@@ -156,18 +135,4 @@ pub fn infer(r: &RunReport) -> Option<InferredCopies> {
         (_, Some(Via::Discard)) => {}
     }
     Some(InferredCopies { per_byte: v.iter().map(|s| s.per_byte).sum(), steps: v })
-}
-
-/// "3.00 (UMEM -> skb 1, skb -> page-pool page 1, ...)".
-pub fn summary(c: &InferredCopies) -> String {
-    let parts: Vec<String> = c.steps.iter().map(|s| format!("{} {}", s.what, trim(s.per_byte))).collect();
-    format!("{:.2} per byte ({})", c.per_byte, if parts.is_empty() { "none".into() } else { parts.join(", ") })
-}
-
-fn trim(x: f64) -> String {
-    if (x - x.round()).abs() < 1e-9 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.2}")
-    }
 }

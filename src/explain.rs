@@ -174,7 +174,7 @@ fn figures(r: &RunReport) -> String {
         let _ = writeln!(s, "  {p} packets, {} resent", r.retransmitted_packets.unwrap_or(0));
     }
     if let Some(c) = &r.inferred_copies {
-        let _ = writeln!(s, "  copies it must have made: {}", crate::copies::summary(c));
+        let _ = writeln!(s, "  copies it must have made: {}", c.summary());
     }
     if let Some(k) = &r.kernel {
         match k.copies_per_byte(r.bytes) {

@@ -233,7 +233,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
     let r_rep = parse_report::<RecvReport>(receiver.role, &r_out)?;
     match (s_rep, r_rep) {
         (Some(s), Some(r)) => {
-            let merged = RunReport::merge(&s, &r);
+            let mut merged = RunReport::merge(&s, &r);
+            merged.inferred_copies = crate::copies::infer(&merged);
             crate::explain::remember(&merged);
             Ok(merged)
         }

@@ -297,7 +297,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             format!(
                 "seen {} per byte; inferred {} ({:.0} on the way, each named by its rule in the JSON)",
                 seen.map_or_else(|| "n/a (no --trace)".into(), |k| format!("{k:.2}")),
-                crate::copies::summary(c),
+                c.summary(),
                 on_the_way
             ),
         ));

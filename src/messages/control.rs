@@ -68,9 +68,24 @@ pub struct Done {
 pub struct Verdict {
     pub server: EndCost,
     /// rate: what arrived.
-    pub stream: Option<super::rate::StreamCount>,
+    pub stream: Option<StreamCount>,
     /// Set when the server's side failed.
     pub error: Option<String>,
+}
+
+/// What the receiver counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamCount {
+    /// Distinct messages that arrived.
+    pub delivered: u64,
+    /// Messages that arrived again.
+    pub duplicated: u64,
+    /// Messages that arrived after one with a higher number.
+    pub reordered: u64,
+    /// Messages numbered beyond what a session may send: dropped.
+    pub out_of_range: u64,
+    /// Seconds from the first message received to the last.
+    pub receive_s: f64,
 }
 
 /// One control connection.

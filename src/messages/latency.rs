@@ -6,7 +6,7 @@
 //! charged to the client's costs.
 
 use super::control::{Done, Kind, Verdict};
-use super::{open_client, EndConfig, EndCost, Mode, UDP_FRAME_OVERHEAD};
+use super::{cost_table, open_client, xdp_line, EndConfig, EndCost, Mode, UDP_FRAME_OVERHEAD};
 use crate::metrics::CostMeter;
 use crate::trace::Testimony;
 use anyhow::{bail, Result};
@@ -213,43 +213,6 @@ fn report(
         verdict,
         ok,
     }
-}
-
-/// Per-message costs of both ends, as a small table.
-pub fn cost_table(client: &EndCost, server: &EndCost, client_role: &str, server_role: &str) -> String {
-    let mut s = String::from("  per message          CPU us   syscalls   sleeps (vol. ctx sw.)   wait\n");
-    for (role, e) in [(client_role, client), (server_role, server)] {
-        let _ = writeln!(
-            s,
-            "  {role:<18} {:>8.3} {:>10.3} {:>23.3}   {}{}",
-            e.cpu_us_per_msg,
-            e.syscalls_per_msg,
-            e.ctx_switches_per_msg,
-            e.wait,
-            e.cpu.map_or(String::new(), |c| format!(" (CPU {c})"))
-        );
-    }
-    s
-}
-
-/// The af-xdp ends' socket modes and drops, if either is af-xdp.
-pub fn xdp_line(client: &EndCost, server: &EndCost) -> String {
-    let mut s = String::new();
-    for (role, e) in [("client", client), ("server", server)] {
-        if let Some(zc) = e.link.zerocopy {
-            let stats = e.link.xdp_statistics.unwrap_or_default();
-            let _ = writeln!(
-                s,
-                "  af-xdp {role}: {}{}; rx_ring_full {}, fill ring empty {}, malformed {}",
-                if zc { "zero copy" } else { "copy mode" },
-                e.link.xdp_mode.map_or(String::new(), |m| format!(", XDP program {}", m.name())),
-                stats.rx_ring_full,
-                stats.rx_fill_ring_empty_descs,
-                e.link.malformed
-            );
-        }
-    }
-    s
 }
 
 /// The report as people read it.

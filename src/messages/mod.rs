@@ -40,6 +40,7 @@ pub mod udp_mmsg;
 
 use crate::metrics::ProcessCost;
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 use std::io;
 use std::time::Duration;
 
@@ -316,6 +317,43 @@ pub fn new_session() -> u32 {
     let mut b = [0u8; 4];
     let _ = crate::sys::random_bytes(&mut b);
     u32::from_ne_bytes(b).max(1)
+}
+
+/// Per-message costs of both ends, as a small table.
+pub fn cost_table(client: &EndCost, server: &EndCost, client_role: &str, server_role: &str) -> String {
+    let mut s = String::from("  per message          CPU us   syscalls   sleeps (vol. ctx sw.)   wait\n");
+    for (role, e) in [(client_role, client), (server_role, server)] {
+        let _ = writeln!(
+            s,
+            "  {role:<18} {:>8.3} {:>10.3} {:>23.3}   {}{}",
+            e.cpu_us_per_msg,
+            e.syscalls_per_msg,
+            e.ctx_switches_per_msg,
+            e.wait,
+            e.cpu.map_or(String::new(), |c| format!(" (CPU {c})"))
+        );
+    }
+    s
+}
+
+/// The af-xdp ends' socket modes and drops, if either is af-xdp.
+pub fn xdp_line(client: &EndCost, server: &EndCost) -> String {
+    let mut s = String::new();
+    for (role, e) in [("client", client), ("server", server)] {
+        if let Some(zc) = e.link.zerocopy {
+            let stats = e.link.xdp_statistics.unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  af-xdp {role}: {}{}; rx_ring_full {}, fill ring empty {}, malformed {}",
+                if zc { "zero copy" } else { "copy mode" },
+                e.link.xdp_mode.map_or(String::new(), |m| format!(", XDP program {}", m.name())),
+                stats.rx_ring_full,
+                stats.rx_fill_ring_empty_descs,
+                e.link.malformed
+            );
+        }
+    }
+    s
 }
 
 /// The client's end of a session, set up: the control connection, what it

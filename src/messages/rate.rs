@@ -3,8 +3,8 @@
 //! what was delivered, lost, duplicated and reordered; nothing is sent
 //! again, so loss is a result, reported beside the rate.
 
-use super::control::{Done, Kind, Verdict};
-use super::{open_client, EndConfig, EndCost, Mode, UDP_FRAME_OVERHEAD};
+use super::control::{Done, Kind, StreamCount, Verdict};
+use super::{cost_table, open_client, xdp_line, EndConfig, EndCost, Mode, UDP_FRAME_OVERHEAD};
 use crate::metrics::CostMeter;
 use crate::trace::Testimony;
 use anyhow::{bail, Result};
@@ -92,21 +92,6 @@ impl Counter {
             receive_s,
         }
     }
-}
-
-/// What the receiver counted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StreamCount {
-    /// Distinct messages that arrived.
-    pub delivered: u64,
-    /// Messages that arrived again.
-    pub duplicated: u64,
-    /// Messages that arrived after one with a higher number.
-    pub reordered: u64,
-    /// Messages numbered beyond what a session may send: dropped.
-    pub out_of_range: u64,
-    /// Seconds from the first message received to the last.
-    pub receive_s: f64,
 }
 
 /// One `zclab rate`.
@@ -239,9 +224,9 @@ pub fn text(r: &RateReport) -> String {
         "  lost        {:>12}  {:>9.3} %    duplicated {}, reordered {}, out of range {}",
         r.lost, r.loss_pct, r.duplicated, r.reordered, r.out_of_range
     );
-    s += &super::latency::cost_table(&r.client, &r.server, "sender", "receiver");
+    s += &cost_table(&r.client, &r.server, "sender", "receiver");
     let _ = writeln!(s, "  both ends: {:.3} CPU us per delivered message", r.cpu_us_per_msg);
-    s += &super::latency::xdp_line(&r.client, &r.server);
+    s += &xdp_line(&r.client, &r.server);
     let _ = writeln!(s, "{}", r.verdict);
     s
 }

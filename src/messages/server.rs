@@ -3,8 +3,9 @@
 //! count every message (rate) until the client says it is done, and tell
 //! it what this end saw and paid.
 
+use super::control::StreamCount;
 use super::control::{Control, Done, Hello, Kind, Ready, Verdict, VERSION};
-use super::rate::{Counter, StreamCount};
+use super::rate::Counter;
 use super::{check_size, iface_mac, iface_mtu, EndConfig, EndCost, Link, Mode};
 use crate::metrics::CostMeter;
 use crate::trace::Testimony;
