@@ -27,7 +27,9 @@
 //! back), and this file, which sets them up and runs the rounds.
 
 mod blocks;
+mod layout;
 mod queues;
+mod reader;
 mod tx;
 
 use super::packets::{send_rounds, Admit, Flow, PacketSink};
@@ -40,7 +42,9 @@ use crate::transfer::plan::PacketPlan;
 use crate::transfer::Watchdog;
 use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V6};
 use crate::xsk::{BindMode, PoolId, PoolSpec, Umem, UmemConfig, XskSocket, TX_METADATA_LEN};
-use blocks::{BlockCache, BlockLayout, DirectReader, Poll};
+use blocks::{BlockCache, Poll};
+use layout::BlockLayout;
+use reader::DirectReader;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -13,15 +13,17 @@
 //! copies each frame into an skb, and the receiving side's XDP program
 //! redirects it and copies it into the peer's UMEM. No socket lookup, no
 //! socket buffer accounting, no `recv` and, for an end that spins, no sleep.
+//!
+//! `open.rs` sets an end up (route, UMEM, socket, XDP program); this file
+//! moves the frames.
 
-use super::control::Hello;
-use super::{accept, message, set_seq, EndConfig, Link, LinkInfo, Wait, UDP_FRAME_OVERHEAD};
-use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, TX_BUDGET};
-use crate::wire::{self, FrameTemplate};
+mod open;
+
+use super::{accept, set_seq, Link, LinkInfo, Wait, UDP_FRAME_OVERHEAD};
+use crate::wire::{self};
 use crate::xdp::XdpSteering;
-use crate::xsk::{BindMode, Frame, PoolId, Received, Returned, Rx, Tx, Umem, UmemConfig, XskSocket};
+use crate::xsk::{Frame, Received, Returned, Rx, Tx, XskSocket};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Frames of the UMEM (4096 bytes each): half for the fill ring, half to
@@ -58,101 +60,6 @@ pub struct XdpLink {
 }
 
 impl XdpLink {
-    /// The af-xdp end of a session: `local` is this end's control address
-    /// (its IP picks the interface), `peer` the other end's. Frames go from
-    /// and to UDP port `port` (the server's) on both ends. An end that
-    /// `receives` attaches the XDP program for that port.
-    pub fn open(
-        local: SocketAddr,
-        peer: SocketAddr,
-        port: u16,
-        announced_mac: Option<&str>,
-        hello: &Hello,
-        end: &EndConfig,
-        receives: bool,
-    ) -> io::Result<XdpLink> {
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (local.ip(), peer.ip()) else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "af-xdp messages run over IPv4 only (the file transfer's af-xdp speaks IPv6)",
-            ));
-        };
-        let iface = Iface::find(end.xdp.iface.as_deref(), local.ip())?;
-        let dst_mac = match crate::route::resolve(&iface.name, iface.index, dst.into(), Duration::from_secs(1)) {
-            Ok(h) => h.mac,
-            Err(crate::route::RouteError::Unresolved { hop, .. }) if hop == IpAddr::V4(dst) && announced_mac.is_some() => {
-                announced_mac
-                    .and_then(wire::parse_mac)
-                    .ok_or_else(|| io::Error::other("the peer announced a MAC that is not one"))?
-            }
-            Err(e) => return Err(io::Error::other(e)),
-        };
-        let steering = if receives {
-            let frags = iface.mtu > crate::xdp::MAX_MTU_WITHOUT_FRAGS;
-            Some(XdpSteering::attach(&iface.name, port, frags, end.xdp.attach).map_err(io::Error::other)?)
-        } else {
-            None
-        };
-        // A stream's receiver sends nothing: every frame can wait on the fill ring, which
-        // rides out more of the moments it is not running (drops for an empty fill ring).
-        let only_receives = receives && hello.kind == super::control::Kind::Rate;
-        let fill_size = if only_receives { FRAMES } else { RING };
-        let umem = Umem::new(&UmemConfig::chunks(4096, FRAMES, fill_size, RING))?;
-        let (busy_poll_us, busy_poll_budget) = match end.wait {
-            Wait::BusyPoll { usecs, budget } => (Some(usecs), Some(budget)),
-            _ => (None, None),
-        };
-        let knobs = Knobs {
-            need_wakeup: end.xdp.need_wakeup,
-            busy_poll_us,
-            busy_poll_budget,
-            tx_budget: Some(end.xdp.tx_budget.unwrap_or(TX_BUDGET)),
-        };
-        let bind = end.xdp.bind_mode.unwrap_or(BindMode::Auto);
-        let (mut sock, rx, tx) =
-            XskSocket::bind_rx_tx(umem, fill_size, &iface.socket_config(end.xdp.queue, bind, &knobs), wait_for_busy_queue)
-                .map_err(|e| socket_error(&iface.name, e))?;
-        let mut steering = steering;
-        if let Some(s) = &mut steering {
-            s.register(end.xdp.queue, &sock).map_err(io::Error::other)?;
-        }
-        let frames = sock.umem_mut().frames_mut();
-        let mut free: Vec<Frame> = std::iter::from_fn(|| frames.alloc(PoolId(0))).collect();
-        let mut fill = free.split_off(if only_receives { 0 } else { free.len() / 2 });
-        sock.umem_mut().fill(&mut fill).map_err(io::Error::other)?;
-        let template =
-            FrameTemplate { src_mac: iface.mac, dst_mac, src_ip: src.into(), dst_ip: dst.into(), src_port: port, dst_port: port };
-        let mut header = [0u8; UDP_FRAME_OVERHEAD];
-        template.write_udp_headers(hello.size as u16, &mut header);
-        log::info!(
-            "af-xdp messages on {} queue {} ({}), to {} via {}",
-            iface.name,
-            end.xdp.queue,
-            if sock.is_zerocopy() { "zero copy" } else { "copy mode" },
-            dst,
-            wire::format_mac(&dst_mac)
-        );
-        Ok(XdpLink {
-            steering,
-            sock,
-            rx,
-            tx,
-            free,
-            refill: fill,
-            got: Vec::with_capacity(BATCH as usize),
-            header,
-            msg: message(hello.session, hello.size),
-            port,
-            size: hello.size,
-            session: hello.session,
-            wait: end.wait,
-            need_wakeup: end.xdp.need_wakeup,
-            in_flight: 0,
-            syscalls: 0,
-            malformed: 0,
-        })
-    }
-
     /// Completed TX frames come back: to `free`, or (an echo's frames, which
     /// were received ones) to the fill ring.
     fn reclaim(&mut self, to_fill: bool) {
