@@ -41,7 +41,7 @@ env_made=1
 
 # --trace: both ends count what the kernel did (tracepoints): the report's
 # "kernel copies per byte". The bench preallocates the receiver's output
-# (see README, "The receiver's page cache"), pins the sender to CPU 0 and the
+# (see docs/numbers.md, "The receiver's page cache"), pins the sender to CPU 0 and the
 # receiver to CPU 1, and runs a first round of every mode that it does not count.
 trace=()
 [ "${TRACE:-1}" = 1 ] && trace=(--trace)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The README's table of faults, made from what the fault tests recorded
+# The book's table of faults (docs/holding-up.md), made from what the fault tests recorded
 # (tests/faults.rs writes one line per fault into target/faults/):
 #   ZCLAB_PRIVILEGED_TESTS=1 cargo test --test faults   # as root
 #   scripts/faults-table.sh            # prints the table
-#   scripts/faults-table.sh --write    # replaces the table in README.md
+#   scripts/faults-table.sh --write    # replaces the table in docs/holding-up.md
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,13 +25,14 @@ if [ "${1:-}" != --write ]; then
 fi
 begin='<!-- faults: made by scripts/faults-table.sh from the tests; do not edit by hand -->'
 end='<!-- faults: end -->'
-grep -qF "$begin" README.md || { echo "README.md has no faults table markers" >&2; exit 1; }
-python3 - "$begin" "$end" "$table" <<'PY'
+page=docs/holding-up.md
+grep -qF "$begin" "$page" || { echo "$page has no faults table markers" >&2; exit 1; }
+python3 - "$page" "$begin" "$end" "$table" <<'PY'
 import sys
-begin, end, table = sys.argv[1:4]
-s = open("README.md").read()
+page, begin, end, table = sys.argv[1:5]
+s = open(page).read()
 a = s.index(begin) + len(begin)
 b = s.index(end)
-open("README.md", "w").write(s[:a] + "\n" + table + "\n" + s[b:])
+open(page, "w").write(s[:a] + "\n" + table + "\n" + s[b:])
 PY
-echo "README.md: faults table written ($(ls "$dir" | wc -l) faults)"
+echo "$page: faults table written ($(ls "$dir" | wc -l) faults)"

@@ -1,7 +1,7 @@
 //! Holding up: hostile or silent connections, a second sender, a full disk,
 //! a FIFO, a file that shrinks, a dead peer and a dead link. Each test runs
 //! the real binary on an environment of its own and records what happened
-//! in `target/faults/` (one line each), from which the README's table of
+//! in `target/faults/` (one line each), from which the book's table of
 //! faults is made (`scripts/faults-table.sh`).
 
 mod common;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 const RX: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 77, 0, 2)), 7777);
 
-/// Records one fault and what zclab did about it, for the README's table.
+/// Records one fault and what zclab did about it, for the book's table (docs/holding-up.md).
 fn record(fault: &str, outcome: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/faults");
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,4 +1,4 @@
-//! The README's "On two machines" commands, run as written across a routed
+//! The book's "On two machines" commands (docs/two-machines.md), run as written across a routed
 //! lab environment: each end started by hand in its own namespace (a host
 //! of its own), with its interface and the addresses given explicitly; no
 //! `zclab env`, no `zclab run`. For sendfile, udp-gso and af-xdp, over IPv4

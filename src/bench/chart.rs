@@ -13,6 +13,9 @@ const BAR_AREA: f64 = W - BAR_AREA_LEFT;
 pub const THROUGHPUT_COLORS: [&str; 2] = ["#4878a8", "#a86448"];
 pub const CPU_COLORS: [&str; 2] = ["#5a8f3c", "#8f7a3c"];
 const ROW: f64 = 26.0;
+/// The reference lines' colours and dashes, one each, so the legend names them apart.
+const LINE_STYLES: [(&str, &str); 5] =
+    [("#c33", "4 3"), ("#d07a00", "8 3"), ("#7b3fb0", "2 2"), ("#13807f", "6 2 2 2"), ("#7a5230", "1 3")];
 const TOP: f64 = 50.0;
 
 fn esc(s: &str) -> String {
@@ -95,16 +98,21 @@ pub fn spread_bars(title: &str, axis: &str, all: &[(String, Spread, &str)], line
     }
     let axis_y = TOP + ROW * all.len() as f64 + 4.0;
     for (i, l) in lines.iter().enumerate() {
-        // The line across the bars, its label in a row of its own under the axis.
+        // The line across the bars in a colour and dash of its own, named in a legend
+        // under the axis: lines a few pixels apart cannot carry their labels themselves.
         let x = left + l.gbit_per_s * scale;
-        let label_y = axis_y + 32.0 + 16.0 * i as f64;
-        let anchor = if x > w / 2.0 { "end" } else { "start" };
+        let (color, dash) = LINE_STYLES[i % LINE_STYLES.len()];
+        let legend_y = axis_y + 32.0 + 16.0 * i as f64;
         let _ = write!(
             s,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c33\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>\n\
-             <text x=\"{x:.1}\" y=\"{label_y:.1}\" text-anchor=\"{anchor}\" fill=\"#c33\">{} {}</text>\n",
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{axis_y:.1}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>\n\
+             <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>\n\
+             <text x=\"{:.1}\" y=\"{legend_y:.1}\" fill=\"{color}\">{} {}</text>\n",
             TOP - 4.0,
-            label_y - 11.0,
+            left + 28.0,
+            legend_y - 4.0,
+            legend_y - 4.0,
+            left + 34.0,
             esc(&l.name),
             fmt(l.gbit_per_s)
         );
@@ -351,10 +359,41 @@ mod tests {
         let rows = [row(Mode::Sendfile, 20.0, 18.0, 25.0)];
         let lines = [Ceiling { name: "memcpy".into(), gbit_per_s: 100.0 }];
         let svg = bars("T", "Gbit/s", &rows, &[], &lines, THROUGHPUT_COLORS, |m| m.gbit_per_s);
-        assert_eq!(svg.matches("stroke-dasharray").count(), 1);
+        // The line, and its sample in the legend.
+        assert_eq!(svg.matches("stroke-dasharray").count(), 2);
         assert!(svg.contains(">memcpy 100<"), "{svg}");
         let area = W - BAR_AREA_LEFT - 90.0;
         assert!(svg.contains(&format!("width=\"{:.1}\"", area * 20.0 / 100.0)), "the scale runs to the ceiling: {svg}");
+    }
+
+    #[test]
+    fn ceilings_close_together_get_legend_rows_that_do_not_overlap() {
+        let rows = [row(Mode::AfXdp, 3.0, 2.5, 3.5)];
+        let lines: Vec<Ceiling> =
+            [("disk", 7.3), ("frames, 1 descriptor", 5.07), ("frames, 1024 B", 4.64), ("frames, 2 descriptors", 3.84)]
+                .iter()
+                .map(|(n, g)| Ceiling { name: n.to_string(), gbit_per_s: *g })
+                .collect();
+        let svg = bars("T", "Gbit/s", &rows, &[], &lines, THROUGHPUT_COLORS, |m| m.gbit_per_s);
+        // Each label's (x, y): all start at one x, each on a row of its own, 16 px apart.
+        let mut at: Vec<(String, f64)> = Vec::new();
+        for l in &lines {
+            let needle = format!(">{} {}<", l.name, fmt(l.gbit_per_s));
+            let end = svg.find(&needle).unwrap_or_else(|| panic!("{needle} in {svg}"));
+            let tag = &svg[svg[..end].rfind("<text").unwrap()..end];
+            let attr = |a: &str| -> String {
+                let i = tag.find(&format!("{a}=\"")).unwrap() + a.len() + 2;
+                tag[i..i + tag[i..].find('"').unwrap()].to_string()
+            };
+            at.push((attr("x"), attr("y").parse().unwrap()));
+        }
+        assert!(at.iter().all(|(x, _)| *x == at[0].0), "{at:?}");
+        for w in at.windows(2) {
+            assert!(w[1].1 - w[0].1 >= 14.0, "legend rows overlap: {at:?}");
+        }
+        // And each line has a style of its own.
+        let styles: std::collections::BTreeSet<_> = LINE_STYLES.iter().take(lines.len()).collect();
+        assert_eq!(styles.len(), lines.len());
     }
 
     #[test]

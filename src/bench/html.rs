@@ -52,8 +52,9 @@ pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
     let Page { rows, messages, .. } = *page;
     let mut s = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>zclab bench</title>\n<style>\
-         body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
-         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+         body{font-family:sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;color:#222}\
+         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
+         .wide{overflow-x:auto;max-width:100%}.wide table{font-size:13px}.wide td{white-space:nowrap}\
          td:first-child,th:first-child{text-align:left}svg{max-width:100%;height:auto}</style></head><body>\n<h1>zclab bench</h1>\n",
     );
     if !rows.is_empty() {
@@ -128,7 +129,7 @@ fn file_section(s: &mut String, cfg: &BenchConfig, page: &Page<'_>) {
              {what}; where the lines of several paths meet, the {what} no longer tells them apart.</p>"
         );
     }
-    *s += "<h2>All figures</h2>\n<table><tr><th>path</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
+    *s += "<h2>All figures</h2>\n<div class=\"wide\"><table><tr><th>path</th><th>runs</th><th>Gbit/s median</th><th>min</th><th>max</th>\
           <th>all-CPU s/GiB</th><th>sender sys s/GiB</th><th>sender calls/GiB</th><th>context switches</th>\
           <th>receiver CPU s/GiB</th><th>cached after (source / received)</th><th>zero copy</th><th>kernel copies per byte (seen)</th><th>copies per byte (inferred)</th></tr>\n";
     let cells: Vec<super::Cell> = rows.iter().map(|r| r.cell).collect();
@@ -154,7 +155,7 @@ fn file_section(s: &mut String, cfg: &BenchConfig, page: &Page<'_>) {
             r.inferred_copies_per_byte.map_or_else(|| "n/a".into(), |k| format!("{:.2}", k.median))
         );
     }
-    *s += "</table>\n";
+    *s += "</table></div>\n";
 }
 
 /// The small messages' charts and tables.
@@ -177,7 +178,7 @@ fn message_section(s: &mut String, cfg: &BenchConfig, m: &super::messages::MsgRe
     *s += "\n<p>Messages delivered per second of the receiver's window, one way, nothing sent again: a lost message is \
            counted, and the rate is what arrived. Kernel UDP pays a syscall and the socket layer per message (udp-mmsg shares \
            the syscall among 64); AF_XDP writes each message into a frame of its UMEM and kicks the TX ring once per batch.</p>\n";
-    *s += "<table><tr><th>path</th><th>runs</th><th>k msg/s delivered</th><th>min</th><th>max</th><th>lost %</th>\
+    *s += "<div class=\"wide\"><table><tr><th>path</th><th>runs</th><th>k msg/s delivered</th><th>min</th><th>max</th><th>lost %</th>\
            <th>sender CPU us/msg</th><th>receiver CPU us/msg</th><th>sender calls/msg</th><th>receiver sleeps/msg</th></tr>\n";
     for r in m.summaries.iter().filter(|r| r.cell.workload == Workload::Rate) {
         let d = r.delivered_per_s.unwrap_or_default();
@@ -197,13 +198,13 @@ fn message_section(s: &mut String, cfg: &BenchConfig, m: &super::messages::MsgRe
             r.server_sleeps_per_msg.median
         );
     }
-    *s += "</table>\n<h3>Round trips</h3>\n";
+    *s += "</table></div>\n<h3>Round trips</h3>\n";
     *s += pct;
     *s += "\n<p>One message in flight; the client times every round trip into an HDR histogram. A line per path and way \
            of waiting, from the median round trip to the one in ten thousand. A blocking end sleeps in the kernel until the \
            message wakes it; a spinning one asks again and again and never sleeps; a busy-polling one lets the kernel poll \
            the device's queue before it sleeps (on a veth without XDP there is no queue context to poll).</p>\n";
-    *s += "<table><tr><th>path</th><th>runs</th><th>p50 us</th><th>min</th><th>max</th><th>p90</th><th>p99</th><th>p99.9</th>\
+    *s += "<div class=\"wide\"><table><tr><th>path</th><th>runs</th><th>p50 us</th><th>min</th><th>max</th><th>p90</th><th>p99</th><th>p99.9</th>\
            <th>p99.99</th><th>client CPU us/msg</th><th>server CPU us/msg</th><th>server sleeps/msg</th></tr>\n";
     for r in m.summaries.iter().filter(|r| r.cell.workload == Workload::Latency) {
         let med = |x: Option<Spread>| x.unwrap_or_default().median;
@@ -226,7 +227,7 @@ fn message_section(s: &mut String, cfg: &BenchConfig, m: &super::messages::MsgRe
             r.server_sleeps_per_msg.median
         );
     }
-    *s += "</table>\n";
+    *s += "</table></div>\n";
     for (name, p50, p99, p999) in &m.peers {
         let _ = writeln!(
             s,

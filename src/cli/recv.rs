@@ -70,8 +70,8 @@ pub struct RecvArgs {
     /// writes through the page cache and says why; a payload off a boundary is counted and
     /// written through the page cache. The hash then reads with O_DIRECT too. On the lab's
     /// virtual disk it took 0.32x to 0.49x of the page-cache receiver's CPU per GiB and moved
-    /// 0.56x to 0.83x of its Gbit/s: every payload is a segment of the disk request (README,
-    /// "The receiver bypasses too").
+    /// 0.56x to 0.83x of its Gbit/s: every payload is a segment of the disk request (the book,
+    /// docs/af-xdp/direct.md).
     #[arg(long)]
     pub direct: bool,
     /// TCP paths: how to take the data off the socket.

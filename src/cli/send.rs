@@ -75,7 +75,7 @@ pub struct SendArgs {
     /// af-xdp: how a packet lies in the UMEM. Either way the payload is file bytes a read put
     /// there and the CPU writes only the header. Default: split for a file read with O_DIRECT
     /// (contiguous makes each packet a separate segment of the disk request, which costs more
-    /// than the descriptor it saves here), contiguous for a file on tmpfs (see the README), and
+    /// than the descriptor it saves here), contiguous for a file on tmpfs (docs/af-xdp/layouts.md), and
     /// contiguous for IPv6 (a copy-mode socket can finish a checksum over one descriptor only).
     #[arg(long, value_enum, value_name = "LAYOUT")]
     pub frame_layout: Option<FrameLayout>,

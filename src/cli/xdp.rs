@@ -60,9 +60,9 @@ pub struct XdpSocketArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub zerocopy: ZeroCopy,
     /// af-xdp: XDP_USE_NEED_WAKEUP: kick the TX ring only when the kernel asks. Off by default
-    /// in copy mode: a copy-mode socket (veth) asks every time, so it only adds a check (see
-    /// README). On with --zerocopy on: a zero-copy driver's NAPI sends and receives on its own
-    /// and wants a syscall only when it says so.
+    /// in copy mode: a copy-mode socket (veth) asks every time, so it only adds a check (see the
+    /// book, docs/af-xdp/costs.md). On with --zerocopy on: a zero-copy driver's NAPI sends and
+    /// receives on its own and wants a syscall only when it says so.
     #[arg(long)]
     pub need_wakeup: bool,
     /// af-xdp: busy polling: SO_PREFER_BUSY_POLL, and SO_BUSY_POLL of this many microseconds.

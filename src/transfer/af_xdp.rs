@@ -61,7 +61,7 @@ pub enum FrameLayout {
 
 impl FrameLayout {
     /// The layout that moved the most file bytes per second on the lab's
-    /// machines, at every MTU (README, "Frame layouts"): split when the file
+    /// machines, at every MTU (docs/af-xdp/layouts.md): split when the file
     /// is read with O_DIRECT, because a contiguous frame makes every packet
     /// one segment of the disk request, and the virtual disk here serves
     /// about 360 k segments/s whatever their size (1 KiB segments: 0.37
