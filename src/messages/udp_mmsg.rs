@@ -4,7 +4,7 @@
 
 use super::control::Hello;
 use super::{accept, message, set_seq, EndConfig, Link, LinkInfo, SockWait};
-use crate::sys::socket::{self, MmsgReceiver};
+use crate::sys::socket::{MmsgReceiver, MmsgSender};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -15,6 +15,7 @@ pub const BATCH: usize = 64;
 pub struct MmsgLink {
     sock: UdpSocket,
     msgs: Vec<Vec<u8>>,
+    tx: MmsgSender,
     rx: MmsgReceiver,
     size: usize,
     session: u32,
@@ -29,6 +30,7 @@ impl MmsgLink {
         Ok(MmsgLink {
             sock,
             msgs: (0..BATCH).map(|_| message(hello.session, hello.size)).collect(),
+            tx: MmsgSender::new(BATCH),
             rx: MmsgReceiver::new(BATCH, hello.size + 1),
             size: hello.size,
             session: hello.session,
@@ -52,9 +54,8 @@ impl Link for MmsgLink {
             for (i, m) in self.msgs[..k].iter_mut().enumerate() {
                 set_seq(m, first + done as u64 + i as u64);
             }
-            let bufs: Vec<&[u8]> = self.msgs[..k].iter().map(|m| m.as_slice()).collect();
             self.waiter.syscalls += 1;
-            match socket::send_many(&self.sock, &bufs, 0) {
+            match self.tx.send(&self.sock, self.msgs[..k].iter().map(|m| m.as_slice()), 0) {
                 Ok(sent) => {
                     done += sent as u32;
                     if sent < k {
@@ -91,13 +92,16 @@ impl Link for MmsgLink {
         }
         let (session, size) = (self.session, self.size);
         let mut malformed = 0;
-        let back: Vec<&[u8]> = self.rx.datagrams().filter(|d| accept(d, session, size, &mut malformed).is_some()).collect();
-        self.malformed += malformed;
-        if !back.is_empty() {
+        let good = self.rx.datagrams().filter(|d| accept(d, session, size, &mut malformed).is_some()).count();
+        if good > 0 {
+            // The same datagrams again, the malformed ones left out: nothing collected.
+            let mut skip = 0;
+            let back = self.rx.datagrams().filter(|d| accept(d, session, size, &mut skip).is_some());
             self.waiter.syscalls += 1;
-            super::udp::sent(socket::send_many(&self.sock, &back, 0))?;
+            super::udp::sent(self.tx.send(&self.sock, back, 0))?;
         }
-        Ok(back.len() as u32)
+        self.malformed += malformed;
+        Ok(good as u32)
     }
 
     fn info(&self) -> LinkInfo {

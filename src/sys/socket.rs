@@ -221,66 +221,96 @@ pub fn recv(sock: &impl AsRawFd, buf: &mut [u8], flags: libc::c_int) -> io::Resu
     Ok(Some(n as usize))
 }
 
-/// `sendmmsg` of `bufs`, one datagram each, on a connected socket; returns
-/// how many datagrams went.
-pub fn send_many(sock: &impl AsRawFd, bufs: &[&[u8]], flags: libc::c_int) -> io::Result<usize> {
-    let mut iovs: Vec<libc::iovec> =
-        bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
-    let mut msgs = mmsg_headers(&mut iovs);
-    // SAFETY: every header points at one live iovec over a live slice of
-    // `bufs`; the kernel only reads them, and writes each msg_len.
-    let n = cvt(unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, flags) })?;
-    Ok(n as usize)
+/// The headers of `sendmmsg`, allocated once for up to `count` datagrams a
+/// call; each call points them at its own buffers.
+pub struct MmsgSender {
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
 }
 
-/// One `mmsghdr` per iovec, each pointing at its own (one datagram each).
-fn mmsg_headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
-    iovs.iter_mut()
-        .map(|iov| {
-            // SAFETY: mmsghdr is a plain C struct; all-zero is a valid empty value.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect()
+impl MmsgSender {
+    pub fn new(count: usize) -> MmsgSender {
+        MmsgSender { iovs: Vec::with_capacity(count), msgs: Vec::with_capacity(count) }
+    }
+
+    /// `sendmmsg` of the first `count` of `bufs`, one datagram each, on a
+    /// connected socket; returns how many datagrams went. Allocates nothing.
+    pub fn send<'a>(
+        &mut self,
+        sock: &impl AsRawFd,
+        bufs: impl IntoIterator<Item = &'a [u8]>,
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
+        let count = self.iovs.capacity();
+        self.iovs.clear();
+        self.iovs.extend(
+            bufs.into_iter().take(count).map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }),
+        );
+        self.msgs.clear();
+        self.msgs.extend(self.iovs.iter_mut().map(header));
+        if self.msgs.is_empty() {
+            return Ok(0);
+        }
+        // SAFETY: every header points at one iovec of `self.iovs`, which are
+        // not touched until the call returns, each over a slice of `bufs` that
+        // the caller's borrow keeps alive for the call; the kernel only reads
+        // them, and writes each msg_len.
+        let n = cvt(unsafe { libc::sendmmsg(sock.as_raw_fd(), self.msgs.as_mut_ptr(), self.msgs.len() as libc::c_uint, flags) })?;
+        Ok(n as usize)
+    }
 }
 
-/// Buffers and headers for `recvmmsg`, kept from call to call.
+/// A message header for one datagram in `iov`.
+fn header(iov: &mut libc::iovec) -> libc::mmsghdr {
+    // SAFETY: mmsghdr is a plain C struct; all-zero is a valid empty value.
+    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+    m.msg_hdr.msg_iov = iov;
+    m.msg_hdr.msg_iovlen = 1;
+    m
+}
+
+/// Buffers and headers for `recvmmsg`, made once and kept from call to call:
+/// `iovs` point into the heap block of `bufs` and `msgs` into that of `iovs`,
+/// and neither block ever grows or moves.
 pub struct MmsgReceiver {
     bufs: Vec<u8>,
     each: usize,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
     lens: Vec<usize>,
 }
 
 impl MmsgReceiver {
     /// Room for `count` datagrams of up to `each` bytes.
     pub fn new(count: usize, each: usize) -> MmsgReceiver {
-        MmsgReceiver { bufs: vec![0; count * each], each, lens: Vec::with_capacity(count) }
+        let mut bufs = vec![0u8; count * each];
+        let mut iovs: Vec<libc::iovec> = bufs
+            .chunks_exact_mut(each)
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: each })
+            .collect();
+        let msgs = iovs.iter_mut().map(header).collect();
+        MmsgReceiver { bufs, each, iovs, msgs, lens: Vec::with_capacity(count) }
     }
 
     /// `recvmmsg`: takes up to `count` datagrams; `Ok(0)` when none came
     /// (EAGAIN: non-blocking, or a blocking call past `SO_RCVTIMEO`).
     pub fn receive(&mut self, sock: &impl AsRawFd, flags: libc::c_int) -> io::Result<usize> {
-        let each = self.each;
-        let mut iovs: Vec<libc::iovec> = self
-            .bufs
-            .chunks_exact_mut(each)
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: each })
-            .collect();
-        let mut msgs = mmsg_headers(&mut iovs);
-        // SAFETY: every header points at one live iovec over its own
-        // `each`-byte part of `self.bufs`; the kernel writes at most that
-        // much into each, and the lengths into the headers. No timeout pointer.
+        debug_assert_eq!(self.iovs.len(), self.msgs.len());
+        // SAFETY: every header points at its own iovec of `self.iovs`, over
+        // its own `each`-byte part of `self.bufs`; both blocks live as long as
+        // `self` and are not touched during the call. The kernel writes at most
+        // `each` bytes into each part, and the lengths into the headers. No
+        // timeout pointer.
         let n = unsafe {
-            libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, flags, std::ptr::null_mut())
+            libc::recvmmsg(sock.as_raw_fd(), self.msgs.as_mut_ptr(), self.msgs.len() as libc::c_uint, flags, std::ptr::null_mut())
         };
         self.lens.clear();
         if n == -1 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
         }
-        self.lens.extend(msgs[..n as usize].iter().map(|m| (m.msg_len as usize).min(each)));
+        let each = self.each;
+        self.lens.extend(self.msgs[..n as usize].iter().map(|m| (m.msg_len as usize).min(each)));
         Ok(n as usize)
     }
 
@@ -317,5 +347,35 @@ pub fn poll_many(fds: &[impl AsRawFd], events: libc::c_short, timeout_ms: i32, r
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn mmsg_headers_are_made_once_and_carry_every_datagram() {
+        // A datagram socket pair: sendmmsg and recvmmsg as on UDP, without a network.
+        let (a, b) = UnixDatagram::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut tx = MmsgSender::new(4);
+        let mut rx = MmsgReceiver::new(4, 16);
+        let (tx_iovs, tx_msgs, rx_msgs) = (tx.iovs.as_ptr(), tx.msgs.as_ptr(), rx.msgs.as_ptr());
+        for round in 0..3u8 {
+            let data: Vec<Vec<u8>> = (0..6u8).map(|i| vec![round * 10 + i; 1 + i as usize]).collect();
+            // Six offered, four go: the headers were made for four.
+            assert_eq!(tx.send(&a, data.iter().map(|d| d.as_slice()), 0).unwrap(), 4);
+            assert_eq!(rx.receive(&b, 0).unwrap(), 4);
+            let got: Vec<&[u8]> = rx.datagrams().collect();
+            assert_eq!(got, data[..4].iter().map(|d| d.as_slice()).collect::<Vec<_>>());
+            // Nothing left: EAGAIN is 0.
+            assert_eq!(rx.receive(&b, 0).unwrap(), 0);
+            assert_eq!(rx.datagrams().count(), 0);
+        }
+        // Still the blocks made at the start: nothing was allocated per batch.
+        assert_eq!((tx.iovs.as_ptr(), tx.msgs.as_ptr(), rx.msgs.as_ptr()), (tx_iovs, tx_msgs, rx_msgs));
+        assert_eq!(tx.send(&a, std::iter::empty(), 0).unwrap(), 0);
     }
 }
