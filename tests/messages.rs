@@ -260,3 +260,61 @@ fn ctrl_c_stops_both_ends_and_leaves_nothing() {
         no_xdp_left(&env);
     }
 }
+
+/// The `rx_queue_N_xdp_packets` counters of an interface (`ethtool -S`, the
+/// veth driver's own), queue by queue.
+fn xdp_packets_per_queue(ns: &str, dev: &str) -> Vec<u64> {
+    let o = std::process::Command::new("ip").args(["netns", "exec", ns, "ethtool", "-S", dev]).output().unwrap();
+    assert!(o.status.success(), "ethtool -S {dev}: {}", String::from_utf8_lossy(&o.stderr));
+    let mut per = Vec::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("rx_queue_") {
+            if let Some((q, v)) = rest.split_once("_xdp_packets:") {
+                let q: usize = q.parse().unwrap();
+                per.resize(per.len().max(q + 1), 0);
+                per[q] = v.trim().parse().unwrap();
+            }
+        }
+    }
+    per
+}
+
+#[test]
+fn af_xdp_messages_take_queues_as_send_and_recv_do() {
+    if !privileged("af_xdp_messages_take_queues") {
+        return;
+    }
+    let env = env_queues(2, None);
+    let n = env.names().clone();
+    // --queues 2: both ends a socket on each queue; the client's sends take turns, and
+    // the receiving veth's own counters see both queues carry them.
+    let before = xdp_packets_per_queue(&n.rx_ns, &n.rx_if);
+    let r = run_json(&["rate", "--env", &n.name, "--mode", "af-xdp", "--queues", "2", "--count", "20000", "--json"]);
+    let after = xdp_packets_per_queue(&n.rx_ns, &n.rx_if);
+    assert_eq!(u(&r, "delivered") + u(&r, "lost"), 20000, "{r}");
+    assert!(u(&r, "delivered") > 19000, "{r}");
+    assert_eq!(r["server"]["link"]["queues"], serde_json::json!([0, 1]), "{r}");
+    assert_eq!(r["client"]["link"]["queues"], serde_json::json!([0, 1]), "{r}");
+    for q in 0..2 {
+        assert!(after[q] - before[q] >= 9000, "queue {q} carried its turns: {before:?} -> {after:?}");
+    }
+    // Round trips: a reply leaves from the queue its request came in on, and comes back.
+    let l = run_json(&["latency", "--env", &n.name, "--mode", "af-xdp", "--queues", "2", "--count", "400", "--json"]);
+    assert_eq!(u(&l, "lost"), 0, "{l}");
+    // --queue 1 alone: only queue 1.
+    let before = xdp_packets_per_queue(&n.rx_ns, &n.rx_if);
+    let r = run_json(&["rate", "--env", &n.name, "--mode", "af-xdp", "--queue", "1", "--count", "5000", "--json"]);
+    let after = xdp_packets_per_queue(&n.rx_ns, &n.rx_if);
+    assert_eq!(r["server"]["link"]["queues"], serde_json::json!([1]), "{r}");
+    assert!(after[1] - before[1] >= 5000, "{before:?} -> {after:?}");
+    assert!(after[0] - before[0] < 100, "queue 0 carried only the odd stray: {before:?} -> {after:?}");
+    // More queues than the veth has: a clear error, nothing left behind.
+    let o = run_zclab(&["rate", "--env", &n.name, "--mode", "af-xdp", "--queues", "3", "--count", "100"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("beyond") && stderr(&o).contains("--queues"), "{}", stderr(&o));
+    // And a socket mode refuses the option rather than ignoring it.
+    let o = run_zclab(&["rate", "--env", &n.name, "--mode", "udp", "--queues", "2", "--count", "100"]);
+    assert!(!o.status.success() && stderr(&o).contains("--queues is an af-xdp option"), "{}", stderr(&o));
+    no_xdp_left(&env);
+}

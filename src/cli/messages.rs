@@ -56,9 +56,16 @@ pub struct EndArgs {
     /// af-xdp: the interface (default: the one holding the local address).
     #[arg(long, value_name = "IFACE")]
     pub iface: Option<String>,
-    /// af-xdp: the queue to bind to.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub queue: u32,
+    /// af-xdp: the first queue to bind a socket to (default 0). Given alone, only that queue.
+    #[arg(long, value_name = "N")]
+    pub queue: Option<u32>,
+    /// af-xdp: a socket on each of N queues, --queue to --queue+N-1 (the interface needs
+    /// them: `zclab env up --queues N`). Default: every RX queue of the interface, as `zclab
+    /// recv` does, since on a real NIC RSS picks the queue a flow lands on (a plain veth has
+    /// one). A client's sends take turns over its queues; a reply leaves from the queue its
+    /// request came in on. One thread per end serves them all.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub queues: Option<u32>,
     /// af-xdp: zero copy between NIC and UMEM (veth is copy-only).
     #[arg(long, value_enum, default_value = "auto")]
     pub zerocopy: ZeroCopy,
@@ -106,6 +113,7 @@ impl EndArgs {
             xdp: XdpOptions {
                 iface: self.iface.clone(),
                 queue: self.queue,
+                queues: self.queues,
                 bind_mode: Some(self.zerocopy.into()),
                 attach: self.xdp_mode,
                 need_wakeup: self.need_wakeup,
@@ -126,7 +134,8 @@ impl EndArgs {
             ("--xdp-mode", self.xdp_mode.is_some()),
             ("--tx-budget", self.tx_budget.is_some()),
             ("--iface", self.iface.is_some()),
-            ("--queue", self.queue != 0),
+            ("--queue", self.queue.is_some()),
+            ("--queues", self.queues.is_some()),
             ("--zerocopy", !matches!(self.zerocopy, ZeroCopy::Auto)),
         ];
         if let Some((flag, _)) = given.iter().find(|(_, on)| *on) {
@@ -162,7 +171,12 @@ impl EndArgs {
         if let Some(m) = self.xdp_mode {
             v.extend(["--xdp-mode".into(), value_name(&m)]);
         }
-        v.extend(["--queue".into(), self.queue.to_string(), "--zerocopy".into(), value_name(&self.zerocopy)]);
+        for (flag, value) in [("--queue", self.queue), ("--queues", self.queues)] {
+            if let Some(n) = value {
+                v.extend([flag.to_string(), n.to_string()]);
+            }
+        }
+        v.extend(["--zerocopy".into(), value_name(&self.zerocopy)]);
         if self.trace {
             v.push("--trace".into());
         }

@@ -125,7 +125,10 @@ impl Wait {
 pub struct XdpOptions {
     /// The interface (default: the one that holds the local address).
     pub iface: Option<String>,
-    pub queue: u32,
+    /// The first queue (default 0) and how many (default: one, if a first is
+    /// given, else every RX queue of the interface).
+    pub queue: Option<u32>,
+    pub queues: Option<u32>,
     pub bind_mode: Option<crate::xsk::BindMode>,
     pub attach: Option<crate::xdp::AttachMode>,
     pub need_wakeup: bool,
@@ -210,6 +213,9 @@ pub struct LinkInfo {
     /// af-xdp: the socket's XDP_STATISTICS (drops for a full RX ring or an empty fill ring).
     #[serde(default)]
     pub xdp_statistics: Option<crate::sys::xdp::XdpStatistics>,
+    /// af-xdp: the queues this end had a socket on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<u32>,
 }
 
 /// One path between two ends, set up for a session: what `latency` and
@@ -344,8 +350,12 @@ pub fn xdp_line(client: &EndCost, server: &EndCost) -> String {
             let stats = e.link.xdp_statistics.unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  af-xdp {role}: {}{}; rx_ring_full {}, fill ring empty {}, malformed {}",
+                "  af-xdp {role}: {}{}{}; rx_ring_full {}, fill ring empty {}, malformed {}",
                 if zc { "zero copy" } else { "copy mode" },
+                match &e.link.queues[..] {
+                    [] | [_] => String::new(),
+                    q => format!(", queues {}", q.iter().map(|q| q.to_string()).collect::<Vec<_>>().join(",")),
+                },
                 e.link.xdp_mode.map_or(String::new(), |m| format!(", XDP program {}", m.name())),
                 stats.rx_ring_full,
                 stats.rx_fill_ring_empty_descs,

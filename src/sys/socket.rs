@@ -115,6 +115,18 @@ pub fn poll_one(fd: &impl AsRawFd, events: libc::c_short, timeout_ms: i32) -> io
     }
 }
 
+/// `poll` on several fds for `events`; returns how many are ready (0 on a
+/// timeout or a signal).
+pub fn poll_any(fds: &[&impl AsRawFd], events: libc::c_short, timeout_ms: i32) -> io::Result<usize> {
+    let mut pfds: Vec<libc::pollfd> = fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events, revents: 0 }).collect();
+    // SAFETY: `pfds` is a live array of `pfds.len()` pollfds; the kernel writes their revents.
+    match cvt(unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) }) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+        Ok(n) => Ok(n as usize),
+    }
+}
+
 /// `SOL_UDP` (include/linux/socket.h).
 pub const SOL_UDP: libc::c_int = 17;
 /// `UDP_SEGMENT` (include/uapi/linux/udp.h): GSO segment size for sends.

@@ -149,6 +149,18 @@ pub struct XdpStatistics {
     pub tx_ring_empty_descs: u64,
 }
 
+impl XdpStatistics {
+    /// Adds another socket's counters (the sockets of several queues, as one end).
+    pub fn add(&mut self, o: &XdpStatistics) {
+        self.rx_dropped += o.rx_dropped;
+        self.rx_invalid_descs += o.rx_invalid_descs;
+        self.tx_invalid_descs += o.tx_invalid_descs;
+        self.rx_ring_full += o.rx_ring_full;
+        self.rx_fill_ring_empty_descs += o.rx_fill_ring_empty_descs;
+        self.tx_ring_empty_descs += o.tx_ring_empty_descs;
+    }
+}
+
 #[repr(C)]
 #[derive(Default)]
 struct RawStatistics([u64; 6]);
