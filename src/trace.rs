@@ -107,7 +107,11 @@ const PROGRAMS: &[(&str, &str, &[Counter])] = &[
             C::OtherSentBytes,
         ],
     ),
-    ("zct_sock_recv", "sock_recv_length", &[C::SocketReceivedBytes, C::SocketReceiveCalls]),
+    (
+        "zct_sock_recv",
+        "sock_recv_length",
+        &[C::SocketReceivedBytes, C::SocketReceiveCalls, C::CopiedToUserBytes, C::CopiedToUserCalls],
+    ),
     ("zct_tcp_retransmit", "tcp_retransmit_skb", &[C::TcpRetransmits]),
     ("zct_page_cache_add", "mm_filemap_add_to_page_cache", &[C::PageCachePagesAdded, C::FilePagesAdded]),
     ("zct_file_fault", "mm_filemap_fault", &[C::FilePageFaults]),
@@ -125,7 +129,9 @@ const PROGRAMS: &[(&str, &str, &[Counter])] = &[
 /// says why): never a zero that was not measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KernelCounters {
-    /// Bytes copied from socket buffers into user memory (skb_copy_datagram_iovec), and the calls.
+    /// Bytes copied from socket buffers into user memory, and the calls: TCP's by
+    /// skb_copy_datagram_iovec, UDP's by sock_recv_length (a UDP receive copies every byte it
+    /// returns, and a linear datagram's copy, copy_linear_skb, has no tracepoint of its own).
     pub copied_to_user_bytes: Option<u64>,
     pub copied_to_user_calls: Option<u64>,
     /// Bytes and calls through the socket layer's send and receive (sock_send_length, sock_recv_length).

@@ -118,6 +118,37 @@ fn af_xdp_data_skips_the_sender_socket_layer_and_page_cache() {
 }
 
 #[test]
+fn a_udp_receiver_copies_every_byte_it_takes_small_datagrams_too() {
+    if !privileged("a_udp_receiver_copies_every_byte_it_takes") {
+        return;
+    }
+    let _serial = one_at_a_time();
+    let env = env();
+    let name = env.names().name.clone();
+    // 64-byte datagrams are linear skbs, which udp_recvmsg copies without passing
+    // skb_copy_datagram_iovec; TCP's are counted by it. Both, as much as the socket layer took.
+    for (mode, udp) in [("udp", true), ("udp-mmsg", true), ("tcp", false)] {
+        let o = run_zclab(&["rate", "--env", &name, "--mode", mode, "--count", "5000", "--trace", "--json"]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        let r = json(&o);
+        let k = &r["server"]["kernel"];
+        let (copied, received) = (u(&k["copied_to_user_bytes"]), u(&k["socket_received_bytes"]));
+        let delivered = u(&r["delivered"]);
+        assert_eq!(copied, received, "{mode}: every byte received was copied once, not twice: {k}");
+        assert!(copied >= delivered * 64 * 9 / 10, "{mode}: {delivered} messages of 64 bytes, {copied} bytes copied: {k}");
+        if udp {
+            assert!(u(&k["copied_to_user_calls"]) >= delivered / 2, "{mode}: a call per datagram: {k}");
+        }
+    }
+    // A GSO/GRO file transfer's batches are counted once, not twice.
+    let r = traced_run("udp-gso", &[], 4 << 20);
+    let k = &r["kernel"]["receiver"];
+    assert_eq!(u(&k["copied_to_user_bytes"]), u(&k["socket_received_bytes"]), "{k}");
+    let file = u(&r["bytes"]);
+    assert!(u(&k["copied_to_user_bytes"]) >= file && u(&k["copied_to_user_bytes"]) < file + file / 20, "{k}");
+}
+
+#[test]
 fn tcp_sends_come_as_the_path_says() {
     if !privileged("tcp_sends_come_as_the_path_says") {
         return;

@@ -24,6 +24,8 @@
 /* include/linux/socket.h: macros are not in BTF. */
 #define MSG_ZEROCOPY 0x4000000
 #define MSG_SPLICE_PAGES 0x8000000
+#define MSG_PEEK 0x2
+#define MSG_TRUNC 0x20
 
 /* The counters; src/trace.rs has the same list, in the same order. */
 enum counter {
@@ -144,11 +146,32 @@ static __always_inline int ours(__u32 ns)
 	return c && ns && ns == c->netns;
 }
 
+/*
+ * Whether an skb carries UDP: the IPv4 protocol or the IPv6 next header at
+ * the network header. One byte read from the packet, fault-safe.
+ */
+static __always_inline int is_udp(const struct sk_buff *skb)
+{
+	const unsigned char *nh = skb->head + skb->network_header;
+	__u8 proto = 0;
+
+	if (skb->protocol == bpf_htons(0x0800))
+		bpf_probe_read_kernel(&proto, 1, nh + 9);
+	else if (skb->protocol == bpf_htons(0x86DD))
+		bpf_probe_read_kernel(&proto, 1, nh + 6);
+	return proto == IPPROTO_UDP;
+}
+
 SEC("tp_btf/skb_copy_datagram_iovec")
 int BPF_PROG(zct_copy_to_user, const struct sk_buff *skb, int len)
 {
-	/* The copy runs in the receiving process, inside recvmsg/read. */
-	if (len > 0 && ours(ns_of_task())) {
+	/*
+	 * The copy runs in the receiving process, inside recvmsg/read. UDP is
+	 * counted in zct_sock_recv instead: udp_recvmsg copies a linear skb
+	 * (every small datagram) with copy_linear_skb, which has no tracepoint,
+	 * and only a non-linear one (a GRO or GSO batch) through here.
+	 */
+	if (len > 0 && ours(ns_of_task()) && !is_udp(skb)) {
 		add(COPIED_TO_USER_BYTES, len);
 		add(COPIED_TO_USER_CALLS, 1);
 	}
@@ -193,6 +216,17 @@ int BPF_PROG(zct_sock_recv, struct sock *sk, int ret, int flags)
 	if (ret > 0 && ours(ns_of_sock(sk))) {
 		add(SOCKET_RECEIVED_BYTES, ret);
 		add(SOCKET_RECEIVE_CALLS, 1);
+		/*
+		 * A UDP receive copies every byte it returns into user memory,
+		 * by whichever route (copy_linear_skb, skb_copy_datagram_msg, or
+		 * with the checksum): count them here, once. Not MSG_PEEK (the
+		 * bytes are copied again later) nor MSG_TRUNC (ret is then the
+		 * datagram's length, not what was copied).
+		 */
+		if (sk->sk_protocol == IPPROTO_UDP && !(flags & (MSG_PEEK | MSG_TRUNC))) {
+			add(COPIED_TO_USER_BYTES, ret);
+			add(COPIED_TO_USER_CALLS, 1);
+		}
 	}
 	return 0;
 }
