@@ -34,6 +34,9 @@ pub mod route;
 /// The packet paths' wire format: frames and the lab header, pure bytes.
 pub mod wire;
 
+/// zclab's own TCP (af-xdp-tcp): one connection's state machine, no I/O of its own.
+pub mod tcp;
+
 /// The protocol both ends share: modes, control messages, packet plan, reassembly, watchdog, af-xdp set-up.
 pub mod transfer;
 

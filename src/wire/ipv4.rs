@@ -16,6 +16,12 @@ pub(super) fn write(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpNumber, payload_le
     out.copy_from_slice(&ip.to_bytes());
 }
 
+/// The source and destination of a header that [`parse`] accepted.
+pub(super) fn addresses(header: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
+    let a = |i: usize| Ipv4Addr::new(header[i], header[i + 1], header[i + 2], header[i + 3]);
+    (a(12), a(16))
+}
+
 /// What a checked IPv4 header says.
 pub(super) struct Ipv4Part {
     pub header_len: usize,

@@ -21,6 +21,12 @@ pub(super) fn write(src: Ipv6Addr, dst: Ipv6Addr, next_header: IpNumber, payload
     out.copy_from_slice(&ip.to_bytes());
 }
 
+/// The source and destination of a header that [`parse`] accepted.
+pub(super) fn addresses(header: &[u8]) -> (Ipv6Addr, Ipv6Addr) {
+    let a = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&header[i..i + 16]).expect("a checked header"));
+    (a(8), a(24))
+}
+
 /// A checked IPv6 header: the next header, the payload length, the
 /// pseudo-header's sum for that length, and what follows it in `bytes`.
 pub(super) fn parse(bytes: &[u8]) -> Result<(IpNumber, usize, u16, &[u8]), WireError> {

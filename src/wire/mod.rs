@@ -13,7 +13,8 @@
 //! payload (lab header + file bytes); AF_XDP builds the whole frame.
 //!
 //! One file per layer, bottom up: `ethernet.rs`, `ipv4.rs`, `ipv6.rs`,
-//! `checksum.rs` (the Internet checksum they share), `udp.rs`, `lab.rs`
+//! `checksum.rs` (the Internet checksum they share), `udp.rs`, `tcp.rs`
+//! (zclab's own TCP's segments, with their options), `lab.rs`
 //! (the lab header and whole lab frames), and `template.rs`, which writes
 //! the headers of one direction of a transfer.
 //!
@@ -30,6 +31,7 @@ mod ethernet;
 mod ipv4;
 mod ipv6;
 mod lab;
+mod tcp;
 mod template;
 mod udp;
 
@@ -39,6 +41,10 @@ pub use ipv6::{pseudo_header_sum_v6, IPV6_HEADER_LEN};
 pub use lab::{
     parse_frame, parse_headers, payload_for, payload_for_mtu, FrameHeaders, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN,
     FRAME_HEADER_LEN_V6, LAB_HEADER_LEN, LAB_MAGIC,
+};
+pub use tcp::{
+    finish_checksum, parse_tcp_frame, pseudo_header_sum, tcp_checksum, write_tcp_frame_headers, TcpChecksumSpan, TcpFlags,
+    TcpFrame, TcpOptions, TcpSegment, TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN,
 };
 pub use template::FrameTemplate;
 pub use udp::{parse_udp_headers, UdpFrame, UDP_HEADER_LEN};
@@ -58,6 +64,10 @@ pub enum WireError {
     BadChecksum,
     #[error("not UDP")]
     NotUdp,
+    #[error("not TCP")]
+    NotTcp,
+    #[error("malformed TCP header or options")]
+    BadTcp,
     #[error("not for the lab's UDP port")]
     WrongPort,
     #[error("malformed UDP header")]

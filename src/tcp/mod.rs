@@ -1,0 +1,28 @@
+//! zclab's own TCP, in user space, for the af-xdp-tcp path: the state
+//! machine of one connection and nothing else. It does no I/O, keeps no
+//! payload and reads no clock of its own: the caller hands it each segment
+//! that came in and the time, and asks it what to send; a segment it sends
+//! names the bytes of the stream it carries, which stay where the caller
+//! keeps them (UMEM frames, where the disk put them) until acknowledged.
+//! That makes every rule testable segment by segment, and the same code
+//! runs against the kernel's TCP over a veth.
+//!
+//! - `conn.rs`: the connection's state and what an incoming segment does
+//!   (RFC 9293, with RFC 5961's checks of RSTs, SYNs and ACKs);
+//! - `output.rs`: what goes out next and the timers (SYN retries, data as
+//!   the windows allow, retransmissions, zero-window probes, the FIN);
+//! - `rto.rs`: the retransmission timeout (RFC 6298) and why its floor is 200 ms;
+//! - `congestion.rs`: NewReno (RFC 5681, RFC 6582).
+//!
+//! Wire formats are `crate::wire`'s (`wire/tcp.rs`).
+
+pub mod congestion;
+pub mod conn;
+pub mod output;
+pub mod rto;
+
+pub use conn::{Config, Connection, Drop, Incoming, State, TcpError, TcpStats};
+pub use output::{Transmit, Why};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+//! What a connection sends next, and its timers: the SYN and its retries,
+//! new data as far as min(cwnd, the peer's window) lets it, the segment at
+//! SND.UNA again after three duplicate ACKs, a partial ACK or a timeout
+//! (then everything from there, go-back-N, in slow start), a one-byte probe
+//! into a zero window, the FIN, and ACKs.
+
+use super::conn::{Connection, State, TcpError};
+use crate::wire::{TcpFlags, TcpOptions, TcpSegment};
+use std::time::{Duration, Instant};
+
+/// Why a segment is sent: the report counts them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    Syn,
+    /// New data (or the FIN) for the first time.
+    New,
+    /// Fast retransmit, or the next hole after a partial ACK in recovery.
+    Fast,
+    /// Sent again after the retransmission timer expired.
+    Timeout,
+    /// One byte into a zero window.
+    Probe,
+    /// An ACK alone.
+    Ack,
+    Rst,
+}
+
+/// A segment to put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub segment: TcpSegment,
+    /// The stream bytes it carries: (offset in the stream, length).
+    pub payload: Option<(u64, u32)>,
+    pub why: Why,
+}
+
+/// The persist timer's ceiling.
+const MAX_PERSIST: Duration = Duration::from_secs(60);
+
+impl Connection {
+    /// When the connection next needs [`Connection::poll_transmit`] even if
+    /// nothing comes in.
+    pub fn poll_deadline(&self) -> Option<Instant> {
+        [self.rto_deadline, self.persist_deadline, self.time_wait_until].into_iter().flatten().min()
+    }
+
+    fn segment(&self, pos: u64, flags: TcpFlags) -> TcpSegment {
+        let ack = if flags.ack { self.irs.wrapping_add(self.rcv_nxt as u32) } else { 0 };
+        TcpSegment {
+            src_port: self.cfg.local_port,
+            dst_port: self.cfg.remote_port,
+            seq: self.seq(pos),
+            ack,
+            flags,
+            window: self.window_field(),
+            options: TcpOptions::default(),
+        }
+    }
+
+    fn count(&mut self, t: &Transmit) {
+        self.stats.segments_sent += 1;
+        if let Some((_, len)) = t.payload {
+            self.stats.bytes_sent += len as u64;
+        }
+        match t.why {
+            Why::Fast => self.stats.retransmits_fast += 1,
+            Why::Timeout => self.stats.retransmits_timeout += 1,
+            Why::Probe => self.stats.zero_window_probes += 1,
+            Why::Syn => self.stats.syns_sent += 1,
+            _ => {}
+        }
+        if t.segment.flags.ack {
+            self.ack_now = false;
+        }
+    }
+
+    /// The end of the data the caller has ready, as a position.
+    fn data_end(&self) -> u64 {
+        1 + self.stream_len.map_or(self.available, |l| l.min(self.available))
+    }
+
+    /// The retransmission timer expired.
+    fn on_rto(&mut self, now: Instant) {
+        self.rto_deadline = None;
+        self.timeouts += 1;
+        self.stats.rto_fired += 1;
+        self.rto.back_off();
+        self.timing = None;
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            if self.timeouts > self.cfg.syn_retries {
+                self.fail(TcpError::NoAnswer { syns: self.timeouts });
+                return;
+            }
+            // The SYN (or SYN-ACK) goes again.
+            self.snd_nxt = 0;
+            return;
+        }
+        if self.timeouts > self.cfg.max_retransmits {
+            let acked = self.acked_bytes();
+            self.fail(TcpError::TimedOut { retransmits: self.timeouts - 1, acked });
+            return;
+        }
+        self.cc.on_timeout(self.snd_max - self.snd_una);
+        if let Some(since) = self.in_recovery.take() {
+            self.stats.recovery_s += now.duration_since(since).as_secs_f64();
+        }
+        // RFC 6582 3.2: after a timeout, no fast retransmit until this is acknowledged.
+        self.recover = self.snd_max;
+        self.dup_acks = 0;
+        self.retransmit_una = false;
+        // Go back: everything from SND.UNA again, as the window opens.
+        self.snd_nxt = self.snd_una;
+    }
+
+    /// The next segment to send, if any. `limit(offset)` bounds a segment
+    /// that starts at stream offset `offset` (where the caller's buffers
+    /// end: a segment's payload must lie in one of them).
+    pub fn poll_transmit(&mut self, now: Instant, limit: impl Fn(u64) -> u32) -> Option<Transmit> {
+        if let Some(seq) = self.rst_to_send.take() {
+            let mut seg = self.segment(0, TcpFlags { rst: true, ..Default::default() });
+            seg.seq = seq;
+            seg.window = 0;
+            let t = Transmit { segment: seg, payload: None, why: Why::Rst };
+            self.stats.segments_sent += 1;
+            return Some(t);
+        }
+        if self.time_wait_until.is_some_and(|t| now >= t) {
+            self.time_wait_until = None;
+            self.state = State::Closed;
+        }
+        if self.state == State::Closed {
+            return None;
+        }
+        if self.rto_deadline.is_some_and(|t| now >= t) {
+            self.on_rto(now);
+            if self.state == State::Closed {
+                return None;
+            }
+        }
+        let t = self.next_segment(now, &limit)?;
+        self.count(&t);
+        Some(t)
+    }
+
+    fn next_segment(&mut self, now: Instant, limit: &impl Fn(u64) -> u32) -> Option<Transmit> {
+        // The handshake.
+        if matches!(self.state, State::SynSent | State::SynReceived) && self.snd_nxt == 0 {
+            let ack = self.state == State::SynReceived;
+            let mut seg = self.segment(0, TcpFlags { syn: true, ack, ..Default::default() });
+            seg.options.mss = Some(self.cfg.mss);
+            // A SYN-ACK scales only if the SYN asked to (RFC 7323 2.2).
+            if !ack || self.stats.peer_window_scale.is_some() {
+                seg.options.window_scale = Some(self.cfg.window_scale.min(14));
+            }
+            self.snd_nxt = 1;
+            self.snd_max = self.snd_max.max(1);
+            if self.stats.syns_sent == 0 {
+                self.timing = Some((1, now));
+            }
+            self.rto_deadline = Some(now + self.rto.timeout());
+            return Some(Transmit { segment: seg, payload: None, why: Why::Syn });
+        }
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            return self.ack_now.then(|| self.pure_ack());
+        }
+        // The hole at SND.UNA, after duplicate ACKs or a partial ACK.
+        if std::mem::take(&mut self.retransmit_una) {
+            if let Some(t) = self.data_segment(self.snd_una, Why::Fast, u64::MAX, limit) {
+                self.rto_deadline = Some(now + self.rto.timeout());
+                return Some(t);
+            }
+        }
+        // A zero window: probe it when the persist timer says so.
+        if self.persist_deadline.is_some_and(|t| now >= t) {
+            self.persist_deadline = None;
+            if self.snd_wnd == 0 && self.snd_nxt < self.data_end() {
+                let off = self.snd_nxt - 1;
+                let mut seg = self.segment(self.snd_nxt, TcpFlags { ack: true, ..Default::default() });
+                seg.flags.psh = true;
+                self.snd_max = self.snd_max.max(self.snd_nxt + 1);
+                self.persist_backoff += 1;
+                let wait = self.rto.timeout().saturating_mul(1 << self.persist_backoff.min(10)).min(MAX_PERSIST);
+                self.persist_deadline = Some(now + wait);
+                return Some(Transmit { segment: seg, payload: Some((off, 1)), why: Why::Probe });
+            }
+        }
+        // Data, new or again after a timeout, as far as the windows let it.
+        let sending = matches!(self.state, State::Established | State::CloseWait)
+            || (matches!(self.state, State::FinWait1 | State::Closing | State::LastAck) && self.snd_nxt < self.snd_max);
+        if sending && self.snd_nxt < self.data_end() {
+            let window = self.cc.cwnd().min(self.snd_wnd);
+            let usable = window.saturating_sub(self.in_flight());
+            let why = if self.snd_nxt < self.snd_max { Why::Timeout } else { Why::New };
+            // Silly window avoidance (RFC 9293 3.8.6.2.1): with bytes in flight, send
+            // only a segment as full as the data and the caller's buffers allow.
+            let full = (self.mss as u64).min(self.data_end() - self.snd_nxt).min(limit(self.snd_nxt - 1).max(1) as u64);
+            if usable > 0 && (usable >= full || self.in_flight() == 0) {
+                if let Some(t) = self.data_segment(self.snd_nxt, why, usable, limit) {
+                    let (_, len) = t.payload.expect("a data segment");
+                    let end = self.snd_nxt + len as u64 + t.segment.flags.fin as u64;
+                    if why == Why::New && self.timing.is_none() {
+                        self.timing = Some((end, now));
+                    }
+                    self.snd_nxt = end;
+                    self.snd_max = self.snd_max.max(end);
+                    if self.rto_deadline.is_none() {
+                        self.rto_deadline = Some(now + self.rto.timeout());
+                    }
+                    if t.segment.flags.fin {
+                        self.fin_sent();
+                    }
+                    return Some(t);
+                }
+            } else if self.snd_wnd == 0 && self.in_flight() == 0 && self.persist_deadline.is_none() {
+                let wait = self.rto.timeout().saturating_mul(1 << self.persist_backoff.min(10)).min(MAX_PERSIST);
+                self.persist_deadline = Some(now + wait);
+            }
+        }
+        // The FIN alone (or again).
+        if let Some(len) = self.stream_len {
+            let fin_pos = 1 + len;
+            let may =
+                matches!(self.state, State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck);
+            if may && self.snd_nxt == fin_pos && self.available >= len {
+                let seg = self.segment(fin_pos, TcpFlags { fin: true, ack: true, ..Default::default() });
+                let why = if fin_pos < self.snd_max { Why::Timeout } else { Why::New };
+                self.snd_nxt = fin_pos + 1;
+                self.snd_max = self.snd_max.max(fin_pos + 1);
+                if self.rto_deadline.is_none() {
+                    self.rto_deadline = Some(now + self.rto.timeout());
+                }
+                self.fin_sent();
+                return Some(Transmit { segment: seg, payload: None, why });
+            }
+        }
+        self.ack_now.then(|| self.pure_ack())
+    }
+
+    fn fin_sent(&mut self) {
+        self.state = match self.state {
+            State::Established => State::FinWait1,
+            State::CloseWait => State::LastAck,
+            s => s,
+        };
+    }
+
+    fn pure_ack(&self) -> Transmit {
+        Transmit { segment: self.segment(self.snd_nxt, TcpFlags::ACK), payload: None, why: Why::Ack }
+    }
+
+    /// A segment of the stream from position `pos`: at most an MSS, what the
+    /// caller has ready, `room` bytes and what `limit` allows; with the FIN
+    /// if it ends the stream. None if there is nothing at `pos` to send.
+    fn data_segment(&self, pos: u64, why: Why, room: u64, limit: &impl Fn(u64) -> u32) -> Option<Transmit> {
+        let end = self.data_end();
+        if pos == 0 || pos >= end {
+            // Only the FIN is left at `pos`: the FIN path sends it.
+            if let Some(len) = self.stream_len {
+                if pos == 1 + len && why != Why::New {
+                    let seg = self.segment(pos, TcpFlags { fin: true, ack: true, ..Default::default() });
+                    return Some(Transmit { segment: seg, payload: None, why });
+                }
+            }
+            return None;
+        }
+        let off = pos - 1;
+        let len = (self.mss as u64).min(end - pos).min(room).min(limit(off).max(1) as u64);
+        if len == 0 {
+            return None;
+        }
+        let mut seg = self.segment(pos, TcpFlags { ack: true, ..Default::default() });
+        let last = self.stream_len.is_some_and(|l| off + len == l);
+        seg.flags.psh = last || off + len == self.available;
+        seg.flags.fin = last && matches!(self.state, State::Established | State::CloseWait | State::FinWait1 | State::LastAck);
+        Some(Transmit { segment: seg, payload: Some((off, len as u32)), why })
+    }
+}
