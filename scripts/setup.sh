@@ -12,9 +12,10 @@
 #   sockperf    zclab bench --latency --peers runs its ping-pong beside zclab latency
 #   chromium, fonts-dejavu-core: a test renders the bench's report.html headless and
 #               looks at the screenshot
+#   socat       a TCP listener for `zclab send --plain` (the example in `zclab send --help`)
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 sockperf chromium fonts-dejavu-core)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 sockperf chromium fonts-dejavu-core socat)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -59,8 +59,9 @@ pub struct XdpSteering {
 }
 
 impl XdpSteering {
-    /// Loads the program, sets its port, and attaches it to `iface`. The
-    /// frags-aware variant is used when `frags` is true (MTUs above 3506).
+    /// Loads the program, sets its UDP port (0: none), and attaches it to
+    /// `iface`. The frags-aware variant is used when `frags` is true (MTUs
+    /// above 3506).
     pub fn attach(iface: &str, port: u16, frags: bool, mode: Option<AttachMode>) -> Result<XdpSteering, XdpError> {
         let mut bpf = Ebpf::load(OBJECT).map_err(XdpError::Load)?;
         {
@@ -110,6 +111,34 @@ impl XdpSteering {
             }
         }
         Ok(out)
+    }
+
+    /// Steers one TCP flow too: segments to `local_port` from `peer` (a
+    /// connection this end opens), or from anyone (`None`: a port that
+    /// listens). The map's value is `struct tcp_flow` of zclab_xdp.c: three
+    /// u32 then the peer's address bytes as they are on the wire.
+    pub fn steer_tcp(&mut self, local_port: u16, peer: Option<std::net::SocketAddr>) -> Result<(), XdpError> {
+        let mut v = [0u32; 7];
+        v[0] = local_port as u32;
+        if let Some(p) = peer {
+            v[1] = p.port() as u32;
+            let bytes: Vec<u8> = match p.ip() {
+                std::net::IpAddr::V4(a) => {
+                    v[2] = 4;
+                    a.octets().to_vec()
+                }
+                std::net::IpAddr::V6(a) => {
+                    v[2] = 6;
+                    a.octets().to_vec()
+                }
+            };
+            for (slot, w) in v[3..].iter_mut().zip(bytes.chunks(4)) {
+                *slot = u32::from_ne_bytes(w.try_into().expect("4 bytes"));
+            }
+        }
+        let map = self.bpf.map_mut("tcp_config").expect("the object defines the tcp_config map");
+        let mut cfg: Array<_, [u32; 7]> = Array::try_from(map).map_err(XdpError::Map)?;
+        cfg.set(0, v, 0).map_err(XdpError::Map)
     }
 
     /// Registers an AF_XDP socket for packets arriving on `queue`.

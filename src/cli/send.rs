@@ -36,6 +36,46 @@ impl ZcArgs {
     }
 }
 
+/// `--mode`: the kernel's paths and af-xdp (the zclab protocol), and zclab's own TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendMode {
+    /// read() into a buffer, write() to a TCP socket: two CPU copies.
+    ReadWrite,
+    /// write() from a mapping of the file: one copy fewer.
+    MmapWrite,
+    /// sendfile(): page-cache pages go to the socket by reference.
+    Sendfile,
+    /// splice() through a pipe: page references.
+    Splice,
+    /// send(MSG_ZEROCOPY) from a mapping: pinned pages, completions.
+    MsgZerocopy,
+    /// io_uring SEND_ZC from a mapping.
+    IoUringZc,
+    /// UDP with GSO: the kernel's fastest packet path.
+    UdpGso,
+    /// AF_XDP: O_DIRECT into the UMEM, the lab's UDP protocol.
+    AfXdp,
+    /// zclab's own TCP on an AF_XDP socket, the payload where O_DIRECT put it (with --plain).
+    AfXdpTcp,
+}
+
+impl SendMode {
+    /// The kernel path or af-xdp it names (None: af-xdp-tcp).
+    fn transfer_mode(self) -> Option<Mode> {
+        Some(match self {
+            SendMode::ReadWrite => Mode::ReadWrite,
+            SendMode::MmapWrite => Mode::MmapWrite,
+            SendMode::Sendfile => Mode::Sendfile,
+            SendMode::Splice => Mode::Splice,
+            SendMode::MsgZerocopy => Mode::MsgZerocopy,
+            SendMode::IoUringZc => Mode::IoUringZc,
+            SendMode::UdpGso => Mode::UdpGso,
+            SendMode::AfXdp => Mode::AfXdp,
+            SendMode::AfXdpTcp => return None,
+        })
+    }
+}
+
 #[derive(Args)]
 #[command(after_help = "\
 `syscalls` in the report counts the data-path calls zclab's own code made (read,
@@ -43,11 +83,31 @@ write, sendfile, splice, send, recvmsg on the error queue, poll, io_uring_enter)
 not the control messages. CPU time is getrusage of this process for the timed part.
 
 Example (in the lab environment):
-    ip netns exec zclab-tx zclab send --mode splice --to 10.77.0.2:7777 --file /var/tmp/f")]
+    ip netns exec zclab-tx zclab send --mode splice --to 10.77.0.2:7777 --file /var/tmp/f
+
+To any TCP listener, with zclab's own TCP on AF_XDP (--plain: the file's bytes, then FIN):
+    ip netns exec zclab-rx socat -u TCP-LISTEN:8000 OPEN:/var/tmp/copy,creat,trunc &
+    zclab send --netns zclab-tx --plain --mode af-xdp-tcp --to 10.77.0.2:8000 --file /var/tmp/f
+It exits 0 once the listener acknowledged every byte and closed; the report counts segments,
+retransmissions (fast and after a timeout), duplicate ACKs, zero-window probes, the largest
+cwnd, and the checksums it made and checked. --plain --mode sendfile is the kernel's TCP
+doing the same, for comparison.")]
 pub struct SendArgs {
     /// The data path to send by.
     #[arg(long, value_enum)]
-    pub mode: Mode,
+    pub mode: SendMode,
+    /// Send to any TCP listener (nc, socat, a program that reads and closes), not to a zclab
+    /// recv: the file's bytes and then FIN, nothing else; exit 0 once every byte is
+    /// acknowledged and the peer closed. Takes --mode af-xdp-tcp and --mode sendfile.
+    #[arg(long)]
+    pub plain: bool,
+    /// af-xdp-tcp: the retransmission timeout's floor in milliseconds (RFC 6298 says 1000;
+    /// Linux, and this default, 200).
+    #[arg(long, value_name = "MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub min_rto: u64,
+    /// af-xdp-tcp: SYNs sent again (1 s, 2 s, 4 s apart ...) before giving up.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub syn_retries: u32,
     /// The receiver's address, IP:PORT.
     #[arg(long, value_name = "IP:PORT")]
     pub to: SocketAddr,
@@ -89,10 +149,19 @@ pub struct SendArgs {
 
 pub fn exec(a: SendArgs) -> Result<bool> {
     a.common.pin()?;
+    if a.plain {
+        return plain(a);
+    }
+    let Some(mode) = a.mode.transfer_mode() else {
+        anyhow::bail!(
+            "--mode af-xdp-tcp speaks TCP to any listener: give --plain (zclab recv does not take it yet; \
+             `zclab send --help` shows an example with socat)"
+        );
+    };
     let cfg = SendConfig {
         to: a.to,
         file: a.file,
-        mode: a.mode,
+        mode,
         chunk: chunk(a.chunk)?,
         timeout: timeout(a.common.timeout)?,
         cold: a.cold,
@@ -108,11 +177,40 @@ pub fn exec(a: SendArgs) -> Result<bool> {
             shared_umem: a.xdp.socket.shared_umem,
         },
         trace: a.common.trace,
-        zc: a.zc.options(a.mode)?,
+        zc: a.zc.options(mode)?,
         key: a.common.key()?,
     };
     enter_netns(&a.netns)?;
     let rep = send::send_file(&cfg)?;
     print(a.common.json, &rep, report::send_text);
     Ok(rep.verified)
+}
+
+/// `--plain`: the file to any TCP listener.
+fn plain(a: SendArgs) -> Result<bool> {
+    enter_netns(&a.netns)?;
+    match a.mode {
+        SendMode::AfXdpTcp => {
+            let opts = send::af_xdp_tcp::TcpXdpOptions {
+                iface: a.xdp.iface,
+                queue: a.xdp.socket.queue.unwrap_or(0),
+                bind_mode: a.xdp.socket.zerocopy.into(),
+                attach: None,
+                min_rto: std::time::Duration::from_millis(a.min_rto),
+                syn_retries: a.syn_retries,
+            };
+            let rep = send::af_xdp_tcp::send_plain(a.to, &a.file, &opts)?;
+            print(a.common.json, &rep, |r| r.text());
+            Ok(true)
+        }
+        SendMode::Sendfile => {
+            let rep = send::sendfile::send_plain(a.to, &a.file, timeout(a.common.timeout)?)?;
+            print(a.common.json, &rep, |r| r.text());
+            Ok(true)
+        }
+        m => anyhow::bail!(
+            "--plain takes --mode af-xdp-tcp or --mode sendfile; --mode {} speaks the zclab protocol to a zclab recv",
+            clap::ValueEnum::to_possible_value(&m).map_or_else(String::new, |v| v.get_name().to_string())
+        ),
+    }
 }

@@ -7,6 +7,7 @@
 //! and a stalled peer), the chunk size, and the watchdog.
 
 pub mod af_xdp;
+pub mod af_xdp_tcp;
 pub mod io_uring_zc;
 pub mod mmap_write;
 pub mod msg_zerocopy;

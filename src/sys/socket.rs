@@ -3,7 +3,7 @@
 
 use super::cvt;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// `SO_ZEROCOPY` from include/uapi/asm-generic/socket.h.
 pub const SO_ZEROCOPY: libc::c_int = 60;
@@ -115,16 +115,54 @@ pub fn poll_one(fd: &impl AsRawFd, events: libc::c_short, timeout_ms: i32) -> io
     }
 }
 
-/// `poll` on several fds for `events`; returns how many are ready (0 on a
-/// timeout or a signal).
-pub fn poll_any(fds: &[&impl AsRawFd], events: libc::c_short, timeout_ms: i32) -> io::Result<usize> {
-    let mut pfds: Vec<libc::pollfd> = fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events, revents: 0 }).collect();
-    // SAFETY: `pfds` is a live array of `pfds.len()` pollfds; the kernel writes their revents.
-    match cvt(unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) }) {
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-        Err(e) => Err(e),
-        Ok(n) => Ok(n as usize),
-    }
+/// A TCP socket bound to `addr` (port 0: the kernel picks one) that neither
+/// listens nor connects: it holds the port, so no other program can take it,
+/// while zclab's own TCP speaks on it. Returns it and the address it got.
+pub fn hold_tcp_port(addr: std::net::SocketAddr) -> io::Result<(OwnedFd, std::net::SocketAddr)> {
+    use std::os::fd::FromRawFd;
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: socket takes plain integers; the fd is owned right away.
+    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: a fresh fd that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid empty value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    // SAFETY: `ss` holds a valid sockaddr of `len` bytes.
+    cvt(unsafe { libc::bind(sock.as_raw_fd(), &ss as *const libc::sockaddr_storage as *const libc::sockaddr, len as u32) })?;
+    let mut got: libc::sockaddr_storage = ss;
+    let mut got_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `got` has room for any address, `got_len` says how much.
+    cvt(unsafe {
+        libc::getsockname(sock.as_raw_fd(), &mut got as *mut libc::sockaddr_storage as *mut libc::sockaddr, &mut got_len)
+    })?;
+    let port = match addr {
+        // SAFETY: the kernel wrote a sockaddr of the socket's family (checked by the match on `addr`).
+        std::net::SocketAddr::V4(_) => u16::from_be(unsafe { (*(&got as *const _ as *const libc::sockaddr_in)).sin_port }),
+        // SAFETY: as above, IPv6.
+        std::net::SocketAddr::V6(_) => u16::from_be(unsafe { (*(&got as *const _ as *const libc::sockaddr_in6)).sin6_port }),
+    };
+    let mut bound = addr;
+    bound.set_port(port);
+    Ok((sock, bound))
 }
 
 /// `SOL_UDP` (include/linux/socket.h).

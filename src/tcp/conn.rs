@@ -270,7 +270,9 @@ impl Connection {
     fn take_syn_options(&mut self, syn: &TcpSegment) {
         let o = &syn.options;
         let peer_mss = o.mss.unwrap_or(DEFAULT_PEER_MSS);
-        self.mss = (self.cfg.mss.min(peer_mss) as u32).max(64);
+        // Even: every segment then starts on an even offset of the stream
+        // (the completion ring clears bit 0 of a TX address).
+        self.mss = (self.cfg.mss.min(peer_mss) as u32).max(64) & !1;
         self.cc = NewReno::new(self.mss);
         // RFC 7323 2.2: both ends scale only if both sent the option.
         if let Some(shift) = o.window_scale {

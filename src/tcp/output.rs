@@ -1,8 +1,8 @@
 //! What a connection sends next, and its timers: the SYN and its retries,
 //! new data as far as min(cwnd, the peer's window) lets it, the segment at
 //! SND.UNA again after three duplicate ACKs, a partial ACK or a timeout
-//! (then everything from there, go-back-N, in slow start), a one-byte probe
-//! into a zero window, the FIN, and ACKs.
+//! (then everything from there, go-back-N, in slow start), a probe of a
+//! zero window, the FIN, and ACKs.
 
 use super::conn::{Connection, State, TcpError};
 use crate::wire::{TcpFlags, TcpOptions, TcpSegment};
@@ -18,7 +18,7 @@ pub enum Why {
     Fast,
     /// Sent again after the retransmission timer expired.
     Timeout,
-    /// One byte into a zero window.
+    /// A probe of a zero window (an ACK the peer must answer).
     Probe,
     /// An ACK alone.
     Ack,
@@ -174,14 +174,16 @@ impl Connection {
         if self.persist_deadline.is_some_and(|t| now >= t) {
             self.persist_deadline = None;
             if self.snd_wnd == 0 && self.snd_nxt < self.data_end() {
-                let off = self.snd_nxt - 1;
-                let mut seg = self.segment(self.snd_nxt, TcpFlags { ack: true, ..Default::default() });
-                seg.flags.psh = true;
-                self.snd_max = self.snd_max.max(self.snd_nxt + 1);
+                // As Linux probes (tcp_xmit_probe_skb): an ACK with the last
+                // acknowledged number, outside the peer's window, which it
+                // must answer with an ACK that says its window. No byte of new
+                // data, so every segment keeps starting on an even offset
+                // (a TX address with bit 0 set comes back cleared).
+                let seg = self.segment(self.snd_una - 1, TcpFlags::ACK);
                 self.persist_backoff += 1;
                 let wait = self.rto.timeout().saturating_mul(1 << self.persist_backoff.min(10)).min(MAX_PERSIST);
                 self.persist_deadline = Some(now + wait);
-                return Some(Transmit { segment: seg, payload: Some((off, 1)), why: Why::Probe });
+                return Some(Transmit { segment: seg, payload: None, why: Why::Probe });
             }
         }
         // Data, new or again after a timeout, as far as the windows let it.

@@ -237,18 +237,19 @@ fn a_zero_window_is_probed_with_backoff_until_it_opens() {
     let p1 = c.poll_deadline().expect("the persist timer");
     let out = drain(&mut c, p1);
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].why, out[0].payload), (Why::Probe, Some((10_000, 1))));
-    // Still shut (the probe byte refused): the next probe waits longer.
+    assert_eq!((out[0].why, out[0].payload), (Why::Probe, None));
+    assert_eq!(out[0].segment.seq, ISS.wrapping_add(10_000), "SND.UNA - 1: outside the window, answered");
+    // Still shut: the next probe waits longer.
     c.on_segment(&ack(10_000, 0), 0, p1);
     assert_eq!(c.stats().dup_acks, 0, "an ACK of a zero window is no duplicate");
     let p2 = c.poll_deadline().unwrap();
     assert!(p2 - p1 > p1 - t0, "backed off: {:?} then {:?}", p1 - t0, p2 - p1);
     drain(&mut c, p2);
     assert_eq!(c.stats().zero_window_probes, 2);
-    // The window opens (and the probe byte was taken): data from 10,001 on.
-    c.on_segment(&ack(10_001, 1000), 0, p2);
+    // The window opens: data from 10,000 on.
+    c.on_segment(&ack(10_000, 1000), 0, p2);
     let out = drain(&mut c, p2);
-    assert_eq!(offsets(&out)[0], 10_001);
+    assert_eq!(offsets(&out)[0], 10_000);
     assert!(out.iter().all(|t| t.why == Why::New));
 }
 

@@ -125,8 +125,10 @@ impl XdpLink {
                     if let [q] = &self.queues[..] {
                         crate::sys::socket::poll_one(&q.sock, libc::POLLIN, ms)?;
                     } else {
-                        let socks: Vec<&XskSocket> = self.queues.iter().map(|q| &q.sock).collect();
-                        crate::sys::socket::poll_any(&socks, libc::POLLIN, ms)?;
+                        use std::os::fd::AsRawFd;
+                        let socks: Vec<std::os::fd::RawFd> = self.queues.iter().map(|q| q.sock.as_raw_fd()).collect();
+                        let mut ready = vec![false; socks.len()];
+                        crate::sys::socket::poll_many(&socks, libc::POLLIN, ms, &mut ready)?;
                     }
                 }
                 Wait::BusyPoll { .. } => {

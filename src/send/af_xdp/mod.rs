@@ -44,13 +44,15 @@ use crate::wire::{self, FrameTemplate, LabHeader, FLAG_RESENT, FRAME_HEADER_LEN,
 use crate::xsk::{BindMode, PoolId, PoolSpec, Umem, UmemConfig, XskSocket, TX_METADATA_LEN};
 use blocks::{BlockCache, Poll};
 use layout::BlockLayout;
-use reader::DirectReader;
+pub use layout::Segment as ReadSegment;
+pub use reader::{BlockReader, DirectReader, ReadDone};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
+pub use tx::cut;
 use tx::PacketTx;
 
 /// Bytes per header frame (the 66-byte header, rounded up).
@@ -290,7 +292,7 @@ pub fn default_queues(iface: &str, which: impl Fn((u32, u32)) -> u32) -> u32 {
 
 /// Opens the file for direct I/O where its filesystem has it; returns the
 /// file and its O_DIRECT alignment (None: buffered, through the page cache).
-fn open_direct(path: &Path, chunk: u32) -> io::Result<(File, Option<u64>)> {
+pub fn open_direct(path: &Path, chunk: u32) -> io::Result<(File, Option<u64>)> {
     let probe = File::open(path)?;
     match sys::file::dio_align(&probe)? {
         Some((mem, off)) if mem <= chunk => {

@@ -407,6 +407,22 @@ impl Frames {
         Ok(unsafe { std::slice::from_raw_parts_mut(self.area.as_ptr().add((s.addr + offset) as usize), len as usize) })
     }
 
+    /// Bytes `offset..offset + len` of a shared frame, to read (a software
+    /// checksum over a payload that is on the TX ring). The kernel only ever
+    /// reads a TX descriptor's bytes, so reading beside it is sound.
+    pub fn shared_bytes(&self, s: &SharedFrame, offset: u64, len: u32) -> Result<&[u8], DescError> {
+        self.check(s.umem);
+        if offset.checked_add(len as u64).is_none_or(|end| end > s.size as u64) {
+            return Err(DescError::OutsideFrame { offset, len, size: s.size });
+        }
+        // SAFETY: the range lies inside the frame (checked above), which lies
+        // inside `area`. The frame is Lent: no `Frame` handle of it exists,
+        // the only writer of its bytes is `shared_bytes_mut`, which needs
+        // `&mut self` and so cannot run while this borrow lives, and the
+        // kernel does not write TX buffers.
+        Ok(unsafe { std::slice::from_raw_parts(self.area.as_ptr().add((s.addr + offset) as usize), len as usize) })
+    }
+
     /// The frame back, once no piece of it is in flight.
     pub fn reclaim(&mut self, s: SharedFrame) -> Result<Frame, SharedFrame> {
         if self.pieces_in_flight(&s) > 0 {

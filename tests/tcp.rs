@@ -1,0 +1,236 @@
+//! zclab's own TCP (af-xdp-tcp) against the kernel's: every test has a real
+//! kernel TCP socket on the other end, in a namespace of its own, and judges
+//! by what that end got and by the kernel's own counters (`nstat`).
+
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+/// A kernel TCP listener in namespace `ns` on `addr`, run on a thread of its
+/// own by `serve`, which gets the accepted connection.
+fn listener<T: Send + 'static>(
+    ns: &str,
+    addr: SocketAddr,
+    serve: impl FnOnce(std::net::TcpStream) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        zclab::sys::netns::enter(&ns).unwrap();
+        let l = TcpListener::bind(addr).unwrap();
+        ready_tx.send(()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        serve(s)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("the listener came up");
+    h
+}
+
+/// Reads until the peer's FIN; returns the bytes.
+fn read_all(mut s: std::net::TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    v
+}
+
+/// One of the kernel's TCP counters in a namespace (`nstat -az`, absolute).
+fn nstat(ns: &str, name: &str) -> u64 {
+    let o = std::process::Command::new("ip").args(["netns", "exec", ns, "nstat", "-az", name]).output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    s.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn send_plain(ns: &str, to: &str, file: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args =
+        vec!["send", "--netns", ns, "--plain", "--mode", "af-xdp-tcp", "--to", to, "--file", file.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    run_zclab(&args)
+}
+
+#[test]
+fn a_kernel_listener_gets_exactly_the_file_then_fin_and_judges_every_checksum_good() {
+    if !privileged("a_kernel_listener_gets_exactly_the_file") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (6 << 20) + 4321, 41);
+    let csum0 = nstat(&n.rx_ns, "TcpInCsumErrors");
+    let segs0 = nstat(&n.rx_ns, "TcpInSegs");
+    let peer = listener(&n.rx_ns, "10.77.0.2:8100".parse().unwrap(), read_all);
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8100", &src, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = peer.join().unwrap();
+    assert_eq!(got.len(), std::fs::metadata(&src).unwrap().len() as usize, "read to the FIN: exactly the file's length");
+    assert!(got == std::fs::read(&src).unwrap(), "the bytes are the file's");
+    let r = json(&o);
+    // The kernel peer verified every checksum (veth does not mark our frames as checked).
+    assert_eq!(nstat(&n.rx_ns, "TcpInCsumErrors"), csum0, "no checksum the kernel refused");
+    let segs = nstat(&n.rx_ns, "TcpInSegs") - segs0;
+    assert!(segs >= r["tcp"]["segments_sent"].as_u64().unwrap() * 9 / 10, "the kernel took our segments: {segs} of {r}");
+    assert_eq!(r["bytes"], got.len() as u64);
+    assert_eq!(r["checksum"]["tx_mode"], "software");
+    assert_eq!(r["checksum"]["cpu_payload_bytes_read"].as_u64().unwrap(), r["tcp"]["bytes_sent"].as_u64().unwrap());
+    assert_eq!(r["checksum"]["rx_bad"], 0);
+    assert_eq!(r["tcp"]["peer_mss"], 1460);
+    assert_eq!(r["o_direct"], true);
+    // Nothing left attached.
+    let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "the XDP program went with the sender");
+}
+
+#[test]
+fn loss_through_a_router_is_repaired_and_the_file_arrives_intact() {
+    if !privileged("loss_through_a_router_is_repaired") {
+        return;
+    }
+    let env = zclab::netns::LabEnv::up(&zclab::netns::EnvConfig {
+        name: unique_name(),
+        mtu: None,
+        queues: None,
+        router: Some(zclab::netns::Router { loss_pct: 0.0, rate: None }),
+        ipv6: false,
+        verbose: false,
+    })
+    .expect("env up");
+    let n = env.names().clone();
+    // The router drops 2% of the connection's segments, both ways (the lab's --loss takes UDP only).
+    let nft = |args: &str| {
+        let o = std::process::Command::new("ip").args(["netns", "exec", &n.rt_ns, "nft"]).args(args.split(' ')).output().unwrap();
+        assert!(o.status.success(), "nft {args}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    nft("add table inet zct");
+    nft("add chain inet zct lose { type filter hook forward priority 0 ; }");
+    nft("add rule inet zct lose tcp dport 8101 numgen random mod 100 < 2 counter drop");
+    nft("add rule inet zct lose tcp sport 8101 numgen random mod 100 < 2 counter drop");
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 8 << 20, 42);
+    let peer = listener(&n.rx_ns, "10.77.0.2:8101".parse().unwrap(), read_all);
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8101", &src, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = peer.join().unwrap();
+    assert!(got == std::fs::read(&src).unwrap(), "intact through 2% loss");
+    let r = json(&o);
+    let t = &r["tcp"];
+    let resent = t["retransmits_fast"].as_u64().unwrap() + t["retransmits_timeout"].as_u64().unwrap();
+    let rules = nft("list chain inet zct lose");
+    let dropped: u64 = rules.split("packets ").skip(1).filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum();
+    assert!(dropped > 20, "the router dropped segments: {rules}");
+    assert!(resent > 0, "{dropped} segments lost on the way, and sent again: {t}");
+    assert!(t["dup_acks"].as_u64().unwrap() > 0 && t["fast_recoveries"].as_u64().unwrap() > 0, "{t}");
+}
+
+#[test]
+fn a_slow_reader_with_a_small_buffer_closes_the_window_and_still_gets_it_all() {
+    if !privileged("a_slow_reader_with_a_small_buffer") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 1 << 20, 43);
+    let ns = n.rx_ns.clone();
+    let peer = std::thread::spawn(move || {
+        zclab::sys::netns::enter(&ns).unwrap();
+        // A listening socket's SO_RCVBUF is what its connections inherit: a small window.
+        let l = socket_with_small_buffer("10.77.0.2:8102".parse().unwrap());
+        let (mut s, _) = l.accept().unwrap();
+        let mut v = Vec::new();
+        let mut buf = [0u8; 4096];
+        std::thread::sleep(Duration::from_millis(500)); // the window fills and shuts
+        loop {
+            match s.read(&mut buf).unwrap() {
+                0 => break,
+                k => v.extend_from_slice(&buf[..k]),
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        v
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8102", &src, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = peer.join().unwrap();
+    assert!(got == std::fs::read(&src).unwrap(), "intact");
+    let r = json(&o);
+    assert!(r["tcp"]["zero_window_probes"].as_u64().unwrap() > 0, "the window shut and was probed: {}", r["tcp"]);
+}
+
+/// A listener whose connections start with a 4 KiB receive buffer.
+fn socket_with_small_buffer(addr: SocketAddr) -> TcpListener {
+    let l = TcpListener::bind(addr).unwrap();
+    // Set before any connection exists: each one the listener makes inherits it.
+    zclab::sys::socket::set_int_opt(&l, libc::SOL_SOCKET, libc::SO_RCVBUF, 4096).unwrap();
+    l
+}
+
+#[test]
+fn a_peer_that_resets_mid_transfer_stops_the_sender_at_once_with_what_it_had_acknowledged() {
+    if !privileged("a_peer_that_resets_mid_transfer") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 64 << 20, 44);
+    let peer = listener(&n.rx_ns, "10.77.0.2:8103".parse().unwrap(), |mut s| {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < (2 << 20) {
+            got += s.read(&mut buf).unwrap();
+        }
+        // Close with unread data: the kernel answers with a reset (RFC 2525 2.17).
+        drop(s);
+        (got, Instant::now())
+    });
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8103", &src, &[]);
+    let ended = Instant::now();
+    let (_, reset_at) = peer.join().unwrap();
+    assert!(!o.status.success(), "a reset is a failure");
+    let e = stderr(&o);
+    assert!(e.contains("connection reset by the peer after it had acknowledged"), "{e}");
+    assert!(ended.duration_since(reset_at) < Duration::from_secs(1), "it stopped within a second");
+    let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "nothing left behind");
+}
+
+#[test]
+fn no_listener_is_refused_at_once_and_a_silent_one_ends_after_its_syns() {
+    if !privileged("no_listener_is_refused_at_once") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 1000, 45);
+    let t = Instant::now();
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8104", &src, &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("connection refused by 10.77.0.2:8104"), "{}", stderr(&o));
+    assert!(t.elapsed() < Duration::from_secs(2), "at once: {:?}", t.elapsed());
+    // SYNs dropped on the way in: 1 + 2 s of retries, then the clear error.
+    let nft = |args: &str| {
+        let o = std::process::Command::new("ip").args(["netns", "exec", &n.rx_ns, "nft"]).args(args.split(' ')).output().unwrap();
+        assert!(o.status.success(), "nft {args}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    nft("add table inet zct");
+    nft("add chain inet zct in { type filter hook input priority 0 ; }");
+    nft("add rule inet zct in tcp dport 8105 drop");
+    let t = Instant::now();
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8105", &src, &["--syn-retries", "2"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no answer from 10.77.0.2:8105 after 3 SYNs"), "{}", stderr(&o));
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(10), "1 + 2 + 4 s: {took:?}");
+}
