@@ -234,3 +234,45 @@ fn no_listener_is_refused_at_once_and_a_silent_one_ends_after_its_syns() {
     let took = t.elapsed();
     assert!(took >= Duration::from_secs(7) && took < Duration::from_secs(10), "1 + 2 + 4 s: {took:?}");
 }
+
+#[test]
+fn ctrl_c_resets_the_peer_and_leaves_nothing_behind() {
+    if !privileged("ctrl_c_resets_the_peer") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 32 << 20, 46);
+    // A reader slow enough that the transfer is still going when Ctrl-C comes.
+    let peer = listener(&n.rx_ns, "10.77.0.2:8106".parse().unwrap(), |mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 16384];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(e.kind()),
+            }
+        }
+    });
+    #[rustfmt::skip]
+    let child = Reaped::new(
+        zclab()
+            .args(["send", "--netns", &n.tx_ns, "--plain", "--mode", "af-xdp-tcp", "--to", "10.77.0.2:8106", "--file", src.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    zclab::sys::kill(child.id(), libc::SIGINT).unwrap();
+    let t = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "it stopped at once: {:?}", t.elapsed());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert_eq!(peer.join().unwrap(), Err(std::io::ErrorKind::ConnectionReset), "the kernel peer took the reset");
+    let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "the XDP program went with the sender");
+}

@@ -312,6 +312,17 @@ impl Connection {
         self.stream_len = Some(len);
     }
 
+    /// Gives up on the connection (Ctrl-C): the next poll sends the peer an
+    /// RST with the next sequence number, so it does not wait on a dead end.
+    pub fn abort(&mut self) {
+        if !matches!(self.state, State::Closed | State::SynSent | State::TimeWait) {
+            self.rst_to_send = Some(self.seq(self.snd_nxt));
+        }
+        self.state = State::Closed;
+        self.rto_deadline = None;
+        self.persist_deadline = None;
+    }
+
     /// Every byte and the FIN acknowledged, and the peer's FIN taken: the
     /// connection did all it was for (TIME-WAIT may still linger).
     pub fn is_done(&self) -> bool {

@@ -383,3 +383,18 @@ fn a_segment_never_crosses_the_callers_limit() {
     assert_eq!(segs[..3], [(0, 1000), (1000, 1000), (2000, 500)]);
     assert!(segs.iter().all(|(o, l)| o / 2500 == (o + *l as u64 - 1) / 2500), "{segs:?}");
 }
+
+#[test]
+fn an_abort_sends_one_reset_with_the_next_number_and_ends_it() {
+    let t0 = Instant::now();
+    let mut c = established(100_000, 1000, t0);
+    drain(&mut c, t0);
+    c.on_segment(&ack(3000, 1000), 0, t0);
+    c.abort();
+    let out = drain(&mut c, t0);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].segment.flags.rst);
+    assert_eq!(out[0].segment.seq, ISS.wrapping_add(1 + 10_000), "SND.NXT");
+    assert_eq!(c.state(), State::Closed);
+    assert!(c.poll_deadline().is_none());
+}

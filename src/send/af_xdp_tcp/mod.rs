@@ -425,10 +425,19 @@ pub fn send_plain(to: SocketAddr, path: &Path, opts: &TcpXdpOptions) -> Result<T
 fn run(conn: &mut Connection, link: &mut Link, buf: &mut SendBuffer, len: u64) -> Result<()> {
     let mut last_progress = (Instant::now(), 0u64);
     loop {
-        if crate::interrupt::requested() {
-            bail!("interrupted: {} of {len} bytes acknowledged", conn.acked_bytes());
-        }
         let now = Instant::now();
+        if crate::interrupt::requested() {
+            // Tell the peer, so it does not wait for bytes that will not come.
+            conn.abort();
+            if let Some(t) = conn.poll_transmit(now, |off| buf.limit(off)) {
+                link.reclaim();
+                if !link.headers.is_empty() && link.tx.free(1) >= 1 {
+                    link.transmit(&t, buf)?;
+                    link.tx.kick()?;
+                }
+            }
+            bail!("interrupted: {} of {len} bytes acknowledged; the peer was sent a reset", conn.acked_bytes());
+        }
         let frames = link.sock.umem_mut().frames_mut();
         buf.reap(frames, Duration::ZERO)?;
         buf.release(conn.acked_bytes(), frames);
