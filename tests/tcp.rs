@@ -126,6 +126,8 @@ fn loss_through_a_router_is_repaired_and_the_file_arrives_intact() {
     assert!(dropped > 20, "the router dropped segments: {rules}");
     assert!(resent > 0, "{dropped} segments lost on the way, and sent again: {t}");
     assert!(t["dup_acks"].as_u64().unwrap() > 0 && t["fast_recoveries"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["sack"], true, "the kernel took SACK-permitted, and recovery went by its blocks: {t}");
+    assert_eq!(t["peer_sack_permitted"], true);
 }
 
 #[test]

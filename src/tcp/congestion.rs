@@ -73,6 +73,15 @@ impl NewReno {
         self.counted = 0;
     }
 
+    /// Loss recovery by the SACK scoreboard begins (RFC 6675 5, step 4.2):
+    /// the threshold and the window both half the flight; the pipe estimate,
+    /// not an inflated window, lets segments go.
+    pub fn on_sack_recovery(&mut self, flight: u64) {
+        self.ssthresh = (flight / 2).max(2 * self.mss);
+        self.cwnd = self.ssthresh;
+        self.counted = 0;
+    }
+
     /// Another duplicate ACK in recovery (step 3): one more segment has left.
     pub fn on_dup_ack_in_recovery(&mut self) {
         self.cwnd += self.mss;

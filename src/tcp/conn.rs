@@ -14,6 +14,7 @@
 
 use super::congestion::NewReno;
 use super::rto::Rto;
+use super::sack::Scoreboard;
 use crate::wire::TcpSegment;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub struct Config {
     pub min_rto: Duration,
     /// How long TIME-WAIT answers a FIN sent again.
     pub time_wait: Duration,
+    /// Offer SACK (RFC 2018) and, if the peer takes it, recover by its scoreboard (RFC 6675).
+    pub sack: bool,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             max_retransmits: 10,
             min_rto: super::rto::DEFAULT_MIN_RTO,
             time_wait: Duration::from_millis(500),
+            sack: true,
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct TcpStats {
     pub peer_mss: u16,
     pub peer_window_scale: Option<u8>,
     pub peer_sack_permitted: bool,
+    /// Both ends allowed SACK: recovery went by the scoreboard.
+    pub sack: bool,
     pub largest_peer_window: u64,
 }
 
@@ -197,6 +203,11 @@ pub struct Connection {
     /// Send the segment at `snd_una` again before anything new (a fast retransmit,
     /// or the next hole after a partial ACK).
     pub(super) retransmit_una: bool,
+    /// Both ends allow SACK: the scoreboard of what the peer holds above SND.UNA,
+    /// and in recovery the next position to look for a hole from.
+    pub(super) sack_ok: bool,
+    pub(super) scoreboard: Scoreboard,
+    pub(super) rexmit_next: u64,
     // What to send besides data.
     pub(super) ack_now: bool,
     pub(super) rst_to_send: Option<u32>,
@@ -239,6 +250,9 @@ impl Connection {
             recover: 0,
             in_recovery: None,
             retransmit_una: false,
+            sack_ok: false,
+            scoreboard: Scoreboard::default(),
+            rexmit_next: 0,
             ack_now: false,
             rst_to_send: None,
             stats: TcpStats::default(),
@@ -282,6 +296,7 @@ impl Connection {
         self.stats.peer_mss = peer_mss;
         self.stats.peer_window_scale = o.window_scale;
         self.stats.peer_sack_permitted = o.sack_permitted;
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
     }
 
     pub fn state(&self) -> State {
@@ -333,6 +348,7 @@ impl Connection {
         let mut s = self.stats.clone();
         s.largest_cwnd = self.cc.largest();
         s.srtt_us = self.rto.srtt().map(|d| d.as_micros() as u64);
+        s.sack = self.sack_ok;
         s
     }
 
@@ -553,6 +569,18 @@ impl Connection {
 
     /// The ACK field of an acceptable segment (RFC 5681, RFC 6582, RFC 6298).
     fn on_ack(&mut self, seg: &TcpSegment, ack: u64, seg_pos: u64, payload_len: usize, now: Instant) {
+        let sacked_before = self.scoreboard.sacked();
+        if self.sack_ok {
+            // RFC 2018: blocks above the cumulative ACK and below SND.MAX; others (a
+            // D-SACK below it, or one past what was sent) are left out.
+            for &(left, right) in &seg.options.sack {
+                let (l, r) = (self.ack_pos(left), self.ack_pos(right));
+                if l >= ack as i64 && r <= self.snd_max as i64 && l < r {
+                    self.scoreboard.add(l as u64, r as u64);
+                }
+            }
+            self.scoreboard.prune(ack);
+        }
         let window = (seg.window as u64) << self.peer_scale;
         let window_changed = window != self.snd_wnd;
         // The window, from the newest segment (RFC 9293 3.10.7.4, fifth).
@@ -587,6 +615,10 @@ impl Connection {
                     self.stats.recovery_s += now.duration_since(since).as_secs_f64();
                     self.in_recovery = None;
                 }
+                Some(_) if self.sack_ok => {
+                    // RFC 6675: the scoreboard, not the ACK, says what to send next.
+                    self.rexmit_next = self.rexmit_next.max(ack);
+                }
                 Some(_) => {
                     // A partial ACK: the next hole goes at once (RFC 6582 step 5).
                     self.cc.on_partial_ack(acked);
@@ -608,7 +640,11 @@ impl Connection {
             self.dup_acks += 1;
             self.stats.dup_acks += 1;
             if self.in_recovery.is_some() {
-                self.cc.on_dup_ack_in_recovery();
+                if !self.sack_ok {
+                    self.cc.on_dup_ack_in_recovery();
+                }
+            } else if self.sack_ok {
+                // Entered below, by the scoreboard or the count.
             } else if self.dup_acks == 3 && self.snd_una >= self.recover {
                 // Fast retransmit, and NewReno's recovery until all sent now is acknowledged
                 // (RFC 6582 3.2 step 2: only if the ACK covers the last recovery's point).
@@ -619,6 +655,22 @@ impl Connection {
                 self.retransmit_una = true;
                 self.timing = None;
             }
+        }
+        // SACK's way in (RFC 6675 5): three duplicates, or three segments' worth
+        // SACKed above SND.UNA (the byte at SND.UNA is then taken as lost).
+        let sack_says = self.scoreboard.sacked() >= 3 * self.mss as u64 && self.scoreboard.sacked() > sacked_before;
+        if self.sack_ok
+            && self.in_recovery.is_none()
+            && self.snd_una >= self.recover
+            && self.snd_max > self.snd_una
+            && (self.dup_acks >= 3 || sack_says)
+        {
+            self.cc.on_sack_recovery(self.snd_max - self.snd_una);
+            self.recover = self.snd_max;
+            self.rexmit_next = self.snd_una;
+            self.in_recovery = Some(now);
+            self.stats.fast_recoveries += 1;
+            self.timing = None;
         }
     }
 

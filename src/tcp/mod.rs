@@ -12,7 +12,9 @@
 //! - `output.rs`: what goes out next and the timers (SYN retries, data as
 //!   the windows allow, retransmissions, zero-window probes, the FIN);
 //! - `rto.rs`: the retransmission timeout (RFC 6298) and why its floor is 200 ms;
-//! - `congestion.rs`: NewReno (RFC 5681, RFC 6582).
+//! - `congestion.rs`: NewReno (RFC 5681, RFC 6582);
+//! - `sack.rs`: the SACK scoreboard (RFC 2018, RFC 6675), for recovery that
+//!   sends only the holes.
 //!
 //! Wire formats are `crate::wire`'s (`wire/tcp.rs`).
 
@@ -20,6 +22,7 @@ pub mod congestion;
 pub mod conn;
 pub mod output;
 pub mod rto;
+pub mod sack;
 
 pub use conn::{Config, Connection, Drop, Incoming, State, TcpError, TcpStats};
 pub use output::{Transmit, Why};

@@ -101,6 +101,8 @@ impl Connection {
             return;
         }
         self.cc.on_timeout(self.snd_max - self.snd_una);
+        // RFC 2018 8: after a timeout the SACKed bits are not trusted.
+        self.scoreboard.clear();
         if let Some(since) = self.in_recovery.take() {
             self.stats.recovery_s += now.duration_since(since).as_secs_f64();
         }
@@ -148,6 +150,7 @@ impl Connection {
             let ack = self.state == State::SynReceived;
             let mut seg = self.segment(0, TcpFlags { syn: true, ack, ..Default::default() });
             seg.options.mss = Some(self.cfg.mss);
+            seg.options.sack_permitted = self.cfg.sack && (!ack || self.stats.peer_sack_permitted);
             // A SYN-ACK scales only if the SYN asked to (RFC 7323 2.2).
             if !ack || self.stats.peer_window_scale.is_some() {
                 seg.options.window_scale = Some(self.cfg.window_scale.min(14));
@@ -162,6 +165,19 @@ impl Connection {
         }
         if matches!(self.state, State::SynSent | State::SynReceived) {
             return self.ack_now.then(|| self.pure_ack());
+        }
+        // Recovery by the scoreboard: the next hole, while the pipe leaves room.
+        if self.sack_ok && self.in_recovery.is_some() && self.cc.cwnd() > self.pipe() {
+            if let Some((a, b)) = self.scoreboard.next_hole(self.snd_una, self.rexmit_next) {
+                if let Some(t) = self.data_segment(a, Why::Fast, b - a, limit) {
+                    let len = t.payload.map_or(0, |p| p.1 as u64) + t.segment.flags.fin as u64;
+                    self.rexmit_next = a + len.max(1);
+                    if a == self.snd_una || self.rto_deadline.is_none() {
+                        self.rto_deadline = Some(now + self.rto.timeout());
+                    }
+                    return Some(t);
+                }
+            }
         }
         // The hole at SND.UNA, after duplicate ACKs or a partial ACK.
         if std::mem::take(&mut self.retransmit_una) {
@@ -190,8 +206,7 @@ impl Connection {
         let sending = matches!(self.state, State::Established | State::CloseWait)
             || (matches!(self.state, State::FinWait1 | State::Closing | State::LastAck) && self.snd_nxt < self.snd_max);
         if sending && self.snd_nxt < self.data_end() {
-            let window = self.cc.cwnd().min(self.snd_wnd);
-            let usable = window.saturating_sub(self.in_flight());
+            let usable = self.cc.cwnd().saturating_sub(self.pipe()).min(self.snd_wnd.saturating_sub(self.in_flight()));
             let why = if self.snd_nxt < self.snd_max { Why::Timeout } else { Why::New };
             // Silly window avoidance (RFC 9293 3.8.6.2.1): with bytes in flight, send
             // only a segment as full as the data and the caller's buffers allow.
@@ -236,6 +251,20 @@ impl Connection {
             }
         }
         self.ack_now.then(|| self.pure_ack())
+    }
+
+    /// Bytes taken to be in the network (RFC 6675's pipe): what is in flight,
+    /// less what the peer SACKed and, in recovery, the holes below the highest
+    /// SACK not yet sent again (taken as lost).
+    pub(super) fn pipe(&self) -> u64 {
+        if !self.sack_ok {
+            return self.in_flight();
+        }
+        let mut p = self.in_flight().saturating_sub(self.scoreboard.sacked());
+        if self.in_recovery.is_some() {
+            p = p.saturating_sub(self.scoreboard.holes_from(self.snd_una, self.rexmit_next));
+        }
+        p
     }
 
     fn fin_sent(&mut self) {

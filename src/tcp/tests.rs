@@ -398,3 +398,58 @@ fn an_abort_sends_one_reset_with_the_next_number_and_ends_it() {
     assert_eq!(c.state(), State::Closed);
     assert!(c.poll_deadline().is_none());
 }
+
+#[test]
+fn with_sack_recovery_sends_every_hole_in_one_round_trip_and_nothing_the_peer_holds() {
+    let t0 = Instant::now();
+    let mut c = Connection::connect(cfg(), t0);
+    let syn = drain(&mut c, t0);
+    assert!(syn[0].segment.options.sack_permitted, "offered in the SYN");
+    let mut sa = syn_ack(1000, Some(7));
+    sa.options.sack_permitted = true;
+    c.on_segment(&sa, 0, t0);
+    c.on_segment(&ack(0, 1000), 0, t0);
+    c.set_available(1_000_000);
+    c.close_after(1_000_000);
+    assert!(c.stats().sack);
+    drain(&mut c, t0); // 0..10,000
+                       // Segments at 1000 and 3000 lost: the peer holds [0,1000), [2000,3000), [4000,10000).
+    let seq = |off: u64| ISS.wrapping_add(1 + off as u32);
+    let mut dup = ack(1000, 1000);
+    dup.options.sack = vec![(seq(4000), seq(10_000)), (seq(2000), seq(3000))];
+    c.on_segment(&dup, 0, t0);
+    assert_eq!(c.stats().fast_recoveries, 1, "seven segments SACKed above SND.UNA: loss");
+    let out = drain(&mut c, t0);
+    let sent: Vec<(Why, Option<(u64, u32)>)> = out.iter().map(|t| (t.why, t.payload)).collect();
+    assert_eq!(sent[0], (Why::Fast, Some((1000, 1000))));
+    assert_eq!(sent[1], (Why::Fast, Some((3000, 1000))), "the second hole at once, not a round trip later");
+    assert!(
+        sent[2..].iter().all(|(w, p)| *w == Why::New && p.unwrap().0 >= 10_000),
+        "then new data, no SACKed byte again: {sent:?}"
+    );
+    assert_eq!(c.cwnd(), 4500, "half the 9000 in flight");
+    // Both holes arrive: recovery ends.
+    c.on_segment(&ack(10_000, 1000), 0, t0 + Duration::from_millis(1));
+    assert!(c.stats().recovery_s > 0.0);
+    assert_eq!(c.stats().retransmits_fast, 2);
+    assert_eq!(c.stats().retransmits_timeout, 0);
+}
+
+#[test]
+fn sack_blocks_outside_what_was_sent_are_ignored() {
+    let t0 = Instant::now();
+    let mut c = Connection::connect(cfg(), t0);
+    drain(&mut c, t0);
+    let mut sa = syn_ack(1000, Some(7));
+    sa.options.sack_permitted = true;
+    c.on_segment(&sa, 0, t0);
+    c.set_available(5000);
+    c.close_after(5000);
+    c.on_segment(&ack(0, 1000), 0, t0);
+    drain(&mut c, t0);
+    let seq = |off: u64| ISS.wrapping_add(1 + off as u32);
+    let mut bogus = ack(0, 1000);
+    bogus.options.sack = vec![(seq(6000), seq(9000)), (seq(1000), seq(900))];
+    c.on_segment(&bogus, 0, t0);
+    assert_eq!(c.stats().fast_recoveries, 0, "past SND.MAX, or backwards: not believed");
+}
