@@ -13,9 +13,10 @@
 #   chromium, fonts-dejavu-core: a test renders the bench's report.html headless and
 #               looks at the screenshot
 #   socat       a TCP listener for `zclab send --plain` (the example in `zclab send --help`)
+#   curl        the HTTP client that tests zclab http (both TCPs)
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 sockperf chromium fonts-dejavu-core socat)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 sockperf chromium fonts-dejavu-core socat curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -34,6 +34,9 @@ pub mod route;
 /// The packet paths' wire format: frames and the lab header, pure bytes.
 pub mod wire;
 
+/// The little HTTP/1.1 of `zclab http`: a request read, a response's head written (pure bytes).
+pub mod http;
+
 /// zclab's own TCP (af-xdp-tcp): one connection's state machine, no I/O of its own.
 pub mod tcp;
 

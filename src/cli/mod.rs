@@ -4,6 +4,7 @@
 
 mod bench;
 mod env;
+mod http;
 mod lesson;
 mod messages;
 mod recv;
@@ -71,6 +72,8 @@ pub enum Cmd {
     Recv(recv::RecvArgs),
     /// Run one transfer across a lab environment: receiver in NAME-rx, sender in NAME-tx.
     Run(run::RunArgs),
+    /// Serve one file over HTTP/1.1 for curl: on zclab's own TCP (af-xdp-tcp) or the kernel's (sendfile).
+    Http(http::HttpArgs),
     /// Small messages, request and response: round-trip times (p50 to max) and what each
     /// message cost both ends, by TCP, UDP or AF_XDP, blocking, spinning or busy polling.
     Latency(messages::LatencyArgs),
@@ -249,6 +252,7 @@ pub fn dispatch(cli: Cli) -> Result<bool> {
     match cli.cmd {
         Cmd::Env(c) => env::exec(c),
         Cmd::Send(a) => send::exec(a),
+        Cmd::Http(a) => http::exec(a),
         Cmd::Recv(a) => recv::exec(a),
         Cmd::Run(a) => run::exec(a),
         Cmd::Latency(a) => messages::latency(a),

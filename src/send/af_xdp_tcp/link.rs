@@ -1,0 +1,337 @@
+//! The AF_XDP side of an af-xdp-tcp end: the UMEM (header frames, the
+//! send buffer's blocks, a prefix frame, receive frames), the socket, the
+//! XDP program that steers the connection's segments to it, and the moves:
+//! a segment onto the TX ring, the RX ring's frames checked and handed to
+//! the connection.
+
+use super::buffer::SendBuffer;
+use super::ChecksumCounts;
+use crate::tcp::{Connection, Transmit};
+use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK, TX_BUDGET};
+use crate::wire::{self, TcpFrame, TcpSegment};
+use crate::xdp::{AttachMode, XdpSteering};
+use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Returned, Rx, Tx, Umem, UmemConfig, XskSocket};
+use anyhow::{anyhow, Result};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const HEADERS: PoolId = PoolId(0);
+const BLOCKS: PoolId = PoolId(1);
+const SMALL: PoolId = PoolId(2);
+/// Header frames: enough for every segment a full send buffer holds.
+const HEADER_FRAMES: u32 = 4096;
+const HEADER_FRAME: u32 = 256;
+/// The send buffer: 16 blocks of 256 KiB.
+pub const BLOCK: u64 = 256 << 10;
+const SLOTS: u32 = 16;
+/// Frames of one chunk: the fill ring's, and one for a prefix.
+const RX_COUNT: u32 = 1024;
+const RING: u32 = 2048;
+
+/// Where an end binds, and what its XDP program steers.
+pub struct Bind<'a> {
+    pub iface: &'a Iface,
+    pub queue: u32,
+    pub bind_mode: BindMode,
+    pub attach: Option<AttachMode>,
+    /// Segments to this port ...
+    pub local: SocketAddr,
+    /// ... from this peer (a connection this end opens), or from anyone (a port that listens).
+    pub peer: Option<SocketAddr>,
+}
+
+/// The socket and what goes with it.
+pub struct Link {
+    // Field order is drop order: the program first, then the socket.
+    steering: XdpSteering,
+    sock: XskSocket,
+    rx: Rx,
+    tx: Tx,
+    pub(super) headers: Vec<Frame>,
+    refill: Vec<Frame>,
+    got: Vec<Received>,
+    /// The block pool's frames while no send buffer holds them, and the prefix frame.
+    pub(super) blocks: Vec<Frame>,
+    pub(super) spare: Option<Frame>,
+    src_mac: [u8; 6],
+    pub(super) dst_mac: [u8; 6],
+    pub(super) local: SocketAddr,
+    pub(super) peer: SocketAddr,
+    pub(super) checksum: ChecksumCounts,
+    pub(super) foreign: u64,
+    /// The peer's bytes: counted, and kept (up to `keep`) for a server to read.
+    pub(super) peer_bytes: u64,
+    pub(super) peer_data: Vec<u8>,
+    pub(super) keep: usize,
+    in_flight: u32,
+}
+
+impl Link {
+    /// The UMEM, the socket, the XDP program steering `b`'s segments to it,
+    /// and the fill ring filled.
+    pub fn open(b: &Bind<'_>) -> Result<Link> {
+        let cfg = UmemConfig {
+            pools: vec![
+                PoolSpec { frame_size: HEADER_FRAME, count: HEADER_FRAMES },
+                PoolSpec { frame_size: BLOCK as u32, count: SLOTS },
+                PoolSpec { frame_size: CHUNK, count: RX_COUNT + 1 },
+            ],
+            chunk_size: CHUNK,
+            unaligned: true,
+            huge_pages: false,
+            fill_size: RX_COUNT,
+            completion_size: RING,
+            tx_metadata_len: 0,
+            frame_headroom: 0,
+        };
+        let umem = Umem::new(&cfg)?;
+        let frags = b.iface.mtu > crate::xdp::MAX_MTU_WITHOUT_FRAGS;
+        let mut steering = XdpSteering::attach(&b.iface.name, 0, frags, b.attach)?;
+        steering.steer_tcp(b.local.port(), b.peer)?;
+        let knobs = Knobs { need_wakeup: false, busy_poll_us: None, busy_poll_budget: None, tx_budget: Some(TX_BUDGET) };
+        let (mut sock, rx, tx) =
+            XskSocket::bind_rx_tx(umem, RX_COUNT, &b.iface.socket_config(b.queue, b.bind_mode, &knobs), wait_for_busy_queue)
+                .map_err(|e| socket_error(&b.iface.name, e))?;
+        steering.register(b.queue, &sock)?;
+        let frames = sock.umem_mut().frames_mut();
+        let headers: Vec<Frame> = std::iter::from_fn(|| frames.alloc(HEADERS)).collect();
+        let blocks: Vec<Frame> = std::iter::from_fn(|| frames.alloc(BLOCKS)).collect();
+        let spare = frames.alloc(SMALL);
+        let mut fill: Vec<Frame> = std::iter::from_fn(|| frames.alloc(SMALL)).collect();
+        sock.umem_mut().fill(&mut fill).map_err(|e| anyhow!(e))?;
+        Ok(Link {
+            steering,
+            sock,
+            rx,
+            tx,
+            headers,
+            refill: fill,
+            got: Vec::with_capacity(64),
+            blocks,
+            spare,
+            src_mac: b.iface.mac,
+            dst_mac: [0; 6],
+            local: b.local,
+            peer: b.peer.unwrap_or(b.local),
+            checksum: ChecksumCounts { tx_mode: "software", ..Default::default() },
+            foreign: 0,
+            peer_bytes: 0,
+            peer_data: Vec::new(),
+            keep: 0,
+            in_flight: 0,
+        })
+    }
+
+    pub fn frames(&mut self) -> &mut crate::xsk::Frames {
+        self.sock.umem_mut().frames_mut()
+    }
+
+    pub fn is_zerocopy(&self) -> bool {
+        self.sock.is_zerocopy()
+    }
+
+    pub fn xdp_mode(&self) -> &'static str {
+        self.steering.mode.name()
+    }
+
+    /// Room on the TX ring and a header frame for one more segment.
+    pub fn has_room(&mut self) -> bool {
+        !self.headers.is_empty() && self.tx.free(4) >= 4
+    }
+
+    /// Sends what the TX ring holds.
+    pub fn kick(&mut self) -> Result<()> {
+        if self.tx.pending() > 0 {
+            self.tx.kick()?;
+        }
+        Ok(())
+    }
+
+    /// Waits up to `ms` for a frame on the RX ring.
+    pub fn wait(&self, ms: i32) -> Result<()> {
+        crate::sys::socket::poll_one(&self.sock, libc::POLLIN, ms)?;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a SYN to the local port (a server between
+    /// connections): its sender, the MAC it came from, and the segment.
+    /// Anything else is counted and dropped.
+    pub fn wait_syn(&mut self, timeout: Duration) -> Result<Option<(SocketAddr, [u8; 6], TcpSegment)>> {
+        let t0 = Instant::now();
+        loop {
+            let mut got = std::mem::take(&mut self.got);
+            self.rx.receive(self.sock.umem_mut(), 64, &mut got);
+            let mut found = None;
+            for r in got.drain(..) {
+                match r {
+                    Received::Packet(p) => {
+                        let bytes = p.bytes(self.sock.umem().frames());
+                        match wire::parse_tcp_frame(bytes, bytes.len()) {
+                            Ok(f)
+                                if found.is_none()
+                                    && f.segment.flags.syn
+                                    && !f.segment.flags.ack
+                                    && f.dst == self.local.ip()
+                                    && f.segment.dst_port == self.local.port()
+                                    && (f.checksum.checksum_ok(&[bytes]) || field(bytes, &f) == f.checksum.pseudo) =>
+                            {
+                                let mut mac = [0u8; 6];
+                                mac.copy_from_slice(&bytes[6..12]);
+                                found = Some((SocketAddr::new(f.src, f.segment.src_port), mac, f.segment));
+                            }
+                            _ => self.foreign += 1,
+                        }
+                        self.refill.push(p.into_frame());
+                    }
+                    Received::Malformed(f) => {
+                        self.foreign += 1;
+                        self.refill.push(f);
+                    }
+                    Received::Foreign(_) => self.foreign += 1,
+                }
+            }
+            self.got = got;
+            self.sock.umem_mut().fill(&mut self.refill).map_err(|e| anyhow!(e))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+            crate::interrupt::check()?;
+            let left = timeout.saturating_sub(t0.elapsed());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.wait(left.as_millis().clamp(1, 100) as i32)?;
+        }
+    }
+}
+
+/// The checksum field of a parsed frame.
+fn field(bytes: &[u8], f: &TcpFrame) -> u16 {
+    let at = f.checksum.tcp_at + wire::TCP_CHECKSUM_OFFSET;
+    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+impl Link {
+    /// Puts `t` on the TX ring: its header frame, then its payload's pieces.
+    pub fn transmit(&mut self, t: &Transmit, buf: &SendBuffer) -> Result<()> {
+        let mut hdr = [0u8; HEADER_FRAME as usize];
+        let payload_len = t.payload.map_or(0, |p| p.1) as usize;
+        let n = wire::write_tcp_frame_headers(
+            self.src_mac,
+            self.dst_mac,
+            self.local.ip(),
+            self.peer.ip(),
+            &t.segment,
+            payload_len,
+            &mut hdr,
+        );
+        let tcp_at = n - t.segment.header_bytes().len();
+        let frames = self.sock.umem_mut().frames_mut();
+        let payload = match t.payload {
+            Some((off, len)) => {
+                let (shared, at) = buf.locate(off).ok_or_else(|| anyhow!("stream byte {off} is not in the send buffer"))?;
+                let bytes = frames.shared_bytes(shared, at, len)?;
+                self.checksum.cpu_payload_bytes_read += wire::finish_checksum(&mut hdr[..n], tcp_at, &[bytes]);
+                Some((shared, at, len))
+            }
+            None => {
+                wire::finish_checksum(&mut hdr[..n], tcp_at, &[]);
+                None
+            }
+        };
+        let chunk = frames.chunk_size() as u64;
+        let pieces: Vec<(u64, u32)> = match payload {
+            Some((shared, at, len)) => {
+                crate::send::af_xdp::cut(shared.addr() + at, len as u64, chunk).map(|(a, l)| (a - shared.addr(), l)).collect()
+            }
+            None => Vec::new(),
+        };
+        let mut h = self.headers.pop().ok_or_else(|| anyhow!("no header frame free"))?;
+        frames.bytes_mut(&mut h)[..n].copy_from_slice(&hdr[..n]);
+        let mut r = self.tx.reserve(1 + pieces.len() as u32).ok_or_else(|| anyhow!("the TX ring had room a moment ago"))?;
+        r.push_frame(frames, h, n as u32, !pieces.is_empty()).map_err(|(_, e)| anyhow!(e))?;
+        if let Some((shared, _, _)) = payload {
+            for (i, (at, len)) in pieces.iter().enumerate() {
+                r.push_piece(frames, shared, *at, *len, i + 1 < pieces.len())?;
+            }
+        }
+        r.submit();
+        self.in_flight += 1 + pieces.len() as u32;
+        Ok(())
+    }
+
+    /// Header frames and payload pieces the kernel is done with.
+    pub fn reclaim(&mut self) {
+        let headers = &mut self.headers;
+        let n = self.sock.umem_mut().complete(RING, |r| {
+            if let Returned::Frame(f) = r {
+                headers.push(f);
+            }
+        });
+        self.in_flight = self.in_flight.saturating_sub(n);
+    }
+
+    /// The frames the RX ring holds, each checked and handed to `conn`.
+    pub fn receive(&mut self, conn: &mut Connection, now: Instant) -> Result<u32> {
+        let mut got = std::mem::take(&mut self.got);
+        self.rx.receive(self.sock.umem_mut(), 64, &mut got);
+        let n = got.len() as u32;
+        for r in got.drain(..) {
+            match r {
+                Received::Packet(p) if !p.more => {
+                    let frames = self.sock.umem().frames();
+                    let bytes = p.bytes(frames);
+                    let counts = (&mut self.checksum, &mut self.foreign);
+                    if let Some(f) = check(bytes, self.local, self.peer, counts.0, counts.1) {
+                        let inc = conn.on_segment(&f.segment, f.payload_len, now);
+                        if let Some((off, len)) = inc.data {
+                            self.peer_bytes += len as u64;
+                            let take = len.min(self.keep.saturating_sub(self.peer_data.len()));
+                            let at = f.payload_at + off;
+                            self.peer_data.extend_from_slice(&bytes[at..at + take]);
+                        }
+                    }
+                    self.refill.push(p.into_frame());
+                }
+                Received::Packet(p) => {
+                    self.foreign += 1;
+                    self.refill.push(p.into_frame());
+                }
+                Received::Malformed(f) => {
+                    self.foreign += 1;
+                    self.refill.push(f);
+                }
+                Received::Foreign(_) => self.foreign += 1,
+            }
+        }
+        self.got = got;
+        self.sock.umem_mut().fill(&mut self.refill).map_err(|e| anyhow!(e))?;
+        Ok(n)
+    }
+}
+
+/// The segment in a frame, if it is the connection's (`local`, `peer`) and
+/// its checksum is right or cannot be judged; counted either way.
+fn check(bytes: &[u8], local: SocketAddr, peer: SocketAddr, sums: &mut ChecksumCounts, foreign: &mut u64) -> Option<TcpFrame> {
+    let Ok(f) = wire::parse_tcp_frame(bytes, bytes.len()) else {
+        *foreign += 1;
+        return None;
+    };
+    let ours =
+        f.src == peer.ip() && f.segment.src_port == peer.port() && f.dst == local.ip() && f.segment.dst_port == local.port();
+    if !ours {
+        *foreign += 1;
+        return None;
+    }
+    if f.checksum.checksum_ok(&[bytes]) {
+        sums.rx_verified += 1;
+    } else if field(bytes, &f) == f.checksum.pseudo {
+        // CHECKSUM_PARTIAL left unfinished by a veth: the peer's kernel trusted a device
+        // to finish it. The segment cannot be judged; it is taken.
+        sums.rx_unverifiable += 1;
+    } else {
+        sums.rx_bad += 1;
+        return None;
+    }
+    Some(f)
+}
