@@ -125,6 +125,9 @@ pub fn hold_tcp_port(addr: std::net::SocketAddr) -> io::Result<(OwnedFd, std::ne
     let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: a fresh fd that nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Connections of an earlier server on the port may linger in TIME-WAIT;
+    // they do not stop this bind (a socket that holds the port does).
+    set_int_opt(&sock, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid empty value.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {
