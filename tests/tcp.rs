@@ -56,33 +56,57 @@ fn a_kernel_listener_gets_exactly_the_file_then_fin_and_judges_every_checksum_go
     if !privileged("a_kernel_listener_gets_exactly_the_file") {
         return;
     }
-    let env = env();
-    let n = env.names().clone();
-    let dir = Scratch::new();
-    let src = dir.path("src");
-    random_file(&src, (6 << 20) + 4321, 41);
-    let csum0 = nstat(&n.rx_ns, "TcpInCsumErrors");
-    let segs0 = nstat(&n.rx_ns, "TcpInSegs");
-    let peer = listener(&n.rx_ns, "10.77.0.2:8100".parse().unwrap(), read_all);
-    let o = send_plain(&n.tx_ns, "10.77.0.2:8100", &src, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let got = peer.join().unwrap();
-    assert_eq!(got.len(), std::fs::metadata(&src).unwrap().len() as usize, "read to the FIN: exactly the file's length");
-    assert!(got == std::fs::read(&src).unwrap(), "the bytes are the file's");
-    let r = json(&o);
-    // The kernel peer verified every checksum (veth does not mark our frames as checked).
-    assert_eq!(nstat(&n.rx_ns, "TcpInCsumErrors"), csum0, "no checksum the kernel refused");
-    let segs = nstat(&n.rx_ns, "TcpInSegs") - segs0;
-    assert!(segs >= r["tcp"]["segments_sent"].as_u64().unwrap() * 9 / 10, "the kernel took our segments: {segs} of {r}");
-    assert_eq!(r["bytes"], got.len() as u64);
-    assert_eq!(r["checksum"]["tx_mode"], "software");
-    assert_eq!(r["checksum"]["cpu_payload_bytes_read"].as_u64().unwrap(), r["tcp"]["bytes_sent"].as_u64().unwrap());
-    assert_eq!(r["checksum"]["rx_bad"], 0);
-    assert_eq!(r["tcp"]["peer_mss"], 1460);
-    assert_eq!(r["o_direct"], true);
-    // Nothing left attached.
-    let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "the XDP program went with the sender");
+    for v6 in [false, true] {
+        let env = if v6 { env_v6(None) } else { env() };
+        let n = env.names().clone();
+        let (host, port) = if v6 { ("[fd77::2]", 8110) } else { ("10.77.0.2", 8100) };
+        let to = format!("{host}:{port}");
+        let what = if v6 { "IPv6" } else { "IPv4" };
+        let dir = Scratch::new();
+        let src = dir.path("src");
+        random_file(&src, (6 << 20) + 4321, 41);
+        let csum0 = nstat(&n.rx_ns, "TcpInCsumErrors");
+        let segs0 = nstat(&n.rx_ns, "TcpInSegs");
+        // tcpdump on the receiving side judges the first 300 segments' checksums itself.
+        let dump = Reaped::new(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &n.rx_ns, "tcpdump", "-i", &n.rx_if, "-n", "-vv", "--immediate-mode", "-c", "300"])
+                .arg(format!("tcp dst port {port}"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        let peer = listener(&n.rx_ns, to.parse().unwrap(), read_all);
+        let o = send_plain(&n.tx_ns, &to, &src, &[]);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        let got = peer.join().unwrap();
+        assert_eq!(got.len(), std::fs::metadata(&src).unwrap().len() as usize, "{what}: read to the FIN: the file's length");
+        assert!(got == std::fs::read(&src).unwrap(), "{what}: the bytes are the file's");
+        let r = json(&o);
+        // The kernel peer verified every checksum (veth does not mark our frames as checked).
+        assert_eq!(nstat(&n.rx_ns, "TcpInCsumErrors"), csum0, "{what}: no checksum the kernel refused");
+        let segs = nstat(&n.rx_ns, "TcpInSegs") - segs0;
+        assert!(
+            segs >= r["tcp"]["segments_sent"].as_u64().unwrap() * 9 / 10,
+            "{what}: the kernel took our segments: {segs} of {r}"
+        );
+        let d = dump.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&d.stdout);
+        let correct = text.matches("(correct)").count();
+        assert!(correct >= 250, "{what}: tcpdump judged our checksums correct: {correct} in {}", &text[..text.len().min(2000)]);
+        assert!(!text.contains("incorrect"), "{what}: tcpdump found a wrong checksum");
+        assert_eq!(r["bytes"], got.len() as u64);
+        assert_eq!(r["checksum"]["tx_mode"], "software");
+        assert_eq!(r["checksum"]["cpu_payload_bytes_read"].as_u64().unwrap(), r["tcp"]["bytes_sent"].as_u64().unwrap());
+        assert_eq!(r["checksum"]["rx_bad"], 0);
+        assert_eq!(r["tcp"]["peer_mss"], if v6 { 1440 } else { 1460 });
+        assert_eq!(r["o_direct"], true);
+        // Nothing left attached.
+        let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "{what}: the XDP program went with the sender");
+    }
 }
 
 #[test]
