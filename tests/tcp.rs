@@ -302,3 +302,50 @@ fn ctrl_c_resets_the_peer_and_leaves_nothing_behind() {
     let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
     assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "the XDP program went with the sender");
 }
+
+#[test]
+fn plain_takes_every_tcp_mode_of_the_kernel_to_the_same_listener() {
+    if !privileged("plain_takes_every_tcp_mode") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (2 << 20) + 99, 47);
+    let want = std::fs::read(&src).unwrap();
+    for (i, mode) in ["read-write", "mmap-write", "sendfile", "splice", "msg-zerocopy", "io-uring-zc"].iter().enumerate() {
+        let to = format!("10.77.0.2:{}", 8120 + i);
+        let peer = listener(&n.rx_ns, to.parse().unwrap(), read_all);
+        #[rustfmt::skip]
+        let o = run_zclab(&["send", "--netns", &n.tx_ns, "--plain", "--mode", mode, "--to", &to, "--file", src.to_str().unwrap(), "--json"]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        assert!(peer.join().unwrap() == want, "{mode}: exactly the file, then FIN");
+        assert_eq!(json(&o)["mode"], *mode);
+    }
+    let o = run_zclab(&[
+        "send",
+        "--netns",
+        &n.tx_ns,
+        "--plain",
+        "--mode",
+        "udp-gso",
+        "--to",
+        "10.77.0.2:8130",
+        "--file",
+        src.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("--plain sends over TCP"), "{}", stderr(&o));
+    let o = run_zclab(&[
+        "send",
+        "--netns",
+        &n.tx_ns,
+        "--mode",
+        "af-xdp-tcp",
+        "--to",
+        "10.77.0.2:8130",
+        "--file",
+        src.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("give --plain"), "{}", stderr(&o));
+}

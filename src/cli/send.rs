@@ -90,15 +90,16 @@ To any TCP listener, with zclab's own TCP on AF_XDP (--plain: the file's bytes, 
     zclab send --netns zclab-tx --plain --mode af-xdp-tcp --to 10.77.0.2:8000 --file /var/tmp/f
 It exits 0 once the listener acknowledged every byte and closed; the report counts segments,
 retransmissions (fast and after a timeout), duplicate ACKs, zero-window probes, the largest
-cwnd, and the checksums it made and checked. --plain --mode sendfile is the kernel's TCP
-doing the same, for comparison.")]
+cwnd, and the checksums it made and checked. --plain with a kernel mode (sendfile, splice,
+...) is the kernel's TCP doing the same, for comparison.")]
 pub struct SendArgs {
     /// The data path to send by.
     #[arg(long, value_enum)]
     pub mode: SendMode,
     /// Send to any TCP listener (nc, socat, a program that reads and closes), not to a zclab
     /// recv: the file's bytes and then FIN, nothing else; exit 0 once every byte is
-    /// acknowledged and the peer closed. Takes --mode af-xdp-tcp and --mode sendfile.
+    /// acknowledged and the peer closed. Takes every TCP mode: af-xdp-tcp, and the kernel's
+    /// read-write, mmap-write, sendfile, splice, msg-zerocopy and io-uring-zc.
     #[arg(long)]
     pub plain: bool,
     /// af-xdp-tcp: the retransmission timeout's floor in milliseconds (RFC 6298 says 1000;
@@ -203,14 +204,11 @@ fn plain(a: SendArgs) -> Result<bool> {
             print(a.common.json, &rep, |r| r.text());
             Ok(true)
         }
-        SendMode::Sendfile => {
-            let rep = send::sendfile::send_plain(a.to, &a.file, timeout(a.common.timeout)?)?;
+        m => {
+            let mode = m.transfer_mode().expect("every mode but af-xdp-tcp is a transfer mode");
+            let rep = send::send_plain(mode, a.to, &a.file, chunk(a.chunk)?, a.zc.options(mode)?, timeout(a.common.timeout)?)?;
             print(a.common.json, &rep, |r| r.text());
             Ok(true)
         }
-        m => anyhow::bail!(
-            "--plain takes --mode af-xdp-tcp or --mode sendfile; --mode {} speaks the zclab protocol to a zclab recv",
-            clap::ValueEnum::to_possible_value(&m).map_or_else(String::new, |v| v.get_name().to_string())
-        ),
     }
 }

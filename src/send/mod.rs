@@ -356,6 +356,87 @@ fn stream(mode: Mode, s: &mut Stream, setup: PacketSetup, to: SocketAddr, transf
     }
 }
 
+/// What `send --plain` by a kernel path did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlainReport {
+    pub mode: &'static str,
+    pub peer: SocketAddr,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub gbit_per_s: f64,
+    /// The data path's own calls (as in every report).
+    pub syscalls: u64,
+    pub zerocopy: Option<ZerocopyStats>,
+    /// Bytes the peer sent before it closed (a plain sink sends none).
+    pub peer_bytes: u64,
+}
+
+impl PlainReport {
+    pub fn text(&self) -> String {
+        format!(
+            "{}: {} bytes to {} in {:.3} s: {:.2} Gbit/s ({} data-path calls); the peer closed after {} bytes of its own\n",
+            self.mode, self.bytes, self.peer, self.seconds, self.gbit_per_s, self.syscalls, self.peer_bytes
+        )
+    }
+}
+
+/// `send --plain` by one of the kernel's TCP paths: connect to any listener,
+/// the file's bytes by that path, FIN (the writing side shut), then wait for
+/// the peer to close. No Hello, no hash: the peer is not zclab.
+pub fn send_plain(
+    mode: Mode,
+    to: SocketAddr,
+    path: &std::path::Path,
+    chunk: usize,
+    zc: ZcOptions,
+    timeout: Duration,
+) -> Result<PlainReport> {
+    if matches!(mode, Mode::UdpGso | Mode::AfXdp) {
+        bail!("--plain sends over TCP: --mode {} is a packet path of zclab's own protocol", mode.name());
+    }
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = file.metadata()?.len();
+    let sock = TcpStream::connect_timeout(&to, timeout).with_context(|| format!("connecting to {to}"))?;
+    sock.set_write_timeout(Some(IO_TICK))?;
+    sock.set_read_timeout(Some(IO_TICK))?;
+    let t0 = Instant::now();
+    let mut s = Stream {
+        file: &file,
+        size,
+        sock: &sock,
+        chunk,
+        wd: Watchdog::new(timeout, "the peer"),
+        peer: packets::PeerReady::default(),
+        zc,
+    };
+    let dp = stream(mode, &mut s, PacketSetup::None, to, 0).with_context(|| format!("{} to {to}", mode.name()))?;
+    sock.shutdown(std::net::Shutdown::Write)?;
+    let mut wd = Watchdog::new(timeout, "the peer");
+    let (mut peer_bytes, mut buf) = (0u64, [0u8; 4096]);
+    loop {
+        match std::io::Read::read(&mut &sock, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                peer_bytes += n as u64;
+                wd.progress()?;
+            }
+            Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("waiting for {to} to close"))),
+        }
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(PlainReport {
+        mode: mode.name(),
+        peer: to,
+        bytes: size,
+        seconds,
+        gbit_per_s: size as f64 * 8.0 / seconds.max(1e-9) / 1e9,
+        syscalls: dp.syscalls,
+        zerocopy: dp.zerocopy,
+        peer_bytes,
+    })
+}
+
 /// A transfer id unlikely to repeat: packets of an earlier transfer that
 /// arrive late are told apart by it.
 fn new_transfer_id() -> u32 {
