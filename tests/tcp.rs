@@ -253,6 +253,13 @@ fn no_listener_is_refused_at_once_and_a_silent_one_ends_after_its_syns() {
     nft("add table inet zct");
     nft("add chain inet zct in { type filter hook input priority 0 ; }");
     nft("add rule inet zct in tcp dport 8105 drop");
+    nft("add rule inet zct in tcp dport 8107 reject with icmp type port-unreachable");
+    // An ICMP port unreachable to the SYN: refused too, at once.
+    let t = Instant::now();
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8107", &src, &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("connection refused by 10.77.0.2:8107"), "{}", stderr(&o));
+    assert!(t.elapsed() < Duration::from_secs(2), "at once, not after the SYN retries: {:?}", t.elapsed());
     let t = Instant::now();
     let o = send_plain(&n.tx_ns, "10.77.0.2:8105", &src, &["--syn-retries", "2"]);
     assert!(!o.status.success());

@@ -101,6 +101,51 @@ static __always_inline int ours_tcp(struct tcphdr *tcp, const __u8 *src, int fam
 	return same16(src, f->peer_addr);
 }
 
+/* The fixed part of an ICMP or ICMPv6 message (linux/icmp.h and icmpv6.h pull in libc's headers). */
+struct icmp_fixed {
+	__u8 type;
+	__u8 code;
+	__u16 cksum;
+	__u32 rest;
+};
+#define ICMP4_DEST_UNREACH 3
+#define ICMP6_DEST_UNREACH 1
+
+/*
+ * An ICMP (or ICMPv6) destination unreachable that quotes a segment of the
+ * configured flow: the answer to a SYN that no one will take. `icmp` points
+ * at the ICMP header, `inner_family` says what the quote's IP header is.
+ */
+static __always_inline int ours_unreachable(void *icmp, void *data_end, int family)
+{
+	__u32 key = 0;
+	struct tcp_flow *f = bpf_map_lookup_elem(&tcp_config, &key);
+	if (!f || f->local_port == 0 || f->peer_port == 0)
+		return 0;
+	struct tcphdr *tcp;
+	if (family == 4) {
+		struct icmp_fixed *h = icmp;
+		if ((void *)(h + 1) > data_end || h->type != ICMP4_DEST_UNREACH)
+			return 0;
+		struct iphdr *in = (void *)(h + 1);
+		if ((void *)(in + 1) > data_end || in->ihl != 5 || in->protocol != IPPROTO_TCP)
+			return 0;
+		tcp = (void *)(in + 1);
+	} else {
+		struct icmp_fixed *h = icmp;
+		if ((void *)(h + 1) > data_end || h->type != ICMP6_DEST_UNREACH)
+			return 0;
+		struct ipv6hdr *in = (void *)(h + 1);
+		if ((void *)(in + 1) > data_end || in->nexthdr != IPPROTO_TCP)
+			return 0;
+		tcp = (void *)(in + 1);
+	}
+	/* The quote holds at least the TCP header's first 8 bytes (RFC 792). */
+	if ((void *)tcp + 8 > data_end)
+		return 0;
+	return tcp->source == bpf_htons((__u16)f->local_port) && tcp->dest == bpf_htons((__u16)f->peer_port);
+}
+
 /* To this queue's socket, or counted and passed when it has none. */
 static __always_inline int to_socket(struct xdp_md *ctx)
 {
@@ -132,7 +177,11 @@ static __always_inline int steer(struct xdp_md *ctx)
 		if ((void *)(ip + 1) > data_end)
 			return XDP_PASS;
 		/* Only plain 20-byte IPv4 headers, never fragments: the lab sends none. */
-		if (ip->ihl != 5 || (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP))
+		if (ip->ihl != 5)
+			return XDP_PASS;
+		if (ip->protocol == IPPROTO_ICMP)
+			return ours_unreachable((void *)(ip + 1), data_end, 4) ? to_socket(ctx) : XDP_PASS;
+		if (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP)
 			return XDP_PASS;
 		if (ip->frag_off & bpf_htons(0x3fff))
 			return XDP_PASS;
@@ -145,6 +194,8 @@ static __always_inline int steer(struct xdp_md *ctx)
 		if ((void *)(ip6 + 1) > data_end)
 			return XDP_PASS;
 		/* Right after the fixed header: the lab sends no extension headers. */
+		if (ip6->nexthdr == IPPROTO_ICMPV6)
+			return ours_unreachable((void *)(ip6 + 1), data_end, 6) ? to_socket(ctx) : XDP_PASS;
 		if (ip6->nexthdr != IPPROTO_UDP && ip6->nexthdr != IPPROTO_TCP)
 			return XDP_PASS;
 		proto = ip6->nexthdr;

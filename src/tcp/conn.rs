@@ -327,6 +327,18 @@ impl Connection {
         self.stream_len = Some(len);
     }
 
+    /// An ICMP destination unreachable quoted this connection's segment with
+    /// sequence number `seq`. For the SYN it means no one takes it: refused
+    /// (RFC 1122 4.2.3.9, a hard error). Later ones are soft errors, left to
+    /// the timers. Returns whether it ended the connection.
+    pub fn on_unreachable(&mut self, seq: u32) -> bool {
+        if self.state == State::SynSent && seq == self.iss {
+            self.fail(TcpError::Refused);
+            return true;
+        }
+        false
+    }
+
     /// Gives up on the connection (Ctrl-C): the next poll sends the peer an
     /// RST with the next sequence number, so it does not wait on a dead end.
     pub fn abort(&mut self) {

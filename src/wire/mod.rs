@@ -43,8 +43,8 @@ pub use lab::{
     FRAME_HEADER_LEN_V6, LAB_HEADER_LEN, LAB_MAGIC,
 };
 pub use tcp::{
-    finish_checksum, parse_tcp_frame, pseudo_header_sum, tcp_checksum, write_tcp_frame_headers, TcpChecksumSpan, TcpFlags,
-    TcpFrame, TcpOptions, TcpSegment, TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN,
+    finish_checksum, parse_tcp_frame, parse_unreachable, pseudo_header_sum, tcp_checksum, write_tcp_frame_headers,
+    TcpChecksumSpan, TcpFlags, TcpFrame, TcpOptions, TcpSegment, Unreachable, TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN,
 };
 pub use template::FrameTemplate;
 pub use udp::{parse_udp_headers, UdpFrame, UDP_HEADER_LEN};

@@ -11,7 +11,7 @@
 use super::checksum::Ones;
 use super::{ethernet, ipv4, ipv6, WireError, ETH_HEADER_LEN, IPV6_HEADER_LEN};
 use etherparse::{EtherType, IpNumber, TcpHeader, TcpOptionElement};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// A header without options.
 pub const TCP_HEADER_LEN: usize = 20;
@@ -308,6 +308,83 @@ pub fn parse_tcp_frame(head: &[u8], total: usize) -> Result<TcpFrame, WireError>
     Ok(TcpFrame { src, dst, segment, payload_at: tcp_at + h.header_len(), payload_len: ip_payload - h.header_len(), checksum })
 }
 
+/// An ICMP or ICMPv6 "destination unreachable" that quotes a TCP segment
+/// (RFC 792, RFC 4443): what the quoted segment was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The quoted segment's source and destination, ports and sequence number.
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub seq: u32,
+    pub code: u8,
+}
+
+/// Reads an ICMP(v6) destination unreachable out of a frame, its checksum
+/// checked; None for anything else.
+pub fn parse_unreachable(frame: &[u8]) -> Option<Unreachable> {
+    let (ether_type, rest) = ethernet::parse(frame).ok()?;
+    let (icmp, inner_v6, pseudo) = match ether_type {
+        EtherType::IPV4 => {
+            let (ip, rest) = ipv4::parse(rest).ok()?;
+            if ip.protocol != IpNumber::ICMP || ip.fragment {
+                return None;
+            }
+            let len = ip.payload_len?.min(rest.len());
+            (&rest[..len], false, None)
+        }
+        EtherType::IPV6 => {
+            let (next, len, _, rest) = ipv6::parse(rest).ok()?;
+            if next != IpNumber::IPV6_ICMP {
+                return None;
+            }
+            let (s, d) = ipv6::addresses(&frame[ETH_HEADER_LEN..]);
+            let len = len.min(rest.len());
+            let mut sum = Ones::default();
+            sum.add_bytes(&s.octets());
+            sum.add_bytes(&d.octets());
+            sum.add_word((len >> 16) as u16);
+            sum.add_word(len as u16);
+            sum.add_word(IpNumber::IPV6_ICMP.0 as u16);
+            (&rest[..len], true, Some(sum.fold()))
+        }
+        _ => return None,
+    };
+    let unreachable_type = if inner_v6 { 1 } else { 3 };
+    if icmp.len() < 8 || icmp[0] != unreachable_type {
+        return None;
+    }
+    let mut sum = Ones::default();
+    if let Some(p) = pseudo {
+        sum.add_word(p);
+    }
+    sum.add_bytes(icmp);
+    if sum.fold() != 0xffff {
+        return None;
+    }
+    let quote = &icmp[8..];
+    let (src, dst, tcp) = if inner_v6 {
+        if quote.len() < IPV6_HEADER_LEN + 8 || quote[6] != IpNumber::TCP.0 {
+            return None;
+        }
+        let (s, d) = ipv6::addresses(quote);
+        (IpAddr::V6(s), IpAddr::V6(d), &quote[IPV6_HEADER_LEN..])
+    } else {
+        let ihl = (*quote.first()? & 0x0f) as usize * 4;
+        if quote.len() < ihl + 8 || ihl < 20 || quote[9] != IpNumber::TCP.0 {
+            return None;
+        }
+        let (s, d) = ipv4::addresses(quote);
+        (IpAddr::V4(s), IpAddr::V4(d), &quote[ihl..])
+    };
+    let port = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
+    Some(Unreachable {
+        src: SocketAddr::new(src, port(0)),
+        dst: SocketAddr::new(dst, port(2)),
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        code: icmp[1],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,5 +483,32 @@ mod tests {
         let at = n - seg.header_bytes().len() + TCP_CHECKSUM_OFFSET;
         let seed = u16::from_be_bytes([f[at], f[at + 1]]);
         assert_eq!(seed, pseudo_header_sum(s, d, seg.header_bytes().len() + 10));
+    }
+
+    #[test]
+    fn an_icmp_port_unreachable_names_the_segment_it_quotes() {
+        let (s, d) = (Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 2));
+        let syn_frame = frame(s.into(), d.into(), &syn(), b"");
+        // What the peer's kernel sends back: ICMP type 3 code 3, quoting our IP header and 8 bytes of TCP.
+        let quote = &syn_frame[ETH_HEADER_LEN..ETH_HEADER_LEN + 28];
+        let mut icmp = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(quote);
+        let mut sum = Ones::default();
+        sum.add_bytes(&icmp);
+        let c = !sum.fold();
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut f = vec![0u8; ETH_HEADER_LEN + 20];
+        ethernet::write(B, A, EtherType::IPV4, &mut f[..ETH_HEADER_LEN]);
+        ipv4::write(d, s, IpNumber::ICMP, icmp.len() as u16, &mut f[ETH_HEADER_LEN..]);
+        f.extend_from_slice(&icmp);
+        let u = parse_unreachable(&f).expect("an unreachable");
+        assert_eq!(u.src, SocketAddr::new(s.into(), 40000));
+        assert_eq!(u.dst, SocketAddr::new(d.into(), 80));
+        assert_eq!((u.seq, u.code), (0xfffffff0, 3));
+        // A wrong checksum, or a TCP frame: not one.
+        let mut bad = f.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert_eq!(parse_unreachable(&bad), None);
+        assert_eq!(parse_unreachable(&syn_frame), None);
     }
 }

@@ -63,6 +63,8 @@ pub struct Link {
     pub(super) peer_bytes: u64,
     pub(super) peer_data: Vec<u8>,
     pub(super) keep: usize,
+    /// ICMP destination unreachables that quoted this connection's segments.
+    pub(super) icmp_unreachable: u64,
     in_flight: u32,
 }
 
@@ -118,6 +120,7 @@ impl Link {
             peer_bytes: 0,
             peer_data: Vec::new(),
             keep: 0,
+            icmp_unreachable: 0,
             in_flight: 0,
         })
     }
@@ -282,7 +285,18 @@ impl Link {
                     let frames = self.sock.umem().frames();
                     let bytes = p.bytes(frames);
                     let counts = (&mut self.checksum, &mut self.foreign);
-                    if let Some(f) = check(bytes, self.local, self.peer, counts.0, counts.1) {
+                    let icmp = bytes.len() > 23
+                        && ((bytes[12..14] == [0x08, 0x00] && bytes[23] == 1)
+                            || (bytes[12..14] == [0x86, 0xdd] && bytes[20] == 58));
+                    if let Some(u) = icmp.then(|| wire::parse_unreachable(bytes)).flatten() {
+                        // The XDP program passes only those that quote this flow; check anyway.
+                        if u.src == self.local && u.dst == self.peer {
+                            self.icmp_unreachable += 1;
+                            conn.on_unreachable(u.seq);
+                        } else {
+                            self.foreign += 1;
+                        }
+                    } else if let Some(f) = check(bytes, self.local, self.peer, counts.0, counts.1) {
                         let inc = conn.on_segment(&f.segment, f.payload_len, now);
                         if let Some((off, len)) = inc.data {
                             self.peer_bytes += len as u64;

@@ -96,6 +96,8 @@ pub struct TcpSendReport {
     pub foreign_frames: u64,
     /// Bytes the peer sent on the connection (a plain sink sends none): acknowledged, dropped.
     pub peer_bytes: u64,
+    /// ICMP destination unreachables that quoted the connection's segments.
+    pub icmp_unreachable: u64,
     pub cpu_user_s: f64,
     pub cpu_sys_s: f64,
 }
@@ -215,6 +217,7 @@ pub fn send_plain(to: SocketAddr, path: &Path, opts: &TcpXdpOptions) -> Result<T
         checksum: link.checksum.clone(),
         foreign_frames: link.foreign,
         peer_bytes: link.peer_bytes,
+        icmp_unreachable: link.icmp_unreachable,
         cpu_user_s: (usage.user - usage0.user).as_secs_f64(),
         cpu_sys_s: (usage.system - usage0.system).as_secs_f64(),
     })
