@@ -57,7 +57,10 @@ pub struct LatencyReport {
     pub lost: u64,
     /// Warm-up requests likewise lost.
     pub lost_warmup: u64,
-    /// Replies that carried another number than the request waiting (late ones).
+    /// Replies to an earlier request, one already counted lost: they came after its timeout.
+    #[serde(default)]
+    pub late_replies: u64,
+    /// Replies with a number never asked for yet: none should ever come.
     pub wrong_replies: u64,
     pub reply_timeout_ms: f64,
     pub min_us: f64,
@@ -85,6 +88,7 @@ pub fn run(cfg: &LatencyConfig) -> Result<LatencyReport> {
     let mut s = open_client(cfg.to, Kind::Latency, cfg.mode, cfg.size, &cfg.end)?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
     let (mut lost, mut lost_warmup, mut wrong, mut silent_since) = (0u64, 0u64, 0u64, None::<Instant>);
+    let mut late = 0u64;
     let mut testimony = Testimony::prepare(cfg.end.trace, None, None);
     let mut meter = None;
     let mut timed_start = Instant::now();
@@ -111,6 +115,8 @@ pub fn run(cfg: &LatencyConfig) -> Result<LatencyReport> {
             let got = s.link.receive(cfg.reply_timeout, &mut |seq| {
                 if seq == i {
                     matched = true
+                } else if seq < i {
+                    late += 1
                 } else {
                     wrong += 1
                 }
@@ -160,7 +166,7 @@ pub fn run(cfg: &LatencyConfig) -> Result<LatencyReport> {
     }
     let completed = hist.len();
     let client = EndCost::new(cfg.end.wait, cost, completed, info, kernel);
-    let mut r = report(cfg, &hist, lost, wrong, wall_s, client, v.server);
+    let mut r = report(cfg, &hist, lost, (late, wrong), wall_s, client, v.server);
     r.lost_warmup = lost_warmup;
     Ok(r)
 }
@@ -169,7 +175,7 @@ fn report(
     cfg: &LatencyConfig,
     h: &Histogram<u64>,
     lost: u64,
-    wrong: u64,
+    (late, wrong): (u64, u64),
     wall_s: f64,
     client: EndCost,
     server: EndCost,
@@ -194,6 +200,7 @@ fn report(
         completed,
         lost,
         lost_warmup: 0,
+        late_replies: late,
         wrong_replies: wrong,
         reply_timeout_ms: cfg.reply_timeout.as_secs_f64() * 1e3,
         min_us: if h.is_empty() { 0.0 } else { us(h.min()) },
@@ -231,7 +238,11 @@ pub fn text(r: &LatencyReport) -> String {
         r.min_us, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.p9999_us, r.max_us
     );
     let _ = writeln!(s, "  mean {:.2} us (stdev {:.2}); {:.0} round trips/s", r.mean_us, r.stdev_us, r.round_trips_per_s);
-    let _ = writeln!(s, "  lost {} (reply timeout {:.0} ms), wrong replies {}", r.lost, r.reply_timeout_ms, r.wrong_replies);
+    let _ = writeln!(
+        s,
+        "  lost {} (reply timeout {:.0} ms), late replies {}, wrong replies {}",
+        r.lost, r.reply_timeout_ms, r.late_replies, r.wrong_replies
+    );
     s += &cost_table(&r.client, &r.server, "client", "server");
     s += &xdp_line(&r.client, &r.server);
     let _ = writeln!(s, "{}", r.verdict);
