@@ -356,3 +356,87 @@ fn plain_takes_every_tcp_mode_of_the_kernel_to_the_same_listener() {
     ]);
     assert!(!o.status.success() && stderr(&o).contains("give --plain"), "{}", stderr(&o));
 }
+
+/// Sends one TCP segment from a raw socket of the calling thread's namespace
+/// to `to`, its checksum right or (`bad`) wrong.
+fn inject(from: SocketAddr, to: SocketAddr, seg: &zclab::wire::TcpSegment, bad: bool) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut bytes = seg.header_bytes();
+    let mut c = zclab::wire::tcp_checksum(from.ip(), to.ip(), &[&bytes]);
+    if bad {
+        c ^= 0x5a5a;
+    }
+    bytes[16..18].copy_from_slice(&c.to_be_bytes());
+    let std::net::IpAddr::V4(dst) = to.ip() else { panic!("IPv4 only") };
+    // SAFETY: socket takes plain integers; the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    assert!(fd >= 0, "a raw socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh fd nothing else owns.
+    let _sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst.octets()) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `bytes` and `sin` are live for the call, their lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            bytes.as_ptr() as *const libc::c_void,
+            bytes.len(),
+            0,
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    assert_eq!(n, bytes.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn forged_segments_in_the_flow_are_counted_and_dropped_and_the_file_still_arrives() {
+    if !privileged("forged_segments_in_the_flow") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 16 << 20, 48);
+    let me: SocketAddr = "10.77.0.2:8140".parse().unwrap();
+    // The listener reads a little, then forges segments into the connection as if from
+    // itself: a wrong checksum, and resets with numbers that are (all but surely) not the
+    // next one; then it reads the rest.
+    let peer = listener(&n.rx_ns, me, move |mut s| {
+        let sender = s.peer_addr().unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while got.len() < (1 << 20) {
+            let k = s.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..k]);
+        }
+        let seg = |flags: zclab::wire::TcpFlags, seq: u32| zclab::wire::TcpSegment {
+            src_port: me.port(),
+            dst_port: sender.port(),
+            seq,
+            ack: 0,
+            flags,
+            window: 1000,
+            options: Default::default(),
+        };
+        let ack = zclab::wire::TcpFlags { ack: true, ..Default::default() };
+        let rst = zclab::wire::TcpFlags { rst: true, ..Default::default() };
+        for i in 0..5u32 {
+            inject(me, sender, &seg(ack, i), true);
+            inject(me, sender, &seg(rst, 0x1234_5678u32.wrapping_mul(i + 1)), false);
+        }
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8140", &src, &[]);
+    assert!(o.status.success(), "forged resets did not end it: {}", stderr(&o));
+    assert!(peer.join().unwrap() == std::fs::read(&src).unwrap(), "the file intact");
+    let r = json(&o);
+    assert!(r["checksum"]["rx_bad"].as_u64().unwrap() >= 5, "the wrong checksums counted: {}", r["checksum"]);
+    assert!(r["tcp"]["dropped_rst_not_exact"].as_u64().unwrap() >= 5, "the resets counted: {}", r["tcp"]);
+}
