@@ -393,6 +393,38 @@ fn inject(from: SocketAddr, to: SocketAddr, seg: &zclab::wire::TcpSegment, bad: 
     assert_eq!(n, bytes.len() as isize, "sendto: {}", std::io::Error::last_os_error());
 }
 
+/// Reads on `s` (into `got`) until a raw socket has seen one of the sender's
+/// segments from port `from_port`: its sequence number and its ACK number.
+fn sniff(s: &mut std::net::TcpStream, got: &mut Vec<u8>, from_port: u16) -> (u32, u32) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket takes plain integers; the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    assert!(fd >= 0, "a raw socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh fd nothing else owns.
+    let raw = unsafe { OwnedFd::from_raw_fd(fd) };
+    zclab::sys::socket::set_receive_timeout(&raw, Duration::from_millis(200)).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut pkt = [0u8; 2048];
+    for _ in 0..200 {
+        // Reading opens the window, so the sender sends.
+        let k = s.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..k]);
+        // SAFETY: `pkt` is live and writable for its length.
+        let n = unsafe { libc::recv(raw.as_raw_fd(), pkt.as_mut_ptr() as *mut libc::c_void, pkt.len(), 0) };
+        if n < 40 {
+            continue;
+        }
+        let ihl = (pkt[0] & 0x0f) as usize * 4;
+        let tcp = &pkt[ihl..n as usize];
+        if u16::from_be_bytes([tcp[0], tcp[1]]) == from_port && n as usize > ihl + 20 {
+            let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+            let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+            return (seq, ack);
+        }
+    }
+    panic!("no segment of the sender seen");
+}
+
 #[test]
 fn forged_segments_in_the_flow_are_counted_and_dropped_and_the_file_still_arrives() {
     if !privileged("forged_segments_in_the_flow") {
@@ -430,6 +462,17 @@ fn forged_segments_in_the_flow_are_counted_and_dropped_and_the_file_still_arrive
             inject(me, sender, &seg(ack, i), true);
             inject(me, sender, &seg(rst, 0x1234_5678u32.wrapping_mul(i + 1)), false);
         }
+        // The numbers in use, from a copy of one of the sender's segments (a raw socket
+        // sees every TCP segment that comes in): its seq, and its ack, our next number.
+        let (their_seq, our_seq) = sniff(&mut s, &mut got, sender.port());
+        for _ in 0..5 {
+            // An ACK of bytes the sender never sent, in the window.
+            let mut a = seg(ack, our_seq);
+            a.ack = their_seq.wrapping_add(100 << 20);
+            inject(me, sender, &a, false);
+            // Data far outside its receive window.
+            inject(me, sender, &seg(ack, our_seq.wrapping_add(1 << 30)), false);
+        }
         s.read_to_end(&mut got).unwrap();
         got
     });
@@ -439,4 +482,6 @@ fn forged_segments_in_the_flow_are_counted_and_dropped_and_the_file_still_arrive
     let r = json(&o);
     assert!(r["checksum"]["rx_bad"].as_u64().unwrap() >= 5, "the wrong checksums counted: {}", r["checksum"]);
     assert!(r["tcp"]["dropped_rst_not_exact"].as_u64().unwrap() >= 5, "the resets counted: {}", r["tcp"]);
+    assert!(r["tcp"]["dropped_ack_of_unsent"].as_u64().unwrap() >= 5, "the ACKs of unsent data counted: {}", r["tcp"]);
+    assert!(r["tcp"]["dropped_outside_window"].as_u64().unwrap() >= 5, "the out-of-window ones counted: {}", r["tcp"]);
 }
