@@ -485,3 +485,21 @@ fn forged_segments_in_the_flow_are_counted_and_dropped_and_the_file_still_arrive
     assert!(r["tcp"]["dropped_ack_of_unsent"].as_u64().unwrap() >= 5, "the ACKs of unsent data counted: {}", r["tcp"]);
     assert!(r["tcp"]["dropped_outside_window"].as_u64().unwrap() >= 5, "the out-of-window ones counted: {}", r["tcp"]);
 }
+
+#[test]
+fn jumbo_segments_go_as_a_header_and_several_payload_pieces() {
+    if !privileged("jumbo_segments_go_as_a_header_and_several_payload_pieces") {
+        return;
+    }
+    let env = env_with(Some(9000));
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (4 << 20) + 11, 49);
+    let peer = listener(&n.rx_ns, "10.77.0.2:8150".parse().unwrap(), read_all);
+    let o = send_plain(&n.tx_ns, "10.77.0.2:8150", &src, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(peer.join().unwrap() == std::fs::read(&src).unwrap(), "intact at MTU 9000");
+    let r = json(&o);
+    assert_eq!(r["mss"], 8960, "a 8960-byte segment spans three or four 4 KiB chunks: {r}");
+}

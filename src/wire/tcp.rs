@@ -68,10 +68,30 @@ pub struct TcpSegment {
     pub options: TcpOptions,
 }
 
+/// A TCP header's bytes, on the stack (at most 60).
+#[derive(Clone, Copy)]
+pub struct TcpHeaderBytes {
+    buf: [u8; TcpHeader::MAX_LEN],
+    len: usize,
+}
+
+impl std::ops::Deref for TcpHeaderBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for TcpHeaderBytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+}
+
 impl TcpSegment {
     /// The header's bytes (with its options, padded to 32-bit words), the
-    /// checksum field zero.
-    pub fn header_bytes(&self) -> Vec<u8> {
+    /// checksum field zero. Nothing is allocated: a sender writes one per segment.
+    pub fn header_bytes(&self) -> TcpHeaderBytes {
         let mut h = TcpHeader::new(self.src_port, self.dst_port, self.seq, self.window);
         h.acknowledgment_number = self.ack;
         h.syn = self.flags.syn;
@@ -79,28 +99,36 @@ impl TcpSegment {
         h.fin = self.flags.fin;
         h.rst = self.flags.rst;
         h.psh = self.flags.psh;
-        let mut opts = Vec::new();
+        let mut opts = [const { TcpOptionElement::Noop }; 7];
+        let mut n = 0;
+        let mut push = |o: TcpOptionElement| {
+            opts[n] = o;
+            n += 1;
+        };
         if let Some(m) = self.options.mss {
-            opts.push(TcpOptionElement::MaximumSegmentSize(m));
+            push(TcpOptionElement::MaximumSegmentSize(m));
         }
         if self.options.sack_permitted {
-            opts.push(TcpOptionElement::SelectiveAcknowledgementPermitted);
+            push(TcpOptionElement::SelectiveAcknowledgementPermitted);
         }
         if let Some(w) = self.options.window_scale {
-            opts.push(TcpOptionElement::Noop);
-            opts.push(TcpOptionElement::WindowScale(w));
+            push(TcpOptionElement::Noop);
+            push(TcpOptionElement::WindowScale(w));
         }
         if let Some((&first, rest)) = self.options.sack.split_first() {
             let mut more = [None; 3];
             for (slot, b) in more.iter_mut().zip(rest) {
                 *slot = Some(*b);
             }
-            opts.push(TcpOptionElement::Noop);
-            opts.push(TcpOptionElement::Noop);
-            opts.push(TcpOptionElement::SelectiveAcknowledgement(first, more));
+            push(TcpOptionElement::Noop);
+            push(TcpOptionElement::Noop);
+            push(TcpOptionElement::SelectiveAcknowledgement(first, more));
         }
-        h.set_options(&opts).expect("the options zclab writes fit in 40 bytes");
-        h.to_bytes().to_vec()
+        h.set_options(&opts[..n]).expect("the options zclab writes fit in 40 bytes");
+        let bytes = h.to_bytes();
+        let mut out = TcpHeaderBytes { buf: [0; TcpHeader::MAX_LEN], len: bytes.len() };
+        out.buf[..bytes.len()].copy_from_slice(&bytes);
+        out
     }
 
     /// Sequence space the segment takes: its payload, plus one for SYN and one for FIN.
@@ -175,7 +203,8 @@ pub fn tcp_checksum(src: IpAddr, dst: IpAddr, parts: &[&[u8]]) -> u16 {
 }
 
 /// Writes Ethernet, IP and the TCP header of `seg` into `out` for a payload
-/// of `payload_len` bytes; returns the headers' length. The checksum field
+/// of `payload_len` bytes; returns the headers' length and where the TCP
+/// header starts. The checksum field
 /// holds the pseudo-header's sum (to be finished by the device, or over the
 /// payload with [`finish_checksum`]).
 #[allow(clippy::too_many_arguments)]
@@ -187,7 +216,7 @@ pub fn write_tcp_frame_headers(
     seg: &TcpSegment,
     payload_len: usize,
     out: &mut [u8],
-) -> usize {
+) -> (usize, usize) {
     let tcp = seg.header_bytes();
     let tcp_len = tcp.len() + payload_len;
     let ip_len = match (src, dst) {
@@ -207,7 +236,7 @@ pub fn write_tcp_frame_headers(
     out[at..at + tcp.len()].copy_from_slice(&tcp);
     let pseudo = pseudo_header_sum(src, dst, tcp_len);
     out[at + TCP_CHECKSUM_OFFSET..at + TCP_CHECKSUM_OFFSET + 2].copy_from_slice(&pseudo.to_be_bytes());
-    at + tcp.len()
+    (at + tcp.len(), at)
 }
 
 /// Finishes a checksum that [`write_tcp_frame_headers`] seeded: sums the
@@ -407,8 +436,7 @@ mod tests {
 
     fn frame(src: IpAddr, dst: IpAddr, seg: &TcpSegment, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 200 + payload.len()];
-        let n = write_tcp_frame_headers(A, B, src, dst, seg, payload.len(), &mut f);
-        let tcp_at = n - seg.header_bytes().len();
+        let (n, tcp_at) = write_tcp_frame_headers(A, B, src, dst, seg, payload.len(), &mut f);
         finish_checksum(&mut f[..n], tcp_at, &[payload]);
         f.truncate(n);
         f.extend_from_slice(payload);
@@ -479,8 +507,8 @@ mod tests {
         let (s, d) = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
         let seg = syn();
         let mut f = vec![0u8; 100];
-        let n = write_tcp_frame_headers(A, B, s, d, &seg, 10, &mut f);
-        let at = n - seg.header_bytes().len() + TCP_CHECKSUM_OFFSET;
+        let (_, tcp_at) = write_tcp_frame_headers(A, B, s, d, &seg, 10, &mut f);
+        let at = tcp_at + TCP_CHECKSUM_OFFSET;
         let seed = u16::from_be_bytes([f[at], f[at + 1]]);
         assert_eq!(seed, pseudo_header_sum(s, d, seg.header_bytes().len() + 10));
     }

@@ -52,8 +52,8 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
-pub use tx::cut;
 use tx::PacketTx;
+pub use tx::{cut, pieces};
 
 /// Bytes per header frame (the 66-byte header, rounded up).
 const HEADER_FRAME: u32 = 128;

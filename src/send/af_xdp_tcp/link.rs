@@ -27,6 +27,8 @@ const SLOTS: u32 = 16;
 /// Frames of one chunk: the fill ring's, and one for a prefix.
 const RX_COUNT: u32 = 1024;
 const RING: u32 = 2048;
+/// TX descriptors one segment may take: its header and its payload's pieces.
+const PER_SEGMENT: u32 = 8;
 
 /// Where an end binds, and what its XDP program steers.
 pub struct Bind<'a> {
@@ -137,9 +139,10 @@ impl Link {
         self.steering.mode.name()
     }
 
-    /// Room on the TX ring and a header frame for one more segment.
+    /// Room on the TX ring and a header frame for one more segment: a
+    /// header and up to four payload pieces (an MSS of 8960 over 4 KiB chunks).
     pub fn has_room(&mut self) -> bool {
-        !self.headers.is_empty() && self.tx.free(4) >= 4
+        !self.headers.is_empty() && self.tx.free(PER_SEGMENT) >= PER_SEGMENT
     }
 
     /// Sends what the TX ring holds.
@@ -219,7 +222,7 @@ impl Link {
     pub fn transmit(&mut self, t: &Transmit, buf: &SendBuffer) -> Result<()> {
         let mut hdr = [0u8; HEADER_FRAME as usize];
         let payload_len = t.payload.map_or(0, |p| p.1) as usize;
-        let n = wire::write_tcp_frame_headers(
+        let (n, tcp_at) = wire::write_tcp_frame_headers(
             self.src_mac,
             self.dst_mac,
             self.local.ip(),
@@ -228,7 +231,6 @@ impl Link {
             payload_len,
             &mut hdr,
         );
-        let tcp_at = n - t.segment.header_bytes().len();
         let frames = self.sock.umem_mut().frames_mut();
         let payload = match t.payload {
             Some((off, len)) => {
@@ -243,23 +245,18 @@ impl Link {
             }
         };
         let chunk = frames.chunk_size() as u64;
-        let pieces: Vec<(u64, u32)> = match payload {
-            Some((shared, at, len)) => {
-                crate::send::af_xdp::cut(shared.addr() + at, len as u64, chunk).map(|(a, l)| (a - shared.addr(), l)).collect()
-            }
-            None => Vec::new(),
-        };
+        let pieces = payload.map_or(0, |(s, at, len)| crate::send::af_xdp::pieces(s.addr() + at, len as u64, chunk));
         let mut h = self.headers.pop().ok_or_else(|| anyhow!("no header frame free"))?;
         frames.bytes_mut(&mut h)[..n].copy_from_slice(&hdr[..n]);
-        let mut r = self.tx.reserve(1 + pieces.len() as u32).ok_or_else(|| anyhow!("the TX ring had room a moment ago"))?;
-        r.push_frame(frames, h, n as u32, !pieces.is_empty()).map_err(|(_, e)| anyhow!(e))?;
-        if let Some((shared, _, _)) = payload {
-            for (i, (at, len)) in pieces.iter().enumerate() {
-                r.push_piece(frames, shared, *at, *len, i + 1 < pieces.len())?;
+        let mut r = self.tx.reserve(1 + pieces).ok_or_else(|| anyhow!("the TX ring had room a moment ago"))?;
+        r.push_frame(frames, h, n as u32, pieces > 0).map_err(|(_, e)| anyhow!(e))?;
+        if let Some((shared, at, len)) = payload {
+            for (i, (a, l)) in crate::send::af_xdp::cut(shared.addr() + at, len as u64, chunk).enumerate() {
+                r.push_piece(frames, shared, a - shared.addr(), l, i as u32 + 1 < pieces)?;
             }
         }
         r.submit();
-        self.in_flight += 1 + pieces.len() as u32;
+        self.in_flight += 1 + pieces;
         Ok(())
     }
 
