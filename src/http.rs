@@ -23,6 +23,18 @@ pub enum Request {
     Bad,
 }
 
+impl Request {
+    /// The response's status code.
+    pub fn status(&self) -> u16 {
+        match self {
+            Request::File { .. } => 200,
+            Request::NotFound { .. } => 404,
+            Request::NotAllowed => 405,
+            Request::Bad => 400,
+        }
+    }
+}
+
 /// Reads the request in `bytes` (all that came so far): None while its head
 /// is not complete and the limit not passed.
 pub fn parse(bytes: &[u8], name: &str) -> Option<Request> {

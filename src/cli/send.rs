@@ -36,43 +36,48 @@ impl ZcArgs {
     }
 }
 
-/// `--mode`: the kernel's paths and af-xdp (the zclab protocol), and zclab's own TCP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// `--mode`: the modes of `zclab run` (their names and help are Mode's own),
+/// and zclab's own TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendMode {
-    /// read() into a buffer, write() to a TCP socket: two CPU copies.
-    ReadWrite,
-    /// write() from a mapping of the file: one copy fewer.
-    MmapWrite,
-    /// sendfile(): page-cache pages go to the socket by reference.
-    Sendfile,
-    /// splice() through a pipe: page references.
-    Splice,
-    /// send(MSG_ZEROCOPY) from a mapping: pinned pages, completions.
-    MsgZerocopy,
-    /// io_uring SEND_ZC from a mapping.
-    IoUringZc,
-    /// UDP with GSO: the kernel's fastest packet path.
-    UdpGso,
-    /// AF_XDP: O_DIRECT into the UMEM, the lab's UDP protocol.
-    AfXdp,
-    /// zclab's own TCP on an AF_XDP socket, the payload where O_DIRECT put it (with --plain).
+    Transfer(Mode),
     AfXdpTcp,
+}
+
+/// Every transfer mode, then af-xdp-tcp.
+const SEND_MODES: [SendMode; Mode::ALL.len() + 1] = {
+    let mut v = [SendMode::AfXdpTcp; Mode::ALL.len() + 1];
+    let mut i = 0;
+    while i < Mode::ALL.len() {
+        v[i] = SendMode::Transfer(Mode::ALL[i]);
+        i += 1;
+    }
+    v
+};
+
+impl clap::ValueEnum for SendMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &SEND_MODES
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            SendMode::Transfer(m) => m.to_possible_value(),
+            SendMode::AfXdpTcp => Some(
+                clap::builder::PossibleValue::new("af-xdp-tcp")
+                    .help("zclab's own TCP on an AF_XDP socket, the payload where O_DIRECT put it (with --plain)"),
+            ),
+        }
+    }
 }
 
 impl SendMode {
     /// The kernel path or af-xdp it names (None: af-xdp-tcp).
     fn transfer_mode(self) -> Option<Mode> {
-        Some(match self {
-            SendMode::ReadWrite => Mode::ReadWrite,
-            SendMode::MmapWrite => Mode::MmapWrite,
-            SendMode::Sendfile => Mode::Sendfile,
-            SendMode::Splice => Mode::Splice,
-            SendMode::MsgZerocopy => Mode::MsgZerocopy,
-            SendMode::IoUringZc => Mode::IoUringZc,
-            SendMode::UdpGso => Mode::UdpGso,
-            SendMode::AfXdp => Mode::AfXdp,
-            SendMode::AfXdpTcp => return None,
-        })
+        match self {
+            SendMode::Transfer(m) => Some(m),
+            SendMode::AfXdpTcp => None,
+        }
     }
 }
 

@@ -103,7 +103,9 @@ pub fn serve_http(
                 if n == 0 {
                     anyhow::bail!("the client closed before its request was complete");
                 }
-                req.extend_from_slice(&b[..n.min(crate::http::MAX_REQUEST + 1 - req.len().min(crate::http::MAX_REQUEST + 1))]);
+                // Past the limit the parser answers 400: keep no more than it needs to see that.
+                let room = (crate::http::MAX_REQUEST + 1).saturating_sub(req.len());
+                req.extend_from_slice(&b[..n.min(room)]);
             };
             let file = std::fs::File::open(path)?;
             let len = file.metadata()?.len();
@@ -118,13 +120,7 @@ pub fn serve_http(
             }
             sock.shutdown(std::net::Shutdown::Write)?;
             while (&sock).read(&mut b).is_ok_and(|n| n > 0) {}
-            let status = match parsed {
-                crate::http::Request::File { .. } => 200,
-                crate::http::Request::NotFound { .. } => 404,
-                crate::http::Request::NotAllowed => 405,
-                crate::http::Request::Bad => 400,
-            };
-            Ok((status, head.len() as u64 + file_len, file_len))
+            Ok((parsed.status(), head.len() as u64 + file_len, file_len))
         };
         let r = one();
         let seconds = t0.elapsed().as_secs_f64();

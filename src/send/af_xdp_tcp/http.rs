@@ -8,7 +8,7 @@
 use super::buffer::SendBuffer;
 use super::link::{Bind, Link, BLOCK};
 use super::{config, drive, give_back, name_error, ChecksumCounts, TcpXdpOptions};
-use crate::http::{self, Request};
+use crate::http;
 use crate::tcp::{Connection, TcpStats};
 use crate::transfer::af_xdp::{Iface, CHUNK};
 use anyhow::{anyhow, Context, Result};
@@ -69,15 +69,6 @@ impl HttpReport {
     }
 }
 
-fn status_of(r: &Request) -> u16 {
-    match r {
-        Request::File { .. } => 200,
-        Request::NotFound { .. } => 404,
-        Request::NotAllowed => 405,
-        Request::Bad => 400,
-    }
-}
-
 /// Serves `path` on `listen` until `requests` have been answered (or
 /// forever, until Ctrl-C).
 pub fn serve_http(listen: SocketAddr, path: &Path, opts: &TcpXdpOptions, requests: Option<u32>) -> Result<HttpReport> {
@@ -118,7 +109,7 @@ pub fn serve_http(listen: SocketAddr, path: &Path, opts: &TcpXdpOptions, request
             let frame = link.spare.take().ok_or_else(|| anyhow!("the prefix frame is in use"))?;
             let total = buf.start(link.frames(), Some((frame, &head)), file);
             conn.close_after(total);
-            answer = Some((status_of(&req), total, file_len));
+            answer = Some((req.status(), total, file_len));
             Ok(())
         });
         let seconds = t0.elapsed().as_secs_f64();

@@ -164,40 +164,25 @@ impl Link {
     /// Anything else is counted and dropped.
     pub fn wait_syn(&mut self, timeout: Duration) -> Result<Option<(SocketAddr, [u8; 6], TcpSegment)>> {
         let t0 = Instant::now();
+        let local = self.local;
         loop {
-            let mut got = std::mem::take(&mut self.got);
-            self.rx.receive(self.sock.umem_mut(), 64, &mut got);
             let mut found = None;
-            for r in got.drain(..) {
-                match r {
-                    Received::Packet(p) => {
-                        let bytes = p.bytes(self.sock.umem().frames());
-                        match wire::parse_tcp_frame(bytes, bytes.len()) {
-                            Ok(f)
-                                if found.is_none()
-                                    && f.segment.flags.syn
-                                    && !f.segment.flags.ack
-                                    && f.dst == self.local.ip()
-                                    && f.segment.dst_port == self.local.port()
-                                    && (f.checksum.checksum_ok(&[bytes]) || field(bytes, &f) == f.checksum.pseudo) =>
-                            {
-                                let mut mac = [0u8; 6];
-                                mac.copy_from_slice(&bytes[6..12]);
-                                found = Some((SocketAddr::new(f.src, f.segment.src_port), mac, f.segment));
-                            }
-                            _ => self.foreign += 1,
-                        }
-                        self.refill.push(p.into_frame());
-                    }
-                    Received::Malformed(f) => {
-                        self.foreign += 1;
-                        self.refill.push(f);
-                    }
-                    Received::Foreign(_) => self.foreign += 1,
+            let Link { sock, rx, got, refill, foreign, .. } = self;
+            drain(sock, rx, got, refill, foreign, |bytes| {
+                let Ok(f) = wire::parse_tcp_frame(bytes, bytes.len()) else { return false };
+                let syn = found.is_none()
+                    && f.segment.flags.syn
+                    && !f.segment.flags.ack
+                    && f.dst == local.ip()
+                    && f.segment.dst_port == local.port()
+                    && (f.checksum.checksum_ok(&[bytes]) || field(bytes, &f) == f.checksum.pseudo);
+                if syn {
+                    let mut mac = [0u8; 6];
+                    mac.copy_from_slice(&bytes[6..12]);
+                    found = Some((SocketAddr::new(f.src, f.segment.src_port), mac, f.segment));
                 }
-            }
-            self.got = got;
-            self.sock.umem_mut().fill(&mut self.refill).map_err(|e| anyhow!(e))?;
+                syn
+            })?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -209,6 +194,39 @@ impl Link {
             self.wait(left.as_millis().clamp(1, 100) as i32)?;
         }
     }
+}
+
+/// Takes up to 64 frames off the RX ring: hands each single-buffer packet's
+/// bytes to `each`, which says whether it was one of ours; counts the rest
+/// as foreign; and gives every frame back to the fill ring. Returns how many.
+fn drain(
+    sock: &mut XskSocket,
+    rx: &mut Rx,
+    got: &mut Vec<Received>,
+    refill: &mut Vec<Frame>,
+    foreign: &mut u64,
+    mut each: impl FnMut(&[u8]) -> bool,
+) -> Result<u32> {
+    rx.receive(sock.umem_mut(), 64, got);
+    let n = got.len() as u32;
+    for r in got.drain(..) {
+        match r {
+            Received::Packet(p) => {
+                // A multi-buffer packet is no segment of ours: an MSS fits one frame.
+                if p.more || !each(p.bytes(sock.umem().frames())) {
+                    *foreign += 1;
+                }
+                refill.push(p.into_frame());
+            }
+            Received::Malformed(f) => {
+                *foreign += 1;
+                refill.push(f);
+            }
+            Received::Foreign(_) => *foreign += 1,
+        }
+    }
+    sock.umem_mut().fill(refill).map_err(|e| anyhow!(e))?;
+    Ok(n)
 }
 
 /// The checksum field of a parsed frame.
@@ -273,65 +291,44 @@ impl Link {
 
     /// The frames the RX ring holds, each checked and handed to `conn`.
     pub fn receive(&mut self, conn: &mut Connection, now: Instant) -> Result<u32> {
-        let mut got = std::mem::take(&mut self.got);
-        self.rx.receive(self.sock.umem_mut(), 64, &mut got);
-        let n = got.len() as u32;
-        for r in got.drain(..) {
-            match r {
-                Received::Packet(p) if !p.more => {
-                    let frames = self.sock.umem().frames();
-                    let bytes = p.bytes(frames);
-                    let counts = (&mut self.checksum, &mut self.foreign);
-                    let icmp = bytes.len() > 23
-                        && ((bytes[12..14] == [0x08, 0x00] && bytes[23] == 1)
-                            || (bytes[12..14] == [0x86, 0xdd] && bytes[20] == 58));
-                    if let Some(u) = icmp.then(|| wire::parse_unreachable(bytes)).flatten() {
-                        // The XDP program passes only those that quote this flow; check anyway.
-                        if u.src == self.local && u.dst == self.peer {
-                            self.icmp_unreachable += 1;
-                            conn.on_unreachable(u.seq);
-                        } else {
-                            self.foreign += 1;
-                        }
-                    } else if let Some(f) = check(bytes, self.local, self.peer, counts.0, counts.1) {
-                        let inc = conn.on_segment(&f.segment, f.payload_len, now);
-                        if let Some((off, len)) = inc.data {
-                            self.peer_bytes += len as u64;
-                            let take = len.min(self.keep.saturating_sub(self.peer_data.len()));
-                            let at = f.payload_at + off;
-                            self.peer_data.extend_from_slice(&bytes[at..at + take]);
-                        }
-                    }
-                    self.refill.push(p.into_frame());
+        let Link { sock, rx, got, refill, foreign, checksum, peer_bytes, peer_data, keep, icmp_unreachable, local, peer, .. } =
+            self;
+        let (local, peer, keep) = (*local, *peer, *keep);
+        drain(sock, rx, got, refill, foreign, |bytes| {
+            let icmp = bytes.len() > 23
+                && ((bytes[12..14] == [0x08, 0x00] && bytes[23] == 1) || (bytes[12..14] == [0x86, 0xdd] && bytes[20] == 58));
+            if let Some(u) = icmp.then(|| wire::parse_unreachable(bytes)).flatten() {
+                // The XDP program passes only those that quote this flow; check anyway.
+                let ours = u.src == local && u.dst == peer;
+                if ours {
+                    *icmp_unreachable += 1;
+                    conn.on_unreachable(u.seq);
                 }
-                Received::Packet(p) => {
-                    self.foreign += 1;
-                    self.refill.push(p.into_frame());
-                }
-                Received::Malformed(f) => {
-                    self.foreign += 1;
-                    self.refill.push(f);
-                }
-                Received::Foreign(_) => self.foreign += 1,
+                return ours;
             }
-        }
-        self.got = got;
-        self.sock.umem_mut().fill(&mut self.refill).map_err(|e| anyhow!(e))?;
-        Ok(n)
+            let Some(checked) = check(bytes, local, peer, checksum) else { return false };
+            if let Some(f) = checked {
+                let inc = conn.on_segment(&f.segment, f.payload_len, now);
+                if let Some((off, len)) = inc.data {
+                    *peer_bytes += len as u64;
+                    let take = len.min(keep.saturating_sub(peer_data.len()));
+                    let at = f.payload_at + off;
+                    peer_data.extend_from_slice(&bytes[at..at + take]);
+                }
+            }
+            true
+        })
     }
 }
 
-/// The segment in a frame, if it is the connection's (`local`, `peer`) and
-/// its checksum is right or cannot be judged; counted either way.
-fn check(bytes: &[u8], local: SocketAddr, peer: SocketAddr, sums: &mut ChecksumCounts, foreign: &mut u64) -> Option<TcpFrame> {
-    let Ok(f) = wire::parse_tcp_frame(bytes, bytes.len()) else {
-        *foreign += 1;
-        return None;
-    };
+/// A frame of the connection (`local`, `peer`): Some(the segment) if its
+/// checksum is right or cannot be judged, Some(None) if it is wrong (counted,
+/// dropped); None if the frame is not the connection's.
+fn check(bytes: &[u8], local: SocketAddr, peer: SocketAddr, sums: &mut ChecksumCounts) -> Option<Option<TcpFrame>> {
+    let f = wire::parse_tcp_frame(bytes, bytes.len()).ok()?;
     let ours =
         f.src == peer.ip() && f.segment.src_port == peer.port() && f.dst == local.ip() && f.segment.dst_port == local.port();
     if !ours {
-        *foreign += 1;
         return None;
     }
     if f.checksum.checksum_ok(&[bytes]) {
@@ -342,7 +339,7 @@ fn check(bytes: &[u8], local: SocketAddr, peer: SocketAddr, sums: &mut ChecksumC
         sums.rx_unverifiable += 1;
     } else {
         sums.rx_bad += 1;
-        return None;
+        return Some(None);
     }
-    Some(f)
+    Some(Some(f))
 }
