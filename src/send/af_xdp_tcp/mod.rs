@@ -236,8 +236,10 @@ fn config(iface: &Iface, local_port: u16, peer: SocketAddr, opts: &TcpXdpOptions
 /// A connection's end, said with the peer's address.
 fn name_error(e: anyhow::Error, to: SocketAddr) -> anyhow::Error {
     match e.downcast_ref::<TcpError>() {
-        Some(TcpError::NoAnswer { syns }) => anyhow!("no answer from {to} after {syns} SYNs"),
-        Some(TcpError::Refused) => anyhow!("connection refused by {to}"),
+        Some(TcpError::NoAnswer { syns }) => {
+            anyhow!("no answer from {to} after {syns} SYNs: is the host up, and does a firewall drop them? (--syn-retries sets how many)")
+        }
+        Some(TcpError::Refused) => anyhow!("connection refused by {to}: nothing listens on that port there"),
         Some(t) => anyhow!("{to}: {t}"),
         None => e,
     }
