@@ -48,6 +48,8 @@ pub fn infer(r: &RunReport) -> Option<InferredCopies> {
         Mode::UdpGso => {
             v.push(step(tx, "mapping -> socket buffer", 1.0, "sendmsg() on a UDP socket copies user memory into the GSO skb"))
         }
+        // Its copies are counted below, from its own part of the report.
+        Mode::AfXdpTcp => {}
         Mode::AfXdp => {
             let x = r.af_xdp.as_ref()?;
             let way = "on the way";
@@ -76,6 +78,18 @@ pub fn infer(r: &RunReport) -> Option<InferredCopies> {
                     "a copy-mode AF_XDP socket receives by copying each redirected packet into its UMEM",
                 ));
             }
+        }
+    }
+    if let Mode::AfXdpTcp = r.mode {
+        let t = r.af_xdp_tcp.as_ref()?;
+        if !t.zerocopy {
+            v.push(step(
+                "on the way",
+                "UMEM -> skb",
+                1.0,
+                "a copy-mode AF_XDP socket copies each TX descriptor into the skb it builds (xsk_build_skb); \
+                 the software checksum reads the payload but copies nothing",
+            ));
         }
     }
     let rx = "receiver";

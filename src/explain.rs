@@ -95,17 +95,29 @@ fn drawing(mode: Mode) -> &'static str {
      copy, no page cache; the frame headroom puts each payload at +512 and the sender cuts
      payloads of whole 512-byte units) --> fill ring once the write is done"
         }
+        Mode::AfXdpTcp => {
+            "  disk --DMA (O_DIRECT read, io_uring)--> UMEM block: the send buffer, kept until ACKed [no page cache]
+  CPU writes a header frame (Ethernet/IP/TCP; the checksum summed over the payload in the UMEM) --> UMEM
+  TX ring: [header descriptor][payload descriptors -> the file's bytes in the UMEM] --sendto kick-->
+     veth (copy mode): UMEM -> skb (xsk_build_skb copies each descriptor): one skb per segment,
+     no GSO, no TSO; a zero-copy NIC would DMA the descriptors and copy nothing
+  a lost segment goes again from the same UMEM bytes: never copied, never read from the disk again
+  ACKs: veth --> XDP program (this connection's 4-tuple; ARP and the rest to the kernel) --> RX ring
+     --> zclab's TCP (window, RTT, cwnd, SACK) --> the blocks acknowledged are read into again
+  the peer is the kernel's TCP (any program: zclab recv, nc, curl), on a connection of its own"
+        }
     }
 }
 
 /// What the TCP paths' receiver does (all six share it).
 const TCP_RECEIVER: &str =
-    "  receiver (every TCP path): socket buffer ==splice==> pipe --CPU copy--> page cache of the output file";
+    "  receiver (every TCP path, af-xdp-tcp's too): socket buffer ==splice==> pipe --CPU copy--> page cache of the output file";
 
 /// `zclab explain MODE`: the drawing, and the last run's figures if one was kept.
 pub fn explain(mode: Mode) -> String {
     let mut s = format!("{mode}: {}\n\n{}\n", mode_doc(mode), drawing(mode));
     if !mode.is_packet_path() {
+        // af-xdp-tcp's peer is the same kernel TCP receiver.
         let _ = writeln!(s, "{TCP_RECEIVER}");
     }
     s += "\n  ==> moves references to pages, --> moves bytes; [user] and [kernel] say whose memory it is\n";
@@ -138,6 +150,7 @@ fn mode_doc(m: Mode) -> &'static str {
         Mode::IoUringZc => "io_uring IORING_OP_SEND_ZC from a mapping, with notifications",
         Mode::UdpGso => "kernel UDP with UDP_SEGMENT (GSO) and UDP_GRO, rounds for lost packets",
         Mode::AfXdp => "O_DIRECT reads into a UMEM, frames from the TX ring, AF_XDP receiver behind XDP",
+        Mode::AfXdpTcp => "zclab's own TCP on AF_XDP: the payload stays in UMEM until ACKed, to the kernel's TCP",
     }
 }
 
@@ -201,7 +214,7 @@ mod tests {
         // This test is the only one that reads the variable.
         std::env::set_var("ZCLAB_STATE_DIR", &dir);
         let e = explain(Mode::Sendfile);
-        assert!(e.contains("page references") && e.contains("receiver (every TCP path)"), "{e}");
+        assert!(e.contains("page references") && e.contains("receiver (every TCP path"), "{e}");
         assert!(e.contains("No run of sendfile kept yet"), "{e}");
         assert!(!explain(Mode::AfXdp).contains("every TCP path"));
         let _ = std::fs::remove_dir_all(dir);

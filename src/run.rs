@@ -49,7 +49,9 @@ fn end_args(cfg: &RunConfig, args: &mut Vec<String>, af_xdp: &[String], cpu: Opt
     if let Some(k) = &cfg.key {
         args.extend(["--key".into(), path_arg(k)]);
     }
-    if cfg.mode == Mode::AfXdp {
+    // af-xdp-tcp's receiver is the kernel's TCP: the options are the sender's only.
+    let sender = std::ptr::eq(af_xdp, cfg.af_xdp_args.0.as_slice());
+    if cfg.mode == Mode::AfXdp || (cfg.mode == Mode::AfXdpTcp && sender) {
         args.extend(af_xdp.iter().cloned());
     }
     if let Some(c) = cpu {

@@ -343,18 +343,6 @@ fn plain_takes_every_tcp_mode_of_the_kernel_to_the_same_listener() {
         src.to_str().unwrap(),
     ]);
     assert!(!o.status.success() && stderr(&o).contains("--plain sends over TCP"), "{}", stderr(&o));
-    let o = run_zclab(&[
-        "send",
-        "--netns",
-        &n.tx_ns,
-        "--mode",
-        "af-xdp-tcp",
-        "--to",
-        "10.77.0.2:8130",
-        "--file",
-        src.to_str().unwrap(),
-    ]);
-    assert!(!o.status.success() && stderr(&o).contains("give --plain"), "{}", stderr(&o));
 }
 
 /// Sends one TCP segment from a raw socket of the calling thread's namespace
@@ -502,4 +490,45 @@ fn jumbo_segments_go_as_a_header_and_several_payload_pieces() {
     assert!(peer.join().unwrap() == std::fs::read(&src).unwrap(), "intact at MTU 9000");
     let r = json(&o);
     assert_eq!(r["mss"], 8960, "a 8960-byte segment spans three or four 4 KiB chunks: {r}");
+}
+
+#[test]
+fn a_zclab_receiver_takes_af_xdp_tcp_on_a_connection_of_its_own_and_verifies_it() {
+    if !privileged("a_zclab_receiver_takes_af_xdp_tcp") {
+        return;
+    }
+    for v6 in [false, true] {
+        let env = if v6 { env_v6(None) } else { env() };
+        let n = env.names().clone();
+        let what = if v6 { "IPv6" } else { "IPv4" };
+        let dir = Scratch::new();
+        let src = dir.path("src");
+        let keep = dir.path("kept");
+        random_file(&src, (5 << 20) + 777, 43);
+        let (segs0, csum0) = (nstat(&n.rx_ns, "TcpInSegs"), nstat(&n.rx_ns, "TcpInCsumErrors"));
+        let mut args = vec!["run", "--env", &n.name, "--mode", "af-xdp-tcp", "--file", src.to_str().unwrap()];
+        args.extend(["--keep", keep.to_str().unwrap(), "--json"]);
+        if v6 {
+            args.push("--ipv6");
+        }
+        let o = run_zclab(&args);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        let r = json(&o);
+        assert_eq!(r["verified"], true, "{what}: {r}");
+        assert!(std::fs::read(&keep).unwrap() == std::fs::read(&src).unwrap(), "{what}: the kept copy is the file");
+        let t = &r["af_xdp_tcp"];
+        let sent = t["tcp"]["segments_sent"].as_u64().unwrap();
+        // The receiving kernel took our segments, and refused none for its checksum.
+        let segs = nstat(&n.rx_ns, "TcpInSegs") - segs0;
+        assert!(segs >= sent * 9 / 10, "{what}: the receiver's kernel took {segs} segments of {sent}");
+        assert_eq!(nstat(&n.rx_ns, "TcpInCsumErrors"), csum0, "{what}: no checksum refused");
+        assert_eq!(t["tcp"]["bytes_sent"].as_u64().unwrap(), r["bytes"].as_u64().unwrap(), "{what}: no loss, nothing sent twice");
+        assert_eq!(t["o_direct"], true);
+        assert_eq!(r["packets"].as_u64(), Some(sent), "{what}: the run's packets are the segments");
+        let steps: Vec<&str> =
+            r["inferred_copies"]["steps"].as_array().unwrap().iter().map(|s| s["what"].as_str().unwrap()).collect();
+        assert!(steps.contains(&"UMEM -> skb") && steps.contains(&"pipe -> page cache"), "{what}: {steps:?}");
+        let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "{what}: the XDP program went with the sender");
+    }
 }

@@ -36,51 +36,6 @@ impl ZcArgs {
     }
 }
 
-/// `--mode`: the modes of `zclab run` (their names and help are Mode's own),
-/// and zclab's own TCP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendMode {
-    Transfer(Mode),
-    AfXdpTcp,
-}
-
-/// Every transfer mode, then af-xdp-tcp.
-const SEND_MODES: [SendMode; Mode::ALL.len() + 1] = {
-    let mut v = [SendMode::AfXdpTcp; Mode::ALL.len() + 1];
-    let mut i = 0;
-    while i < Mode::ALL.len() {
-        v[i] = SendMode::Transfer(Mode::ALL[i]);
-        i += 1;
-    }
-    v
-};
-
-impl clap::ValueEnum for SendMode {
-    fn value_variants<'a>() -> &'a [Self] {
-        &SEND_MODES
-    }
-
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        match self {
-            SendMode::Transfer(m) => m.to_possible_value(),
-            SendMode::AfXdpTcp => Some(
-                clap::builder::PossibleValue::new("af-xdp-tcp")
-                    .help("zclab's own TCP on an AF_XDP socket, the payload where O_DIRECT put it (with --plain)"),
-            ),
-        }
-    }
-}
-
-impl SendMode {
-    /// The kernel path or af-xdp it names (None: af-xdp-tcp).
-    fn transfer_mode(self) -> Option<Mode> {
-        match self {
-            SendMode::Transfer(m) => Some(m),
-            SendMode::AfXdpTcp => None,
-        }
-    }
-}
-
 #[derive(Args)]
 #[command(after_help = "\
 `syscalls` in the report counts the data-path calls zclab's own code made (read,
@@ -89,6 +44,10 @@ not the control messages. CPU time is getrusage of this process for the timed pa
 
 Example (in the lab environment):
     ip netns exec zclab-tx zclab send --mode splice --to 10.77.0.2:7777 --file /var/tmp/f
+
+By zclab's own TCP on AF_XDP to a zclab recv (the data on a connection of its own, the
+file verified by BLAKE3 as by every mode):
+    zclab send --netns zclab-tx --mode af-xdp-tcp --to 10.77.0.2:7777 --file /var/tmp/f
 
 To any TCP listener, with zclab's own TCP on AF_XDP (--plain: the file's bytes, then FIN):
     ip netns exec zclab-rx socat -u TCP-LISTEN:8000 OPEN:/var/tmp/copy,creat,trunc &
@@ -100,7 +59,7 @@ cwnd, and the checksums it made and checked. --plain with a kernel mode (sendfil
 pub struct SendArgs {
     /// The data path to send by.
     #[arg(long, value_enum)]
-    pub mode: SendMode,
+    pub mode: Mode,
     /// Send to any TCP listener (nc, socat, a program that reads and closes), not to a zclab
     /// recv: the file's bytes and then FIN, nothing else; exit 0 once every byte is
     /// acknowledged and the peer closed. Takes every TCP mode: af-xdp-tcp, and the kernel's
@@ -158,12 +117,8 @@ pub fn exec(a: SendArgs) -> Result<bool> {
     if a.plain {
         return plain(a);
     }
-    let Some(mode) = a.mode.transfer_mode() else {
-        anyhow::bail!(
-            "--mode af-xdp-tcp speaks TCP to any listener: give --plain (zclab recv does not take it yet; \
-             `zclab send --help` shows an example with socat)"
-        );
-    };
+    let mode = a.mode;
+    let tcp = tcp_options(&a);
     let cfg = SendConfig {
         to: a.to,
         file: a.file,
@@ -182,6 +137,7 @@ pub fn exec(a: SendArgs) -> Result<bool> {
             layout: a.frame_layout,
             shared_umem: a.xdp.socket.shared_umem,
         },
+        tcp,
         trace: a.common.trace,
         zc: a.zc.options(mode)?,
         key: a.common.key()?,
@@ -192,28 +148,28 @@ pub fn exec(a: SendArgs) -> Result<bool> {
     Ok(rep.verified)
 }
 
+/// af-xdp-tcp's socket and TCP settings.
+fn tcp_options(a: &SendArgs) -> send::af_xdp_tcp::TcpXdpOptions {
+    send::af_xdp_tcp::TcpXdpOptions {
+        iface: a.xdp.iface.clone(),
+        queue: a.xdp.socket.queue.unwrap_or(0),
+        bind_mode: a.xdp.socket.zerocopy.into(),
+        attach: None,
+        min_rto: std::time::Duration::from_millis(a.min_rto),
+        syn_retries: a.syn_retries,
+    }
+}
+
 /// `--plain`: the file to any TCP listener.
 fn plain(a: SendArgs) -> Result<bool> {
     enter_netns(&a.netns)?;
-    match a.mode {
-        SendMode::AfXdpTcp => {
-            let opts = send::af_xdp_tcp::TcpXdpOptions {
-                iface: a.xdp.iface,
-                queue: a.xdp.socket.queue.unwrap_or(0),
-                bind_mode: a.xdp.socket.zerocopy.into(),
-                attach: None,
-                min_rto: std::time::Duration::from_millis(a.min_rto),
-                syn_retries: a.syn_retries,
-            };
-            let rep = send::af_xdp_tcp::send_plain(a.to, &a.file, &opts)?;
-            print(a.common.json, &rep, |r| r.text());
-            Ok(true)
-        }
-        m => {
-            let mode = m.transfer_mode().expect("every mode but af-xdp-tcp is a transfer mode");
-            let rep = send::send_plain(mode, a.to, &a.file, chunk(a.chunk)?, a.zc.options(mode)?, timeout(a.common.timeout)?)?;
-            print(a.common.json, &rep, |r| r.text());
-            Ok(true)
-        }
+    if a.mode == Mode::AfXdpTcp {
+        let rep = send::af_xdp_tcp::send_plain(a.to, &a.file, &tcp_options(&a))?;
+        print(a.common.json, &rep, |r| r.text());
+        return Ok(true);
     }
+    let mode = a.mode;
+    let rep = send::send_plain(mode, a.to, &a.file, chunk(a.chunk)?, a.zc.options(mode)?, timeout(a.common.timeout)?)?;
+    print(a.common.json, &rep, |r| r.text());
+    Ok(true)
 }

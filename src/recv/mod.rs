@@ -162,6 +162,8 @@ fn reserve(file: &File, size: u64, out: &Path) -> Result<()> {
 /// Where the data arrives.
 enum Plane {
     Tcp,
+    /// af-xdp-tcp: the data comes on a connection of its own, to this listener.
+    Stream(TcpListener),
     Udp(udp::UdpSource),
     /// The AF_XDP socket behind the XDP program, and the MAC to announce.
     Xdp(Box<af_xdp::XdpReceiver>, String),
@@ -557,6 +559,10 @@ fn open_plane(cfg: &RecvConfig, hello: &Hello, direct: Option<std::sync::Arc<dir
         Mode::UdpGso => Plane::Udp(
             udp::UdpSource::bind(cfg.listen).with_context(|| format!("cannot open the UDP data socket on {}", cfg.listen))?,
         ),
+        Mode::AfXdpTcp => {
+            let at = SocketAddr::new(cfg.listen.ip(), 0);
+            Plane::Stream(bind(at).context("the listener for the af-xdp-tcp data connection")?)
+        }
         _ => Plane::Tcp,
     })
 }
@@ -572,9 +578,17 @@ impl Plane {
                 chunk,
                 // A direct receiver's batch waits on the disk; the sender is asked to wait longer.
                 patience_ms: chunk.map(|_| direct::PATIENCE.as_millis() as u64),
+                data_port: None,
             },
-            Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW), chunk: None, patience_ms: None },
-            Plane::Tcp => Msg::Ready { mac: None, window: None, chunk: None, patience_ms: None },
+            Plane::Udp(_) => Msg::Ready { mac: None, window: Some(udp::WINDOW), chunk: None, patience_ms: None, data_port: None },
+            Plane::Tcp => Msg::Ready { mac: None, window: None, chunk: None, patience_ms: None, data_port: None },
+            Plane::Stream(l) => Msg::Ready {
+                mac: None,
+                window: None,
+                chunk: None,
+                patience_ms: None,
+                data_port: l.local_addr().ok().map(|a| a.port()),
+            },
         }
     }
 }
@@ -588,6 +602,14 @@ fn receive_data(
     hello: Hello,
     wd: &mut Watchdog,
 ) -> Result<(tcp::Received, Option<RxPackets>, Option<crate::report::AfXdpRx>)> {
+    if let Plane::Stream(listener) = plane {
+        let data = accept_data(listener, sock, wd)?;
+        let got = tcp::receive_stream(&data, out, hello.size, wd, cfg.via).context("receiving the data")?;
+        if got.bytes == hello.size {
+            expect_close(&data, hello.size, wd)?;
+        }
+        return Ok((got, None, None));
+    }
     if !hello.mode.is_packet_path() {
         let got = tcp::receive_stream(sock, out, hello.size, wd, cfg.via).context("receiving the data")?;
         return Ok((got, None, None));
@@ -612,7 +634,7 @@ fn receive_data(
             res
         }
         Plane::Udp(src) => packets::receive_rounds(sock, src, &r, out, wd, udp::WINDOW).context("receiving the packets")?,
-        Plane::Tcp => unreachable!("packet paths have a packet plane"),
+        Plane::Tcp | Plane::Stream(_) => unreachable!("packet paths have a packet plane"),
     };
     let c = r.counts();
     let packets = RxPackets {
@@ -623,6 +645,44 @@ fn receive_data(
         rounds,
     };
     Ok((tcp::Received { bytes: r.bytes(), syscalls: calls, zerocopy: None }, Some(packets), af_xdp))
+}
+
+/// The data connection of an af-xdp-tcp transfer: the first connection to
+/// `listener` from the control connection's host (others are closed at
+/// once and logged), within the watchdog's patience.
+fn accept_data(listener: &TcpListener, control: &TcpStream, wd: &mut Watchdog) -> Result<TcpStream> {
+    let from = control.peer_addr()?.ip();
+    listener.set_nonblocking(true)?;
+    loop {
+        match listener.accept() {
+            Ok((s, peer)) if peer.ip() == from => {
+                log::info!("the data connection from {peer}");
+                s.set_nonblocking(false)?;
+                s.set_read_timeout(Some(IO_TICK))?;
+                return Ok(s);
+            }
+            Ok((_, peer)) => log::warn!("a data connection from {peer}, not the sender's host {from}: closed"),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wd.idle().context("waiting for the sender's data connection")?;
+                crate::sys::socket::poll_one(listener, libc::POLLIN, IO_TICK.as_millis() as i32)?;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("accepting the data connection")),
+        }
+    }
+}
+
+/// After the announced bytes, the sender's FIN: one more byte would be a
+/// sender that sends more than it announced.
+fn expect_close(data: &TcpStream, size: u64, wd: &mut Watchdog) -> Result<()> {
+    let mut b = [0u8; 1];
+    loop {
+        match io::Read::read(&mut &*data, &mut b) {
+            Ok(0) => return Ok(()),
+            Ok(_) => bail!("the sender sent more bytes than the {size} it announced"),
+            Err(e) if Watchdog::is_idle_error(&e) => wd.idle().context("waiting for the sender's FIN")?,
+            Err(e) => return Err(anyhow::Error::new(e).context("waiting for the sender's FIN")),
+        }
+    }
 }
 
 /// Why a transfer did not verify, or None if it did.

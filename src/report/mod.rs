@@ -7,9 +7,11 @@
 //! parts of them, `text.rs` how they print for a person.
 
 mod af_xdp;
+mod tcp;
 mod text;
 
 pub use af_xdp::{AfXdpRun, AfXdpRx, AfXdpTx, DirectWrites, QueuePackets, RxDrops, TxPath, XdpProgramInfo};
+pub use tcp::{AfXdpTcpTx, ChecksumCounts};
 pub use text::{compare_table, human_bytes, kernel_text, recv_text, run_text, send_text};
 
 use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
@@ -39,6 +41,9 @@ pub struct SendReport {
     pub packets: Option<PacketStats>,
     /// The AF_XDP sender's view (af-xdp).
     pub af_xdp: Option<AfXdpTx>,
+    /// zclab's own TCP's part (af-xdp-tcp only).
+    #[serde(default)]
+    pub af_xdp_tcp: Option<AfXdpTcpTx>,
     pub cost: ProcessCost,
     pub source_cached_before_bytes: u64,
     pub source_cached_after_bytes: u64,
@@ -176,6 +181,9 @@ pub struct RunReport {
     pub mtu: Option<u32>,
     /// AF_XDP details (af-xdp only).
     pub af_xdp: Option<AfXdpRun>,
+    /// zclab's own TCP on the sender's AF_XDP socket (af-xdp-tcp only).
+    #[serde(default)]
+    pub af_xdp_tcp: Option<AfXdpTcpTx>,
     /// Why it did not verify (None when it did).
     pub reason: Option<String>,
     /// Both ends' kernel counters (`--trace`), else null.
@@ -229,6 +237,10 @@ impl RunReport {
         if reason.is_none() && !(s.verified && r.verified) {
             reason = Some("one side did not verify".into());
         }
+        // af-xdp-tcp's packets are its segments, and its retransmissions are TCP's.
+        let t = s.af_xdp_tcp.as_ref().map(|t| &t.tcp);
+        let segments = t.map(|t| t.segments_sent);
+        let retransmitted = t.map(|t| t.retransmits_fast + t.retransmits_timeout);
         RunReport {
             mode: s.mode,
             bytes: s.bytes,
@@ -241,9 +253,9 @@ impl RunReport {
             source_cached_before_bytes: s.source_cached_before_bytes,
             source_cached_after_bytes: s.source_cached_after_bytes,
             zerocopy: s.zerocopy.clone(),
-            packets: s.packets.as_ref().map(|p| p.packets),
-            packets_per_s: s.packets.as_ref().map(|p| if s.seconds > 0.0 { p.packets as f64 / s.seconds } else { 0.0 }),
-            retransmitted_packets: s.packets.as_ref().map(|p| p.retransmitted),
+            packets: s.packets.as_ref().map(|p| p.packets).or(segments),
+            packets_per_s: s.packets.as_ref().map(|p| p.packets).or(segments).map(|p| p as f64 / s.seconds.max(1e-9)),
+            retransmitted_packets: s.packets.as_ref().map(|p| p.retransmitted).or(retransmitted),
             sender_hash: s.hash.clone(),
             receiver_hash: r.hash.clone(),
             hash_seconds: HashSeconds { sender: s.hash_seconds, receiver: r.hash_seconds },
@@ -271,6 +283,7 @@ impl RunReport {
                 }),
                 _ => None,
             },
+            af_xdp_tcp: s.af_xdp_tcp.clone(),
             reason,
             kernel: (s.kernel.is_some() || r.kernel.is_some())
                 .then(|| KernelRun { sender: s.kernel.clone(), receiver: r.kernel.clone() }),
@@ -318,6 +331,7 @@ mod tests {
             mtu: None,
             packets: None,
             af_xdp: None,
+            af_xdp_tcp: None,
             cost: ProcessCost { cpu_sys_s: 0.5, ..Default::default() },
             source_cached_before_bytes: bytes,
             source_cached_after_bytes: bytes,

@@ -161,7 +161,9 @@ pub fn run_text(r: &RunReport) -> String {
             let _ = writeln!(s, "            {} {}: {}", st.side, st.what, st.rule);
         }
     }
-    if let (Some(p), Some(pps)) = (r.packets, r.packets_per_s) {
+    if let Some(t) = &r.af_xdp_tcp {
+        s += &tcp_lines(t);
+    } else if let (Some(p), Some(pps)) = (r.packets, r.packets_per_s) {
         let _ = writeln!(
             s,
             "packets   {p} sent ({:.0} k/s, MTU {}), {} resent in {} rounds; receiver dropped {} invalid, skipped {} duplicates",
@@ -237,6 +239,9 @@ pub fn send_text(r: &SendReport) -> String {
             r.mtu.unwrap_or(0)
         );
     }
+    if let Some(t) = &r.af_xdp_tcp {
+        s += &tcp_lines(t);
+    }
     if let Some(x) = &r.af_xdp {
         let _ = writeln!(
             s,
@@ -249,6 +254,21 @@ pub fn send_text(r: &SendReport) -> String {
     }
     let _ = writeln!(s, "hash      blake3 {}", r.hash);
     s += &verdict_line(&r.reason);
+    s
+}
+
+/// zclab's own TCP's lines (af-xdp-tcp), under a "tcp" lead.
+fn tcp_lines(t: &super::AfXdpTcpTx) -> String {
+    let mut s = format!(
+        "tcp       zclab's own TCP on {} ({}, XDP program {}); file read with O_DIRECT: {}\n",
+        t.iface,
+        if t.zerocopy { "zero copy" } else { "copy mode" },
+        t.xdp_mode,
+        if t.o_direct { "yes" } else { "NO (filesystem without direct I/O)" }
+    );
+    for l in t.text().lines() {
+        let _ = writeln!(s, "        {l}");
+    }
     s
 }
 

@@ -18,8 +18,8 @@ pub mod splice;
 pub mod udp_gso;
 
 use crate::metrics::{self, CostMeter, PacketStats, ZerocopyStats};
-use crate::report::AfXdpTx;
 use crate::report::SendReport;
+use crate::report::{AfXdpTcpTx, AfXdpTx};
 use crate::sys;
 use crate::trace::Testimony;
 use crate::transfer::auth;
@@ -42,6 +42,8 @@ pub struct DataPath {
     pub packets: Option<PacketStats>,
     /// The AF_XDP sender's view (af-xdp only).
     pub af_xdp: Option<AfXdpTx>,
+    /// zclab's own TCP's view (af-xdp-tcp only).
+    pub af_xdp_tcp: Option<AfXdpTcpTx>,
 }
 
 /// A validated `zclab send`.
@@ -57,6 +59,8 @@ pub struct SendConfig {
     pub cold: bool,
     /// Interface, queue and bind mode of the af-xdp path.
     pub af_xdp: af_xdp::AfXdpOptions,
+    /// The af-xdp-tcp path's socket and TCP settings.
+    pub tcp: af_xdp_tcp::TcpXdpOptions,
     /// Count what the kernel did during the timed part (tracepoints).
     pub trace: bool,
     /// The zero-copy paths' sending depth and buffers.
@@ -183,6 +187,11 @@ fn set_up_packets(cfg: &SendConfig, sock: &TcpStream) -> Result<(PacketSetup, us
             let p = af_xdp::XdpPath::prepare(&cfg.file, sock, &cfg.af_xdp).context("setting up the AF_XDP path")?;
             let (payload, mtu) = (p.payload as usize, p.mtu());
             (PacketSetup::Xdp(Box::new(p)), payload, Some(mtu))
+        }
+        Mode::AfXdpTcp => {
+            let p = af_xdp_tcp::Prepared::open(cfg.to, &cfg.file, &cfg.tcp).context("setting up the af-xdp-tcp path")?;
+            let (mss, mtu) = (p.mss() as usize, p.mtu());
+            (PacketSetup::Tcp(Box::new(p)), mss, Some(mtu))
         }
         _ => (PacketSetup::None, cfg.chunk, None),
     })
@@ -339,6 +348,7 @@ enum PacketSetup {
     None,
     Udp(udp_gso::UdpPath),
     Xdp(Box<af_xdp::XdpPath>),
+    Tcp(Box<af_xdp_tcp::Prepared>),
 }
 
 /// Runs one data path.
@@ -352,7 +362,15 @@ fn stream(mode: Mode, s: &mut Stream, setup: PacketSetup, to: SocketAddr, transf
         (Mode::IoUringZc, _) => io_uring_zc::send(s),
         (Mode::UdpGso, PacketSetup::Udp(u)) => udp_gso::send(s, &u, transfer_id),
         (Mode::AfXdp, PacketSetup::Xdp(p)) => af_xdp::send(s, *p, to, transfer_id),
-        (Mode::UdpGso | Mode::AfXdp, _) => unreachable!("packet paths are set up before the Hello"),
+        (Mode::AfXdpTcp, PacketSetup::Tcp(p)) => {
+            let port = s
+                .peer
+                .data_port
+                .ok_or_else(|| io::Error::other("the receiver named no port for the data connection (is it an older zclab?)"))?;
+            let r = p.run(SocketAddr::new(to.ip(), port)).map_err(|e| io::Error::other(format!("{e:#}")))?;
+            Ok(DataPath { syscalls: r.path.syscalls, af_xdp_tcp: Some(r.path), ..Default::default() })
+        }
+        (Mode::UdpGso | Mode::AfXdp | Mode::AfXdpTcp, _) => unreachable!("packet paths are set up before the Hello"),
     }
 }
 
@@ -393,6 +411,9 @@ pub fn send_plain(
 ) -> Result<PlainReport> {
     if matches!(mode, Mode::UdpGso | Mode::AfXdp) {
         bail!("--plain sends over TCP: --mode {} is a packet path of zclab's own protocol", mode.name());
+    }
+    if mode == Mode::AfXdpTcp {
+        bail!("send::send_plain is the kernel's TCP; af-xdp-tcp sends by send::af_xdp_tcp::send_plain");
     }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata()?.len();
@@ -529,6 +550,7 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         mtu,
         packets: path.packets,
         af_xdp: path.af_xdp,
+        af_xdp_tcp: path.af_xdp_tcp,
         cost,
         source_cached_before_bytes: cached_before,
         source_cached_after_bytes: cached_after,

@@ -299,15 +299,17 @@ pub struct PeerReady {
     pub chunk: Option<u64>,
     /// How long to wait for news with a full window before taking silence for loss.
     pub patience: Option<Duration>,
+    /// af-xdp-tcp: the receiver's port for the data connection.
+    pub data_port: Option<u16>,
 }
 
 /// Waits for the receiver's Ready (it follows the Hello on every path).
 pub fn await_ready(sock: &TcpStream, wd: &mut Watchdog) -> io::Result<PeerReady> {
     match recv_msg(&mut &*sock, wd)? {
-        Some(Msg::Ready { mac, window, chunk, patience_ms }) => {
+        Some(Msg::Ready { mac, window, chunk, patience_ms, data_port }) => {
             // At most a second: a longer silence is for the watchdog to judge.
             let patience = patience_ms.map(|ms| Duration::from_millis(ms.clamp(1, 1000)));
-            Ok(PeerReady { mac, window, chunk, patience })
+            Ok(PeerReady { mac, window, chunk, patience, data_port })
         }
         Some(other) => Err(io::Error::other(format!("the receiver answered {other:?} where Ready was expected"))),
         None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the receiver closed the connection instead of getting ready")),

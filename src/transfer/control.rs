@@ -56,6 +56,10 @@ pub enum Msg {
         /// receiver that waits on its disk (`--direct`) asks for more.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         patience_ms: Option<u64>,
+        /// af-xdp-tcp: the port (on the control connection's address) where
+        /// the receiver listens for the data connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_port: Option<u16>,
     },
     /// Receiver to sender (packet paths), now and then during a round: it
     /// has taken `seen` packets off its data plane so far (all rounds).
@@ -232,8 +236,14 @@ mod tests {
             Msg::Challenge { nonce: "cd".into(), proof: "ef".into() },
             Msg::Proof { proof: "01".into() },
             Msg::Received { bytes: 0 },
-            Msg::Ready { mac: Some("02:00:00:00:00:01".into()), window: Some(1024), chunk: None, patience_ms: None },
-            Msg::Ready { mac: None, window: None, chunk: Some(3584), patience_ms: Some(20) },
+            Msg::Ready {
+                mac: Some("02:00:00:00:00:01".into()),
+                window: Some(1024),
+                chunk: None,
+                patience_ms: None,
+                data_port: None,
+            },
+            Msg::Ready { mac: None, window: None, chunk: Some(3584), patience_ms: Some(20), data_port: Some(40001) },
             Msg::Progress { seen: 77 },
             Msg::RoundDone { round: 2, sent: 10 },
             Msg::Missing { ranges: vec![(1, 4), (9, 10)], count: 4 },

@@ -24,10 +24,12 @@ pub enum Mode {
     UdpGso,
     /// AF_XDP: O_DIRECT reads into the UMEM, frames from the TX ring; AF_XDP receiver behind XDP.
     AfXdp,
+    /// zclab's own TCP on an AF_XDP socket, the payload where O_DIRECT put it; any TCP receiver.
+    AfXdpTcp,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 8] = [
+    pub const ALL: [Mode; 9] = [
         Mode::ReadWrite,
         Mode::MmapWrite,
         Mode::Sendfile,
@@ -36,6 +38,7 @@ impl Mode {
         Mode::IoUringZc,
         Mode::UdpGso,
         Mode::AfXdp,
+        Mode::AfXdpTcp,
     ];
 
     /// The `--mode` spelling.
@@ -49,12 +52,25 @@ impl Mode {
             Mode::IoUringZc => "io-uring-zc",
             Mode::UdpGso => "udp-gso",
             Mode::AfXdp => "af-xdp",
+            Mode::AfXdpTcp => "af-xdp-tcp",
         }
     }
 
     /// True for the paths that move packets (lab header, rounds) rather than a TCP stream.
     pub fn is_packet_path(self) -> bool {
         matches!(self, Mode::UdpGso | Mode::AfXdp)
+    }
+
+    /// True for the paths whose data is a TCP stream on a connection of its
+    /// own, not on the control connection (af-xdp-tcp: the control connection
+    /// is the kernel's, the data connection zclab's own TCP).
+    pub fn has_data_connection(self) -> bool {
+        self == Mode::AfXdpTcp
+    }
+
+    /// True for the paths that send from an AF_XDP socket.
+    pub fn is_af_xdp(self) -> bool {
+        matches!(self, Mode::AfXdp | Mode::AfXdpTcp)
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::buffer::SendBuffer;
 use super::ChecksumCounts;
+
 use crate::tcp::{Connection, Transmit};
 use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK, TX_BUDGET};
 use crate::wire::{self, TcpFrame, TcpSegment};
@@ -67,6 +68,8 @@ pub struct Link {
     pub(super) keep: usize,
     /// ICMP destination unreachables that quoted this connection's segments.
     pub(super) icmp_unreachable: u64,
+    /// Kicks of the TX ring and waits on the RX ring.
+    pub(super) syscalls: u64,
     in_flight: u32,
 }
 
@@ -117,12 +120,13 @@ impl Link {
             dst_mac: [0; 6],
             local: b.local,
             peer: b.peer.unwrap_or(b.local),
-            checksum: ChecksumCounts { tx_mode: "software", ..Default::default() },
+            checksum: ChecksumCounts { tx_mode: "software".into(), ..Default::default() },
             foreign: 0,
             peer_bytes: 0,
             peer_data: Vec::new(),
             keep: 0,
             icmp_unreachable: 0,
+            syscalls: 0,
             in_flight: 0,
         })
     }
@@ -148,14 +152,26 @@ impl Link {
     /// Sends what the TX ring holds.
     pub fn kick(&mut self) -> Result<()> {
         if self.tx.pending() > 0 {
+            self.syscalls += 1;
             self.tx.kick()?;
         }
         Ok(())
     }
 
     /// Waits up to `ms` for a frame on the RX ring.
-    pub fn wait(&self, ms: i32) -> Result<()> {
+    pub fn wait(&mut self, ms: i32) -> Result<()> {
+        self.syscalls += 1;
         crate::sys::socket::poll_one(&self.sock, libc::POLLIN, ms)?;
+        Ok(())
+    }
+
+    /// Steers to the socket the segments to the local port from `peer`
+    /// (None: from anyone), and takes `peer` as the connection's.
+    pub fn steer(&mut self, peer: Option<SocketAddr>) -> Result<()> {
+        self.steering.steer_tcp(self.local.port(), peer)?;
+        if let Some(p) = peer {
+            self.peer = p;
+        }
         Ok(())
     }
 

@@ -22,7 +22,7 @@ mod buffer;
 mod http;
 mod link;
 
-use crate::tcp::{Config, Connection, State, TcpError, TcpStats, Why};
+use crate::tcp::{Config, Connection, State, TcpError, Why};
 use crate::transfer::af_xdp::{Iface, CHUNK};
 use crate::xdp::AttachMode;
 use crate::xsk::BindMode;
@@ -62,18 +62,7 @@ impl Default for TcpXdpOptions {
     }
 }
 
-/// What checking and making checksums counted.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ChecksumCounts {
-    /// How this end's segments got their checksum: "software" (the CPU summed the payload).
-    pub tx_mode: &'static str,
-    /// Payload bytes the CPU read to sum them (0 with offload).
-    pub cpu_payload_bytes_read: u64,
-    /// The peer's segments: checksum right, only the pseudo-header's sum (cannot be judged), wrong (dropped).
-    pub rx_verified: u64,
-    pub rx_unverifiable: u64,
-    pub rx_bad: u64,
-}
+pub use crate::report::{AfXdpTcpTx, ChecksumCounts};
 
 /// What one af-xdp-tcp send did.
 #[derive(Debug, Clone, Serialize)]
@@ -81,71 +70,29 @@ pub struct TcpSendReport {
     pub mode: &'static str,
     pub local: SocketAddr,
     pub peer: SocketAddr,
-    pub iface: String,
     pub bytes: u64,
     pub seconds: f64,
     pub gbit_per_s: f64,
-    pub mss: u32,
-    /// The file read with O_DIRECT (false: through the page cache, on a filesystem without it).
-    pub o_direct: bool,
-    pub zerocopy: bool,
-    pub xdp_mode: &'static str,
-    pub tcp: TcpStats,
-    pub checksum: ChecksumCounts,
-    /// Frames the RX ring gave that were not this connection's, or not TCP: counted, dropped.
-    pub foreign_frames: u64,
-    /// Bytes the peer sent on the connection (a plain sink sends none): acknowledged, dropped.
-    pub peer_bytes: u64,
-    /// ICMP destination unreachables that quoted the connection's segments.
-    pub icmp_unreachable: u64,
+    #[serde(flatten)]
+    pub path: AfXdpTcpTx,
     pub cpu_user_s: f64,
     pub cpu_sys_s: f64,
 }
 
 impl TcpSendReport {
     pub fn text(&self) -> String {
-        let t = &self.tcp;
+        let p = &self.path;
         format!(
-            "af-xdp-tcp: {} bytes to {} in {:.3} s: {:.2} Gbit/s (file {}; {} {}, XDP program {})\n\
-             \x20 segments sent {} ({} bytes of payload), retransmitted {} fast / {} after a timeout; timeouts {}\n\
-             \x20 duplicate ACKs {}, recoveries {} ({:.3} s), zero-window probes {}, largest cwnd {} bytes, srtt {} us\n\
-             \x20 peer: MSS {}, window scale {:?}, largest window {} bytes; the connection's MSS {}\n\
-             \x20 checksums: sent {} (the CPU read {} payload bytes); received {} verified, {} unverifiable, {} bad\n\
-             \x20 dropped: {} segments (acks of unsent {}, outside the window {}, resets not exact {}), {} foreign frames\n\
-             \x20 CPU: {:.3} s user, {:.3} s system\n",
+            "af-xdp-tcp: {} bytes to {} in {:.3} s: {:.2} Gbit/s (file {}; {} {}, XDP program {})\n{}\x20 CPU: {:.3} s user, {:.3} s system\n",
             self.bytes,
             self.peer,
             self.seconds,
             self.gbit_per_s,
-            if self.o_direct { "read with O_DIRECT" } else { "read through the page cache" },
-            self.iface,
-            if self.zerocopy { "zero copy" } else { "copy mode" },
-            self.xdp_mode,
-            t.segments_sent,
-            t.bytes_sent,
-            t.retransmits_fast,
-            t.retransmits_timeout,
-            t.rto_fired,
-            t.dup_acks,
-            t.fast_recoveries,
-            t.recovery_s,
-            t.zero_window_probes,
-            t.largest_cwnd,
-            t.srtt_us.map_or("-".into(), |u| u.to_string()),
-            t.peer_mss,
-            t.peer_window_scale,
-            t.largest_peer_window,
-            self.mss,
-            self.checksum.tx_mode,
-            self.checksum.cpu_payload_bytes_read,
-            self.checksum.rx_verified,
-            self.checksum.rx_unverifiable,
-            self.checksum.rx_bad,
-            t.dropped,
-            t.dropped_ack_of_unsent,
-            t.dropped_outside_window,
-            t.dropped_rst_not_exact,
-            self.foreign_frames,
+            if p.o_direct { "read with O_DIRECT" } else { "read through the page cache" },
+            p.iface,
+            if p.zerocopy { "zero copy" } else { "copy mode" },
+            p.xdp_mode,
+            p.text(),
             self.cpu_user_s,
             self.cpu_sys_s,
         )
@@ -170,57 +117,103 @@ fn local_ip_toward(to: SocketAddr) -> Result<IpAddr> {
     Ok(probe.local_addr()?.ip())
 }
 
+/// An af-xdp-tcp sender with everything set up but the connection: the
+/// port held, the file open for O_DIRECT reads, the socket bound and the XDP
+/// program steering segments to the port. Set up before a transfer's clock
+/// starts (attaching a program takes milliseconds).
+pub struct Prepared {
+    // Field order is drop order: the link (program, socket) before the port's holder.
+    link: Link,
+    buf: SendBuffer,
+    iface: Iface,
+    holder: std::os::fd::OwnedFd,
+    local: SocketAddr,
+    len: u64,
+    o_direct: bool,
+    opts: TcpXdpOptions,
+}
+
+impl Prepared {
+    /// Sets up a sender of `path` toward the host `to` (its port may change: see `run`).
+    pub fn open(to: SocketAddr, path: &Path, opts: &TcpXdpOptions) -> Result<Prepared> {
+        let local_ip = local_ip_toward(to)?;
+        let (holder, local) = crate::sys::socket::hold_tcp_port(SocketAddr::new(local_ip, 0))
+            .with_context(|| format!("binding a TCP port on {local_ip}"))?;
+        let iface = Iface::find(opts.iface.as_deref(), local_ip)?;
+        let dst_mac = crate::route::resolve(&iface.name, iface.index, to.ip(), Duration::from_secs(1))
+            .map_err(|e| anyhow!("the next hop toward {to}: {e}"))?
+            .mac;
+        let (file, align) =
+            crate::send::af_xdp::open_direct(path, CHUNK).with_context(|| format!("opening {}", path.display()))?;
+        let len = file.metadata()?.len();
+        let reader = crate::send::af_xdp::DirectReader::new(file, 16).context("io_uring for the reads")?;
+        // Steered from any peer until the connection's peer is known.
+        let bind = Bind { iface: &iface, queue: opts.queue, bind_mode: opts.bind_mode, attach: opts.attach, local, peer: None };
+        let mut link = Link::open(&bind)?;
+        link.dst_mac = dst_mac;
+        let blocks = std::mem::take(&mut link.blocks);
+        let mut buf = SendBuffer::new(blocks, BLOCK, align.unwrap_or(1));
+        buf.start(link.frames(), None, Some((reader, len)));
+        Ok(Prepared { link, buf, iface, holder, local, len, o_direct: align.is_some(), opts: opts.clone() })
+    }
+
+    /// The largest payload a segment can carry on the interface (before the peer's MSS).
+    pub fn mss(&self) -> u32 {
+        config(&self.iface, self.local.port(), self.local, &self.opts).mss as u32
+    }
+
+    pub fn mtu(&self) -> u32 {
+        self.iface.mtu
+    }
+
+    /// Connects to `to`, sends every byte, FIN; returns once every byte is
+    /// acknowledged and the peer closed.
+    pub fn run(mut self, to: SocketAddr) -> Result<TcpSendReport> {
+        self.link.steer(Some(to))?;
+        let mut c = config(&self.iface, self.local.port(), to, &self.opts);
+        c.time_wait = Duration::from_millis(100);
+        let (local, len) = (self.local, self.len);
+        log::info!("af-xdp-tcp: {local} -> {to} on {} queue {}, MSS {}, {len} bytes", self.iface.name, self.opts.queue, c.mss);
+        let usage0 = crate::sys::rusage::self_usage();
+        let t0 = Instant::now();
+        let mut conn = Connection::connect(c, t0);
+        conn.close_after(len);
+        let result = drive(&mut conn, &mut self.link, &mut self.buf, |_, _, _| Ok(()));
+        let seconds = t0.elapsed().as_secs_f64();
+        let usage = crate::sys::rusage::self_usage();
+        drop(self.holder);
+        result.map_err(|e| name_error(e, to))?;
+        let link = &self.link;
+        Ok(TcpSendReport {
+            mode: "af-xdp-tcp",
+            local,
+            peer: to,
+            bytes: len,
+            seconds,
+            gbit_per_s: len as f64 * 8.0 / seconds.max(1e-9) / 1e9,
+            path: AfXdpTcpTx {
+                iface: self.iface.name.clone(),
+                mss: conn.mss(),
+                o_direct: self.o_direct,
+                zerocopy: link.is_zerocopy(),
+                xdp_mode: link.xdp_mode().to_string(),
+                tcp: conn.stats(),
+                checksum: link.checksum.clone(),
+                foreign_frames: link.foreign,
+                peer_bytes: link.peer_bytes,
+                icmp_unreachable: link.icmp_unreachable,
+                syscalls: link.syscalls,
+            },
+            cpu_user_s: (usage.user - usage0.user).as_secs_f64(),
+            cpu_sys_s: (usage.system - usage0.system).as_secs_f64(),
+        })
+    }
+}
+
 /// Sends the file at `path` to the TCP listener at `to`: connect, every
 /// byte, FIN; returns once every byte is acknowledged and the peer closed.
 pub fn send_plain(to: SocketAddr, path: &Path, opts: &TcpXdpOptions) -> Result<TcpSendReport> {
-    let local_ip = local_ip_toward(to)?;
-    let (holder, local) = crate::sys::socket::hold_tcp_port(SocketAddr::new(local_ip, 0))
-        .with_context(|| format!("binding a TCP port on {local_ip}"))?;
-    let iface = Iface::find(opts.iface.as_deref(), local_ip)?;
-    let dst_mac = crate::route::resolve(&iface.name, iface.index, to.ip(), Duration::from_secs(1))
-        .map_err(|e| anyhow!("the next hop toward {to}: {e}"))?
-        .mac;
-    let (file, align) = crate::send::af_xdp::open_direct(path, CHUNK).with_context(|| format!("opening {}", path.display()))?;
-    let len = file.metadata()?.len();
-    let reader = crate::send::af_xdp::DirectReader::new(file, 16).context("io_uring for the reads")?;
-    let bind = Bind { iface: &iface, queue: opts.queue, bind_mode: opts.bind_mode, attach: opts.attach, local, peer: Some(to) };
-    let mut link = Link::open(&bind)?;
-    link.dst_mac = dst_mac;
-    let blocks = std::mem::take(&mut link.blocks);
-    let mut buf = SendBuffer::new(blocks, BLOCK, align.unwrap_or(1));
-    buf.start(link.frames(), None, Some((reader, len)));
-    let mut c = config(&iface, local.port(), to, opts);
-    c.time_wait = Duration::from_millis(100);
-    log::info!("af-xdp-tcp: {local} -> {to} on {} queue {}, MSS {}, {len} bytes", iface.name, opts.queue, c.mss);
-    let usage0 = crate::sys::rusage::self_usage();
-    let t0 = Instant::now();
-    let mut conn = Connection::connect(c, t0);
-    conn.close_after(len);
-    let result = drive(&mut conn, &mut link, &mut buf, |_, _, _| Ok(()));
-    let seconds = t0.elapsed().as_secs_f64();
-    let usage = crate::sys::rusage::self_usage();
-    drop(holder);
-    result.map_err(|e| name_error(e, to))?;
-    Ok(TcpSendReport {
-        mode: "af-xdp-tcp",
-        local,
-        peer: to,
-        iface: iface.name.clone(),
-        bytes: len,
-        seconds,
-        gbit_per_s: len as f64 * 8.0 / seconds.max(1e-9) / 1e9,
-        mss: conn.mss(),
-        o_direct: align.is_some(),
-        zerocopy: link.is_zerocopy(),
-        xdp_mode: link.xdp_mode(),
-        tcp: conn.stats(),
-        checksum: link.checksum.clone(),
-        foreign_frames: link.foreign,
-        peer_bytes: link.peer_bytes,
-        icmp_unreachable: link.icmp_unreachable,
-        cpu_user_s: (usage.user - usage0.user).as_secs_f64(),
-        cpu_sys_s: (usage.system - usage0.system).as_secs_f64(),
-    })
+    Prepared::open(to, path, opts)?.run(to)
 }
 
 /// A connection's settings on `iface` toward `peer`.
