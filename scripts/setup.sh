@@ -15,9 +15,10 @@
 #   socat       a TCP listener for `zclab send --plain` (the example in `zclab send --help`)
 #   curl        the HTTP client that tests zclab http (both TCPs)
 #   tcpdump     judges the checksums of af-xdp-tcp's segments on the receiving side (a test)
+#   nginx       the third server of `zclab bench --http` (sendfile on), beside zclab http
 set -o errexit -o nounset -o pipefail
 
-packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 sockperf chromium fonts-dejavu-core socat curl tcpdump)
+packages=(iproute2 util-linux procps clang libbpf-dev linux-libc-dev bpftool nftables ethtool iperf3 sockperf chromium fonts-dejavu-core socat curl tcpdump nginx)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

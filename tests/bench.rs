@@ -99,6 +99,62 @@ fn a_small_bench_interleaves_and_writes_every_output() {
 }
 
 #[test]
+fn af_xdp_tcp_gets_a_row_the_kernel_a_baseline_without_gso_and_curl_downloads_from_three_servers() {
+    if !privileged("af_xdp_tcp_gets_a_row_the_kernel_a_baseline_without_gso") {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = bench_namespaces();
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let o = run_zclab(&[
+        "bench",
+        "--size",
+        "8M",
+        "--runs",
+        "1",
+        "--modes",
+        "sendfile,af-xdp-tcp",
+        "--http",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
+    let runs = runs.as_array().unwrap();
+    let names: Vec<(&str, bool)> =
+        runs.iter().map(|r| (r["mode"].as_str().unwrap(), r["xdp_rx"].as_bool().unwrap_or(false))).collect();
+    assert_eq!(names, [("sendfile", false), ("sendfile", true), ("af-xdp-tcp", false)], "{names:?}");
+    assert!(runs.iter().all(|r| r["report"]["verified"] == true));
+    // The sending veth's own count of packets: with GSO a packet is up to 64 KiB; with an XDP
+    // program on the receiving veth the kernel sends MSS-sized ones, as af-xdp-tcp does.
+    let sent = |i: usize| runs[i]["report"]["sender_iface"]["tx_packets"].as_u64().unwrap();
+    let mss_segments = (8u64 << 20) / 1448;
+    assert!(sent(0) < mss_segments / 4, "sendfile with GSO: {} packets", sent(0));
+    assert!(sent(1) >= mss_segments * 9 / 10, "sendfile beside an XDP program: {} packets", sent(1));
+    assert!(sent(2) >= mss_segments * 9 / 10, "af-xdp-tcp: {} packets", sent(2));
+    assert_eq!(runs[2]["report"]["packets"], runs[2]["report"]["af_xdp_tcp"]["tcp"]["segments_sent"]);
+    // The HTTP section: each server once, each copy intact, in the table, the chart and the page.
+    let http: Value = serde_json::from_slice(&std::fs::read(out.join("http.json")).unwrap()).unwrap();
+    let servers: Vec<&str> = http.as_array().unwrap().iter().map(|r| r["server"].as_str().unwrap()).collect();
+    assert_eq!(servers, ["zclab-af-xdp-tcp", "zclab-sendfile", "nginx"]);
+    for r in http.as_array().unwrap() {
+        assert_eq!(r["verified"], true, "{r}");
+        assert_eq!(r["bytes"], 8u64 << 20, "{r}");
+        assert!(r["gbit_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let svg = std::fs::read_to_string(out.join("http.svg")).unwrap();
+    assert!(svg.contains("nginx (sendfile on)") && svg.contains("zclab http af-xdp-tcp"), "{svg}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<h2>HTTP download</h2>") && html.contains("sendfile xdp-rx"));
+    let pids = std::process::Command::new("pgrep").args(["-f", "nginx.conf"]).output().unwrap();
+    assert!(pids.stdout.is_empty(), "nginx stopped after each run");
+    assert!(!files_in(&out).iter().any(|f| f.starts_with(".nginx") || f.starts_with(".http-copy")), "{:?}", files_in(&out));
+    assert_eq!(bench_namespaces(), before, "the bench's own environment is removed");
+}
+
+#[test]
 fn ctrl_c_stops_a_bench_and_leaves_nothing() {
     if !privileged("ctrl_c_stops_a_bench_and_leaves_nothing") {
         return;

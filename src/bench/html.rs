@@ -46,6 +46,8 @@ pub struct Page<'a> {
     pub direct: bool,
     /// The small-message section: its result, the rate chart, the percentile chart.
     pub messages: Option<(&'a super::messages::MsgResult, &'a str, &'a str)>,
+    /// The HTTP download section: each server's figures and the chart.
+    pub http: Option<(&'a [super::http_download::HttpSummary], &'a str)>,
 }
 
 pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
@@ -60,6 +62,9 @@ pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
     if !rows.is_empty() {
         file_section(&mut s, cfg, page);
     }
+    if let Some((rows, svg)) = page.http {
+        http_section(&mut s, cfg, rows, svg);
+    }
     if let Some((m, rate, pct)) = messages {
         message_section(&mut s, cfg, m, rate, pct);
     }
@@ -69,6 +74,36 @@ pub fn report(cfg: &BenchConfig, page: &Page<'_>) -> String {
     }
     s += "</table>\n<p>runs.json has every run's full report; summary.csv these figures.</p>\n</body></html>\n";
     s
+}
+
+/// The HTTP download section: curl from each server.
+fn http_section(s: &mut String, cfg: &BenchConfig, rows: &[super::http_download::HttpSummary], svg: &str) {
+    *s += "<h2>HTTP download</h2>\n";
+    *s += svg;
+    let _ = writeln!(
+        s,
+        "\n<p>curl in the receiving namespace downloads the {} file from each server in the sending namespace, {} time(s), \
+         the servers taking turns: <code>zclab http --mode af-xdp-tcp</code> (zclab's own TCP on AF_XDP), \
+         <code>zclab http --mode sendfile</code> (the same server on the kernel's TCP) and nginx with <code>sendfile on</code>. \
+         The same client for all three: curl's own receiving and writing is in every figure alike. Each copy is compared \
+         with the file byte for byte.</p>",
+        human_bytes(cfg.sizes[0]),
+        cfg.runs
+    );
+    *s += "<div class=\"wide\"><table>\n<tr><th>server</th><th>Gbit/s median</th><th>min</th><th>max</th><th>intact</th></tr>\n";
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}/{}</td></tr>",
+            esc(&r.server),
+            r.gbit_per_s.median,
+            r.gbit_per_s.min,
+            r.gbit_per_s.max,
+            r.verified,
+            r.runs
+        );
+    }
+    *s += "</table></div>\n";
 }
 
 /// The file paths' charts and table.
@@ -156,6 +191,9 @@ fn file_section(s: &mut String, cfg: &BenchConfig, page: &Page<'_>) {
         );
     }
     *s += "</table></div>\n";
+    for t in super::summary::targets(rows) {
+        let _ = writeln!(s, "<p><b>{}</b></p>", esc(t.trim()).replace('\n', "<br>"));
+    }
 }
 
 /// The small messages' charts and tables.

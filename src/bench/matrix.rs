@@ -30,12 +30,15 @@ pub struct Cell {
     /// af-xdp's receiver writes with O_DIRECT from its UMEM (`recv --direct`).
     #[serde(default)]
     pub direct: bool,
+    /// A kernel TCP path with an XDP program (passing everything) on the receiving veth:
+    /// the sender's veth then loses GSO and sends MSS-sized segments, as af-xdp-tcp does.
+    #[serde(default)]
+    pub xdp_rx: bool,
 }
 
 impl Cell {
-    /// "io-uring-zc fixed (warm, MTU 9000, 64.0 KiB, 4 in flight)": the
-    /// path, then its settings, those that vary among `all` or are set.
-    pub fn label(&self, all: &[Cell]) -> String {
+    /// "af-xdp split 2q direct": the path and its variant.
+    pub fn path_name(&self) -> String {
         let mut s = self.mode.name().to_string();
         if self.fixed_buffers {
             s += " fixed";
@@ -49,6 +52,16 @@ impl Cell {
         if self.direct {
             s += " direct";
         }
+        if self.xdp_rx {
+            s += " xdp-rx";
+        }
+        s
+    }
+
+    /// "io-uring-zc fixed (warm, MTU 9000, 64.0 KiB, 4 in flight)": the
+    /// path, then its settings, those that vary among `all` or are set.
+    pub fn label(&self, all: &[Cell]) -> String {
+        let s = self.path_name();
         let mut parts = vec![format!("{:?}", self.cache).to_lowercase()];
         if let Some(mtu) = self.mtu {
             parts.push(format!("MTU {mtu}"));
@@ -91,6 +104,7 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                             layout: None,
                             queues: None,
                             direct: false,
+                            xdp_rx: false,
                         };
                         let zc = matches!(mode, Mode::MsgZerocopy | Mode::IoUringZc);
                         let depths: Vec<Option<u32>> = if zc && !cfg.in_flight.is_empty() {
@@ -110,12 +124,17 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                             vec![None]
                         };
                         let direct: &[bool] = if mode == Mode::AfXdp && cfg.direct { &[false, true] } else { &[false] };
+                        // Beside af-xdp-tcp, the kernel's TCP with the same segment sizes.
+                        let xdp_rx = mode == Mode::Sendfile && cfg.modes.contains(&Mode::AfXdpTcp);
                         for &fixed_buffers in fixed {
                             for &in_flight in &depths {
                                 for &layout in &layouts {
                                     for &queues in &queues {
                                         for &direct in direct {
                                             cells.push(Cell { in_flight, fixed_buffers, layout, queues, direct, ..base });
+                                        }
+                                        if xdp_rx {
+                                            cells.push(Cell { in_flight, fixed_buffers, layout, queues, xdp_rx, ..base });
                                         }
                                     }
                                 }

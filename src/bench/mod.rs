@@ -15,6 +15,7 @@
 mod ceilings;
 mod chart;
 mod html;
+pub mod http_download;
 mod matrix;
 pub mod messages;
 mod outputs;
@@ -83,6 +84,8 @@ pub struct BenchConfig {
     pub peers: bool,
     /// The small-message section (`--latency`): rate and latency beside the files.
     pub latency: Option<messages::MsgConfig>,
+    /// The HTTP download section (`--http`): curl from zclab http (both modes) and nginx.
+    pub http: bool,
 }
 
 /// What a bench found: zclab's paths, the peers, the ceilings.
@@ -97,6 +100,8 @@ pub struct BenchResult {
     pub pinned: bool,
     /// The small-message section, if it ran.
     pub messages: Option<messages::MsgResult>,
+    /// The HTTP download section (`--http`), each server's downloads.
+    pub http: Vec<http_download::HttpSummary>,
 }
 
 /// A progress bar on a terminal, nothing otherwise.
@@ -171,7 +176,13 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
     let msg_cells = if cfg.latency.is_some() { messages::cells() } else { Vec::new() };
     let file_peers = if cfg.peers && !cells.is_empty() { peers::PEERS.len() } else { 0 };
     let msg_peers = if cfg.peers && !msg_cells.is_empty() { messages::SOCKPERF.len() } else { 0 };
-    let total = cells.len() + msg_cells.len() + cfg.runs as usize * (cells.len() + msg_cells.len() + file_peers + msg_peers);
+    let servers = if cfg.http && !cfg.modes.is_empty() { http_download::SERVERS.len() } else { 0 };
+    if servers > 0 && !http_download::nginx_installed() {
+        bail!("--http runs nginx beside zclab http, and nginx is not installed: scripts/setup.sh installs it (or apt-get install nginx)");
+    }
+    let total =
+        cells.len() + msg_cells.len() + cfg.runs as usize * (cells.len() + msg_cells.len() + file_peers + msg_peers + servers);
+    let mut http_runs = Vec::new();
     let (mut msg_runs, mut sockperf_runs) = (Vec::new(), Vec::new());
     let bar = progress_bar(total);
     let mut peer_runs = Vec::new();
@@ -233,6 +244,19 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
                 bar.inc(1);
             }
         }
+        if servers > 0 {
+            let names = crate::netns::EnvNames::new(&envs[0].1)?;
+            for server in http_download::SERVERS {
+                crate::interrupt::check()?;
+                bar.set_message(format!("curl from {}, round {round}", server.name()));
+                port = if port >= DEFAULT_PORT + 500 { DEFAULT_PORT } else { port + 1 };
+                let file = file_of(cfg.sizes[0]);
+                let r = http_download::download(server, (&names.tx_ns, &names.rx_ns), port, &file, cfg.pin, round - 1)
+                    .with_context(|| format!("the HTTP download from {}", server.name()))?;
+                http_runs.push(r);
+                bar.inc(1);
+            }
+        }
     }
     bar.finish_and_clear();
     let mut lines = Vec::new();
@@ -263,9 +287,18 @@ pub fn bench(cfg: &BenchConfig) -> Result<BenchResult> {
         summaries: messages::summarize(&msg_runs, &msg_cells),
         peers: messages::summarize_peers(&sockperf_runs),
     });
-    let outputs = Outputs { runs: &runs, summaries: &summaries, lines: &lines, peer_runs: &peer_runs, peers: &peers, direct };
+    let http = http_download::summarize(&http_runs);
+    let outputs = Outputs {
+        runs: &runs,
+        summaries: &summaries,
+        lines: &lines,
+        peer_runs: &peer_runs,
+        peers: &peers,
+        direct,
+        http: (&http_runs, &http),
+    };
     write_outputs(cfg, &outputs, msgs.as_ref().map(|m| (m, msg_runs.as_slice(), sockperf_runs.as_slice())))?;
-    Ok(BenchResult { summaries, peers, ceilings: lines, pinned: cfg.pin, messages: msgs })
+    Ok(BenchResult { summaries, peers, ceilings: lines, pinned: cfg.pin, messages: msgs, http })
 }
 
 /// One run of one cell.
@@ -300,6 +333,8 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
         pin: pin.then_some((0, 1)),
         ipv6: false,
     };
+    // Detached when dropped, after the run.
+    let _xdp = if cell.xdp_rx { Some(attach_on_receiver(env)?) } else { None };
     let report = run::run(&rc)?;
     if cell.cache == Cache::Cold && report.source_cached_before_bytes > 0 {
         log::warn!(
@@ -309,6 +344,25 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
         );
     }
     Ok(report)
+}
+
+/// zclab's XDP program, steering nothing (every packet passes to the kernel),
+/// attached natively to the receiving veth of `env`: while it is there the
+/// sender's veth has no GSO (veth_fix_features), so the kernel's TCP sends
+/// MSS-sized segments, as af-xdp-tcp does.
+fn attach_on_receiver(env: &str) -> Result<crate::xdp::XdpSteering> {
+    let names = crate::netns::EnvNames::new(env)?;
+    let (ns, iface) = (names.rx_ns.clone(), names.rx_if.clone());
+    // Entering the namespace takes a thread of its own; the program's link outlives it.
+    std::thread::spawn(move || -> Result<crate::xdp::XdpSteering> {
+        crate::sys::netns::enter(&ns).with_context(|| format!("entering {ns}"))?;
+        let (_, mtu) = crate::sys::iface::iface_mac_mtu(&iface).with_context(|| format!("the MTU of {iface}"))?;
+        let frags = mtu > crate::xdp::MAX_MTU_WITHOUT_FRAGS;
+        crate::xdp::XdpSteering::attach(&iface, 0, frags, Some(crate::xdp::AttachMode::Native))
+            .with_context(|| format!("attaching a pass-through XDP program to {iface} in {ns}"))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread attaching the XDP program panicked"))?
 }
 
 /// A file removed on drop.

@@ -87,12 +87,14 @@ pub(super) struct Outputs<'a> {
     pub peer_runs: &'a [PeerRun],
     pub peers: &'a [(String, Spread)],
     pub direct: bool,
+    /// The HTTP download section's runs and summaries (empty without --http).
+    pub http: (&'a [super::http_download::HttpRun], &'a [super::http_download::HttpSummary]),
 }
 
 pub(super) type MsgOutputs<'a> = (&'a messages::MsgResult, &'a [messages::MsgRun], &'a [messages::SockperfRun]);
 
 pub(super) fn write_outputs(cfg: &BenchConfig, o: &Outputs<'_>, msgs: Option<MsgOutputs<'_>>) -> Result<()> {
-    let Outputs { runs, summaries, lines, peer_runs, peers, direct } = *o;
+    let Outputs { runs, summaries, lines, peer_runs, peers, direct, http } = *o;
     let w = |name: &str, bytes: &[u8]| {
         std::fs::write(cfg.out.join(name), bytes).with_context(|| format!("writing {}", cfg.out.join(name).display()))
     };
@@ -112,6 +114,18 @@ pub(super) fn write_outputs(cfg: &BenchConfig, o: &Outputs<'_>, msgs: Option<Msg
     }
     if !peer_runs.is_empty() {
         w("peers.json", &serde_json::to_vec_pretty(peer_runs)?)?;
+    }
+    let http_svg = (!http.1.is_empty()).then(|| {
+        let bars: Vec<(String, Spread, &str)> = http
+            .1
+            .iter()
+            .map(|h| (h.server.clone(), h.gbit_per_s, if h.server.starts_with("zclab") { "#1f77b4" } else { "#909090" }))
+            .collect();
+        chart::spread_bars("HTTP download: curl from each server", "Gbit/s (median, min-max)", &bars, &[])
+    });
+    if let Some(svg) = &http_svg {
+        w("http.json", &serde_json::to_vec_pretty(http.0)?)?;
+        w("http.svg", svg.as_bytes())?;
     }
     let mut table = csv(summaries);
     let mut msg_page = None;
@@ -168,8 +182,17 @@ pub(super) fn write_outputs(cfg: &BenchConfig, o: &Outputs<'_>, msgs: Option<Msg
         sweeps.push((sweep.what, svg));
     }
     let messages = msg_page.as_ref().map(|(m, r, p)| (*m, r.as_str(), p.as_str()));
-    let page =
-        html::Page { rows: summaries, gbit_svg: &gbit, cpu_svg: &cpu, sweeps: &sweeps, ceilings: lines, peers, direct, messages };
+    let page = html::Page {
+        rows: summaries,
+        gbit_svg: &gbit,
+        cpu_svg: &cpu,
+        sweeps: &sweeps,
+        ceilings: lines,
+        peers,
+        direct,
+        messages,
+        http: http_svg.as_deref().map(|svg| (http.1, svg)),
+    };
     w("report.html", html::report(cfg, &page).as_bytes())?;
     Ok(())
 }

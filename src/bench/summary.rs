@@ -71,6 +71,9 @@ pub struct Summary {
     /// The receiving process's user + system seconds per GiB.
     #[serde(default)]
     pub receiver_cpu_s_per_gib: Spread,
+    /// The sending process's user + system seconds per GiB.
+    #[serde(default)]
+    pub sender_cpu_s_per_gib: Spread,
     /// Zero-copy paths: (sends flagged copied, completions), over all runs.
     pub zerocopy_copied: Option<(u64, u64)>,
     /// Bytes the kernel was seen to copy per byte of file (`--trace`).
@@ -139,6 +142,7 @@ pub fn summarize(runs: &[BenchRun], cells: &[Cell]) -> Vec<Summary> {
             cached_after_bytes: f(&|r| r.report.source_cached_after_bytes as f64),
             out_cached_after_bytes: f(&|r| r.report.out_cached_after_bytes.map_or(f64::NAN, |b| b as f64)),
             receiver_cpu_s_per_gib: f(&|r| (r.report.receiver.cpu_user_s + r.report.receiver.cpu_sys_s) / gib(r.report.bytes)),
+            sender_cpu_s_per_gib: f(&|r| (r.report.sender.cpu_user_s + r.report.sender.cpu_sys_s) / gib(r.report.bytes)),
             zerocopy_copied: (!zc.is_empty()).then(|| zc.iter().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))),
             kernel_copies_per_byte: (copies.len() == rs.len()).then(|| Spread::of(&copies)).flatten(),
             inferred_copies_per_byte: Spread::of(
@@ -173,19 +177,7 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
         s += "|----------------------------------|------------------------|---------------|---------------|---------------|---------------|--------------|--------------------------|----------------|----------|----------|";
         s += if traced { "-----------|\n" } else { "\n" };
         for m in result.summaries.iter().filter(|m| setting_title(&m.cell, &cells) == *title) {
-            let mut path = m.cell.mode.name().to_string();
-            if m.cell.fixed_buffers {
-                path += " fixed";
-            }
-            if let Some(l) = m.cell.layout {
-                path += &format!(" {}", l.name());
-            }
-            if let Some(q) = m.cell.queues {
-                path += &format!(" {q}q");
-            }
-            if m.cell.direct {
-                path += " direct";
-            }
+            let mut path = m.cell.path_name();
             if let Some(n) = m.cell.in_flight {
                 path += &format!(", {n} in flight");
             }
@@ -226,6 +218,12 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
     for (name, g) in &result.peers {
         let _ = writeln!(s, "peer      {name}: {:.2} Gbit/s median ({:.2}-{:.2})", g.median, g.min, g.max);
     }
+    for t in targets(&result.summaries) {
+        s += &t;
+    }
+    if !result.http.is_empty() {
+        s += &super::http_download::text(&result.http);
+    }
     if !result.ceilings.is_empty() {
         s += "\n";
     }
@@ -237,4 +235,39 @@ pub fn text(result: &BenchResult, out: &Path) -> String {
     }
     let _ = writeln!(s, "\nruns.json, summary.csv, the SVG charts and report.html are in {}", out.display());
     s
+}
+
+/// af-xdp-tcp's speed targets against af-xdp in each setting that has both
+/// (the same file and frame size, one run of the bench): Gbit/s at least
+/// 0.9x, the sender's CPU s/GiB at most 1.1x; and beside the kernel's TCP
+/// with the same segment sizes (sendfile xdp-rx), where it ran. Each line
+/// says whether the target held; the reason is in the figures beside it.
+pub fn targets(rows: &[Summary]) -> Vec<String> {
+    let plain = |m: &Summary, mode: crate::transfer::Mode| m.cell.mode == mode && m.cell.path_name() == mode.name();
+    let mut out = Vec::new();
+    for tcp in rows.iter().filter(|m| plain(m, crate::transfer::Mode::AfXdpTcp)) {
+        let same = |m: &&Summary| Cell { mode: tcp.cell.mode, chunk: tcp.cell.chunk, xdp_rx: false, ..m.cell } == tcp.cell;
+        let Some(udp) = rows.iter().filter(same).find(|m| plain(m, crate::transfer::Mode::AfXdp)) else { continue };
+        let g = tcp.gbit_per_s.median / udp.gbit_per_s.median;
+        let c = tcp.sender_cpu_s_per_gib.median / udp.sender_cpu_s_per_gib.median;
+        let held = |ok: bool| if ok { "held" } else { "NOT met" };
+        let mut line = format!(
+            "\ntarget    af-xdp-tcp / af-xdp ({}): {g:.2}x the Gbit/s (target >= 0.90x: {}), {c:.2}x the sender's CPU s/GiB \
+             (target <= 1.10x: {}); the receivers' CPU s/GiB {:.2} (the kernel's TCP) against {:.2} (AF_XDP)\n",
+            setting_title(&tcp.cell, &[tcp.cell]),
+            held(g >= 0.9),
+            held(c <= 1.1),
+            tcp.receiver_cpu_s_per_gib.median,
+            udp.receiver_cpu_s_per_gib.median,
+        );
+        let kernel = rows.iter().filter(same).find(|m| m.cell.mode == crate::transfer::Mode::Sendfile && m.cell.xdp_rx);
+        if let Some(k) = kernel {
+            line += &format!(
+                "          beside the kernel's TCP with the same segment sizes (sendfile xdp-rx): {:.2}x its Gbit/s\n",
+                tcp.gbit_per_s.median / k.gbit_per_s.median
+            );
+        }
+        out.push(line);
+    }
+    out
 }

@@ -83,6 +83,11 @@ pub struct BenchArgs {
     /// Also run iperf3 (-F FILE, and -Z -F FILE) on the same environment and file each round.
     #[arg(long)]
     pub peers: bool,
+    /// Also the HTTP download section: curl, in the receiving namespace, downloads the (first)
+    /// file from `zclab http --mode af-xdp-tcp`, `zclab http --mode sendfile` and nginx with
+    /// `sendfile on`, each round, the same client for all three (needs nginx and curl).
+    #[arg(long)]
+    pub http: bool,
     /// Also measure small messages: `zclab rate` and `zclab latency` side by side (see above).
     #[arg(long)]
     pub latency: bool,
@@ -154,6 +159,7 @@ pub fn exec(a: BenchArgs) -> Result<bool> {
         trace: a.trace,
         ceilings: a.ceilings,
         peers: a.peers,
+        http: a.http,
         latency: if a.latency {
             if !(1..=10_000_000).contains(&a.latency_count) {
                 bail!("--latency-count must be between 1 and 10000000");
