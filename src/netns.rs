@@ -239,6 +239,28 @@ impl LabEnv {
     pub fn names(&self) -> &EnvNames {
         &self.names
     }
+
+    /// Turns tx checksumming off on both veth ends (`ethtool -K IFACE tx off`): each
+    /// kernel then finishes every checksum in software before a packet crosses
+    /// (`validate_xmit_skb`), so each end can judge the other's. Without it, veth carries
+    /// CHECKSUM_PARTIAL sums unfinished to the peer, which trusts them: a user-space TCP
+    /// can neither check the kernel's segments nor have its own offloaded sums proven.
+    pub fn full_checksums(&self, verbose: bool) -> Result<()> {
+        let n = &self.names;
+        for (ns, dev) in [(&n.tx_ns, &n.tx_if), (&n.rx_ns, &n.rx_if)] {
+            if verbose {
+                eprintln!("+ ip netns exec {ns} ethtool -K {dev} tx off");
+            }
+            let o = std::process::Command::new("ip")
+                .args(["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"])
+                .output()
+                .context("running ethtool (apt-get install ethtool)")?;
+            if !o.status.success() {
+                bail!("ethtool -K {dev} tx off in {ns}: {}", String::from_utf8_lossy(&o.stderr).trim());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// NAME-t0 <-> NAME-r0, one veth pair, a /24 between them.

@@ -79,7 +79,8 @@ fn a_kernel_listener_gets_exactly_the_file_then_fin_and_judges_every_checksum_go
         );
         std::thread::sleep(Duration::from_millis(700));
         let peer = listener(&n.rx_ns, to.parse().unwrap(), read_all);
-        let o = send_plain(&n.tx_ns, &to, &src, &[]);
+        // The CPU's own sums: veth does not mark them checked, so the peer's kernel judges them.
+        let o = send_plain(&n.tx_ns, &to, &src, &["--tx-checksum", "software"]);
         assert!(o.status.success(), "{what}: {}", stderr(&o));
         let got = peer.join().unwrap();
         assert_eq!(got.len(), std::fs::metadata(&src).unwrap().len() as usize, "{what}: read to the FIN: the file's length");
@@ -480,16 +481,24 @@ fn jumbo_segments_go_as_a_header_and_several_payload_pieces() {
         return;
     }
     let env = env_with(Some(9000));
+    // Every checksum finished before it crosses, so the peer's kernel judges both ways of making them.
+    env.full_checksums(false).unwrap();
     let n = env.names().clone();
     let dir = Scratch::new();
     let src = dir.path("src");
     random_file(&src, (4 << 20) + 11, 49);
-    let peer = listener(&n.rx_ns, "10.77.0.2:8150".parse().unwrap(), read_all);
-    let o = send_plain(&n.tx_ns, "10.77.0.2:8150", &src, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(peer.join().unwrap() == std::fs::read(&src).unwrap(), "intact at MTU 9000");
-    let r = json(&o);
-    assert_eq!(r["mss"], 8960, "a 8960-byte segment spans three or four 4 KiB chunks: {r}");
+    for (port, who) in [(8150, "software"), (8151, "offload")] {
+        let to = format!("10.77.0.2:{port}");
+        let csum0 = nstat(&n.rx_ns, "TcpInCsumErrors");
+        let peer = listener(&n.rx_ns, to.parse().unwrap(), read_all);
+        let o = send_plain(&n.tx_ns, &to, &src, &["--tx-checksum", who]);
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+        assert!(peer.join().unwrap() == std::fs::read(&src).unwrap(), "{who}: intact at MTU 9000");
+        let r = json(&o);
+        assert_eq!(r["mss"], 8960, "a 8960-byte segment spans several UMEM chunks: {r}");
+        assert_eq!(r["checksum"]["tx_mode"], who);
+        assert_eq!(nstat(&n.rx_ns, "TcpInCsumErrors"), csum0, "{who}: the peer's kernel found every checksum right");
+    }
 }
 
 #[test]
@@ -530,5 +539,53 @@ fn a_zclab_receiver_takes_af_xdp_tcp_on_a_connection_of_its_own_and_verifies_it(
         assert!(steps.contains(&"UMEM -> skb") && steps.contains(&"pipe -> page cache"), "{what}: {steps:?}");
         let l = std::process::Command::new("ip").args(["-n", &n.tx_ns, "link", "show", "dev", &n.tx_if]).output().unwrap();
         assert!(!String::from_utf8_lossy(&l.stdout).contains("xdp"), "{what}: the XDP program went with the sender");
+    }
+}
+
+#[test]
+fn offloaded_checksums_are_finished_by_the_kernel_and_judged_right_by_the_peer() {
+    if !privileged("offloaded_checksums_are_finished_by_the_kernel") {
+        return;
+    }
+    for v6 in [false, true] {
+        let env = if v6 { env_v6(None) } else { env() };
+        // tx off on both ends: our partial sums are finished by the sending kernel
+        // (validate_xmit_skb) and judged by the receiving one, and the kernel's segments
+        // toward us carry full sums that we can judge.
+        env.full_checksums(false).unwrap();
+        let n = env.names().clone();
+        let (host, port) = if v6 { ("[fd77::2]", 8170) } else { ("10.77.0.2", 8160) };
+        let to = format!("{host}:{port}");
+        let what = if v6 { "IPv6" } else { "IPv4" };
+        let dir = Scratch::new();
+        let src = dir.path("src");
+        random_file(&src, (3 << 20) + 99, 51);
+        let csum0 = nstat(&n.rx_ns, "TcpInCsumErrors");
+        let dump = Reaped::new(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &n.rx_ns, "tcpdump", "-i", &n.rx_if, "-n", "-vv", "--immediate-mode", "-c", "200"])
+                .arg(format!("tcp dst port {port}"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        let peer = listener(&n.rx_ns, to.parse().unwrap(), read_all);
+        let o = send_plain(&n.tx_ns, &to, &src, &["--tx-checksum", "offload"]);
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        assert!(peer.join().unwrap() == std::fs::read(&src).unwrap(), "{what}: intact");
+        let r = json(&o);
+        assert_eq!(r["checksum"]["tx_mode"], "offload");
+        assert_eq!(r["checksum"]["cpu_payload_bytes_read"], 0, "{what}: the CPU read no payload byte for a checksum");
+        assert_eq!(nstat(&n.rx_ns, "TcpInCsumErrors"), csum0, "{what}: the peer's kernel found every checksum right");
+        let d = dump.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&d.stdout);
+        assert!(text.matches("(correct)").count() >= 150, "{what}: tcpdump judged them: {}", &text[..text.len().min(2000)]);
+        assert!(!text.contains("incorrect"), "{what}: tcpdump found a wrong checksum");
+        // The other direction: the kernel's ACKs now carry full sums, each checked.
+        assert!(r["checksum"]["rx_verified"].as_u64().unwrap() > 0, "{what}: {r}");
+        assert_eq!(r["checksum"]["rx_unverifiable"], 0, "{what}: {r}");
+        assert_eq!(r["checksum"]["rx_bad"], 0, "{what}: {r}");
     }
 }

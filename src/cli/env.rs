@@ -36,6 +36,13 @@ pub enum EnvCmd {
         /// [fd77::2]:PORT; af-xdp builds IPv6 frames and leaves the UDP checksum to the kernel.
         #[arg(long)]
         ipv6: bool,
+        /// Turn tx checksumming off on both veth ends (ethtool -K IFACE tx off), so every
+        /// checksum is finished by the sending kernel and judged by the receiving one. veth
+        /// otherwise passes checksums unfinished (CHECKSUM_PARTIAL) to a peer that trusts them:
+        /// af-xdp-tcp can then check the kernel's segments (the report's rx_verified), and its
+        /// own offloaded sums (--tx-checksum offload) are proven by the peer's kernel.
+        #[arg(long)]
+        full_checksums: bool,
     },
     /// Remove the environment: both namespaces, and with them the veth pair.
     Down {
@@ -51,9 +58,12 @@ pub enum EnvCmd {
 
 pub fn exec(cmd: EnvCmd) -> Result<bool> {
     match cmd {
-        EnvCmd::Up { name, mtu, queues, router, loss, rate, ipv6 } => {
+        EnvCmd::Up { name, mtu, queues, router, loss, rate, ipv6, full_checksums } => {
             let router = router.then(|| netns::Router { loss_pct: loss.unwrap_or(0.0), rate });
             let env = LabEnv::up(&EnvConfig { name: name.clone(), mtu, queues, router, ipv6, verbose: true })?;
+            if full_checksums {
+                env.full_checksums(true)?;
+            }
             env.keep();
             print!("{}", netns::status(&name)?);
             Ok(true)

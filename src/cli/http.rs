@@ -45,6 +45,9 @@ pub struct HttpArgs {
     /// af-xdp-tcp: the interface (default: the one that holds the address).
     #[arg(long, value_name = "IFACE")]
     pub iface: Option<String>,
+    /// af-xdp-tcp: who sums each segment's checksum (see `zclab send --help`).
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHO")]
+    pub tx_checksum: send::af_xdp_tcp::TxChecksum,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -57,7 +60,7 @@ pub fn exec(a: HttpArgs) -> Result<bool> {
     enter_netns(&a.netns)?;
     match a.mode {
         HttpMode::AfXdpTcp => {
-            let opts = send::af_xdp_tcp::TcpXdpOptions { iface: a.iface, ..Default::default() };
+            let opts = send::af_xdp_tcp::TcpXdpOptions { iface: a.iface, tx_checksum: a.tx_checksum, ..Default::default() };
             let rep = send::af_xdp_tcp::serve_http(a.listen, &a.file, &opts, a.requests)?;
             print(a.json, &rep, |r| r.text());
             Ok(rep.served.iter().all(|s| s.error.is_none()))

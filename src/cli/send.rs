@@ -73,6 +73,15 @@ pub struct SendArgs {
     /// af-xdp-tcp: SYNs sent again (1 s, 2 s, 4 s apart ...) before giving up.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=10))]
     pub syn_retries: u32,
+    /// af-xdp-tcp: who sums each segment's TCP checksum. offload: AF_XDP TX metadata asks the
+    /// device (or the kernel, for a device that cannot) to finish the sum the header carries,
+    /// so the CPU reads no payload byte; software: the CPU sums every payload byte in the
+    /// UMEM; auto: offload on a copy-mode socket, software on a zero-copy one (a driver may
+    /// ignore the request). On veth an offloaded sum stays unfinished all the way to the peer,
+    /// which trusts it: `zclab env up --full-checksums` makes the kernel finish it, so the
+    /// peer can judge it. The report says which was used and the payload bytes the CPU read.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHO")]
+    pub tx_checksum: send::af_xdp_tcp::TxChecksum,
     /// The receiver's address, IP:PORT.
     #[arg(long, value_name = "IP:PORT")]
     pub to: SocketAddr,
@@ -157,6 +166,7 @@ fn tcp_options(a: &SendArgs) -> send::af_xdp_tcp::TcpXdpOptions {
         attach: None,
         min_rto: std::time::Duration::from_millis(a.min_rto),
         syn_retries: a.syn_retries,
+        tx_checksum: a.tx_checksum,
     }
 }
 

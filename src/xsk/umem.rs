@@ -39,10 +39,13 @@ pub struct UmemConfig {
     pub fill_size: u32,
     /// Completion ring entries (a power of two).
     pub completion_size: u32,
-    /// Bytes of TX metadata in front of a descriptor that asks for it
-    /// (0: none); a copy-mode socket then computes requested checksums in
-    /// software (`XDP_UMEM_TX_SW_CSUM`).
+    /// Bytes of TX metadata in front of a descriptor that asks for it (0: none).
     pub tx_metadata_len: u32,
+    /// With TX metadata: a copy-mode socket computes a requested checksum
+    /// in software as it builds the skb (`XDP_UMEM_TX_SW_CSUM`), over the
+    /// first descriptor only; without it, the skb leaves CHECKSUM_PARTIAL
+    /// for the device (or `validate_xmit_skb`) to finish over every part.
+    pub tx_sw_csum: bool,
     /// Bytes the kernel leaves free in front of a received packet, after
     /// its own `XDP_PACKET_HEADROOM` (256): a packet lands at the frame's
     /// address + 256 + this. A receiver picks it so that the payload behind
@@ -62,6 +65,7 @@ impl UmemConfig {
             fill_size,
             completion_size,
             tx_metadata_len: 0,
+            tx_sw_csum: false,
             frame_headroom: 0,
         }
     }
@@ -96,7 +100,10 @@ impl Umem {
         let fd = xdp::socket().map_err(|e| context("socket(AF_XDP) (needs CAP_NET_RAW; is CONFIG_XDP_SOCKETS on?)", e))?;
         let mut flags = if cfg.unaligned { libc::XDP_UMEM_UNALIGNED_CHUNK_FLAG } else { 0 };
         if cfg.tx_metadata_len > 0 {
-            flags |= xdp::XDP_UMEM_TX_METADATA_LEN | xdp::XDP_UMEM_TX_SW_CSUM;
+            flags |= xdp::XDP_UMEM_TX_METADATA_LEN;
+            if cfg.tx_sw_csum {
+                flags |= xdp::XDP_UMEM_TX_SW_CSUM;
+            }
         }
         let reg =
             xdp::register_umem(&fd, frames.base(), frames.len(), cfg.chunk_size, flags, cfg.tx_metadata_len, cfg.frame_headroom);

@@ -159,6 +159,7 @@ impl XdpPath {
             fill_size: 64,
             completion_size: RING,
             tx_metadata_len: metadata,
+            tx_sw_csum: true,
             frame_headroom: 0,
         };
         let shared = opts.shared_umem && count > 1;

@@ -5,13 +5,15 @@
 //! the connection.
 
 use super::buffer::SendBuffer;
-use super::ChecksumCounts;
-
+use super::{ChecksumCounts, TxChecksum};
 use crate::tcp::{Connection, Transmit};
 use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, CHUNK, TX_BUDGET};
 use crate::wire::{self, TcpFrame, TcpSegment};
 use crate::xdp::{AttachMode, XdpSteering};
-use crate::xsk::{BindMode, Frame, PoolId, PoolSpec, Received, Returned, Rx, Tx, Umem, UmemConfig, XskSocket};
+use crate::xsk::{
+    checksum_request, BindMode, DescOpts, Frame, PoolId, PoolSpec, Received, Returned, Rx, Tx, Umem, UmemConfig, XskSocket,
+    TX_METADATA_LEN,
+};
 use anyhow::{anyhow, Result};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,6 +43,8 @@ pub struct Bind<'a> {
     pub local: SocketAddr,
     /// ... from this peer (a connection this end opens), or from anyone (a port that listens).
     pub peer: Option<SocketAddr>,
+    /// Who sums the TCP checksum.
+    pub tx_checksum: TxChecksum,
 }
 
 /// The socket and what goes with it.
@@ -71,6 +75,8 @@ pub struct Link {
     /// Kicks of the TX ring and waits on the RX ring.
     pub(super) syscalls: u64,
     in_flight: u32,
+    /// The checksum is left to the device (TX metadata asks for it), not summed here.
+    offload: bool,
 }
 
 impl Link {
@@ -88,7 +94,11 @@ impl Link {
             huge_pages: false,
             fill_size: RX_COUNT,
             completion_size: RING,
-            tx_metadata_len: 0,
+            // Room in front of each descriptor for the request, unless told to sum in software.
+            tx_metadata_len: if b.tx_checksum == TxChecksum::Software { 0 } else { TX_METADATA_LEN },
+            // Not summed by the kernel at build time (that would cover the header frame only):
+            // the skb stays CHECKSUM_PARTIAL over the header and every payload piece.
+            tx_sw_csum: false,
             frame_headroom: 0,
         };
         let umem = Umem::new(&cfg)?;
@@ -100,6 +110,13 @@ impl Link {
             XskSocket::bind_rx_tx(umem, RX_COUNT, &b.iface.socket_config(b.queue, b.bind_mode, &knobs), wait_for_busy_queue)
                 .map_err(|e| socket_error(&b.iface.name, e))?;
         steering.register(b.queue, &sock)?;
+        // A copy-mode socket always honours the request (the kernel, or the device it hands
+        // the skb to, finishes it); a zero-copy driver may ignore it, so auto sums there.
+        let offload = match b.tx_checksum {
+            TxChecksum::Software => false,
+            TxChecksum::Offload => true,
+            TxChecksum::Auto => !sock.is_zerocopy(),
+        };
         let frames = sock.umem_mut().frames_mut();
         let headers: Vec<Frame> = std::iter::from_fn(|| frames.alloc(HEADERS)).collect();
         let blocks: Vec<Frame> = std::iter::from_fn(|| frames.alloc(BLOCKS)).collect();
@@ -120,7 +137,7 @@ impl Link {
             dst_mac: [0; 6],
             local: b.local,
             peer: b.peer.unwrap_or(b.local),
-            checksum: ChecksumCounts { tx_mode: "software".into(), ..Default::default() },
+            checksum: ChecksumCounts { tx_mode: if offload { "offload" } else { "software" }.into(), ..Default::default() },
             foreign: 0,
             peer_bytes: 0,
             peer_data: Vec::new(),
@@ -128,6 +145,7 @@ impl Link {
             icmp_unreachable: 0,
             syscalls: 0,
             in_flight: 0,
+            offload,
         })
     }
 
@@ -269,21 +287,37 @@ impl Link {
         let payload = match t.payload {
             Some((off, len)) => {
                 let (shared, at) = buf.locate(off).ok_or_else(|| anyhow!("stream byte {off} is not in the send buffer"))?;
-                let bytes = frames.shared_bytes(shared, at, len)?;
-                self.checksum.cpu_payload_bytes_read += wire::finish_checksum(&mut hdr[..n], tcp_at, &[bytes]);
+                if !self.offload {
+                    let bytes = frames.shared_bytes(shared, at, len)?;
+                    self.checksum.cpu_payload_bytes_read += wire::finish_checksum(&mut hdr[..n], tcp_at, &[bytes]);
+                }
                 Some((shared, at, len))
             }
             None => {
-                wire::finish_checksum(&mut hdr[..n], tcp_at, &[]);
+                if !self.offload {
+                    wire::finish_checksum(&mut hdr[..n], tcp_at, &[]);
+                }
                 None
             }
         };
-        let chunk = frames.chunk_size() as u64;
+        // With TX metadata in front of every descriptor, none may take a whole chunk: the
+        // payload is cut at half-chunk edges instead (a piece and its metadata fit a chunk).
+        let chunk = frames.chunk_size() as u64 / if self.offload { 2 } else { 1 };
         let pieces = payload.map_or(0, |(s, at, len)| crate::send::af_xdp::pieces(s.addr() + at, len as u64, chunk));
         let mut h = self.headers.pop().ok_or_else(|| anyhow!("no header frame free"))?;
-        frames.bytes_mut(&mut h)[..n].copy_from_slice(&hdr[..n]);
+        // The header at `front`; in front of it, the request to finish the checksum (the field
+        // holds the pseudo-header's sum, which the device adds the rest to).
+        let front = if self.offload { TX_METADATA_LEN as usize } else { 0 };
+        {
+            let bytes = frames.bytes_mut(&mut h);
+            if self.offload {
+                checksum_request(&mut bytes[..front], tcp_at as u16, wire::TCP_CHECKSUM_OFFSET as u16);
+            }
+            bytes[front..front + n].copy_from_slice(&hdr[..n]);
+        }
         let mut r = self.tx.reserve(1 + pieces).ok_or_else(|| anyhow!("the TX ring had room a moment ago"))?;
-        r.push_frame(frames, h, n as u32, pieces > 0).map_err(|(_, e)| anyhow!(e))?;
+        let opts = DescOpts { more: pieces > 0, metadata: self.offload };
+        r.push_frame_at(frames, h, front as u32, n as u32, opts).map_err(|(_, e)| anyhow!(e))?;
         if let Some((shared, at, len)) = payload {
             for (i, (a, l)) in crate::send::af_xdp::cut(shared.addr() + at, len as u64, chunk).enumerate() {
                 r.push_piece(frames, shared, a - shared.addr(), l, i as u32 + 1 < pieces)?;

@@ -38,6 +38,20 @@ use std::time::{Duration, Instant};
 /// A connection that makes no progress for this long has failed, whatever its timers say.
 const STALL: Duration = Duration::from_secs(30);
 
+/// Who sums the checksum of af-xdp-tcp's segments (`--tx-checksum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxChecksum {
+    /// offload on a copy-mode socket (the kernel, or the device it hands the skb to, always
+    /// finishes it), software on a zero-copy one (its driver may ignore the request).
+    #[default]
+    Auto,
+    /// AF_XDP TX metadata asks the device to finish it: the CPU reads no payload byte.
+    Offload,
+    /// The CPU sums the header and every payload byte in the UMEM.
+    Software,
+}
+
 /// How the af-xdp-tcp sender binds and behaves.
 #[derive(Debug, Clone)]
 pub struct TcpXdpOptions {
@@ -47,6 +61,7 @@ pub struct TcpXdpOptions {
     pub attach: Option<AttachMode>,
     pub min_rto: Duration,
     pub syn_retries: u32,
+    pub tx_checksum: TxChecksum,
 }
 
 impl Default for TcpXdpOptions {
@@ -58,6 +73,7 @@ impl Default for TcpXdpOptions {
             attach: None,
             min_rto: crate::tcp::rto::DEFAULT_MIN_RTO,
             syn_retries: 5,
+            tx_checksum: TxChecksum::Auto,
         }
     }
 }
@@ -148,7 +164,15 @@ impl Prepared {
         let len = file.metadata()?.len();
         let reader = crate::send::af_xdp::DirectReader::new(file, 16).context("io_uring for the reads")?;
         // Steered from any peer until the connection's peer is known.
-        let bind = Bind { iface: &iface, queue: opts.queue, bind_mode: opts.bind_mode, attach: opts.attach, local, peer: None };
+        let bind = Bind {
+            iface: &iface,
+            queue: opts.queue,
+            bind_mode: opts.bind_mode,
+            attach: opts.attach,
+            local,
+            peer: None,
+            tx_checksum: opts.tx_checksum,
+        };
         let mut link = Link::open(&bind)?;
         link.dst_mac = dst_mac;
         let blocks = std::mem::take(&mut link.blocks);
