@@ -77,15 +77,7 @@ pub fn serve_http(listen: SocketAddr, path: &Path, opts: &TcpXdpOptions, request
     let (holder, local) =
         crate::sys::socket::hold_tcp_port(listen).with_context(|| format!("binding {listen} (is the port taken?)"))?;
     let iface = Iface::find(opts.iface.as_deref(), listen.ip())?;
-    let bind = Bind {
-        iface: &iface,
-        queue: opts.queue,
-        bind_mode: opts.bind_mode,
-        attach: opts.attach,
-        local,
-        peer: None,
-        tx_checksum: opts.tx_checksum,
-    };
+    let bind = Bind::new(&iface, opts, local);
     let mut link = Link::open(&bind)?;
     log::info!("http (af-xdp-tcp) listening on {local} ({} queue {}), serving {}", iface.name, opts.queue, path.display());
     let mut served = Vec::new();

@@ -47,6 +47,21 @@ pub struct Bind<'a> {
     pub tx_checksum: TxChecksum,
 }
 
+impl<'a> Bind<'a> {
+    /// `opts`'s socket on `iface`, steering segments to `local` from anyone (see `Link::steer`).
+    pub fn new(iface: &'a Iface, opts: &super::TcpXdpOptions, local: SocketAddr) -> Bind<'a> {
+        Bind {
+            iface,
+            queue: opts.queue,
+            bind_mode: opts.bind_mode,
+            attach: opts.attach,
+            local,
+            peer: None,
+            tx_checksum: opts.tx_checksum,
+        }
+    }
+}
+
 /// The socket and what goes with it.
 pub struct Link {
     // Field order is drop order: the program first, then the socket.

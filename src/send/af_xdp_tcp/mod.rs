@@ -164,15 +164,7 @@ impl Prepared {
         let len = file.metadata()?.len();
         let reader = crate::send::af_xdp::DirectReader::new(file, 16).context("io_uring for the reads")?;
         // Steered from any peer until the connection's peer is known.
-        let bind = Bind {
-            iface: &iface,
-            queue: opts.queue,
-            bind_mode: opts.bind_mode,
-            attach: opts.attach,
-            local,
-            peer: None,
-            tx_checksum: opts.tx_checksum,
-        };
+        let bind = Bind::new(&iface, opts, local);
         let mut link = Link::open(&bind)?;
         link.dst_mac = dst_mac;
         let blocks = std::mem::take(&mut link.blocks);
