@@ -58,6 +58,7 @@ fn lesson_list_names_every_lesson() {
         "buffers",
         "cache",
         "bypass",
+        "tcp",
     ] {
         assert!(out.contains(name), "{out}");
     }
@@ -258,6 +259,32 @@ fn lesson_13_where_bypass_pays_measures_every_path_and_waiting_style() {
     assert_eq!(f["claims"].as_array().unwrap().len(), 4, "{f}");
     // A spinning server never sleeps, on any machine: it never asks to.
     assert_holds(&f, "A blocking receiver sleeps about once per message");
+}
+
+#[test]
+fn lesson_14_sets_zclabs_tcp_beside_the_kernels_through_loss_and_a_closed_window() {
+    if !privileged("lesson_14_what_the_kernels_tcp_does") {
+        return;
+    }
+    let f = lesson(14);
+    let loss = f["experiments"][0]["rows"].as_array().unwrap();
+    assert!((2..=3).contains(&loss.len()), "af-xdp-tcp, the kernel's default and reno: {f}");
+    assert!(loss[0][0].as_str().unwrap().starts_with("af-xdp-tcp"), "{f}");
+    for r in loss {
+        assert_eq!(r.as_array().unwrap().last().unwrap(), "yes", "{} arrived intact: {f}", r[0]);
+    }
+    // A window chart for each sender, with its samples in rows.
+    for i in 1..=loss.len() {
+        let c = &f["experiments"][i];
+        assert_eq!(c["under"], 2, "{c}");
+        assert!(!c["rows"].as_array().unwrap().is_empty(), "{c}");
+    }
+    assert_eq!(f["claims"].as_array().unwrap().len(), 6, "{f}");
+    // What holds wherever the lesson runs: repair, the sending kernel's silence, the probes.
+    // Which TCP is faster, and how often each waits for its timer, are the machine's findings.
+    assert_holds(&f, "Every TCP here delivers the file intact");
+    assert_holds(&f, "The sending host's kernel takes no part");
+    assert_holds(&f, "A receiver's closed window stops both senders");
 }
 
 /// The ```sh blocks of a Markdown text.

@@ -82,6 +82,11 @@ pub struct SendArgs {
     /// peer can judge it. The report says which was used and the payload bytes the CPU read.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHO")]
     pub tx_checksum: send::af_xdp_tcp::TxChecksum,
+    /// af-xdp-tcp: record the congestion window, the bytes in flight and the peer's window
+    /// every millisecond, into the JSON report's `timeline` (what lesson 14 draws beside the
+    /// kernel's `ss -ti`).
+    #[arg(long)]
+    pub timeline: bool,
     /// The receiver's address, IP:PORT.
     #[arg(long, value_name = "IP:PORT")]
     pub to: SocketAddr,
@@ -123,6 +128,9 @@ pub struct SendArgs {
 
 pub fn exec(a: SendArgs) -> Result<bool> {
     a.common.pin()?;
+    if a.timeline && !(a.plain && a.mode == Mode::AfXdpTcp) {
+        anyhow::bail!("--timeline records zclab's own TCP: it goes with --plain --mode af-xdp-tcp");
+    }
     if a.plain {
         return plain(a);
     }
@@ -167,6 +175,7 @@ fn tcp_options(a: &SendArgs) -> send::af_xdp_tcp::TcpXdpOptions {
         min_rto: std::time::Duration::from_millis(a.min_rto),
         syn_retries: a.syn_retries,
         tx_checksum: a.tx_checksum,
+        timeline: a.timeline,
     }
 }
 

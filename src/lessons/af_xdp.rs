@@ -327,6 +327,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 ],
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
             Experiment {
                 name: "A TX-only blaster of 64-byte frames for 0.5 s per setting (copy mode)".into(),
@@ -345,6 +346,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                     .collect(),
                 chart: Some(2),
                 label_columns: 2,
+                under: None,
             },
             Experiment {
                 name: "The lesson's file by af-xdp and by sendfile".into(),
@@ -375,6 +377,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 ],
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
         ],
         claims,

@@ -142,6 +142,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 ],
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
             Experiment {
                 name: "One UMEM frame's life on a TX socket (Frames::owner after each step)".into(),
@@ -149,6 +150,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows: steps.iter().map(|(s, o)| vec![s.clone(), format!("{o:?}")]).collect(),
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
         ],
         claims,

@@ -171,6 +171,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows: rate_rows,
                 chart: Some(1),
                 label_columns: 1,
+                under: None,
             },
             Experiment {
                 name: format!("Round trips of 64-byte messages, {trips} timed (zclab latency)"),
@@ -189,6 +190,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows: lat_rows,
                 chart: Some(2),
                 label_columns: 2,
+                under: None,
             },
         ],
         claims,

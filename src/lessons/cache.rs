@@ -203,6 +203,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             rows,
             chart: Some(2),
             label_columns: 1,
+            under: None,
         }],
         claims,
         notes: {

@@ -176,6 +176,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows,
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
             Experiment {
                 name: "Cold transfers, then a warm one: what each end's page cache held, measured when that end ended".into(),
@@ -201,6 +202,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 .collect(),
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
         ],
         claims,

@@ -131,6 +131,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows: vec![transfer_row("read-write", &rw), transfer_row("mmap-write", &mw)],
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
             Experiment {
                 name: format!("Minor faults touching one byte of each page of a fresh mapping ({} pages, file cached)", pages),
@@ -142,6 +143,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 ],
                 chart: Some(1),
                 label_columns: 1,
+                under: None,
             },
         ],
         claims,

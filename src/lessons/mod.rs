@@ -19,6 +19,7 @@ mod receive;
 mod sendfile;
 mod sendfile_sg;
 mod splice;
+mod tcp;
 mod xdp_program;
 mod zerocopy;
 
@@ -67,6 +68,7 @@ pub const LESSONS: &[Lesson] = &[
     receive::LESSON,
     cache::LESSON,
     bypass::LESSON,
+    tcp::LESSON,
 ];
 
 pub fn find(number: u32) -> Option<&'static Lesson> {
@@ -93,6 +95,9 @@ pub struct Experiment {
     pub chart: Option<usize>,
     /// How many leading columns name a row in the chart.
     pub label_columns: usize,
+    /// A second column drawn inside the chart's bars (`#` up to its value, `-` for the rest
+    /// of the bar): the bytes in flight inside the congestion window.
+    pub under: Option<usize>,
 }
 
 /// A claim of the lesson, checked against this run's numbers.
@@ -239,6 +244,16 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Another environment for this lesson with a router namespace between
+    /// the two ends (`env up --router`, no loss of its own); removed when dropped.
+    pub fn routed_env(&self, suffix: &str) -> Result<LabEnv> {
+        let name = format!("{}{suffix}", self.env.names().name);
+        let router = Some(crate::netns::Router { loss_pct: 0.0, rate: None });
+        LabEnv::up(&EnvConfig { name, mtu: None, queues: None, router, ipv6: false, verbose: false })
+    }
+}
+
 /// For the AF_XDP experiments, run in a thread of their own: moves this
 /// thread into namespace `ns` and finds interface `iface` there.
 pub(crate) fn enter_iface(ns: &str, iface: &str) -> Result<crate::transfer::af_xdp::Iface> {
@@ -357,22 +372,35 @@ fn table(columns: &[String], rows: &[Vec<String>]) -> String {
     s
 }
 
-/// Horizontal bars of column `c` (its cells must be numbers), labelled by the first column.
+/// Horizontal bars of column `c` (its cells must be numbers), labelled by
+/// the first column; with `e.under`, that column's value is drawn inside
+/// each bar as `#` and the rest of the bar as `-`.
 fn bars(e: &Experiment, c: usize) -> String {
     let label = |r: &[String]| r.iter().take(e.label_columns.max(1)).cloned().collect::<Vec<_>>().join(" ");
-    let vals: Vec<(String, f64)> =
-        e.rows.iter().filter_map(|r| Some((label(r), r.get(c)?.trim().parse::<f64>().ok()?))).collect();
+    let num = |r: &[String], i: usize| r.get(i).and_then(|v| v.trim().parse::<f64>().ok());
+    let vals: Vec<(String, f64, Option<f64>)> =
+        e.rows.iter().filter_map(|r| Some((label(r), num(r, c)?, e.under.and_then(|u| num(r, u))))).collect();
     let width = vals.iter().map(|v| v.0.chars().count()).max().unwrap_or(0);
-    let max = vals.iter().map(|v| v.1).fold(0.0, f64::max);
+    let max = vals.iter().map(|v| v.1.max(v.2.unwrap_or(0.0))).fold(0.0, f64::max);
     if max <= 0.0 {
         return String::new();
     }
+    // A value above zero gets at least one mark; zero gets none.
+    let marks = |v: f64| if v > 0.0 { (((v / max) * 40.0).round() as usize).max(1) } else { 0 };
     let by = e.columns.iter().take(e.label_columns.max(1)).cloned().collect::<Vec<_>>().join(" and ");
-    let mut s = format!("  {} by {by}:\n", e.columns[c]);
-    for (label, v) in &vals {
-        // A value above zero gets at least one mark; zero gets none.
-        let n = if *v > 0.0 { (((v / max) * 40.0).round() as usize).max(1) } else { 0 };
-        let _ = writeln!(s, "  {label:<width$} {} {v}", "#".repeat(n));
+    let mut s = match e.under {
+        Some(u) => format!("  {} by {by} (# {}, - the rest):\n", e.columns[c], e.columns[u]),
+        None => format!("  {} by {by}:\n", e.columns[c]),
+    };
+    for (label, v, under) in &vals {
+        let bar = match under {
+            Some(u) => {
+                let inside = marks(*u);
+                "#".repeat(inside) + &"-".repeat(marks(*v).saturating_sub(inside))
+            }
+            None => "#".repeat(marks(*v)),
+        };
+        let _ = writeln!(s, "  {label:<width$} {bar} {v}");
     }
     s
 }
@@ -399,6 +427,7 @@ mod tests {
             rows: vec![vec!["4 KiB".into(), "2.5".into()], vec!["1 MiB".into(), "10".into()]],
             chart: Some(1),
             label_columns: 1,
+            under: None,
         };
         let t = table(&e.columns, &e.rows);
         let widths: Vec<usize> = t.lines().map(|l| l.len()).collect();
@@ -407,5 +436,17 @@ mod tests {
         assert!(b.contains(&format!("1 MiB {} 10", "#".repeat(40))), "{b}");
         assert!(b.contains("  4 KiB "), "labels line up on the left: {b}");
         assert!(b.contains(&format!("4 KiB {} 2.5", "#".repeat(10))), "{b}");
+        let w = Experiment {
+            name: "window".into(),
+            columns: vec!["ms".into(), "cwnd".into(), "in flight".into()],
+            rows: vec![vec!["0".into(), "10".into(), "5".into()], vec!["1".into(), "20".into(), "20".into()]],
+            chart: Some(1),
+            label_columns: 1,
+            under: Some(2),
+        };
+        let b = bars(&w, 1);
+        assert!(b.contains(&format!("0 {}{} 10", "#".repeat(10), "-".repeat(10))), "{b}");
+        assert!(b.contains(&format!("1 {} 20", "#".repeat(40))), "{b}");
+        assert!(b.contains("(# in flight, - the rest)"), "{b}");
     }
 }

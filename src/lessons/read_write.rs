@@ -104,6 +104,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows,
                 chart: Some(4),
                 label_columns: 1,
+                under: None,
             },
             Experiment {
                 name: "The receiving end of read-write (128 KiB sends): zclab run --via read | splice".into(),
@@ -122,6 +123,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                     .collect(),
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
         ],
         claims,

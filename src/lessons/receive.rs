@@ -140,6 +140,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows,
                 chart: None,
                 label_columns: 1,
+                under: None,
             },
             Experiment {
                 name: "Where TCP_ZEROCOPY_RECEIVE maps (--via mmap): two senders, two MTUs".into(),
@@ -147,6 +148,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
                 rows: map_rows,
                 chart: Some(4),
                 label_columns: 2,
+                under: None,
             },
         ],
         claims,

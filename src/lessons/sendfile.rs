@@ -109,6 +109,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             rows: vec![row("read-write", &rw), row("sendfile", &sf), row("sendfile cold", &cold)],
             chart: None,
             label_columns: 1,
+            under: None,
         }],
         claims,
         notes,

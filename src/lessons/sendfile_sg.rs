@@ -119,6 +119,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             rows: vec![row("SG on", &on, &before), row("SG off", &off, &features_off)],
             chart: None,
             label_columns: 1,
+            under: None,
         }],
         claims,
         notes,

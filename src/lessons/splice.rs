@@ -121,6 +121,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             rows,
             chart: Some(3),
             label_columns: 1,
+            under: None,
         }],
         claims,
         notes,

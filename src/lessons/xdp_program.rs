@@ -157,6 +157,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             ],
             chart: None,
             label_columns: 1,
+            under: None,
         }],
         claims,
         notes,
@@ -181,6 +182,7 @@ pub fn check(lab: &mut Lab) -> Result<Findings> {
             rows: vec![vec![packets.to_string(), resent.to_string(), r.rounds.unwrap_or(0).to_string(), r.verified.to_string()]],
             chart: None,
             label_columns: 1,
+            under: None,
         }],
         claims: vec![
             Claim::new(

@@ -121,6 +121,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
             rows,
             chart: Some(4),
             label_columns: 2,
+            under: None,
         }],
         claims,
         notes,

@@ -11,7 +11,7 @@ mod tcp;
 mod text;
 
 pub use af_xdp::{AfXdpRun, AfXdpRx, AfXdpTx, DirectWrites, QueuePackets, RxDrops, TxPath, XdpProgramInfo};
-pub use tcp::{AfXdpTcpTx, ChecksumCounts};
+pub use tcp::{AfXdpTcpTx, ChecksumCounts, TimelinePoint};
 pub use text::{compare_table, human_bytes, kernel_text, recv_text, run_text, send_text};
 
 use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};

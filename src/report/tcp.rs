@@ -18,6 +18,20 @@ pub struct ChecksumCounts {
     pub rx_bad: u64,
 }
 
+/// The sender's state at one moment (`send --timeline`): what lesson 14 draws.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Milliseconds since the connection began.
+    pub t_ms: f64,
+    /// The congestion window, bytes.
+    pub cwnd: u64,
+    /// Bytes sent and not yet cumulatively acknowledged (SACKed bytes included, as the
+    /// kernel's `unacked` counts them).
+    pub in_flight: u64,
+    /// The window the peer advertised, bytes.
+    pub peer_window: u64,
+}
+
 /// One af-xdp-tcp connection's path: the socket, the XDP program, the TCP.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AfXdpTcpTx {

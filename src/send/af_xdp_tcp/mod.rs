@@ -62,7 +62,13 @@ pub struct TcpXdpOptions {
     pub min_rto: Duration,
     pub syn_retries: u32,
     pub tx_checksum: TxChecksum,
+    /// Record the congestion window, the bytes in flight and the peer's window every
+    /// `TIMELINE_EVERY` (`send --timeline`).
+    pub timeline: bool,
 }
+
+/// How often `--timeline` records the sender's state.
+pub const TIMELINE_EVERY: Duration = Duration::from_millis(1);
 
 impl Default for TcpXdpOptions {
     fn default() -> Self {
@@ -74,11 +80,12 @@ impl Default for TcpXdpOptions {
             min_rto: crate::tcp::rto::DEFAULT_MIN_RTO,
             syn_retries: 5,
             tx_checksum: TxChecksum::Auto,
+            timeline: false,
         }
     }
 }
 
-pub use crate::report::{AfXdpTcpTx, ChecksumCounts};
+pub use crate::report::{AfXdpTcpTx, ChecksumCounts, TimelinePoint};
 
 /// What one af-xdp-tcp send did.
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +100,9 @@ pub struct TcpSendReport {
     pub path: AfXdpTcpTx,
     pub cpu_user_s: f64,
     pub cpu_sys_s: f64,
+    /// The sender's state every millisecond, with `--timeline` (empty without).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelinePoint>,
 }
 
 impl TcpSendReport {
@@ -194,7 +204,22 @@ impl Prepared {
         let t0 = Instant::now();
         let mut conn = Connection::connect(c, t0);
         conn.close_after(len);
-        let result = drive(&mut conn, &mut self.link, &mut self.buf, |_, _, _| Ok(()));
+        let mut timeline = Vec::new();
+        let mut next_sample = t0;
+        let sample = self.opts.timeline;
+        let result = drive(&mut conn, &mut self.link, &mut self.buf, |conn, _, _| {
+            let now = Instant::now();
+            if sample && now >= next_sample {
+                timeline.push(TimelinePoint {
+                    t_ms: now.duration_since(t0).as_secs_f64() * 1e3,
+                    cwnd: conn.cwnd(),
+                    in_flight: conn.in_flight(),
+                    peer_window: conn.peer_window(),
+                });
+                next_sample = now + TIMELINE_EVERY;
+            }
+            Ok(())
+        });
         let seconds = t0.elapsed().as_secs_f64();
         let usage = crate::sys::rusage::self_usage();
         drop(self.holder);
@@ -222,6 +247,7 @@ impl Prepared {
             },
             cpu_user_s: (usage.user - usage0.user).as_secs_f64(),
             cpu_sys_s: (usage.system - usage0.system).as_secs_f64(),
+            timeline,
         })
     }
 }
