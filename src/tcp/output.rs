@@ -81,6 +81,19 @@ impl Connection {
 
     /// The retransmission timer expired.
     fn on_rto(&mut self, now: Instant) {
+        log::debug!(
+            "rto: una {} nxt {} max {} len {:?} recovery {} dup {} sacked {} cwnd {} wnd {} rexmit_next {}",
+            self.snd_una,
+            self.snd_nxt,
+            self.snd_max,
+            self.stream_len,
+            self.in_recovery.is_some(),
+            self.dup_acks,
+            self.scoreboard.sacked(),
+            self.cc.cwnd(),
+            self.snd_wnd,
+            self.rexmit_next
+        );
         self.rto_deadline = None;
         self.timeouts += 1;
         self.stats.rto_fired += 1;
