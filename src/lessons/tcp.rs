@@ -311,10 +311,14 @@ struct LossRun {
 }
 
 impl LossRun {
-    /// How often the window shrank by more than a fifth from one sample to the next.
     fn cuts(&self) -> usize {
-        self.series.windows(2).filter(|w| (w[1].cwnd as f64) < 0.8 * w[0].cwnd as f64).count()
+        cuts(&self.series)
     }
+}
+
+/// How often the window shrank by more than a fifth from one sample to the next.
+fn cuts(series: &[Sample]) -> usize {
+    series.windows(2).filter(|w| (w[1].cwnd as f64) < 0.8 * w[0].cwnd as f64).count()
 }
 
 fn u(v: &Value, path: &[&str]) -> u64 {
@@ -694,28 +698,8 @@ mod tests {
     #[test]
     fn a_window_cut_is_a_fall_of_more_than_a_fifth() {
         let s = |cwnd| Sample { t_ms: 0.0, cwnd, in_flight: 0 };
-        let mut r = LossRun {
-            name: String::new(),
-            kernel: false,
-            gbit: 0.0,
-            seconds: 0.0,
-            intact: true,
-            router: RouterCount::default(),
-            segments: 0,
-            retransmitted: 0,
-            fast: 0,
-            timeouts: 0,
-            tail_probes: None,
-            recoveries: 0,
-            largest_cwnd: 0,
-            tx_kernel_segments: 0,
-            rx_in_segments: 0,
-            rx_duplicates: 0,
-            rx_out_of_order: 0,
-            series: vec![s(100), s(90), s(50), s(60), s(10)],
-        };
-        assert_eq!(r.cuts(), 2);
-        r.series.clear();
-        assert_eq!(r.cuts(), 0);
+        assert_eq!(cuts(&[s(100), s(90), s(50), s(60), s(10)]), 2);
+        assert_eq!(cuts(&[s(100), s(81), s(70)]), 0, "falls of a fifth or less are not cuts");
+        assert_eq!(cuts(&[]), 0);
     }
 }
