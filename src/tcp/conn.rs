@@ -13,6 +13,7 @@
 //! incoming number becomes a position by its distance from a known one.
 
 use super::congestion::NewReno;
+use super::reorder::Reorder;
 use super::rto::Rto;
 use super::sack::Scoreboard;
 use crate::wire::TcpSegment;
@@ -45,6 +46,10 @@ pub struct Config {
     pub time_wait: Duration,
     /// Offer SACK (RFC 2018) and, if the peer takes it, recover by its scoreboard (RFC 6675).
     pub sack: bool,
+    /// Delay the ACK of data in order: at once for every second full segment,
+    /// else after this long (RFC 1122 4.2.3.2, RFC 5681 4.2). None: every
+    /// segment with data is acknowledged at once.
+    pub delayed_ack: Option<Duration>,
 }
 
 impl Config {
@@ -61,6 +66,7 @@ impl Config {
             min_rto: super::rto::DEFAULT_MIN_RTO,
             time_wait: Duration::from_millis(500),
             sack: true,
+            delayed_ack: None,
         }
     }
 }
@@ -101,8 +107,15 @@ pub struct Incoming {
     pub data: Option<(usize, usize)>,
     /// The handshake completed with this segment.
     pub connected: bool,
-    /// The peer's FIN arrived (in order) with this segment.
+    /// The peer's FIN arrived (in order) with this segment, or held bytes
+    /// this segment released reached it.
     pub fin: bool,
+    /// Parts of the segment that lie ahead of what arrived in order, as
+    /// (stream offset, offset in the segment's payload, length): the caller
+    /// keeps these bytes until `released` covers them.
+    pub ahead: Vec<(u64, usize, usize)>,
+    /// Bytes kept earlier are in order now: the stream offsets `[from, to)`.
+    pub released: Option<(u64, u64)>,
     /// Dropped, and why (counted).
     pub dropped: Option<Drop>,
 }
@@ -129,6 +142,7 @@ pub enum Drop {
 
 /// What a connection counted, for the report.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TcpStats {
     pub segments_sent: u64,
     pub segments_received: u64,
@@ -157,6 +171,20 @@ pub struct TcpStats {
     /// Both ends allowed SACK: recovery went by the scoreboard.
     pub sack: bool,
     pub largest_peer_window: u64,
+    // The receiving side.
+    /// Segments with data that arrived ahead of RCV.NXT, and the most bytes held at once.
+    pub out_of_order_segments: u64,
+    pub out_of_order_peak_bytes: u64,
+    /// Segments whose every byte had arrived before.
+    pub duplicate_segments: u64,
+    /// ACKs sent alone (no data), and SACK blocks in them.
+    pub acks_sent: u64,
+    pub sack_blocks_sent: u64,
+    /// The window this end advertised once synchronized, smallest and largest (bytes),
+    /// and how many times it was zero.
+    pub window_min: Option<u64>,
+    pub window_max: u64,
+    pub zero_windows_sent: u64,
 }
 
 /// One TCP connection, sans I/O.
@@ -185,6 +213,16 @@ pub struct Connection {
     // Receive side: the peer's positions.
     pub(super) rcv_nxt: u64,
     pub(super) peer_fin: bool,
+    /// What arrived ahead of RCV.NXT, and where the peer's FIN is if it came ahead.
+    pub(super) reorder: Reorder,
+    pub(super) fin_ahead: Option<u64>,
+    /// The window the caller can take now, and the right edge advertised
+    /// (RCV.NXT + RCV.WND when last sent), which never moves left (RFC 9293 3.8.6).
+    pub(super) rcv_offer: u64,
+    pub(super) rcv_right: u64,
+    /// Full segments in order not yet acknowledged, and when the delayed ACK is due.
+    pub(super) unacked_segments: u32,
+    pub(super) delack_deadline: Option<Instant>,
     // Timers.
     pub(super) rto: Rto,
     pub(super) rto_deadline: Option<Instant>,
@@ -238,6 +276,12 @@ impl Connection {
             stream_len: None,
             rcv_nxt: 0,
             peer_fin: false,
+            reorder: Reorder::default(),
+            fin_ahead: None,
+            rcv_offer: cfg.recv_window as u64,
+            rcv_right: 0,
+            unacked_segments: 0,
+            delack_deadline: None,
             rto,
             rto_deadline: None,
             persist_deadline: None,
@@ -395,10 +439,54 @@ impl Connection {
         self.snd_una as i64 + d
     }
 
-    /// The window this end advertises, as the field says it (scaled down).
+    /// The window this end advertises, as the field says it (scaled down):
+    /// what the caller can take, but never an edge left of one advertised before.
     pub(super) fn window_field(&self) -> u16 {
-        let shift = if self.state == State::SynReceived || self.state == State::SynSent { 0 } else { self.our_scale };
-        (self.cfg.recv_window as u64 >> shift).min(u16::MAX as u64) as u16
+        (self.rcv_wnd() >> self.window_shift()).min(u16::MAX as u64) as u16
+    }
+
+    /// The shift of the window field: none in a SYN or SYN-ACK (RFC 7323 2.2).
+    pub(super) fn window_shift(&self) -> u8 {
+        if self.state == State::SynReceived || self.state == State::SynSent {
+            0
+        } else {
+            self.our_scale
+        }
+    }
+
+    /// The receive window in bytes from RCV.NXT: the caller's offer, or the
+    /// rest of what was advertised if that is more (RFC 9293 3.8.6: a window
+    /// is not shrunk).
+    pub(super) fn rcv_wnd(&self) -> u64 {
+        self.rcv_right.saturating_sub(self.rcv_nxt).max(self.rcv_offer)
+    }
+
+    /// The caller can take `bytes` more from the peer (its free buffers).
+    /// A window that opens from less than a segment to at least two is
+    /// announced at once (a window update: RFC 9293 3.8.6.2.2's receiver
+    /// side of silly window avoidance waits for that much).
+    pub fn set_recv_window(&mut self, bytes: u64) {
+        let before = self.rcv_right.saturating_sub(self.rcv_nxt);
+        self.rcv_offer = bytes;
+        let synced = !matches!(self.state, State::SynSent | State::SynReceived | State::Closed);
+        if synced && before < self.mss as u64 && bytes >= 2 * self.mss as u64 {
+            self.ack_now = true;
+        }
+    }
+
+    /// The peer's stream bytes taken in order so far.
+    pub fn received_bytes(&self) -> u64 {
+        self.rcv_nxt.saturating_sub(1 + self.peer_fin as u64)
+    }
+
+    /// The peer's FIN has come, in order: its stream is complete.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_fin
+    }
+
+    /// Bytes held ahead of RCV.NXT.
+    pub fn held_bytes(&self) -> u64 {
+        self.reorder.held()
     }
 
     pub(super) fn fail(&mut self, e: TcpError) {
@@ -481,11 +569,15 @@ impl Connection {
         let f = seg.flags;
         let seg_pos = self.peer_pos(seg.seq, self.rcv_nxt);
         let seg_len = seg.seq_len(payload_len) as u64;
-        let wnd = self.cfg.recv_window as u64;
+        let wnd = self.rcv_wnd();
         // RFC 9293 3.10.7.4, first: is the segment in the window?
         let in_window = |start: u64| start >= self.rcv_nxt && start < self.rcv_nxt + wnd.max(1);
         let acceptable = if seg_len == 0 {
             seg_pos == self.rcv_nxt || in_window(seg_pos)
+        } else if wnd == 0 {
+            // A closed window takes no data (RFC 9293 3.10.7.4's table): an ACK says where
+            // it stands. A FIN alone at RCV.NXT takes no room, and is taken (as Linux does).
+            payload_len == 0 && seg_pos == self.rcv_nxt
         } else {
             in_window(seg_pos) || in_window(seg_pos + seg_len - 1) || (seg_pos < self.rcv_nxt && seg_pos + seg_len > self.rcv_nxt)
         };
@@ -507,6 +599,10 @@ impl Connection {
             return self.drop_seg(Drop::RstNotExact, inc);
         }
         if !acceptable {
+            if payload_len > 0 && seg_pos + seg_len <= self.rcv_nxt {
+                // Every byte came before: the ACK that said so was lost, or it went again too soon.
+                self.stats.duplicate_segments += 1;
+            }
             self.ack_now = true;
             return self.drop_seg(Drop::OutsideWindow, inc);
         }
@@ -547,36 +643,102 @@ impl Connection {
         if self.state == State::Closed {
             return inc;
         }
-        // The peer's data: in order only; what lies ahead is dropped and
-        // asked for again (the sender's TCP keeps nothing out of order).
         if payload_len > 0 {
-            let skip = self.rcv_nxt.saturating_sub(seg_pos) as usize;
-            if seg_pos <= self.rcv_nxt && skip < payload_len {
-                let take = (payload_len - skip).min(wnd as usize);
-                inc.data = Some((skip, take));
-                self.rcv_nxt += take as u64;
-            }
-            self.ack_now = true;
+            self.take_data(seg_pos, payload_len, wnd, now, &mut inc);
         }
-        if f.fin && seg_pos + payload_len as u64 == self.rcv_nxt && !self.peer_fin {
-            self.rcv_nxt += 1;
-            self.peer_fin = true;
-            self.ack_now = true;
-            inc.fin = true;
-            self.state = match self.state {
-                State::Established | State::SynReceived => State::CloseWait,
-                State::FinWait1 => State::Closing,
-                State::FinWait2 => State::TimeWait,
-                s => s,
-            };
-            if self.state == State::TimeWait {
-                self.time_wait_until = Some(now + self.cfg.time_wait);
+        if f.fin && !self.peer_fin {
+            let fin_pos = seg_pos + payload_len as u64;
+            if fin_pos == self.rcv_nxt {
+                self.take_fin(now, &mut inc);
+            } else if fin_pos > self.rcv_nxt && fin_pos <= self.rcv_nxt + wnd {
+                // Ahead of a hole: taken when RCV.NXT reaches it.
+                self.fin_ahead = Some(fin_pos);
+                self.ack_now = true;
             }
         } else if f.fin && self.peer_fin {
             // A FIN sent again: our ACK of it was lost.
             self.ack_now = true;
         }
         inc
+    }
+
+    /// The peer's data at `seg_pos` (RFC 9293 3.10.7.4, seventh): what
+    /// continues the stream is taken now, as far as the window and the
+    /// first byte already held allow (the first copy wins); what lies ahead
+    /// is kept by the caller (`Incoming::ahead`) until the hole before it fills.
+    fn take_data(&mut self, seg_pos: u64, payload_len: usize, wnd: u64, now: Instant, inc: &mut Incoming) {
+        let end = (seg_pos + payload_len as u64).min(self.rcv_nxt + wnd);
+        if seg_pos <= self.rcv_nxt {
+            if end <= self.rcv_nxt {
+                // All of it came before (the ACK that said so was lost, or it went again
+                // too soon), or a probe of a closed window: the ACK says where we are.
+                if seg_pos + (payload_len as u64) <= self.rcv_nxt {
+                    self.stats.duplicate_segments += 1;
+                }
+                self.ack_now = true;
+                return;
+            }
+            let stop = self.reorder.first_start().map_or(end, |h| end.min(h.max(self.rcv_nxt)));
+            let skip = (self.rcv_nxt - seg_pos) as usize;
+            if stop > self.rcv_nxt {
+                inc.data = Some((skip, (stop - self.rcv_nxt) as usize));
+                self.rcv_nxt = stop;
+            }
+            let had_held = !self.reorder.is_empty();
+            let before = self.rcv_nxt;
+            self.rcv_nxt = self.reorder.advance(self.rcv_nxt);
+            if self.rcv_nxt > before {
+                inc.released = Some((before - 1, self.rcv_nxt - 1));
+            }
+            if self.fin_ahead == Some(self.rcv_nxt) {
+                self.take_fin(now, inc);
+            }
+            match self.cfg.delayed_ack {
+                // A hole filled, or one still open: the sender waits on this ACK (RFC 5681 4.2).
+                _ if had_held => self.ack_now = true,
+                None => self.ack_now = true,
+                Some(delay) => {
+                    if payload_len as u32 >= self.mss {
+                        self.unacked_segments += 1;
+                    }
+                    if self.unacked_segments >= 2 {
+                        self.ack_now = true;
+                    } else if self.delack_deadline.is_none() {
+                        self.delack_deadline = Some(now + delay);
+                    }
+                }
+            }
+        } else {
+            // Ahead of RCV.NXT: held, and a duplicate ACK with SACK blocks at once (RFC 5681 4.2).
+            for (a, b) in self.reorder.insert(seg_pos, end.max(seg_pos)) {
+                inc.ahead.push((a - 1, (a - seg_pos) as usize, (b - a) as usize));
+            }
+            if inc.ahead.is_empty() {
+                self.stats.duplicate_segments += 1;
+            } else {
+                self.stats.out_of_order_segments += 1;
+            }
+            self.stats.out_of_order_peak_bytes = self.stats.out_of_order_peak_bytes.max(self.reorder.held());
+            self.ack_now = true;
+        }
+    }
+
+    /// The peer's FIN, in order: its stream is complete.
+    fn take_fin(&mut self, now: Instant, inc: &mut Incoming) {
+        self.rcv_nxt += 1;
+        self.peer_fin = true;
+        self.fin_ahead = None;
+        self.ack_now = true;
+        inc.fin = true;
+        self.state = match self.state {
+            State::Established | State::SynReceived => State::CloseWait,
+            State::FinWait1 => State::Closing,
+            State::FinWait2 => State::TimeWait,
+            s => s,
+        };
+        if self.state == State::TimeWait {
+            self.time_wait_until = Some(now + self.cfg.time_wait);
+        }
     }
 
     /// The ACK field of an acceptable segment (RFC 5681, RFC 6582, RFC 6298).

@@ -41,11 +41,19 @@ impl Connection {
     /// When the connection next needs [`Connection::poll_transmit`] even if
     /// nothing comes in.
     pub fn poll_deadline(&self) -> Option<Instant> {
-        [self.rto_deadline, self.persist_deadline, self.time_wait_until].into_iter().flatten().min()
+        [self.rto_deadline, self.persist_deadline, self.time_wait_until, self.delack_deadline].into_iter().flatten().min()
     }
 
     fn segment(&self, pos: u64, flags: TcpFlags) -> TcpSegment {
         let ack = if flags.ack { self.irs.wrapping_add(self.rcv_nxt as u32) } else { 0 };
+        let mut options = TcpOptions::default();
+        if flags.ack && !flags.syn && self.sack_ok && !self.reorder.is_empty() {
+            // What is held ahead of RCV.NXT, the newest first (RFC 2018 4); four fit
+            // in the 40 bytes of options.
+            let irs = self.irs;
+            let wire = |p: u64| irs.wrapping_add(p as u32);
+            options.sack = self.reorder.blocks(4).into_iter().map(|(a, b)| (wire(a), wire(b))).collect();
+        }
         TcpSegment {
             src_port: self.cfg.local_port,
             dst_port: self.cfg.remote_port,
@@ -53,7 +61,7 @@ impl Connection {
             ack,
             flags,
             window: self.window_field(),
-            options: TcpOptions::default(),
+            options,
         }
     }
 
@@ -69,8 +77,22 @@ impl Connection {
             Why::Syn => self.stats.syns_sent += 1,
             _ => {}
         }
+        if t.why == Why::Ack {
+            self.stats.acks_sent += 1;
+        }
+        self.stats.sack_blocks_sent += t.segment.options.sack.len() as u64;
         if t.segment.flags.ack {
             self.ack_now = false;
+            self.unacked_segments = 0;
+            self.delack_deadline = None;
+            // The edge this segment advertised, which later ones keep (RFC 9293 3.8.6).
+            let wnd = (t.segment.window as u64) << self.window_shift();
+            self.rcv_right = self.rcv_right.max(self.rcv_nxt + wnd);
+            if !t.segment.flags.syn {
+                self.stats.window_min = Some(self.stats.window_min.map_or(wnd, |m| m.min(wnd)));
+                self.stats.window_max = self.stats.window_max.max(wnd);
+                self.stats.zero_windows_sent += (wnd == 0) as u64;
+            }
         }
     }
 
@@ -145,6 +167,10 @@ impl Connection {
         }
         if self.state == State::Closed {
             return None;
+        }
+        if self.delack_deadline.is_some_and(|t| now >= t) {
+            self.delack_deadline = None;
+            self.ack_now = true;
         }
         if self.rto_deadline.is_some_and(|t| now >= t) {
             self.on_rto(now);
