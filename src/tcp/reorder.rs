@@ -87,7 +87,7 @@ impl Reorder {
     /// the ACK, the others repeat the most recent ones).
     pub fn blocks(&self, max: usize) -> Vec<(u64, u64)> {
         let mut by_age: Vec<_> = self.ranges.clone();
-        by_age.sort_unstable_by(|x, y| y.2.cmp(&x.2));
+        by_age.sort_unstable_by_key(|r| std::cmp::Reverse(r.2));
         by_age.into_iter().take(max).map(|(a, b, _)| (a, b)).collect()
     }
 }
