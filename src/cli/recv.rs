@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use zclab::recv::af_xdp::AfXdpRecvOptions;
 use zclab::recv::{self, RecvConfig};
 use zclab::report;
+use zclab::send::af_xdp_tcp::TcpXdpOptions;
 use zclab::transfer::mode::Via;
 use zclab::xdp::AttachMode;
 
@@ -77,12 +78,56 @@ pub struct RecvArgs {
     /// TCP paths: how to take the data off the socket.
     #[arg(long, value_enum, default_value = "splice", value_name = "HOW")]
     pub via: Via,
+    /// Take the stream by zclab's own TCP on an AF_XDP socket (af-xdp-tcp) instead of the
+    /// kernel's: passive open, segments out of order kept in the UMEM frames they landed in
+    /// until the hole fills, every byte written to the file from its frame, ACKs with SACK
+    /// blocks, the window as large as the frames free. Needs --plain for now.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<RecvMode>,
+    /// With --mode af-xdp-tcp: one connection from any TCP sender, not zclab's protocol (nc,
+    /// socat, curl, `zclab send --plain`); its bytes until the FIN become --out. No size or
+    /// hash is announced: the report prints the file's BLAKE3, and --expect-hash checks it.
+    #[arg(long, requires = "mode", conflicts_with = "serve")]
+    pub plain: bool,
     #[command(flatten)]
     pub common: Common,
 }
 
+/// The data paths `recv --mode` takes (the others a zclab sender's Hello names).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecvMode {
+    /// zclab's own TCP on an AF_XDP socket.
+    AfXdpTcp,
+}
+
+/// `recv --plain --mode af-xdp-tcp`: one plain connection into --out.
+fn exec_plain(a: &RecvArgs) -> Result<bool> {
+    let Some(out) = &a.out else { anyhow::bail!("--plain needs --out") };
+    let opts = TcpXdpOptions {
+        iface: a.xdp.iface.clone(),
+        queue: a.xdp.socket.queue.unwrap_or(0),
+        bind_mode: a.xdp.socket.zerocopy.into(),
+        attach: a.xdp_mode,
+        ..Default::default()
+    };
+    enter_netns(&a.netns)?;
+    let accept = a.accept_timeout.map(timeout).transpose()?;
+    let rep = recv::af_xdp_tcp::receive_plain(a.listen, out, &opts, accept, timeout(a.common.timeout)?, a.expect_hash.clone())?;
+    print(a.common.json, &rep, |r| r.text());
+    Ok(rep.verified != Some(false))
+}
+
 pub fn exec(a: RecvArgs) -> Result<bool> {
     a.common.pin()?;
+    if a.mode == Some(RecvMode::AfXdpTcp) {
+        if !a.plain {
+            anyhow::bail!(
+                "--mode af-xdp-tcp takes a plain connection for now: add --plain, and send with \
+                 `zclab send --plain --mode MODE --to IP:PORT` (or nc, socat)"
+            );
+        }
+        return exec_plain(&a);
+    }
     let cfg = RecvConfig {
         listen: a.listen,
         out: a.out.clone().unwrap_or_default(),

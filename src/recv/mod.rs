@@ -3,6 +3,7 @@
 //! it to `--out` only when it verified.
 
 pub mod af_xdp;
+pub mod af_xdp_tcp;
 pub mod direct;
 pub mod packets;
 pub mod tcp;

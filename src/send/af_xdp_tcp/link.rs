@@ -11,8 +11,8 @@ use crate::transfer::af_xdp::{socket_error, wait_for_busy_queue, Iface, Knobs, C
 use crate::wire::{self, TcpFrame, TcpSegment};
 use crate::xdp::{AttachMode, XdpSteering};
 use crate::xsk::{
-    checksum_request, BindMode, DescOpts, Frame, PoolId, PoolSpec, Received, Returned, Rx, Tx, Umem, UmemConfig, XskSocket,
-    TX_METADATA_LEN,
+    checksum_request, BindMode, DescOpts, Frame, PoolId, PoolSpec, Received, Returned, Rx, RxFrame, Tx, Umem, UmemConfig,
+    XskSocket, TX_METADATA_LEN,
 };
 use anyhow::{anyhow, Result};
 use std::net::SocketAddr;
@@ -27,8 +27,8 @@ const HEADER_FRAME: u32 = 256;
 /// The send buffer: 16 blocks of 256 KiB.
 pub const BLOCK: u64 = 256 << 10;
 const SLOTS: u32 = 16;
-/// Frames of one chunk: the fill ring's, and one for a prefix.
-const RX_COUNT: u32 = 1024;
+/// Frames of one chunk: the fill ring's, and one for a prefix (a receiving end asks for more).
+pub const RX_COUNT: u32 = 1024;
 const RING: u32 = 2048;
 /// TX descriptors one segment may take: its header and its payload's pieces.
 const PER_SEGMENT: u32 = 8;
@@ -45,6 +45,9 @@ pub struct Bind<'a> {
     pub peer: Option<SocketAddr>,
     /// Who sums the TCP checksum.
     pub tx_checksum: TxChecksum,
+    /// Receive frames (a power of two): the fill ring's size, and the most a
+    /// receiving end can hold out of order or waiting for the disk.
+    pub rx_frames: u32,
 }
 
 impl<'a> Bind<'a> {
@@ -58,6 +61,7 @@ impl<'a> Bind<'a> {
             local,
             peer: None,
             tx_checksum: opts.tx_checksum,
+            rx_frames: RX_COUNT,
         }
     }
 }
@@ -76,11 +80,11 @@ pub struct Link {
     pub(super) blocks: Vec<Frame>,
     pub(super) spare: Option<Frame>,
     src_mac: [u8; 6],
-    pub(super) dst_mac: [u8; 6],
+    pub(crate) dst_mac: [u8; 6],
     pub(super) local: SocketAddr,
     pub(super) peer: SocketAddr,
-    pub(super) checksum: ChecksumCounts,
-    pub(super) foreign: u64,
+    pub(crate) checksum: ChecksumCounts,
+    pub(crate) foreign: u64,
     /// The peer's bytes: counted, and kept (up to `keep`) for a server to read.
     pub(super) peer_bytes: u64,
     pub(super) peer_data: Vec<u8>,
@@ -88,8 +92,10 @@ pub struct Link {
     /// ICMP destination unreachables that quoted this connection's segments.
     pub(super) icmp_unreachable: u64,
     /// Kicks of the TX ring and waits on the RX ring.
-    pub(super) syscalls: u64,
+    pub(crate) syscalls: u64,
     in_flight: u32,
+    /// The last frame taken off the RX ring was marked `more`: the next continues its packet.
+    rx_contd: bool,
     /// The checksum is left to the device (TX metadata asks for it), not summed here.
     offload: bool,
 }
@@ -102,12 +108,12 @@ impl Link {
             pools: vec![
                 PoolSpec { frame_size: HEADER_FRAME, count: HEADER_FRAMES },
                 PoolSpec { frame_size: BLOCK as u32, count: SLOTS },
-                PoolSpec { frame_size: CHUNK, count: RX_COUNT + 1 },
+                PoolSpec { frame_size: CHUNK, count: b.rx_frames + 1 },
             ],
             chunk_size: CHUNK,
             unaligned: true,
             huge_pages: false,
-            fill_size: RX_COUNT,
+            fill_size: b.rx_frames,
             completion_size: RING,
             // Room in front of each descriptor for the request, unless told to sum in software.
             tx_metadata_len: if b.tx_checksum == TxChecksum::Software { 0 } else { TX_METADATA_LEN },
@@ -122,7 +128,7 @@ impl Link {
         steering.steer_tcp(b.local.port(), b.peer)?;
         let knobs = Knobs { need_wakeup: false, busy_poll_us: None, busy_poll_budget: None, tx_budget: Some(TX_BUDGET) };
         let (mut sock, rx, tx) =
-            XskSocket::bind_rx_tx(umem, RX_COUNT, &b.iface.socket_config(b.queue, b.bind_mode, &knobs), wait_for_busy_queue)
+            XskSocket::bind_rx_tx(umem, b.rx_frames, &b.iface.socket_config(b.queue, b.bind_mode, &knobs), wait_for_busy_queue)
                 .map_err(|e| socket_error(&b.iface.name, e))?;
         steering.register(b.queue, &sock)?;
         // A copy-mode socket always honours the request (the kernel, or the device it hands
@@ -160,12 +166,25 @@ impl Link {
             icmp_unreachable: 0,
             syscalls: 0,
             in_flight: 0,
+            rx_contd: false,
             offload,
         })
     }
 
     pub fn frames(&mut self) -> &mut crate::xsk::Frames {
         self.sock.umem_mut().frames_mut()
+    }
+
+    /// The UMEM's frames, to read (a receiving end writes the file from them).
+    pub fn frames_ref(&self) -> &crate::xsk::Frames {
+        self.sock.umem().frames()
+    }
+
+    /// Frames a receiving end kept (see [`Link::receive_keeping`]), back to the fill ring.
+    pub fn give_back_rx(&mut self, frames: impl IntoIterator<Item = RxFrame>) -> Result<()> {
+        self.refill.extend(frames.into_iter().map(RxFrame::into_frame));
+        self.sock.umem_mut().fill(&mut self.refill).map_err(|e| anyhow!(e))?;
+        Ok(())
     }
 
     pub fn is_zerocopy(&self) -> bool {
@@ -383,6 +402,59 @@ impl Link {
             }
             true
         })
+    }
+}
+
+impl Link {
+    /// For a receiving end: the frames the RX ring holds, each checked and
+    /// handed to `conn`, and each segment of the connection to `take` with
+    /// its frame and what the connection made of it. `take` keeps the frame
+    /// (its payload waits in the UMEM for the disk or for a hole to fill:
+    /// it returns None) or gives it back. A packet in several frames is no
+    /// segment of ours (the MSS this end advertises fits one frame): counted
+    /// as foreign.
+    pub fn receive_keeping(
+        &mut self,
+        conn: &mut Connection,
+        now: Instant,
+        mut take: impl FnMut(RxFrame, &TcpFrame, crate::tcp::Incoming) -> Option<RxFrame>,
+    ) -> Result<u32> {
+        let Link { sock, rx, got, refill, foreign, checksum, local, peer, rx_contd, .. } = self;
+        rx.receive(sock.umem_mut(), 64, got);
+        let n = got.len() as u32;
+        for r in got.drain(..) {
+            // The frames after one marked `more` continue its packet, up to one not marked.
+            let contd = std::mem::replace(rx_contd, matches!(&r, Received::Packet(p) if p.more));
+            match r {
+                Received::Packet(p) if !p.more && !contd => {
+                    match check(p.bytes(sock.umem().frames()), *local, *peer, checksum) {
+                        Some(Some(f)) => {
+                            let inc = conn.on_segment(&f.segment, f.payload_len, now);
+                            if let Some(back) = take(p, &f, inc) {
+                                refill.push(back.into_frame());
+                            }
+                        }
+                        // A wrong checksum: counted, dropped.
+                        Some(None) => refill.push(p.into_frame()),
+                        None => {
+                            *foreign += 1;
+                            refill.push(p.into_frame());
+                        }
+                    }
+                }
+                Received::Packet(p) => {
+                    *foreign += 1;
+                    refill.push(p.into_frame());
+                }
+                Received::Malformed(f) => {
+                    *foreign += 1;
+                    refill.push(f);
+                }
+                Received::Foreign(_) => *foreign += 1,
+            }
+        }
+        sock.umem_mut().fill(refill).map_err(|e| anyhow!(e))?;
+        Ok(n)
     }
 }
 

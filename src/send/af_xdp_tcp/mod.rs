@@ -18,9 +18,9 @@
 //! whose checksum field holds only the pseudo-header's sum (a veth peer
 //! leaves it to a device that never finishes it) are counted as unverifiable.
 
-mod buffer;
+pub(crate) mod buffer;
 mod http;
-mod link;
+pub(crate) mod link;
 
 use crate::tcp::{Config, Connection, State, TcpError, Why};
 use crate::transfer::af_xdp::{Iface, CHUNK};
@@ -126,7 +126,7 @@ impl TcpSendReport {
 }
 
 /// A random initial sequence number (RFC 9293 3.4.1 asks for one no one can guess).
-fn random_iss() -> u32 {
+pub(crate) fn random_iss() -> u32 {
     let mut b = [0u8; 4];
     if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -259,7 +259,7 @@ pub fn send_plain(to: SocketAddr, path: &Path, opts: &TcpXdpOptions) -> Result<T
 }
 
 /// A connection's settings on `iface` toward `peer`.
-fn config(iface: &Iface, local_port: u16, peer: SocketAddr, opts: &TcpXdpOptions) -> Config {
+pub(crate) fn config(iface: &Iface, local_port: u16, peer: SocketAddr, opts: &TcpXdpOptions) -> Config {
     let ip_tcp = if peer.is_ipv4() { 40 } else { 60 };
     let mss = (iface.mtu as usize).saturating_sub(ip_tcp).min(u16::MAX as usize) as u16;
     let mut c = Config::new(local_port, peer.port(), mss, random_iss());
