@@ -1,0 +1,273 @@
+//! zclab's own TCP on the receiving end (`recv --plain --mode af-xdp-tcp`):
+//! every test has a real sender on the other end (the kernel's TCP by
+//! `zclab send --plain`, socat, a socket of the test's own, or zclab's own
+//! TCP), and judges by the file that arrived (compared byte for byte), by
+//! what the sender was told (it returns only once this end closed), and by
+//! the sending kernel's own counters (`nstat`).
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A receiver started in `ns` on `listen`, once its socket is bound behind
+/// its XDP program (it says so on stderr), with its stderr collected.
+struct Receiver {
+    child: Reaped,
+    log: std::thread::JoinHandle<String>,
+}
+
+impl Receiver {
+    fn start(ns: &str, listen: &str, out: &std::path::Path, extra: &[&str]) -> Receiver {
+        let mut child = Reaped::new(
+            zclab()
+                .args(["recv", "--netns", ns, "--plain", "--mode", "af-xdp-tcp", "--listen", listen])
+                .args(["--out", out.to_str().unwrap(), "--json", "--accept-timeout", "30"])
+                .args(extra)
+                .env("RUST_LOG", "zclab=info")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("zclab recv starts"),
+        );
+        let err = child.stderr.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("af-xdp-tcp receiver on") {
+                    let _ = ready_tx.send(());
+                }
+                all += &line;
+                all.push('\n');
+            }
+            all
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(15)).is_err() {
+            let _ = child.kill();
+            panic!("the receiver did not come up: {}", log.join().unwrap());
+        }
+        Receiver { child, log }
+    }
+
+    /// Waits for it: its exit, its JSON report (if it printed one), its log.
+    fn finish(self) -> (std::process::ExitStatus, Option<serde_json::Value>, String) {
+        let o = self.child.wait_with_output().unwrap();
+        let log = self.log.join().unwrap();
+        let report = serde_json::from_slice(&o.stdout).ok();
+        (o.status, report, log)
+    }
+}
+
+/// One of the kernel's counters in a namespace (`nstat -az`, absolute).
+fn nstat(ns: &str, name: &str) -> u64 {
+    let o = std::process::Command::new("ip").args(["netns", "exec", ns, "nstat", "-az", name]).output().unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    s.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Names in `dir` other than `keep`: what a failed receive must not leave.
+fn others(dir: &std::path::Path, keep: &[&str]) -> Vec<String> {
+    files_in(dir).into_iter().filter(|f| !keep.contains(&f.as_str())).collect()
+}
+
+#[test]
+fn kernel_senders_socat_and_zclabs_own_tcp_all_deliver_the_file_intact() {
+    if !privileged("kernel_senders_socat_and_zclabs_own_tcp_all_deliver_the_file_intact") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (12 << 20) + 777, 51);
+    let want = std::fs::read(&src).unwrap();
+    let senders: [(&str, Vec<String>); 4] = [
+        ("sendfile", vec!["send", "--plain", "--mode", "sendfile"].into_iter().map(String::from).collect()),
+        ("read-write", vec!["send", "--plain", "--mode", "read-write"].into_iter().map(String::from).collect()),
+        ("af-xdp-tcp", vec!["send", "--plain", "--mode", "af-xdp-tcp"].into_iter().map(String::from).collect()),
+        ("socat", Vec::new()),
+    ];
+    for (i, (who, args)) in senders.iter().enumerate() {
+        let port = 8200 + i as u16;
+        let to = format!("10.77.0.2:{port}");
+        let out = dir.path(&format!("out-{who}"));
+        let rx = Receiver::start(&n.rx_ns, &to, &out, &[]);
+        let o = if args.is_empty() {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &n.tx_ns, "socat", "-u"])
+                .arg(format!("FILE:{}", src.display()))
+                .arg(format!("TCP:{to}"))
+                .output()
+                .unwrap()
+        } else {
+            let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+            a.extend(["--netns", &n.tx_ns, "--to", &to, "--file", src.to_str().unwrap()]);
+            run_zclab(&a)
+        };
+        // A zclab sender returns only once every byte was acknowledged and this end closed.
+        assert!(o.status.success(), "{who}: {}", stderr(&o));
+        let (status, r, log) = rx.finish();
+        assert!(status.success(), "{who}: the receiver: {log}");
+        let r = r.expect("a report");
+        assert!(std::fs::read(&out).unwrap() == want, "{who}: the file arrived intact");
+        assert_eq!(r["bytes"], want.len() as u64, "{who}");
+        assert_eq!(r["hash"], blake3_hex(&want), "{who}: the report's hash is the file's");
+        let t = &r["tcp"];
+        assert!(t["acks_sent"].as_u64().unwrap() > 0, "{who}: {t}");
+        // ACKs are delayed: fewer than one per segment.
+        assert!(t["acks_sent"].as_u64().unwrap() < t["segments_received"].as_u64().unwrap() / 2, "{who}: {t}");
+        assert_eq!(t["peer_sack_permitted"], true, "{who}: {t}");
+        assert_eq!(r["mss"], 1460, "{who}");
+        assert_eq!(others(&dir.0, &["src"]).len(), i + 1, "{who}: only the files themselves: {:?}", files_in(&dir.0));
+    }
+}
+
+/// BLAKE3 of `bytes`, hex, by zclab's own hashing of a file.
+fn blake3_hex(bytes: &[u8]) -> String {
+    let dir = Scratch::new();
+    let p = dir.path("h");
+    std::fs::write(&p, bytes).unwrap();
+    zclab::transfer::hash::hash_file_with(&p, None, false).unwrap().0
+}
+
+#[test]
+fn loss_through_a_router_holds_segments_out_of_order_and_the_kernels_sack_recovery_uses_our_blocks() {
+    if !privileged("loss_through_a_router_holds_segments_out_of_order") {
+        return;
+    }
+    let env = zclab::netns::LabEnv::up(&zclab::netns::EnvConfig {
+        name: unique_name(),
+        mtu: None,
+        queues: None,
+        router: Some(zclab::netns::Router { loss_pct: 0.0, rate: None }),
+        ipv6: false,
+        verbose: false,
+    })
+    .expect("env up");
+    let n = env.names().clone();
+    let nft = |args: &str| {
+        let o = std::process::Command::new("ip").args(["netns", "exec", &n.rt_ns, "nft"]).args(args.split(' ')).output().unwrap();
+        assert!(o.status.success(), "nft {args}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // The sender's kernel sends MSS segments, not 64 KiB super-packets, so the router's 2%
+    // are 2% of segments.
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &n.tx_ns, "ethtool", "-K", &n.tx_if, "tso", "off", "gso", "off"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ethtool: {}", String::from_utf8_lossy(&o.stderr));
+    nft("add table inet zcr");
+    nft("add chain inet zcr lose { type filter hook forward priority 0 ; }");
+    nft("add rule inet zcr lose tcp dport 8210 numgen random mod 100 < 2 counter drop");
+    nft("add rule inet zcr lose tcp sport 8210 numgen random mod 100 < 2 counter drop");
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, 16 << 20, 52);
+    let out = dir.path("out");
+    let recov0 = nstat(&n.tx_ns, "TcpExtTCPSackRecovery");
+    let retrans0 = nstat(&n.tx_ns, "TcpRetransSegs");
+    let rx = Receiver::start(&n.rx_ns, "10.77.0.2:8210", &out, &[]);
+    let o = run_zclab(&[
+        "send",
+        "--netns",
+        &n.tx_ns,
+        "--plain",
+        "--mode",
+        "sendfile",
+        "--to",
+        "10.77.0.2:8210",
+        "--file",
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (status, r, log) = rx.finish();
+    assert!(status.success(), "{log}");
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&src).unwrap(), "intact through 2% loss each way");
+    let rules = nft("list chain inet zcr lose");
+    let dropped: u64 = rules.split("packets ").skip(1).filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum();
+    assert!(dropped > 50, "the router dropped segments: {rules}");
+    let r = r.unwrap();
+    let t = &r["tcp"];
+    assert!(t["out_of_order_segments"].as_u64().unwrap() > 0, "segments behind a hole were held: {t}");
+    assert!(t["sack_blocks_sent"].as_u64().unwrap() > 0, "{t}");
+    assert!(r["held_frames_peak"].as_u64().unwrap() > 1, "{r}");
+    // The sending kernel's own word: it sent segments again, and recovered by our SACK blocks.
+    assert!(nstat(&n.tx_ns, "TcpRetransSegs") > retrans0, "the kernel retransmitted");
+    assert!(nstat(&n.tx_ns, "TcpExtTCPSackRecovery") > recov0, "the kernel's recoveries went by SACK");
+}
+
+/// A kernel socket in `ns` connected to `to` by a thread of its own, which
+/// hands `f` the stream.
+fn kernel_sender<T: Send + 'static>(
+    ns: &str,
+    to: SocketAddr,
+    f: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        zclab::sys::netns::enter(&ns).unwrap();
+        f(TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connects"))
+    })
+}
+
+#[test]
+fn a_sender_that_resets_or_goes_silent_mid_transfer_ends_the_receive_with_an_error_and_no_file() {
+    if !privileged("a_sender_that_resets_or_goes_silent") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    // Resets: 2 MiB, then close with SO_LINGER 0.
+    let out = dir.path("reset");
+    let rx = Receiver::start(&n.rx_ns, "10.77.0.2:8220", &out, &[]);
+    let t = kernel_sender(&n.tx_ns, "10.77.0.2:8220".parse().unwrap(), |mut s| {
+        s.write_all(&vec![7u8; 2 << 20]).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        linger_zero(&s);
+        drop(s);
+        Instant::now()
+    });
+    let reset_at = t.join().unwrap();
+    let (status, _, log) = rx.finish();
+    assert!(reset_at.elapsed() < Duration::from_secs(2), "it stopped at once");
+    assert!(!status.success());
+    assert!(log.contains("reset the connection after 2097152 bytes"), "{log}");
+    // Silent: 1 MiB, then nothing (the connection stays open) until the receiver gives up.
+    let out2 = dir.path("silent");
+    let rx = Receiver::start(&n.rx_ns, "10.77.0.2:8221", &out2, &["--timeout", "2"]);
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let t = kernel_sender(&n.tx_ns, "10.77.0.2:8221".parse().unwrap(), move |mut s| {
+        s.write_all(&vec![9u8; 1 << 20]).unwrap();
+        let _ = stop_rx.recv_timeout(Duration::from_secs(20));
+    });
+    let t0 = Instant::now();
+    let (status, _, log) = rx.finish();
+    let _ = stop_tx.send(());
+    t.join().unwrap();
+    assert!(!status.success());
+    assert!(log.contains("went silent for 2 s after 1048576 bytes"), "{log}");
+    assert!(t0.elapsed() < Duration::from_secs(8), "bounded by --timeout");
+    assert!(others(&dir.0, &[]).is_empty(), "no file, no partial file: {:?}", files_in(&dir.0));
+}
+
+/// SO_LINGER with a zero time: closing then sends a reset, not a FIN.
+fn linger_zero(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: `l` is live for the call and its size is given; the fd is the stream's.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+}
