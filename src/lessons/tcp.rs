@@ -310,12 +310,6 @@ struct LossRun {
     series: Vec<Sample>,
 }
 
-impl LossRun {
-    fn cuts(&self) -> usize {
-        cuts(&self.series)
-    }
-}
-
 /// How often the window shrank by more than a fifth from one sample to the next.
 fn cuts(series: &[Sample]) -> usize {
     series.windows(2).filter(|w| (w[1].cwnd as f64) < 0.8 * w[0].cwnd as f64).count()
@@ -554,17 +548,17 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         },
         Claim::new(
             "Loss cuts the congestion window of a loss-based TCP: af-xdp-tcp's NewReno and the kernel's Reno each shrink it again and again",
-            ours.cuts() > 1 && reno.cuts() > 1,
+            cuts(&ours.series) > 1 && cuts(&reno.series) > 1,
             format!(
                 "windows cut by more than a fifth between samples: {} {} times in {} samples, {} {} times in {}{}",
                 ours.name,
-                ours.cuts(),
+                cuts(&ours.series),
                 ours.series.len(),
                 reno.name,
-                reno.cuts(),
+                cuts(&reno.series),
                 reno.series.len(),
                 if reno.name != kdefault.name {
-                    format!(" ({}: {} in {})", kdefault.name, kdefault.cuts(), kdefault.series.len())
+                    format!(" ({}: {} in {})", kdefault.name, cuts(&kdefault.series), kdefault.series.len())
                 } else {
                     String::new()
                 }

@@ -13,6 +13,7 @@
 //!   the windows allow, retransmissions, zero-window probes, the FIN);
 //! - `rto.rs`: the retransmission timeout (RFC 6298) and why its floor is 200 ms;
 //! - `congestion.rs`: NewReno (RFC 5681, RFC 6582);
+//! - `receive.rs`: the peer's data, its FIN, the window offered, delayed ACKs;
 //! - `reorder.rs`: the receiving side's record of what arrived ahead of
 //!   RCV.NXT (held by the caller where it landed) and the SACK blocks it reports;
 //! - `sack.rs`: the SACK scoreboard (RFC 2018, RFC 6675), for recovery that
@@ -23,6 +24,7 @@
 pub mod congestion;
 pub mod conn;
 pub mod output;
+pub mod receive;
 pub mod reorder;
 pub mod rto;
 pub mod sack;
