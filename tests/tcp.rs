@@ -346,42 +346,6 @@ fn plain_takes_every_tcp_mode_of_the_kernel_to_the_same_listener() {
     assert!(!o.status.success() && stderr(&o).contains("--plain sends over TCP"), "{}", stderr(&o));
 }
 
-/// Sends one TCP segment from a raw socket of the calling thread's namespace
-/// to `to`, its checksum right or (`bad`) wrong.
-fn inject(from: SocketAddr, to: SocketAddr, seg: &zclab::wire::TcpSegment, bad: bool) {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    let mut bytes = seg.header_bytes();
-    let mut c = zclab::wire::tcp_checksum(from.ip(), to.ip(), &[&bytes]);
-    if bad {
-        c ^= 0x5a5a;
-    }
-    bytes[16..18].copy_from_slice(&c.to_be_bytes());
-    let std::net::IpAddr::V4(dst) = to.ip() else { panic!("IPv4 only") };
-    // SAFETY: socket takes plain integers; the fd is owned at once.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP) };
-    assert!(fd >= 0, "a raw socket: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh fd nothing else owns.
-    let _sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst.octets()) },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `bytes` and `sin` are live for the call, their lengths given.
-    let n = unsafe {
-        libc::sendto(
-            fd,
-            bytes.as_ptr() as *const libc::c_void,
-            bytes.len(),
-            0,
-            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        )
-    };
-    assert_eq!(n, bytes.len() as isize, "sendto: {}", std::io::Error::last_os_error());
-}
-
 /// Reads on `s` (into `got`) until a raw socket has seen one of the sender's
 /// segments from port `from_port`: its sequence number and its ACK number.
 fn sniff(s: &mut std::net::TcpStream, got: &mut Vec<u8>, from_port: u16) -> (u32, u32) {

@@ -271,3 +271,90 @@ fn linger_zero(s: &TcpStream) {
     };
     assert_eq!(r, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
 }
+
+/// The receiver's RCV.NXT as the sender's sequence number: once what was
+/// written is acknowledged, `trigger` sends a little more, and a raw socket
+/// of this thread's namespace reads the ACK numbers of the receiver's
+/// segments from port `from_port` until they stop coming (the last one).
+fn rcv_nxt_after(from_port: u16, trigger: impl FnOnce()) -> u32 {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket takes plain integers; the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    assert!(fd >= 0, "a raw socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh fd nothing else owns.
+    let raw = unsafe { OwnedFd::from_raw_fd(fd) };
+    zclab::sys::socket::set_receive_timeout(&raw, Duration::from_millis(300)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    trigger();
+    let mut pkt = [0u8; 2048];
+    let mut last = None;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        // SAFETY: `pkt` is live and writable for its length.
+        let n = unsafe { libc::recv(raw.as_raw_fd(), pkt.as_mut_ptr() as *mut libc::c_void, pkt.len(), 0) };
+        if n < 40 {
+            if last.is_some() {
+                break;
+            }
+            continue;
+        }
+        let tcp = &pkt[(pkt[0] & 0x0f) as usize * 4..n as usize];
+        if u16::from_be_bytes([tcp[0], tcp[1]]) == from_port {
+            last = Some(u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]));
+        }
+    }
+    last.expect("a segment of the receiver")
+}
+
+#[test]
+fn forged_segments_outside_the_window_bad_sums_resets_and_syns_are_counted_and_dropped() {
+    if !privileged("forged_segments_outside_the_window_bad_sums_resets_and_syns") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let out = dir.path("out");
+    let me: SocketAddr = "10.77.0.2:8230".parse().unwrap();
+    let data: Vec<u8> = (0..(6u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let rx = Receiver::start(&n.rx_ns, "10.77.0.2:8230", &out, &[]);
+    let body = data.clone();
+    // The sender writes half, forges segments into its own connection from a raw socket
+    // (as if from itself), then writes the rest.
+    let t = kernel_sender(&n.tx_ns, me, move |mut s| {
+        let from = s.local_addr().unwrap();
+        s.write_all(&body[..3 << 20]).unwrap();
+        let next = rcv_nxt_after(me.port(), || s.write_all(&body[3 << 20..(3 << 20) + 100]).unwrap());
+        let seg = |flags: zclab::wire::TcpFlags, seq: u32| zclab::wire::TcpSegment {
+            src_port: from.port(),
+            dst_port: me.port(),
+            seq,
+            ack: 0,
+            flags: zclab::wire::TcpFlags { ack: !flags.syn, ..flags },
+            window: 1000,
+            options: Default::default(),
+        };
+        let plain = zclab::wire::TcpFlags::default();
+        for i in 0..10u32 {
+            // Far outside the window (at most 6 MiB wide).
+            inject(from, me, &seg(plain, next.wrapping_add(1 << 31).wrapping_add(i)), false);
+            // A wrong checksum.
+            inject(from, me, &seg(plain, next), true);
+            // A reset in the window but not at the next number: a challenge ACK, no reset.
+            inject(from, me, &seg(zclab::wire::TcpFlags { rst: true, ..plain }, next.wrapping_add(5000 + i)), false);
+            // A SYN on the running connection, in the window (RFC 5961 4.2).
+            inject(from, me, &seg(zclab::wire::TcpFlags { syn: true, ..plain }, next.wrapping_add(i)), false);
+        }
+        s.write_all(&body[(3 << 20) + 100..]).unwrap();
+    });
+    t.join().unwrap();
+    let (status, r, log) = rx.finish();
+    assert!(status.success(), "{log}");
+    assert!(std::fs::read(&out).unwrap() == data, "the file intact");
+    let r = r.unwrap();
+    let t = &r["tcp"];
+    assert!(t["dropped_outside_window"].as_u64().unwrap() >= 10, "{t}");
+    assert!(r["checksum"]["rx_bad"].as_u64().unwrap() >= 10, "{}", r["checksum"]);
+    assert!(t["dropped_rst_not_exact"].as_u64().unwrap() >= 10, "{t}");
+    assert!(t["challenge_acks"].as_u64().unwrap() >= 20, "resets and SYNs were challenged: {t}");
+}
