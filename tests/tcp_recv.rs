@@ -358,3 +358,35 @@ fn forged_segments_outside_the_window_bad_sums_resets_and_syns_are_counted_and_d
     assert!(t["dropped_rst_not_exact"].as_u64().unwrap() >= 10, "{t}");
     assert!(t["challenge_acks"].as_u64().unwrap() >= 20, "resets and SYNs were challenged: {t}");
 }
+
+#[test]
+fn a_zclab_receiver_takes_any_tcp_modes_data_connection_by_its_own_tcp_and_verifies_it() {
+    if !privileged("a_zclab_receiver_takes_any_tcp_modes_data_connection") {
+        return;
+    }
+    let env = env();
+    let n = env.names().clone();
+    let dir = Scratch::new();
+    let src = dir.path("src");
+    random_file(&src, (5 << 20) + 99, 53);
+    for (i, mode) in ["sendfile", "af-xdp-tcp"].into_iter().enumerate() {
+        let listen = format!("10.77.0.2:{}", 8240 + i);
+        let out = dir.path(&format!("out-{mode}"));
+        let rx = spawn_recv(&n.rx_ns, &listen, &out, &["--mode", "af-xdp-tcp", "--json", "--accept-timeout", "20"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let o = send(&n.tx_ns, &listen, mode, &src, &["--json"]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        let ro = rx.wait_with_output().unwrap();
+        assert!(ro.status.success(), "{mode}: {}", stderr(&ro));
+        let (s, r) = (json(&o), json(&ro));
+        assert_eq!(r["verified"], true, "{mode}: {r}");
+        assert_eq!(s["verified"], true, "{mode}: the sender heard the verdict");
+        assert!(std::fs::read(&out).unwrap() == std::fs::read(&src).unwrap(), "{mode}: cmp");
+        let t = &r["af_xdp_tcp"];
+        assert_eq!(t["bytes"], r["bytes"], "{mode}: the data came by zclab's TCP: {t}");
+        assert!(t["tcp"]["segments_received"].as_u64().unwrap() > 3000, "{mode}: {t}");
+        // The sender's clock ends when the data path is done, not after a TIME-WAIT.
+        let (ss, rs) = (s["seconds"].as_f64().unwrap(), r["seconds"].as_f64().unwrap());
+        assert!(ss < rs + 0.05, "{mode}: the sender's {ss} s against the receiver's {rs} s");
+    }
+}

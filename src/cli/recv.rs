@@ -100,16 +100,21 @@ pub enum RecvMode {
     AfXdpTcp,
 }
 
-/// `recv --plain --mode af-xdp-tcp`: one plain connection into --out.
-fn exec_plain(a: &RecvArgs) -> Result<bool> {
-    let Some(out) = &a.out else { anyhow::bail!("--plain needs --out") };
-    let opts = TcpXdpOptions {
+/// How the af-xdp-tcp receiver binds.
+fn tcp_options(a: &RecvArgs) -> TcpXdpOptions {
+    TcpXdpOptions {
         iface: a.xdp.iface.clone(),
         queue: a.xdp.socket.queue.unwrap_or(0),
         bind_mode: a.xdp.socket.zerocopy.into(),
         attach: a.xdp_mode,
         ..Default::default()
-    };
+    }
+}
+
+/// `recv --plain --mode af-xdp-tcp`: one plain connection into --out.
+fn exec_plain(a: &RecvArgs) -> Result<bool> {
+    let Some(out) = &a.out else { anyhow::bail!("--plain needs --out") };
+    let opts = tcp_options(a);
     enter_netns(&a.netns)?;
     let accept = a.accept_timeout.map(timeout).transpose()?;
     let rep = recv::af_xdp_tcp::receive_plain(a.listen, out, &opts, accept, timeout(a.common.timeout)?, a.expect_hash.clone())?;
@@ -119,15 +124,10 @@ fn exec_plain(a: &RecvArgs) -> Result<bool> {
 
 pub fn exec(a: RecvArgs) -> Result<bool> {
     a.common.pin()?;
-    if a.mode == Some(RecvMode::AfXdpTcp) {
-        if !a.plain {
-            anyhow::bail!(
-                "--mode af-xdp-tcp takes a plain connection for now: add --plain, and send with \
-                 `zclab send --plain --mode MODE --to IP:PORT` (or nc, socat)"
-            );
-        }
+    if a.plain {
         return exec_plain(&a);
     }
+    let tcp_receiver = (a.mode == Some(RecvMode::AfXdpTcp)).then(|| tcp_options(&a));
     let cfg = RecvConfig {
         listen: a.listen,
         out: a.out.clone().unwrap_or_default(),
@@ -149,6 +149,7 @@ pub fn exec(a: RecvArgs) -> Result<bool> {
         via: a.via,
         key: a.common.key()?,
         direct: a.direct,
+        tcp_receiver,
     };
     enter_netns(&a.netns)?;
     if let Some(dir) = &a.serve {

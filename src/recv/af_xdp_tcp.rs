@@ -19,10 +19,11 @@
 //! peer's FIN this end closes its own, so a sender that shut its writing
 //! side and waits for the close returns.
 
+pub use crate::report::AfXdpTcpRx;
 use crate::send::af_xdp_tcp::buffer::SendBuffer;
 use crate::send::af_xdp_tcp::link::{Bind, Link, BLOCK};
-use crate::send::af_xdp_tcp::{config, ChecksumCounts, TcpXdpOptions};
-use crate::tcp::{Connection, State, TcpError, TcpStats, Why};
+use crate::send::af_xdp_tcp::{config, TcpXdpOptions};
+use crate::tcp::{Connection, State, TcpError, Why};
 use crate::transfer::af_xdp::Iface;
 use crate::xsk::RxFrame;
 use anyhow::{anyhow, bail, Context, Result};
@@ -46,74 +47,6 @@ const MARGIN: u32 = 256;
 pub const DELAYED_ACK: Duration = Duration::from_millis(40);
 /// The kernel's headroom in front of every received frame (XDP_PACKET_HEADROOM).
 const XDP_HEADROOM: u32 = 256;
-
-/// What one connection brought.
-#[derive(Debug, Clone, Serialize)]
-pub struct TcpRecvReport {
-    pub mode: &'static str,
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    /// The peer's stream bytes, all written to the file.
-    pub bytes: u64,
-    /// From the peer's SYN to its FIN.
-    pub seconds: f64,
-    pub gbit_per_s: f64,
-    pub iface: String,
-    pub zerocopy: bool,
-    pub xdp_mode: String,
-    /// The segment size both ends agreed on (the smaller MSS).
-    pub mss: u32,
-    pub tcp: TcpStats,
-    pub checksum: ChecksumCounts,
-    /// Frames on the socket that were not this connection's segments.
-    pub foreign_frames: u64,
-    /// The most frames kept at once (out of order, or waiting to be written).
-    pub held_frames_peak: u32,
-    /// `pwritev` calls, and the kicks and waits of the socket.
-    pub writes: u64,
-    pub syscalls: u64,
-    pub cpu_user_s: f64,
-    pub cpu_sys_s: f64,
-}
-
-impl TcpRecvReport {
-    pub fn text(&self) -> String {
-        let t = &self.tcp;
-        let c = &self.checksum;
-        format!(
-            "af-xdp-tcp receiver: {} bytes from {} in {:.3} s: {:.2} Gbit/s ({} {}, XDP program {}, MSS {})\n\
-             \x20 segments received {}, ACKs sent {} (SACK blocks {}), out of order {} (peak {} bytes held, {} frames), duplicates {}\n\
-             \x20 window advertised {} to {} bytes, zero windows {}; {} pwritev calls; foreign frames {}\n\
-             \x20 checksums received: {} verified, {} unverifiable, {} bad\n\
-             \x20 CPU: {:.3} s user, {:.3} s system\n",
-            self.bytes,
-            self.peer,
-            self.seconds,
-            self.gbit_per_s,
-            self.iface,
-            if self.zerocopy { "zero copy" } else { "copy mode" },
-            self.xdp_mode,
-            self.mss,
-            t.segments_received,
-            t.acks_sent,
-            t.sack_blocks_sent,
-            t.out_of_order_segments,
-            t.out_of_order_peak_bytes,
-            self.held_frames_peak,
-            t.duplicate_segments,
-            t.window_min.unwrap_or(0),
-            t.window_max,
-            t.zero_windows_sent,
-            self.writes,
-            self.foreign_frames,
-            c.rx_verified,
-            c.rx_unverifiable,
-            c.rx_bad,
-            self.cpu_user_s,
-            self.cpu_sys_s,
-        )
-    }
-}
 
 /// A receiving end set up before any peer comes: the port held, the
 /// socket bound, the XDP program steering the port's segments to it.
@@ -220,7 +153,7 @@ impl TcpReceiver {
     /// (None: anyone), writes its stream into `out` until the peer's FIN,
     /// closes this end and returns once the peer acknowledged that. `idle`:
     /// how long the peer may stay silent.
-    pub fn take(&mut self, out: &File, from: Option<IpAddr>, accept: Option<Duration>, idle: Duration) -> Result<TcpRecvReport> {
+    pub fn take(&mut self, out: &File, from: Option<IpAddr>, accept: Option<Duration>, idle: Duration) -> Result<AfXdpTcpRx> {
         let deadline = accept.map(|t| Instant::now() + t);
         let (peer, mac, syn) = loop {
             crate::interrupt::check()?;
@@ -259,8 +192,8 @@ impl TcpReceiver {
         })?;
         let bytes = conn.received_bytes();
         let link = &self.link;
-        Ok(TcpRecvReport {
-            mode: "af-xdp-tcp",
+        Ok(AfXdpTcpRx {
+            mode: "af-xdp-tcp".into(),
             local: self.local,
             peer,
             bytes,
@@ -404,7 +337,7 @@ fn no_room(e: std::io::Error) -> anyhow::Error {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlainRecvReport {
     #[serde(flatten)]
-    pub conn: TcpRecvReport,
+    pub conn: AfXdpTcpRx,
     /// BLAKE3 of the file as written, read back after the connection closed.
     pub hash: String,
     pub expected_hash: Option<String>,

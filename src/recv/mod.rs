@@ -52,6 +52,9 @@ pub struct RecvConfig {
     pub key: Option<crate::transfer::auth::Key>,
     /// af-xdp: write payloads with O_DIRECT straight from the UMEM (`--direct`).
     pub direct: bool,
+    /// TCP paths: take the data connection by zclab's own TCP on an AF_XDP
+    /// socket (`--mode af-xdp-tcp`), not the kernel's.
+    pub tcp_receiver: Option<crate::send::af_xdp_tcp::TcpXdpOptions>,
 }
 
 /// The output file while it is unverified. Dropped without `persist`, it
@@ -165,6 +168,8 @@ enum Plane {
     Tcp,
     /// af-xdp-tcp: the data comes on a connection of its own, to this listener.
     Stream(TcpListener),
+    /// `--mode af-xdp-tcp`: the data connection is taken by zclab's own TCP.
+    XdpTcp(Box<af_xdp_tcp::TcpReceiver>),
     Udp(udp::UdpSource),
     /// The AF_XDP socket behind the XDP program, and the MAC to announce.
     Xdp(Box<af_xdp::XdpReceiver>, String),
@@ -422,7 +427,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     let asked = direct.as_ref().and(hello.direct_payload);
     let hello = Hello { chunk: asked.unwrap_or(hello.chunk), ..hello };
     let out_cached_before = crate::sys::file::cached_bytes(partial.file()).ok();
-    let mut plane = open_plane(cfg, &hello, direct.clone())?;
+    let mut plane = open_plane(cfg, &hello, direct.clone(), sock.local_addr()?.ip())?;
     let out_ino = partial.file().metadata().map(|m| m.ino()).ok();
     let mut testimony = Testimony::prepare(cfg.trace, None, out_ino);
     testimony.start();
@@ -432,7 +437,8 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     let link = crate::route::LinkMeter::start(xdp_iface, sock.local_addr()?.ip());
     let meter = CostMeter::start();
     let t0 = Instant::now();
-    let (got, packets, af_xdp) = receive_data(cfg, sock, &mut plane, partial.file(), hello, &mut wd)?;
+    let mut tcp_report = None;
+    let (got, packets, af_xdp) = receive_data(cfg, sock, &mut plane, partial.file(), hello, &mut wd, &mut tcp_report)?;
     if let Some(d) = &direct {
         // Cuts off what rounding the last payload up to a unit wrote past the end.
         direct_report = Some(d.finish().context("finishing the O_DIRECT writes")?);
@@ -501,6 +507,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
         direct: direct_report,
         out_cached_before_bytes: out_cached_before,
         out_cached_after_bytes: out_cached_after,
+        af_xdp_tcp: tcp_report,
     })
 }
 
@@ -540,7 +547,18 @@ fn direct_out(
 
 /// Where the data of `mode` will arrive, set up (an XDP program attached
 /// and an AF_XDP socket bound, or a UDP socket, or nothing for TCP).
-fn open_plane(cfg: &RecvConfig, hello: &Hello, direct: Option<std::sync::Arc<direct::DirectOut>>) -> Result<Plane> {
+fn open_plane(
+    cfg: &RecvConfig,
+    hello: &Hello,
+    direct: Option<std::sync::Arc<direct::DirectOut>>,
+    local_ip: std::net::IpAddr,
+) -> Result<Plane> {
+    if let Some(opts) = cfg.tcp_receiver.as_ref().filter(|_| !hello.mode.is_packet_path()) {
+        // Any TCP sender: the data on a connection of its own, to zclab's TCP on a port of its own.
+        let r = af_xdp_tcp::TcpReceiver::open(SocketAddr::new(local_ip, 0), opts)
+            .context("setting up the af-xdp-tcp receiver for the data connection")?;
+        return Ok(Plane::XdpTcp(Box::new(r)));
+    }
     Ok(match hello.mode {
         Mode::AfXdp => {
             // A socket on every RX queue, unless told which: a queue without one loses its
@@ -590,6 +608,9 @@ impl Plane {
                 patience_ms: None,
                 data_port: l.local_addr().ok().map(|a| a.port()),
             },
+            Plane::XdpTcp(r) => {
+                Msg::Ready { mac: None, window: None, chunk: None, patience_ms: None, data_port: Some(r.local().port()) }
+            }
         }
     }
 }
@@ -602,7 +623,18 @@ fn receive_data(
     out: &File,
     hello: Hello,
     wd: &mut Watchdog,
+    tcp_report: &mut Option<crate::report::AfXdpTcpRx>,
 ) -> Result<(tcp::Received, Option<RxPackets>, Option<crate::report::AfXdpRx>)> {
+    if let Plane::XdpTcp(r) = plane {
+        let from = sock.peer_addr()?.ip();
+        let rep = r.take(out, Some(from), Some(cfg.timeout), cfg.timeout).context("receiving the data connection")?;
+        let got = tcp::Received { bytes: rep.bytes, syscalls: rep.writes + rep.syscalls, zerocopy: None };
+        if rep.bytes > hello.size {
+            bail!("the sender sent {} bytes, more than the {} it announced", rep.bytes, hello.size);
+        }
+        *tcp_report = Some(rep);
+        return Ok((got, None, None));
+    }
     if let Plane::Stream(listener) = plane {
         let data = accept_data(listener, sock, wd)?;
         let got = tcp::receive_stream(&data, out, hello.size, wd, cfg.via).context("receiving the data")?;
@@ -635,7 +667,7 @@ fn receive_data(
             res
         }
         Plane::Udp(src) => packets::receive_rounds(sock, src, &r, out, wd, udp::WINDOW).context("receiving the packets")?,
-        Plane::Tcp | Plane::Stream(_) => unreachable!("packet paths have a packet plane"),
+        Plane::Tcp | Plane::Stream(_) | Plane::XdpTcp(_) => unreachable!("packet paths have a packet plane"),
     };
     let c = r.counts();
     let packets = RxPackets {

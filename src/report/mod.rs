@@ -11,7 +11,7 @@ mod tcp;
 mod text;
 
 pub use af_xdp::{AfXdpRun, AfXdpRx, AfXdpTx, DirectWrites, QueuePackets, RxDrops, TxPath, XdpProgramInfo};
-pub use tcp::{AfXdpTcpTx, ChecksumCounts, TimelinePoint};
+pub use tcp::{AfXdpTcpRx, AfXdpTcpTx, ChecksumCounts, TimelinePoint};
 pub use text::{compare_table, human_bytes, kernel_text, recv_text, run_text, send_text};
 
 use crate::metrics::{PacketStats, ProcessCost, ZerocopyStats};
@@ -107,6 +107,9 @@ pub struct RecvReport {
     pub out_cached_before_bytes: Option<u64>,
     #[serde(default)]
     pub out_cached_after_bytes: Option<u64>,
+    /// The data connection taken by zclab's own TCP (`recv --mode af-xdp-tcp`), else null.
+    #[serde(default)]
+    pub af_xdp_tcp: Option<AfXdpTcpRx>,
 }
 
 /// What a packet path's receiver counts.
@@ -368,6 +371,7 @@ mod tests {
             direct: None,
             out_cached_before_bytes: None,
             out_cached_after_bytes: None,
+            af_xdp_tcp: None,
         }
     }
 

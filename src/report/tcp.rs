@@ -4,6 +4,7 @@
 
 use crate::tcp::TcpStats;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 /// What checking and making checksums counted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -90,6 +91,74 @@ impl AfXdpTcpTx {
             t.dropped_outside_window,
             t.dropped_rst_not_exact,
             self.foreign_frames,
+        )
+    }
+}
+
+/// What the af-xdp-tcp receiver's connection brought (`recv --mode af-xdp-tcp`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AfXdpTcpRx {
+    pub mode: String,
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    /// The peer's stream bytes, all written to the file.
+    pub bytes: u64,
+    /// From the peer's SYN to its FIN.
+    pub seconds: f64,
+    pub gbit_per_s: f64,
+    pub iface: String,
+    pub zerocopy: bool,
+    pub xdp_mode: String,
+    /// The segment size both ends agreed on (the smaller MSS).
+    pub mss: u32,
+    pub tcp: TcpStats,
+    pub checksum: ChecksumCounts,
+    /// Frames on the socket that were not this connection's segments.
+    pub foreign_frames: u64,
+    /// The most frames kept at once (out of order, or waiting to be written).
+    pub held_frames_peak: u32,
+    /// `pwritev` calls, and the kicks and waits of the socket.
+    pub writes: u64,
+    pub syscalls: u64,
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+}
+
+impl AfXdpTcpRx {
+    pub fn text(&self) -> String {
+        let t = &self.tcp;
+        let c = &self.checksum;
+        format!(
+            "af-xdp-tcp receiver: {} bytes from {} in {:.3} s: {:.2} Gbit/s ({} {}, XDP program {}, MSS {})\n\
+             \x20 segments received {}, ACKs sent {} (SACK blocks {}), out of order {} (peak {} bytes held, {} frames), duplicates {}\n\
+             \x20 window advertised {} to {} bytes, zero windows {}; {} pwritev calls; foreign frames {}\n\
+             \x20 checksums received: {} verified, {} unverifiable, {} bad\n\
+             \x20 CPU: {:.3} s user, {:.3} s system\n",
+            self.bytes,
+            self.peer,
+            self.seconds,
+            self.gbit_per_s,
+            self.iface,
+            if self.zerocopy { "zero copy" } else { "copy mode" },
+            self.xdp_mode,
+            self.mss,
+            t.segments_received,
+            t.acks_sent,
+            t.sack_blocks_sent,
+            t.out_of_order_segments,
+            t.out_of_order_peak_bytes,
+            self.held_frames_peak,
+            t.duplicate_segments,
+            t.window_min.unwrap_or(0),
+            t.window_max,
+            t.zero_windows_sent,
+            self.writes,
+            self.foreign_frames,
+            c.rx_verified,
+            c.rx_unverifiable,
+            c.rx_bad,
+            self.cpu_user_s,
+            self.cpu_sys_s,
         )
     }
 }

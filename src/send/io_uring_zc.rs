@@ -36,7 +36,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     };
     s.check_mapped(map.as_ref().map_or(0, |m| m.len()))?;
     let Some(map) = map else {
-        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None });
+        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None, done: None });
     };
     let mut ring = SendZcRing::new((2 * depth as u32).next_power_of_two().max(64)).map_err(io::Error::other)?;
     if s.zc.fixed_buffers {
@@ -114,5 +114,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         }
     }
     debug_assert_eq!(done, s.size);
-    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None })
+    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None, done: None })
 }

@@ -11,7 +11,7 @@ use std::io;
 pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let mut calls = 0;
     let Some(map) = s.map_file()? else {
-        return Ok(DataPath { syscalls: 0, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None });
+        return Ok(DataPath { syscalls: 0, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None, done: None });
     };
     let mut done = 0u64;
     while done < s.size {
@@ -20,5 +20,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         s.write_all_counted(&map[start..end], &mut calls)?;
         done = end as u64;
     }
-    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None })
+    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None, done: None })
 }

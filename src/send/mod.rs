@@ -44,6 +44,9 @@ pub struct DataPath {
     pub af_xdp: Option<AfXdpTx>,
     /// zclab's own TCP's view (af-xdp-tcp only).
     pub af_xdp_tcp: Option<AfXdpTcpTx>,
+    /// When the data path was done, if it lingered after that (af-xdp-tcp's
+    /// TIME-WAIT, which answers a FIN sent again and moves no data).
+    pub done: Option<Instant>,
 }
 
 /// A validated `zclab send`.
@@ -368,7 +371,7 @@ fn stream(mode: Mode, s: &mut Stream, setup: PacketSetup, to: SocketAddr, transf
                 .data_port
                 .ok_or_else(|| io::Error::other("the receiver named no port for the data connection (is it an older zclab?)"))?;
             let r = p.run(SocketAddr::new(to.ip(), port)).map_err(|e| io::Error::other(format!("{e:#}")))?;
-            Ok(DataPath { syscalls: r.path.syscalls, af_xdp_tcp: Some(r.path), ..Default::default() })
+            Ok(DataPath { syscalls: r.path.syscalls, done: r.done, af_xdp_tcp: Some(r.path), ..Default::default() })
         }
         (Mode::UdpGso | Mode::AfXdp | Mode::AfXdpTcp, _) => unreachable!("packet paths are set up before the Hello"),
     }
@@ -432,19 +435,7 @@ pub fn send_plain(
     };
     let dp = stream(mode, &mut s, PacketSetup::None, to, 0).with_context(|| format!("{} to {to}", mode.name()))?;
     sock.shutdown(std::net::Shutdown::Write)?;
-    let mut wd = Watchdog::new(timeout, "the peer");
-    let (mut peer_bytes, mut buf) = (0u64, [0u8; 4096]);
-    loop {
-        match std::io::Read::read(&mut &sock, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                peer_bytes += n as u64;
-                wd.progress()?;
-            }
-            Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("waiting for {to} to close"))),
-        }
-    }
+    let peer_bytes = await_close(&sock, &mut Watchdog::new(timeout, "the peer"), to)?;
     let seconds = t0.elapsed().as_secs_f64();
     Ok(PlainReport {
         mode: mode.name(),
@@ -514,15 +505,30 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
     let busy0 = metrics::all_cpu_busy_s();
     let meter = CostMeter::start();
     let t0 = Instant::now();
-    let mut s = Stream { file: &file, size, sock: &sock, chunk, wd: wd.clone(), peer, zc: cfg.zc };
+    // A receiver that takes the data by a TCP of its own names a port for it: a kernel path
+    // then sends on a connection of its own there, shuts it and waits for the receiver to close.
+    let data = match peer.data_port.filter(|_| !cfg.mode.is_packet_path() && !cfg.mode.has_data_connection()) {
+        Some(port) => {
+            let d = connect(SocketAddr::new(cfg.to.ip(), port), cfg.timeout).context("the data connection")?;
+            d.set_write_timeout(Some(IO_TICK))?;
+            d.set_read_timeout(Some(IO_TICK))?;
+            Some(d)
+        }
+        None => None,
+    };
+    let mut s = Stream { file: &file, size, sock: data.as_ref().unwrap_or(&sock), chunk, wd: wd.clone(), peer, zc: cfg.zc };
     let path =
         stream(cfg.mode, &mut s, setup, cfg.to, transfer_id).map_err(|e| data_path_failed(e, cfg.mode, &sock, &file, size))?;
+    if let Some(d) = &data {
+        d.shutdown(std::net::Shutdown::Write)?;
+        await_close(d, &mut wd, d.peer_addr()?)?;
+    }
     let received = match recv_msg(&mut &sock, &mut wd)? {
         Some(Msg::Received { bytes }) => bytes,
         Some(other) => bail!("the receiver answered {other:?} where Received was expected"),
         None => bail!("the receiver closed the connection before confirming the data"),
     };
-    let seconds = t0.elapsed().as_secs_f64();
+    let seconds = path.done.map_or_else(|| t0.elapsed(), |d| d.duration_since(t0)).as_secs_f64();
     let cost = meter.finish(path.syscalls);
     let all_cpu_s = busy0.zip(metrics::all_cpu_busy_s()).map(|(a, b)| b - a);
     let kernel = testimony.finish();
@@ -561,4 +567,21 @@ pub fn send_file(cfg: &SendConfig) -> Result<SendReport> {
         cpu: sys::sched::pinned_cpu(),
         iface,
     })
+}
+
+/// After this end shut its writing side: reads until the peer closes
+/// (the FIN that says it has every byte); returns the bytes it sent meanwhile.
+fn await_close(sock: &TcpStream, wd: &mut Watchdog, to: SocketAddr) -> Result<u64> {
+    let (mut peer_bytes, mut buf) = (0u64, [0u8; 4096]);
+    loop {
+        match std::io::Read::read(&mut &*sock, &mut buf) {
+            Ok(0) => return Ok(peer_bytes),
+            Ok(n) => {
+                peer_bytes += n as u64;
+                wd.progress()?;
+            }
+            Err(e) if Watchdog::is_idle_error(&e) => wd.idle()?,
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("waiting for {to} to close"))),
+        }
+    }
 }

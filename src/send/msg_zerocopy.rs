@@ -27,7 +27,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     let mut zc = ZerocopyStats { requested: true, in_flight_limit: s.zc.in_flight, ..Default::default() };
     let mut calls = 1;
     let Some(map) = s.map_file()? else {
-        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None });
+        return Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None, done: None });
     };
     let mut done = 0u64;
     let mut enobufs_in_a_row = 0u32;
@@ -70,7 +70,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
     while zc.completions < zc.sends {
         wait_for_completions(s, &mut zc, &mut calls)?;
     }
-    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None })
+    Ok(DataPath { syscalls: calls, zerocopy: Some(zc), packets: None, af_xdp: None, af_xdp_tcp: None, done: None })
 }
 
 /// Waits (one tick at most) for the error queue to hold completions, and reads them.

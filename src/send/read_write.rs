@@ -22,5 +22,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
         s.write_all_counted(&buf[..n], &mut calls)?;
         done += n as u64;
     }
-    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None })
+    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None, done: None })
 }

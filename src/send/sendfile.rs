@@ -23,7 +23,7 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             Err(e) => return Err(e),
         }
     }
-    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None })
+    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None, done: None })
 }
 
 /// One request the kernel's HTTP server answered.

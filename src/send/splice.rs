@@ -37,5 +37,5 @@ pub fn send(s: &mut Stream) -> io::Result<DataPath> {
             }
         }
     }
-    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None })
+    Ok(DataPath { syscalls: calls, zerocopy: None, packets: None, af_xdp: None, af_xdp_tcp: None, done: None })
 }

@@ -68,7 +68,7 @@ pub fn send(s: &mut Stream, udp: &UdpPath, transfer_id: u32) -> io::Result<DataP
         batch: Batch::new(),
     };
     let (stats, calls) = send_rounds(s, &plan, window, &mut sink)?;
-    Ok(DataPath { syscalls: calls + 1, zerocopy: None, packets: Some(stats), af_xdp: None, af_xdp_tcp: None })
+    Ok(DataPath { syscalls: calls + 1, zerocopy: None, packets: Some(stats), af_xdp: None, af_xdp_tcp: None, done: None })
 }
 
 struct GsoSink<'a> {

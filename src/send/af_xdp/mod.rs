@@ -410,6 +410,7 @@ pub fn send(s: &mut Stream, p: XdpPath, to: SocketAddr, transfer_id: u32) -> io:
         zerocopy: None,
         packets: Some(stats),
         af_xdp_tcp: None,
+        done: None,
         af_xdp: Some(AfXdpTx {
             iface: p.iface.name.clone(),
             bind_mode: if sinks.iter().all(|k| k.tx.socket().is_zerocopy()) { "zerocopy" } else { "copy" }.into(),

@@ -112,7 +112,8 @@ pub fn serve_http(listen: SocketAddr, path: &Path, opts: &TcpXdpOptions, request
             answer = Some((req.status(), total, file_len));
             Ok(())
         });
-        let seconds = t0.elapsed().as_secs_f64();
+        // To the moment the connection was done, not the end of its TIME-WAIT.
+        let seconds = result.as_ref().map_or_else(|_| t0.elapsed(), |done| done.duration_since(t0)).as_secs_f64();
         let error = result.err().map(|e| name_error(e, peer).to_string());
         if crate::interrupt::requested() {
             anyhow::bail!("interrupted after {} requests", served.len());

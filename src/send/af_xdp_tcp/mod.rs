@@ -103,6 +103,9 @@ pub struct TcpSendReport {
     /// The sender's state every millisecond, with `--timeline` (empty without).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelinePoint>,
+    /// When every byte was acknowledged and the peer had closed (`seconds` ends there).
+    #[serde(skip)]
+    pub done: Option<Instant>,
 }
 
 impl TcpSendReport {
@@ -220,10 +223,12 @@ impl Prepared {
             }
             Ok(())
         });
-        let seconds = t0.elapsed().as_secs_f64();
         let usage = crate::sys::rusage::self_usage();
         drop(self.holder);
-        result.map_err(|e| name_error(e, to))?;
+        // Timed to the moment every byte was acknowledged and the peer closed, not to the
+        // end of TIME-WAIT, which only lingers to answer a FIN sent again.
+        let done = result.map_err(|e| name_error(e, to))?;
+        let seconds = done.duration_since(t0).as_secs_f64();
         let link = &self.link;
         Ok(TcpSendReport {
             mode: "af-xdp-tcp",
@@ -248,6 +253,7 @@ impl Prepared {
             cpu_user_s: (usage.user - usage0.user).as_secs_f64(),
             cpu_sys_s: (usage.system - usage0.system).as_secs_f64(),
             timeline,
+            done: Some(done),
         })
     }
 }
@@ -282,14 +288,17 @@ fn name_error(e: anyhow::Error, to: SocketAddr) -> anyhow::Error {
 
 /// The loop of one connection: reads in, segments in, segments out, until
 /// it is done or failed. `tick` runs once a round (a server reads the
-/// request there and starts the response).
+/// request there and starts the response). Returns when the connection
+/// was done (every byte acknowledged and the peer's FIN taken), before
+/// its TIME-WAIT.
 fn drive(
     conn: &mut Connection,
     link: &mut Link,
     buf: &mut SendBuffer,
     mut tick: impl FnMut(&mut Connection, &mut Link, &mut SendBuffer) -> Result<()>,
-) -> Result<()> {
+) -> Result<Instant> {
     let mut last_progress = (Instant::now(), 0u64);
+    let mut done_at = None;
     loop {
         let now = Instant::now();
         if crate::interrupt::requested() {
@@ -328,8 +337,11 @@ fn drive(
         if let Some(e) = conn.error() {
             return Err(anyhow::Error::new(e.clone()));
         }
-        if conn.is_done() && conn.state() == State::Closed {
-            return Ok(());
+        if conn.is_done() {
+            let at = *done_at.get_or_insert(now);
+            if conn.state() == State::Closed {
+                return Ok(at);
+            }
         }
         if conn.acked_bytes() > last_progress.1 || got > 0 {
             last_progress = (now, conn.acked_bytes());
