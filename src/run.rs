@@ -38,6 +38,9 @@ pub struct RunConfig {
     pub pin: Option<(usize, usize)>,
     /// Over IPv6 (the environment's RX_ADDR6) instead of IPv4.
     pub ipv6: bool,
+    /// TCP paths: the receiver takes the data connection by zclab's own TCP
+    /// (`recv --mode af-xdp-tcp`).
+    pub tcp_receiver: bool,
 }
 
 /// The options both ends take alike: --trace, --key, this end's af-xdp
@@ -182,6 +185,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport> {
         recv_args.push(s("--preallocate"));
     }
     recv_args.extend([s("--via"), s(cfg.via.name())]);
+    if cfg.tcp_receiver {
+        recv_args.extend([s("--mode"), s("af-xdp-tcp")]);
+    }
     end_args(cfg, &mut recv_args, &cfg.af_xdp_args.1, cfg.pin.map(|p| p.1));
     let mut receiver = Peer::spawn("receiver", &recv_args)?;
     let mut send_args = vec![

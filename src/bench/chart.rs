@@ -323,6 +323,7 @@ mod tests {
                 queues: None,
                 direct: false,
                 xdp_rx: false,
+                tcp_rx: false,
             },
             runs: 3,
             verified: 3,

@@ -34,6 +34,9 @@ pub struct Cell {
     /// the sender's veth then loses GSO and sends MSS-sized segments, as af-xdp-tcp does.
     #[serde(default)]
     pub xdp_rx: bool,
+    /// A TCP path into zclab's own TCP receiver on AF_XDP (`recv --mode af-xdp-tcp`).
+    #[serde(default)]
+    pub tcp_rx: bool,
 }
 
 impl Cell {
@@ -54,6 +57,9 @@ impl Cell {
         }
         if self.xdp_rx {
             s += " xdp-rx";
+        }
+        if self.tcp_rx {
+            s += " tcp-rx";
         }
         s
     }
@@ -105,6 +111,7 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                             queues: None,
                             direct: false,
                             xdp_rx: false,
+                            tcp_rx: false,
                         };
                         let zc = matches!(mode, Mode::MsgZerocopy | Mode::IoUringZc);
                         let depths: Vec<Option<u32>> = if zc && !cfg.in_flight.is_empty() {
@@ -126,6 +133,8 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                         let direct: &[bool] = if mode == Mode::AfXdp && cfg.direct { &[false, true] } else { &[false] };
                         // Beside af-xdp-tcp, the kernel's TCP with the same segment sizes.
                         let xdp_rx = mode == Mode::Sendfile && cfg.modes.contains(&Mode::AfXdpTcp);
+                        // Into zclab's own TCP receiver: from the kernel's sendfile, and from zclab's TCP.
+                        let tcp_rx = matches!(mode, Mode::Sendfile | Mode::AfXdpTcp) && cfg.modes.contains(&Mode::AfXdpTcp);
                         for &fixed_buffers in fixed {
                             for &in_flight in &depths {
                                 for &layout in &layouts {
@@ -135,6 +144,9 @@ pub fn matrix(cfg: &BenchConfig, mtus: &[Option<u32>]) -> Vec<Cell> {
                                         }
                                         if xdp_rx {
                                             cells.push(Cell { in_flight, fixed_buffers, layout, queues, xdp_rx, ..base });
+                                        }
+                                        if tcp_rx {
+                                            cells.push(Cell { in_flight, fixed_buffers, layout, queues, tcp_rx, ..base });
                                         }
                                     }
                                 }

@@ -332,6 +332,7 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
         },
         pin: pin.then_some((0, 1)),
         ipv6: false,
+        tcp_receiver: cell.tcp_rx,
     };
     // Detached when dropped, after the run.
     let _xdp = if cell.xdp_rx { Some(attach_on_receiver(env)?) } else { None };

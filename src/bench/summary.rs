@@ -246,7 +246,9 @@ pub fn targets(rows: &[Summary]) -> Vec<String> {
     let plain = |m: &Summary, mode: crate::transfer::Mode| m.cell.mode == mode && m.cell.path_name() == mode.name();
     let mut out = Vec::new();
     for tcp in rows.iter().filter(|m| plain(m, crate::transfer::Mode::AfXdpTcp)) {
-        let same = |m: &&Summary| Cell { mode: tcp.cell.mode, chunk: tcp.cell.chunk, xdp_rx: false, ..m.cell } == tcp.cell;
+        let same = |m: &&Summary| {
+            Cell { mode: tcp.cell.mode, chunk: tcp.cell.chunk, xdp_rx: false, tcp_rx: false, ..m.cell } == tcp.cell
+        };
         let Some(udp) = rows.iter().filter(same).find(|m| plain(m, crate::transfer::Mode::AfXdp)) else { continue };
         let g = tcp.gbit_per_s.median / udp.gbit_per_s.median;
         let c = tcp.sender_cpu_s_per_gib.median / udp.sender_cpu_s_per_gib.median;
@@ -268,6 +270,28 @@ pub fn targets(rows: &[Summary]) -> Vec<String> {
             );
         }
         out.push(line);
+    }
+    // The receiving end: zclab's TCP receiver taking the kernel's sendfile, against the af-xdp
+    // (UDP) receiver in the same setting.
+    for rx in rows.iter().filter(|m| m.cell.mode == crate::transfer::Mode::Sendfile && m.cell.tcp_rx) {
+        let same = |m: &&Summary| Cell { mode: rx.cell.mode, chunk: rx.cell.chunk, tcp_rx: true, ..m.cell } == rx.cell;
+        let Some(udp) = rows.iter().filter(same).find(|m| plain(m, crate::transfer::Mode::AfXdp)) else { continue };
+        let g = rx.gbit_per_s.median / udp.gbit_per_s.median;
+        let kernel = rows.iter().filter(same).find(|m| plain(m, crate::transfer::Mode::Sendfile));
+        out.push(format!(
+            "\ntarget    sendfile into the af-xdp-tcp receiver / af-xdp ({}): {g:.2}x the Gbit/s (target >= 0.90x: {}); \
+             its receiver CPU s/GiB {:.2} against af-xdp's {:.2}{}\n",
+            setting_title(&rx.cell, &[rx.cell]),
+            if g >= 0.9 { "held" } else { "NOT met" },
+            rx.receiver_cpu_s_per_gib.median,
+            udp.receiver_cpu_s_per_gib.median,
+            kernel
+                .map(|k| format!(
+                    "; {:.2}x the Gbit/s of sendfile into the kernel's receiver",
+                    rx.gbit_per_s.median / k.gbit_per_s.median
+                ))
+                .unwrap_or_default(),
+        ));
     }
     out
 }

@@ -52,6 +52,11 @@ pub struct RunArgs {
     /// Send to the receiver's IPv6 address (fd77::2; the environment needs `env up --ipv6`).
     #[arg(long)]
     ipv6: bool,
+    /// TCP paths: the receiver takes the data by zclab's own TCP on an AF_XDP socket
+    /// (`recv --mode af-xdp-tcp`) instead of the kernel's; with --mode af-xdp-tcp both ends
+    /// are in user space.
+    #[arg(long, value_enum, value_name = "MODE")]
+    recv_mode: Option<super::recv::RecvMode>,
     #[command(flatten)]
     pub zc: ZcArgs,
     #[command(flatten)]
@@ -94,6 +99,7 @@ pub fn exec(a: RunArgs) -> Result<bool> {
         af_xdp_args: a.xdp.args(),
         pin: run_pins(a.pin, a.common.cpu)?,
         ipv6: a.ipv6,
+        tcp_receiver: a.recv_mode.is_some(),
         key: {
             a.common.key()?; // a bad key file is refused here, not in a child
             a.common.key.clone()

@@ -234,6 +234,7 @@ impl Lab {
             af_xdp_args: Default::default(),
             pin: None,
             ipv6: false,
+            tcp_receiver: false,
         }
     }
 
