@@ -93,6 +93,28 @@ pub fn infer(r: &RunReport) -> Option<InferredCopies> {
         }
     }
     let rx = "receiver";
+    if let Some(t) = &r.receiver_af_xdp_tcp {
+        // zclab's TCP took the data connection, whatever the sender's path.
+        if t.xdp_mode == "native" {
+            v.push(step(
+                "on the way",
+                "skb -> page-pool page",
+                1.0,
+                "veth copies an skb it hands to a native XDP program into pages of its own (skb_pp_cow_data); \
+                 a NIC's driver receives into its own pages and does not",
+            ));
+        }
+        if !t.zerocopy {
+            v.push(step(
+                "on the way",
+                "packet -> receiving UMEM",
+                1.0,
+                "a copy-mode AF_XDP socket receives by copying each redirected packet into its UMEM",
+            ));
+        }
+        v.push(step(rx, "UMEM -> page cache", 1.0, "pwritev() from the RX frames into the output file, through its page cache"));
+        return Some(InferredCopies { per_byte: v.iter().map(|s| s.per_byte).sum(), steps: v });
+    }
     match (r.mode, r.receive_via) {
         (Mode::AfXdp, _) => match r.direct.as_ref().filter(|d| d.used) {
             Some(d) => {

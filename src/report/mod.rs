@@ -187,6 +187,9 @@ pub struct RunReport {
     /// zclab's own TCP on the sender's AF_XDP socket (af-xdp-tcp only).
     #[serde(default)]
     pub af_xdp_tcp: Option<AfXdpTcpTx>,
+    /// zclab's own TCP on the receiver's AF_XDP socket (`run --recv-mode af-xdp-tcp`).
+    #[serde(default)]
+    pub receiver_af_xdp_tcp: Option<AfXdpTcpRx>,
     /// Why it did not verify (None when it did).
     pub reason: Option<String>,
     /// Both ends' kernel counters (`--trace`), else null.
@@ -287,6 +290,7 @@ impl RunReport {
                 _ => None,
             },
             af_xdp_tcp: s.af_xdp_tcp.clone(),
+            receiver_af_xdp_tcp: r.af_xdp_tcp.clone(),
             reason,
             kernel: (s.kernel.is_some() || r.kernel.is_some())
                 .then(|| KernelRun { sender: s.kernel.clone(), receiver: r.kernel.clone() }),
