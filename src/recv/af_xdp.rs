@@ -15,7 +15,7 @@
 //! the rounds; a thread per other queue drains its own socket into the same
 //! [`Reassembly`] (atomic) and the same file (pwritev at each packet's offset).
 
-use super::direct::{Cached, DirectOut};
+use super::direct::{Cached, DirectOut, DirectWriter, Planned};
 use super::packets::PacketSource;
 use super::writer::{IovStore, RunWriter};
 use crate::report::QueuePackets;
@@ -90,9 +90,9 @@ pub struct XdpSource {
     /// The writers' iovecs, reused: a batch allocates nothing.
     iov: IovStore,
     joined_iov: IovStore,
-    /// `--direct`: the O_DIRECT output all queues share, and this queue's iovecs for it.
+    /// `--direct`: the O_DIRECT output all queues share, and this queue's writes in flight to it.
     direct: Option<Arc<DirectOut>>,
-    direct_iov: IovStore,
+    writer: Option<DirectWriter>,
     /// Whole packets taken off this socket.
     packets: u64,
 }
@@ -108,6 +108,7 @@ impl XdpReceiver {
         opts: &AfXdpRecvOptions,
         queues: Option<(u32, u32)>,
         direct: Option<Arc<DirectOut>>,
+        patience: Duration,
     ) -> io::Result<(XdpReceiver, String)> {
         let iface = Iface::find(opts.iface.as_deref(), listen.ip())?;
         let (first, queues) = match queues {
@@ -144,7 +145,7 @@ impl XdpReceiver {
                 iov: IovStore::default(),
                 joined_iov: IovStore::default(),
                 direct: direct.clone(),
-                direct_iov: IovStore::default(),
+                writer: direct.as_ref().map(|_| DirectWriter::new(patience)).transpose()?,
                 packets: 0,
             };
             src.refill()?;
@@ -192,6 +193,17 @@ impl XdpReceiver {
             shared.stop.store(true, Ordering::Relaxed);
             res
         })
+    }
+
+    /// Waits for every queue's O_DIRECT writes still in flight (`--direct`):
+    /// the file is whole only then.
+    pub fn settle(&mut self) -> io::Result<()> {
+        for src in &mut self.sources {
+            if let Some(w) = src.writer.as_mut() {
+                w.settle(src.sock.umem_mut().frames_mut(), &mut src.free)?;
+            }
+        }
+        Ok(())
     }
 
     /// The receiver's part of the report.
@@ -427,19 +439,23 @@ fn accept<'a>(frame: &'a [u8], port: u16, r: &Reassembly) -> Option<(u64, &'a [u
 /// through the page cache once the batch's direct writes are done.
 struct Writers<'a, 's> {
     cached: RunWriter<'a, 's>,
-    direct: Option<(&'a DirectOut, RunWriter<'a, 's>)>,
+    direct: Option<&'a DirectOut>,
+    /// Payloads to write with O_DIRECT: (the batch index of their frame,
+    /// file offset, start in the frame, length), in batch order.
+    planned: Vec<(usize, u64, usize, usize)>,
     late: Vec<(u64, Cow<'a, [u8]>)>,
 }
 
 impl<'a> Writers<'a, '_> {
-    /// The payload of a packet in one frame; `to_frame_end`: from the
-    /// payload's start to its frame's end.
-    fn whole(&mut self, offset: u64, payload: &'a [u8], to_frame_end: &'a [u8]) -> io::Result<()> {
-        match &mut self.direct {
+    /// The payload of a packet in one frame (the batch's `idx`-th, the
+    /// payload at `start` in it); `to_frame_end`: from the payload's start
+    /// to its frame's end.
+    fn whole(&mut self, idx: usize, start: usize, offset: u64, payload: &'a [u8], to_frame_end: &'a [u8]) -> io::Result<()> {
+        match self.direct {
             None => self.cached.push(offset, payload),
-            Some((d, dw)) => {
+            Some(d) => {
                 match d.place(offset, payload, to_frame_end) {
-                    Some(run) => dw.push(offset, run)?,
+                    Some(run) => self.planned.push((idx, offset, start, run.len())),
                     None => self.late.push((offset, Cow::Borrowed(payload))),
                 }
                 Ok(())
@@ -458,16 +474,10 @@ impl<'a> Writers<'a, '_> {
         }
     }
 
-    /// Writes what is queued in runs; returns the calls made so far.
+    /// Writes what is queued for the page cache in runs; returns the calls.
     fn flush(&mut self) -> io::Result<u64> {
         self.cached.flush()?;
-        let mut calls = self.cached.syscalls;
-        if let Some((d, dw)) = &mut self.direct {
-            dw.flush()?;
-            d.count_calls(dw.syscalls);
-            calls += dw.syscalls;
-        }
-        Ok(calls)
+        Ok(self.cached.syscalls)
     }
 }
 
@@ -522,7 +532,7 @@ fn deliver_parts<'a>(
     }
     let len = h.lab.len as usize;
     if let Outcome::Accept(offset) = r.admit_len(&h.lab, len) {
-        if let Some((d, _)) = &w.direct {
+        if let Some(d) = w.direct {
             d.count_cached(Cached::MultiFrame, len as u64);
         }
         let (start, end) = (h.payload_at, h.payload_at + len);
@@ -572,6 +582,10 @@ impl PacketSource for XdpSource {
     fn drain(&mut self, r: &Reassembly, out: &File, wd: &mut Watchdog) -> io::Result<u64> {
         let mut calls = 0;
         loop {
+            if let Some(wr) = self.writer.as_mut() {
+                // The writes that completed meanwhile give their frames back.
+                wr.reap(self.sock.umem_mut().frames_mut(), &mut self.free, Duration::ZERO)?;
+            }
             let batch = if self.direct.is_some() { DIRECT_BATCH } else { BATCH };
             if self.rx.receive(self.sock.umem_mut(), batch, &mut self.batch) == 0 {
                 return Ok(calls);
@@ -586,13 +600,7 @@ impl PacketSource for XdpSource {
             }
             let frames = self.sock.umem().frames();
             let direct = self.direct.as_deref();
-            // O_DIRECT writes of every thread share this; a page-cache write waits for it.
-            let writing = direct.map(|d| d.writing());
-            let mut w = Writers {
-                cached: RunWriter::new(out, &mut self.iov),
-                direct: direct.map(|d| (d, RunWriter::new(d.file(), &mut self.direct_iov))),
-                late: Vec::new(),
-            };
+            let mut w = Writers { cached: RunWriter::new(out, &mut self.iov), direct, planned: Vec::new(), late: Vec::new() };
             let mut i = 0;
             while i < self.batch.len() {
                 let rx = match &self.batch[i] {
@@ -624,14 +632,15 @@ impl PacketSource for XdpSource {
                         let bytes = rx.bytes(frames);
                         if let Some((offset, payload)) = accept(bytes, self.port, r) {
                             let from = payload.as_ptr() as usize - bytes.as_ptr() as usize;
-                            w.whole(offset, payload, &rx.bytes_to_frame_end(frames)[from..])?;
+                            let start = rx.offset() as usize + from;
+                            w.whole(i, start, offset, payload, &rx.bytes_to_frame_end(frames)[from..])?;
                         }
                     }
                     Gathered::Joined(p) => {
                         self.packets += 1;
                         if let Some((offset, payload)) = accept(p, self.port, r) {
-                            if let Some((d, _)) = &w.direct {
-                                // Kept for after the batch's direct writes; the gather buffer is reused.
+                            if let Some(d) = w.direct {
+                                // Kept aside for the end; the gather buffer is reused.
                                 d.count_cached(Cached::MultiFrame, payload.len() as u64);
                                 w.late.push((offset, Cow::Owned(payload.to_vec())));
                             } else {
@@ -646,19 +655,39 @@ impl PacketSource for XdpSource {
                 }
                 i += 1;
             }
-            // The frames go back to the kernel only once their bytes are written.
+            // The frames go back to the kernel only once their bytes are written: now for
+            // the page cache's, when its write completes for an O_DIRECT payload's.
             calls += w.flush()?;
-            drop(writing);
             if let Some(d) = direct {
-                calls += d.write_cached(out, &w.late)?;
+                d.defer(&w.late)?;
             }
+            let mut plan = std::mem::take(&mut w.planned).into_iter().peekable();
             drop(w);
-            for got in self.batch.drain(..) {
+            let frames = self.sock.umem_mut().frames_mut();
+            let mut lent = Vec::new();
+            for (k, got) in self.batch.drain(..).enumerate() {
                 match got {
-                    Received::Packet(rx) => self.free.push(rx.into_frame()),
+                    Received::Packet(rx) => match plan.next_if(|p| p.0 == k) {
+                        Some((_, offset, start, len)) => {
+                            let f = rx.into_frame();
+                            let size = f.size() as usize;
+                            match frames.lend_for_io(f, size) {
+                                Ok(loan) => lent.push(Planned { offset, loan, start, len }),
+                                Err((f, e)) => {
+                                    self.free.push(f);
+                                    return Err(io::Error::other(e));
+                                }
+                            }
+                        }
+                        None => self.free.push(rx.into_frame()),
+                    },
                     Received::Malformed(f) => self.free.push(f),
                     Received::Foreign(_) => {}
                 }
+            }
+            if let (Some(d), Some(wr)) = (direct, self.writer.as_mut()) {
+                wr.submit(d, lent, frames, &mut self.free)?;
+                calls += 1;
             }
             self.refill()?;
             if self.direct.is_some() {

@@ -15,21 +15,35 @@
 //! the next unit from the bytes behind it in its frame, and the file is cut
 //! back to its size at the end.
 //!
+//! The writes stay in flight: each queue's [`DirectWriter`] submits them
+//! to an io_uring (`IORING_OP_WRITEV`, a run of consecutive payloads per
+//! write, several writes outstanding) and gives a frame back to the fill
+//! ring only when the write that reads it has completed. A write that has
+//! not completed within the receiver's patience ends the run with an error.
+//!
 //! A payload that cannot go direct (not on a boundary in memory, offset or
-//! length; a packet in several frames) is counted and written through the
-//! page cache. Such a write and an O_DIRECT write of the same page from
-//! another queue's thread must not overlap (a buffered write may read the
-//! page from the disk while a direct write of its other half is in flight,
-//! and later write the old half back): direct writes share a lock that a
-//! buffered one takes alone.
+//! length; a packet in several frames) is counted, copied aside, and
+//! written through the page cache at the end, once no O_DIRECT write is in
+//! flight: a buffered write and an O_DIRECT write of the same page must not
+//! overlap (the buffered one may read the page from the disk while the
+//! direct write of its other half is in flight, and later write the old
+//! half back).
+//!
+//! The file's last block is reserved beyond its end before the transfer
+//! (`FALLOC_FL_KEEP_SIZE`), so the padded last write never needs space the
+//! receiver did not reserve; the file is cut back to its size at the end.
 
 use crate::report::DirectWrites;
+use crate::sys::uring::{ReadDone, ReadRing};
+use crate::xsk::{Frame, Frames, IoLoan};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// How long a direct receiver asks the sender to wait for news before it
 /// takes silence for loss (the default is 5 ms): one batch's O_DIRECT write
@@ -52,7 +66,10 @@ pub struct DirectOut {
     file: File,
     unit: u64,
     size: u64,
-    order: RwLock<()>,
+    /// Payloads off a boundary, copied aside for the page cache at the end.
+    deferred: Mutex<Vec<(u64, Vec<u8>)>>,
+    deferred_bytes: AtomicU64,
+    peak_in_flight: AtomicU64,
     direct_packets: AtomicU64,
     direct_bytes: AtomicU64,
     direct_calls: AtomicU64,
@@ -109,6 +126,13 @@ impl DirectOut {
                 return Err(format!("the output's file system refused an O_DIRECT write ({e}); writing through the page cache"));
             }
         }
+        // The padded last block's room, reserved now (the file's size stays).
+        let tail = size.next_multiple_of(unit) - size;
+        if let Err(e) = crate::sys::file::reserve_beyond(file, size, tail) {
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                return Err(format!("reserving the last block's room ({e}); writing through the page cache"));
+            }
+        }
         Ok(DirectOut::new(direct, unit, size))
     }
 
@@ -118,7 +142,9 @@ impl DirectOut {
             file,
             unit,
             size,
-            order: RwLock::new(()),
+            deferred: Mutex::new(Vec::new()),
+            deferred_bytes: AtomicU64::new(0),
+            peak_in_flight: AtomicU64::new(0),
             direct_packets: AtomicU64::new(0),
             direct_bytes: AtomicU64::new(0),
             direct_calls: AtomicU64::new(0),
@@ -133,11 +159,6 @@ impl DirectOut {
     /// The O_DIRECT file, for a [`RunWriter`](super::writer::RunWriter).
     pub fn file(&self) -> &File {
         &self.file
-    }
-
-    /// Held while this thread writes with O_DIRECT (shared by all threads).
-    pub fn writing(&self) -> RwLockReadGuard<'_, ()> {
-        self.order.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What to write with O_DIRECT for an accepted payload at file `offset`:
@@ -184,26 +205,40 @@ impl DirectOut {
         b.fetch_add(bytes, Relaxed);
     }
 
-    /// Writes pieces through the page cache (`out`, the plain descriptor),
-    /// with no O_DIRECT write of any thread in flight. Returns the calls.
-    pub fn write_cached(&self, out: &File, pieces: &[(u64, std::borrow::Cow<'_, [u8]>)]) -> io::Result<u64> {
+    /// Keeps a copy of pieces that go through the page cache, for
+    /// [`DirectOut::finish`] to write once no O_DIRECT write is in flight.
+    pub fn defer(&self, pieces: &[(u64, std::borrow::Cow<'_, [u8]>)]) -> io::Result<()> {
         if pieces.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let _alone = self.order.write().unwrap_or_else(|p| p.into_inner());
-        for (offset, data) in pieces {
-            out.write_all_at(data, *offset)?;
+        let bytes: u64 = pieces.iter().map(|(_, d)| d.len() as u64).sum();
+        if self.deferred_bytes.fetch_add(bytes, Relaxed) + bytes > MAX_DEFERRED {
+            return Err(io::Error::other(format!(
+                "more than {} MiB of payloads off O_DIRECT boundaries: the sender does not cut whole units; run without --direct",
+                MAX_DEFERRED >> 20
+            )));
         }
-        Ok(pieces.len() as u64)
+        let mut d = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        d.extend(pieces.iter().map(|(o, b)| (*o, b.to_vec())));
+        Ok(())
     }
 
-    /// Cuts the file back to its size if a last payload was written rounded
-    /// up, and reports what went which way.
-    pub fn finish(&self) -> io::Result<DirectWrites> {
-        let padded = self.padded.load(Relaxed);
-        if padded > 0 {
-            self.file.set_len(self.size)?;
+    /// A queue had `n` writes in flight at once.
+    pub fn saw_in_flight(&self, n: usize) {
+        self.peak_in_flight.fetch_max(n as u64, Relaxed);
+    }
+
+    /// Once every O_DIRECT write has completed: writes the deferred pieces
+    /// through the page cache (`out`, the plain descriptor), cuts the file
+    /// back to its size (past it lie the padded last block and the room
+    /// reserved for it), and reports what went which way.
+    pub fn finish(&self, out: &File) -> io::Result<DirectWrites> {
+        let deferred = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|p| p.into_inner()));
+        for (offset, data) in &deferred {
+            out.write_all_at(data, *offset)?;
         }
+        let padded = self.padded.load(Relaxed);
+        self.file.set_len(self.size)?;
         Ok(DirectWrites {
             used: true,
             why_not: None,
@@ -216,7 +251,146 @@ impl DirectOut {
             unaligned_bytes: self.unaligned_bytes.load(Relaxed),
             multi_frame_packets: self.multi_frame_packets.load(Relaxed),
             multi_frame_bytes: self.multi_frame_bytes.load(Relaxed),
+            writes_in_flight_peak: self.peak_in_flight.load(Relaxed),
         })
+    }
+}
+
+/// The most bytes of payloads off a boundary kept aside for the end.
+const MAX_DEFERRED: u64 = 64 << 20;
+
+/// Writes one queue may have in flight at once.
+const IN_FLIGHT: usize = 32;
+/// The most payloads one write takes (IOV_MAX).
+const MAX_RUN: usize = 1024;
+
+/// A payload to write with O_DIRECT: where in the file, the frame it is
+/// in (lent to the write), and where in the frame it lies.
+pub struct Planned {
+    pub offset: u64,
+    pub loan: IoLoan,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// One queue's O_DIRECT writes in flight, on an io_uring of its own. A
+/// frame comes back (for the fill ring) only when the write that reads it
+/// has completed; a write that takes longer than `patience` is an error.
+pub struct DirectWriter {
+    ring: ReadRing<Vec<IoLoan>>,
+    /// Writes in flight by tag: when submitted, and the bytes they must write.
+    pending: BTreeMap<u64, (Instant, usize)>,
+    next_tag: u64,
+    done: Vec<ReadDone<Vec<IoLoan>>>,
+    patience: Duration,
+    /// Writes submitted (each one io_uring_enter, which also reaps).
+    pub submitted: u64,
+}
+
+impl DirectWriter {
+    pub fn new(patience: Duration) -> io::Result<DirectWriter> {
+        let ring = ReadRing::new(IN_FLIGHT as u32 * 2).map_err(io::Error::other)?;
+        Ok(DirectWriter { ring, pending: BTreeMap::new(), next_tag: 0, done: Vec::new(), patience, submitted: 0 })
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.ring.in_flight()
+    }
+
+    /// Submits `planned` (in file order): a write per run of consecutive
+    /// payloads. With the ring full it first waits for writes to complete;
+    /// completed writes' frames go to `free`.
+    pub fn submit(
+        &mut self,
+        out: &DirectOut,
+        planned: Vec<Planned>,
+        frames: &mut Frames,
+        free: &mut Vec<Frame>,
+    ) -> io::Result<()> {
+        let mut run: Vec<Planned> = Vec::new();
+        for p in planned {
+            let continues = run.last().is_some_and(|l| l.offset + l.len as u64 == p.offset) && run.len() < MAX_RUN;
+            if !continues && !run.is_empty() {
+                self.submit_run(out, std::mem::take(&mut run), frames, free)?;
+            }
+            run.push(p);
+        }
+        if !run.is_empty() {
+            self.submit_run(out, run, frames, free)?;
+        }
+        Ok(())
+    }
+
+    fn submit_run(&mut self, out: &DirectOut, run: Vec<Planned>, frames: &mut Frames, free: &mut Vec<Frame>) -> io::Result<()> {
+        while self.ring.in_flight() >= IN_FLIGHT {
+            self.reap(frames, free, Duration::from_millis(10))?;
+        }
+        let offset = run[0].offset;
+        let runs: Vec<(usize, usize)> = run.iter().map(|p| (p.start, p.len)).collect();
+        let bytes = runs.iter().map(|r| r.1).sum();
+        let loans: Vec<IoLoan> = run.into_iter().map(|p| p.loan).collect();
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        if let Err((loans, e)) = self.ring.push_writev(out.file(), loans, &runs, offset, tag) {
+            free.extend(loans.into_iter().map(|l| frames.end_io(l)));
+            return Err(e);
+        }
+        self.pending.insert(tag, (Instant::now(), bytes));
+        self.submitted += 1;
+        out.count_calls(1);
+        out.saw_in_flight(self.ring.in_flight());
+        Ok(())
+    }
+
+    /// Takes the writes that completed (waiting up to `wait` for one if any
+    /// is in flight); their frames go to `free`. A failed or short write, or
+    /// one in flight for longer than the patience, is an error.
+    pub fn reap(&mut self, frames: &mut Frames, free: &mut Vec<Frame>, wait: Duration) -> io::Result<()> {
+        if self.ring.in_flight() > 0 && !wait.is_zero() {
+            self.ring.wait(wait)?;
+        }
+        self.ring.reap(&mut self.done);
+        let mut failed = None;
+        for d in self.done.drain(..) {
+            let (_, want) = self.pending.remove(&d.tag).unwrap_or((Instant::now(), 0));
+            free.extend(d.buf.into_iter().map(|l| frames.end_io(l)));
+            if d.result < 0 {
+                let e = io::Error::from_raw_os_error(-d.result);
+                failed.get_or_insert(if e.raw_os_error() == Some(libc::ENOSPC) {
+                    io::Error::new(e.kind(), format!("no room left for the output ({e}) in an O_DIRECT write"))
+                } else {
+                    io::Error::new(e.kind(), format!("an O_DIRECT write from the UMEM failed: {e}"))
+                });
+            } else if d.result as usize != want {
+                failed.get_or_insert(io::Error::other(format!(
+                    "an O_DIRECT write from the UMEM wrote {} of {want} bytes (the disk full?)",
+                    d.result
+                )));
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if let Some((_, &(since, _))) = self.pending.iter().next() {
+            if since.elapsed() > self.patience {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "an O_DIRECT write has not completed in {:.1} s: the disk is not answering",
+                        self.patience.as_secs_f64()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every write in flight (up to the patience); their frames go to `free`.
+    pub fn settle(&mut self, frames: &mut Frames, free: &mut Vec<Frame>) -> io::Result<()> {
+        while self.ring.in_flight() > 0 {
+            self.reap(frames, free, Duration::from_millis(50))?;
+        }
+        Ok(())
     }
 }
 
@@ -252,7 +426,7 @@ mod tests {
         // The last payload: 10_000 - 9728 = 272 bytes, written as one unit from its frame.
         let tail = d.place(9728, &f[512..784], &f[512..]).expect("the file's last payload, rounded up");
         assert_eq!(tail.len(), 512);
-        let r = d.finish().unwrap();
+        let r = d.finish(&std::fs::File::open(&p).unwrap()).unwrap();
         assert_eq!((r.direct_packets, r.direct_bytes, r.padded_tail_bytes), (2, 1024 + 272, 240));
         assert_eq!((r.unaligned_packets, r.unaligned_bytes), (3, 1024 + 1024 + 488));
         std::fs::remove_file(p).unwrap();
@@ -265,7 +439,7 @@ mod tests {
         let f = frame(&store);
         // 76 bytes at 1024, on a boundary, but only 116 bytes of frame from its start.
         assert!(d.place(1024, &f[3584..3660], &f[3584..3700]).is_none());
-        assert_eq!(d.finish().unwrap().unaligned_packets, 1);
+        assert_eq!(d.finish(&std::fs::File::open(&p).unwrap()).unwrap().unaligned_packets, 1);
         std::fs::remove_file(p).unwrap();
     }
 }

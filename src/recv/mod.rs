@@ -441,7 +441,7 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
     let (got, packets, af_xdp) = receive_data(cfg, sock, &mut plane, partial.file(), hello, &mut wd, &mut tcp_report)?;
     if let Some(d) = &direct {
         // Cuts off what rounding the last payload up to a unit wrote past the end.
-        direct_report = Some(d.finish().context("finishing the O_DIRECT writes")?);
+        direct_report = Some(d.finish(partial.file()).context("finishing the O_DIRECT writes")?);
     }
     let seconds = t0.elapsed().as_secs_f64();
     let iface = link.as_ref().and_then(|l| l.finish());
@@ -571,8 +571,8 @@ fn open_plane(
                 (Some(first), None, theirs) => Some((first, theirs.unwrap_or(1))),
                 (None, None, _) => None,
             };
-            let (src, mac) =
-                af_xdp::XdpReceiver::open(cfg.listen, &cfg.af_xdp, queues, direct).context("setting up the AF_XDP receiver")?;
+            let (src, mac) = af_xdp::XdpReceiver::open(cfg.listen, &cfg.af_xdp, queues, direct, cfg.timeout)
+                .context("setting up the AF_XDP receiver")?;
             Plane::Xdp(Box::new(src), mac)
         }
         Mode::UdpGso => Plane::Udp(
@@ -653,7 +653,7 @@ fn receive_data(
     let mut af_xdp = None;
     let (calls, rounds) = match plane {
         Plane::Xdp(src, _) => {
-            let res = match src.receive(sock, &r, out, wd) {
+            let res = match src.receive(sock, &r, out, wd).and_then(|res| src.settle().map(|()| res)) {
                 Ok(res) => res,
                 Err(e) => {
                     let port = cfg.listen.port();

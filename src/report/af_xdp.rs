@@ -24,6 +24,9 @@ pub struct DirectWrites {
     pub unaligned_bytes: u64,
     pub multi_frame_packets: u64,
     pub multi_frame_bytes: u64,
+    /// The most O_DIRECT writes one queue had in flight at once (io_uring).
+    #[serde(default)]
+    pub writes_in_flight_peak: u64,
 }
 
 impl DirectWrites {

@@ -198,6 +198,19 @@ pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Reserves `len` blocks of `file` from `offset` without changing its size
+/// (`FALLOC_FL_KEEP_SIZE`): room a later write past the end may take.
+pub fn reserve_beyond(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let big = |_| io::Error::from_raw_os_error(libc::EFBIG);
+    let (offset, len) = (libc::off_t::try_from(offset).map_err(big)?, libc::off_t::try_from(len).map_err(big)?);
+    // SAFETY: fallocate takes an fd and plain integers.
+    cvt(unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len) })?;
+    Ok(())
+}
+
 /// Bytes free for an unprivileged user on the file system of `file` (statvfs).
 pub fn free_bytes(file: &File) -> io::Result<u64> {
     // SAFETY: statvfs is a plain C struct; all-zero is a valid value.

@@ -1,4 +1,5 @@
-//! io_uring, just enough for `IORING_OP_SEND_ZC`.
+//! io_uring, just enough for `IORING_OP_SEND_ZC` and for file reads and
+//! writes that stay in flight (`ReadRing`).
 //!
 //! A zero-copy send has two completions: the *result* (how many bytes were
 //! queued; flagged `IORING_CQE_F_MORE` when a notification will follow) and
@@ -187,16 +188,17 @@ pub unsafe trait IoBuf {
     fn io_len(&self) -> usize;
 }
 
-/// The iovec array of a vectored read in flight, kept until its completion.
+/// The iovec array of a vectored read or write in flight, kept until its completion.
 #[derive(Default)]
 struct Iovecs(#[allow(dead_code, reason = "held for the kernel, never read here")] Option<Box<[libc::iovec]>>);
 
-// SAFETY: the iovecs only point into the read's buffer, which travels with
-// them in the same slot (and is `Send` where the ring is); nothing reads
-// them in user space after the submit.
+// SAFETY: the iovecs only point into the buffers of their read or write,
+// which travel with them in the same slot (and are `Send` where the ring
+// is); nothing reads them in user space after the submit.
 unsafe impl Send for Iovecs {}
 
-/// A finished read: the buffer back, its tag, and the bytes read or `-errno`.
+/// A finished read (or write): the buffer back, its tag, and the bytes read
+/// (written) or `-errno`.
 pub struct ReadDone<B> {
     pub buf: B,
     pub tag: u64,
@@ -210,8 +212,10 @@ pub struct ReadDone<B> {
 /// the memory meanwhile, and the memory outlives the read however the ring
 /// ends: if reads are still in flight when it is dropped and do not finish
 /// within a few seconds, their buffers are leaked, never freed under the
-/// kernel's feet.
-pub struct ReadRing<B: IoBuf> {
+/// kernel's feet. The same ring writes from buffers it holds the same way
+/// (`push_writev`, for a `ReadRing<Vec<B>>`: the af-xdp receiver's
+/// O_DIRECT writes from the UMEM frames, several in flight).
+pub struct ReadRing<B> {
     ring: IoUring,
     /// Buffers of reads in flight (and the iovecs of a vectored read),
     /// indexed by the read's user_data.
@@ -220,12 +224,96 @@ pub struct ReadRing<B: IoBuf> {
     in_flight: usize,
 }
 
-impl<B: IoBuf> ReadRing<B> {
+impl<B> ReadRing<B> {
     pub fn new(entries: u32) -> Result<ReadRing<B>, UringError> {
         let ring = IoUring::new(entries).map_err(UringError::Unavailable)?;
         Ok(ReadRing { ring, slots: Vec::new(), free: Vec::new(), in_flight: 0 })
     }
 
+    /// Operations in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Waits up to `timeout` for at least one completion (one io_uring_enter).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.raw_os_error() == Some(libc::EINTR) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes every completion.
+    pub fn reap(&mut self, out: &mut Vec<ReadDone<B>>) {
+        for cqe in self.ring.completion() {
+            let slot = cqe.user_data() as usize;
+            if let Some((buf, tag, _iov)) = self.slots.get_mut(slot).and_then(Option::take) {
+                self.free.push(slot);
+                self.in_flight -= 1;
+                out.push(ReadDone { buf, tag, result: cqe.result() });
+            }
+        }
+    }
+
+    fn slot(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        })
+    }
+}
+
+impl<B: IoBuf> ReadRing<Vec<B>> {
+    /// Queues and submits one vectored write (`IORING_OP_WRITEV`) at `offset`
+    /// of `file`: from each buffer `bufs[i]` its bytes `runs[i] = (start,
+    /// len)`, in order. The ring holds the buffers until the completion (from
+    /// `reap`, with `tag`); on an error they are given back.
+    pub fn push_writev(
+        &mut self,
+        file: &impl AsRawFd,
+        mut bufs: Vec<B>,
+        runs: &[(usize, usize)],
+        offset: u64,
+        tag: u64,
+    ) -> Result<(), (Vec<B>, io::Error)> {
+        if runs.len() != bufs.len()
+            || bufs.iter().zip(runs).any(|(b, &(start, n))| start.checked_add(n).is_none_or(|end| end > b.io_len()))
+        {
+            return Err((bufs, io::Error::new(io::ErrorKind::InvalidInput, "a write run outside its buffer")));
+        }
+        let Ok(count) = u32::try_from(runs.len()) else {
+            return Err((bufs, io::Error::new(io::ErrorKind::InvalidInput, "too many write runs")));
+        };
+        let iov: Box<[libc::iovec]> = bufs
+            .iter_mut()
+            .zip(runs)
+            .map(|(b, &(start, n))| libc::iovec { iov_base: b.io_ptr().wrapping_add(start).cast(), iov_len: n })
+            .collect();
+        let slot = self.slot();
+        let sqe =
+            opcode::Writev::new(types::Fd(file.as_raw_fd()), iov.as_ptr(), count).offset(offset).build().user_data(slot as u64);
+        // SAFETY: each iovec points inside its buffer's memory (checked above), which the
+        // IoBuf contract keeps valid and unshared while the buffer exists; the buffers and
+        // the iovec array are stored in `slots` below until the completion is reaped (a
+        // boxed slice does not move when its owner does), and leaked together if the ring
+        // is dropped first (see Drop). The kernel only reads that memory.
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            self.free.push(slot);
+            return Err((bufs, io::Error::other("io_uring submission queue full")));
+        }
+        self.slots[slot] = Some((bufs, tag, Iovecs(Some(iov))));
+        self.in_flight += 1;
+        if let Err(e) = self.ring.submit() {
+            log::debug!("io_uring submit: {e}; retried with the next call");
+        }
+        Ok(())
+    }
+}
+
+impl<B: IoBuf> ReadRing<B> {
     /// Queues and submits a read of all of `buf` from `offset` of `file`;
     /// its completion comes back from `reap` with `tag`. On an error the
     /// buffer is given back with it.
@@ -233,10 +321,7 @@ impl<B: IoBuf> ReadRing<B> {
         let Ok(len) = u32::try_from(buf.io_len()) else {
             return Err((buf, io::Error::new(io::ErrorKind::InvalidInput, "read larger than 4 GiB")));
         };
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        });
+        let slot = self.slot();
         let sqe = opcode::Read::new(types::Fd(file.as_raw_fd()), buf.io_ptr(), len).offset(offset).build().user_data(slot as u64);
         // SAFETY: the SQE points at `buf`'s memory, which the IoBuf contract
         // keeps valid and unshared while `buf` exists; `buf` is stored in
@@ -276,10 +361,7 @@ impl<B: IoBuf> ReadRing<B> {
         let base = buf.io_ptr();
         let iov: Box<[libc::iovec]> =
             runs.iter().map(|&(start, n)| libc::iovec { iov_base: base.wrapping_add(start).cast(), iov_len: n }).collect();
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        });
+        let slot = self.slot();
         let sqe =
             opcode::Readv::new(types::Fd(file.as_raw_fd()), iov.as_ptr(), count).offset(offset).build().user_data(slot as u64);
         // SAFETY: the iovecs point inside `buf`'s memory, which the IoBuf
@@ -298,37 +380,9 @@ impl<B: IoBuf> ReadRing<B> {
         }
         Ok(())
     }
-
-    /// Reads in flight.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
-    /// Waits up to `timeout` for at least one completion (one io_uring_enter).
-    pub fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let ts = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.raw_os_error() == Some(libc::EINTR) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Takes every completion.
-    pub fn reap(&mut self, out: &mut Vec<ReadDone<B>>) {
-        for cqe in self.ring.completion() {
-            let slot = cqe.user_data() as usize;
-            if let Some((buf, tag, _iov)) = self.slots.get_mut(slot).and_then(Option::take) {
-                self.free.push(slot);
-                self.in_flight -= 1;
-                out.push(ReadDone { buf, tag, result: cqe.result() });
-            }
-        }
-    }
 }
 
-impl<B: IoBuf> Drop for ReadRing<B> {
+impl<B> Drop for ReadRing<B> {
     fn drop(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut done = Vec::new();
