@@ -248,3 +248,40 @@ fn a_payload_off_a_boundary_is_counted_and_written_through_the_page_cache() {
     assert_eq!(r["packets"]["accepted"], 11, "{r}");
     assert!(std::fs::read(&out).unwrap() == data, "the file is whole");
 }
+
+#[test]
+fn direct_writes_stay_in_flight_several_at_once_over_preallocated_blocks() {
+    if !privileged("direct_writes_stay_in_flight_several_at_once_over_preallocated_blocks") {
+        return;
+    }
+    let dir = Scratch::new();
+    if !has_direct_io(&dir.0) {
+        eprintln!("SKIPPED: {} has no direct I/O (tmpfs?)", dir.0.display());
+        return;
+    }
+    let src = dir.path("src");
+    let size = (24 << 20) + 77;
+    random_file(&src, size, 23);
+    let want = std::fs::read(&src).unwrap();
+    let env = env_with(Some(9000));
+    let name = env.names().name.clone();
+    for pre in [false, true] {
+        let out = dir.path(&format!("out-{pre}"));
+        let extra: &[&str] = if pre { &["--direct", "--preallocate"] } else { &["--direct"] };
+        let r = run(&name, &src, &out, extra);
+        assert_eq!(r["verified"], true, "{extra:?}: {r}");
+        let d = &r["direct"];
+        assert_eq!(d["preallocated"], pre, "{d}");
+        let peak = d["writes_in_flight_peak"].as_u64().unwrap();
+        // Over blocks written beforehand several writes overlap; into fresh ones, one at a time.
+        if pre {
+            assert!(peak > 1, "several O_DIRECT writes in flight: {d}");
+        } else {
+            assert_eq!(peak, 1, "{d}");
+        }
+        assert!(d["direct_calls"].as_u64().unwrap() > 10, "{d}");
+        assert_eq!(cached(&out), 0, "{extra:?}: mincore of the received file after the command");
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), size as u64, "cut back to its size");
+        assert!(std::fs::read(&out).unwrap() == want, "{extra:?}: the bytes");
+    }
+}

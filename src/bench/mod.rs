@@ -312,8 +312,9 @@ fn run_cell(cell: &Cell, env: &str, file: &Path, port: u16, trace: bool, pin: bo
         chunk: cell.chunk.unwrap_or(DEFAULT_CHUNK),
         timeout: Duration::from_secs(20),
         cold: cell.cache == Cache::Cold,
-        // The receiver's pages written once before the timed part; not for a receiver that bypasses them.
-        preallocate: !cell.direct,
+        // The receiver's file written once before the timed part: its page-cache pages, or with
+        // --direct its disk blocks by O_DIRECT (the timed writes then overwrite them, several at once).
+        preallocate: true,
         trace,
         via: Via::Splice,
         zc: crate::send::ZcOptions { in_flight: cell.in_flight, fixed_buffers: cell.fixed_buffers },

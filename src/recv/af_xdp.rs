@@ -145,7 +145,7 @@ impl XdpReceiver {
                 iov: IovStore::default(),
                 joined_iov: IovStore::default(),
                 direct: direct.clone(),
-                writer: direct.as_ref().map(|_| DirectWriter::new(patience)).transpose()?,
+                writer: direct.as_ref().map(|d| DirectWriter::new(patience, d.in_flight())).transpose()?,
                 packets: 0,
             };
             src.refill()?;

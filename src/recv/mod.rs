@@ -419,10 +419,11 @@ fn serve(cfg: &RecvConfig, mut sock: &TcpStream, hello: Hello, out: &Path, done:
 
     // Everything the receiver sets up happens before Ready, outside the timed part.
     reserve(partial.file(), size, out)?;
-    if cfg.preallocate {
+    // With --direct, --preallocate writes the blocks by O_DIRECT instead (see direct.rs).
+    let (direct, mut direct_report) = direct_out(cfg, &hello, &partial);
+    if cfg.preallocate && direct.is_none() {
         preallocate(partial.file(), size).context("preallocating the output file")?;
     }
-    let (direct, mut direct_report) = direct_out(cfg, &hello, &partial);
     // A direct receiver asks for the sender's offer of whole O_DIRECT units.
     let asked = direct.as_ref().and(hello.direct_payload);
     let hello = Hello { chunk: asked.unwrap_or(hello.chunk), ..hello };
@@ -529,7 +530,7 @@ fn direct_out(
         if let Some(bitmap) = bitmap_too_large(hello.size, p as u32) {
             format!("{p}-byte payloads would need a {bitmap}-byte bitmap of packets, above the limit")
         } else {
-            match direct::DirectOut::open(&partial.path, partial.file(), hello.size, Some(p)) {
+            match direct::DirectOut::open(&partial.path, partial.file(), hello.size, Some(p), cfg.preallocate) {
                 Ok(d) => {
                     log::info!("--direct: payloads of {p} bytes, written with O_DIRECT from the UMEM");
                     return (Some(std::sync::Arc::new(d)), None);
@@ -539,7 +540,7 @@ fn direct_out(
         }
     } else {
         // Without an offer it always says why not: the file system's reason first, if it has one.
-        direct::DirectOut::open(&partial.path, partial.file(), hello.size, None).err().unwrap_or_default()
+        direct::DirectOut::open(&partial.path, partial.file(), hello.size, None, false).err().unwrap_or_default()
     };
     log::warn!("--direct: {why}");
     (None, Some(DirectWrites::not_used(why)))

@@ -27,6 +27,10 @@ pub struct DirectWrites {
     /// The most O_DIRECT writes one queue had in flight at once (io_uring).
     #[serde(default)]
     pub writes_in_flight_peak: u64,
+    /// The file's blocks were written with zeros by O_DIRECT before the transfer
+    /// (`--preallocate`): its writes overwrite them, several at once.
+    #[serde(default)]
+    pub preallocated: bool,
 }
 
 impl DirectWrites {
