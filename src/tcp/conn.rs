@@ -116,6 +116,10 @@ pub struct Incoming {
     pub ahead: Vec<(u64, usize, usize)>,
     /// Bytes kept earlier are in order now: the stream offsets `[from, to)`.
     pub released: Option<(u64, u64)>,
+    /// What the peer must hear at once changed: a new hole opened (the segment
+    /// began a block of its own), or one filled. A receiver that batches
+    /// its ACKs sends one for this segment alone.
+    pub news: bool,
     /// Dropped, and why (counted).
     pub dropped: Option<Drop>,
 }

@@ -28,6 +28,11 @@ impl Connection {
         }
     }
 
+    /// An ACK is due now (it goes with the next poll).
+    pub fn ack_pending(&self) -> bool {
+        self.ack_now
+    }
+
     /// The peer's stream bytes taken in order so far.
     pub fn received_bytes(&self) -> u64 {
         self.rcv_nxt.saturating_sub(1 + self.peer_fin as u64)
@@ -70,6 +75,7 @@ impl Connection {
             self.rcv_nxt = self.reorder.advance(self.rcv_nxt);
             if self.rcv_nxt > before {
                 inc.released = Some((before - 1, self.rcv_nxt - 1));
+                inc.news = true;
             }
             if self.fin_ahead == Some(self.rcv_nxt) {
                 self.take_fin(now, inc);
@@ -91,9 +97,11 @@ impl Connection {
             }
         } else {
             // Ahead of RCV.NXT: held, and a duplicate ACK with SACK blocks at once (RFC 5681 4.2).
+            let blocks = self.reorder.blocks_held();
             for (a, b) in self.reorder.insert(seg_pos, end.max(seg_pos)) {
                 inc.ahead.push((a - 1, (a - seg_pos) as usize, (b - a) as usize));
             }
+            inc.news = self.reorder.blocks_held() > blocks;
             if inc.ahead.is_empty() {
                 self.stats.duplicate_segments += 1;
             } else {

@@ -78,6 +78,11 @@ impl Reorder {
         self.ranges.iter().map(|(a, b, _)| b - a).sum()
     }
 
+    /// How many blocks (disjoint ranges) are held.
+    pub fn blocks_held(&self) -> usize {
+        self.ranges.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

@@ -412,7 +412,11 @@ impl Link {
     /// (its payload waits in the UMEM for the disk or for a hole to fill:
     /// it returns None) or gives it back. A packet in several frames is no
     /// segment of ours (the MSS this end advertises fits one frame): counted
-    /// as foreign.
+    /// as foreign. The batch stops at a segment that opens a new hole or
+    /// fills one, so that it gets an ACK of its own with its SACK blocks
+    /// (RFC 5681 4.2): the sender learns of every hole, not of four per
+    /// batch. Segments that only extend a block wait for the batch's ACK.
+    /// The frames not yet looked at wait for the next call.
     pub fn receive_keeping(
         &mut self,
         conn: &mut Connection,
@@ -420,9 +424,13 @@ impl Link {
         mut take: impl FnMut(RxFrame, &TcpFrame, crate::tcp::Incoming) -> Option<RxFrame>,
     ) -> Result<u32> {
         let Link { sock, rx, got, refill, foreign, checksum, local, peer, rx_contd, .. } = self;
-        rx.receive(sock.umem_mut(), 64, got);
-        let n = got.len() as u32;
-        for r in got.drain(..) {
+        if got.is_empty() {
+            rx.receive(sock.umem_mut(), 64, got);
+        }
+        let mut looked = 0;
+        while looked < got.len() {
+            let r = std::mem::replace(&mut got[looked], Received::Foreign(crate::xsk::Foreign { addr: 0 }));
+            looked += 1;
             // The frames after one marked `more` continue its packet, up to one not marked.
             let contd = std::mem::replace(rx_contd, matches!(&r, Received::Packet(p) if p.more));
             match r {
@@ -430,8 +438,12 @@ impl Link {
                     match check(p.bytes(sock.umem().frames()), *local, *peer, checksum) {
                         Some(Some(f)) => {
                             let inc = conn.on_segment(&f.segment, f.payload_len, now);
+                            let urgent = inc.news && conn.ack_pending();
                             if let Some(back) = take(p, &f, inc) {
                                 refill.push(back.into_frame());
+                            }
+                            if urgent {
+                                break;
                             }
                         }
                         // A wrong checksum: counted, dropped.
@@ -453,8 +465,9 @@ impl Link {
                 Received::Foreign(_) => *foreign += 1,
             }
         }
+        got.drain(..looked);
         sock.umem_mut().fill(refill).map_err(|e| anyhow!(e))?;
-        Ok(n)
+        Ok(looked as u32)
     }
 }
 
