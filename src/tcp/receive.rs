@@ -97,11 +97,13 @@ impl Connection {
             }
         } else {
             // Ahead of RCV.NXT: held, and a duplicate ACK with SACK blocks at once (RFC 5681 4.2).
-            let blocks = self.reorder.blocks_held();
+            // News for the sender: a block of its own, or one that is not the block last
+            // reported first (a batched ACK names only four, the newest first).
+            let extends_newest = self.reorder.newest().is_some_and(|(a, b)| seg_pos >= a && seg_pos <= b);
             for (a, b) in self.reorder.insert(seg_pos, end.max(seg_pos)) {
                 inc.ahead.push((a - 1, (a - seg_pos) as usize, (b - a) as usize));
             }
-            inc.news = self.reorder.blocks_held() > blocks;
+            inc.news = !extends_newest;
             if inc.ahead.is_empty() {
                 self.stats.duplicate_segments += 1;
             } else {

@@ -78,6 +78,11 @@ impl Reorder {
         self.ranges.iter().map(|(a, b, _)| b - a).sum()
     }
 
+    /// The block changed last (the first one the next SACK option names).
+    pub fn newest(&self) -> Option<(u64, u64)> {
+        self.ranges.iter().max_by_key(|r| r.2).map(|&(a, b, _)| (a, b))
+    }
+
     /// How many blocks (disjoint ranges) are held.
     pub fn blocks_held(&self) -> usize {
         self.ranges.len()
