@@ -54,6 +54,9 @@ pub struct RecvArgs {
     pub xdp: XdpArgs,
     /// Write every page of the output file once before the timed part, so it measures the
     /// data path rather than the kernel allocating fresh page-cache pages (erratic on VMs).
+    /// With --direct: zeros written over the file's blocks by O_DIRECT instead (the page
+    /// cache untouched), so the transfer's writes overwrite them, up to 32 in flight (ext4
+    /// runs writes into fresh blocks one at a time).
     #[arg(long)]
     pub preallocate: bool,
     /// Packet paths: drop this many packets per thousand on purpose, as a lossy link
@@ -66,13 +69,15 @@ pub struct RecvArgs {
     /// af-xdp: write each payload with O_DIRECT straight from the UMEM frame it arrived in: no
     /// CPU copy, and the file never enters this machine's page cache. The UMEM's headroom puts
     /// every payload at +512 of its frame and the sender is asked to cut payloads of whole
-    /// 512-byte units that fit one frame (1024 bytes at MTU 1500, 3584 from MTU 3636 up).
-    /// Where O_DIRECT cannot be had (tmpfs, another mode, a sender without the offer) it
-    /// writes through the page cache and says why; a payload off a boundary is counted and
-    /// written through the page cache. The hash then reads with O_DIRECT too. On the lab's
-    /// virtual disk it took 0.32x to 0.49x of the page-cache receiver's CPU per GiB and moved
-    /// 0.56x to 0.83x of its Gbit/s: every payload is a segment of the disk request (the book,
-    /// docs/af-xdp/direct.md).
+    /// 512-byte units that fit one frame (1024 bytes at MTU 1500, 3584 from MTU 3636 up). The
+    /// writes stay in flight on an io_uring, a frame back to the fill ring once its write is
+    /// done; one not done within --timeout ends the run. Where O_DIRECT cannot be had (tmpfs,
+    /// another mode, a sender without the offer) it writes through the page cache and says
+    /// why; a payload off a boundary is counted and written through the page cache at the
+    /// end. The hash then reads with O_DIRECT too. On the lab's virtual disk (with
+    /// --preallocate, 512 MiB, 8 December 2026) it took 0.52x to 0.72x of the page-cache
+    /// receiver's CPU per GiB and moved 0.61x to 0.70x of its Gbit/s: its payloads are
+    /// smaller, so it moves more packets (the book, docs/af-xdp/direct.md).
     #[arg(long)]
     pub direct: bool,
     /// TCP paths: how to take the data off the socket.
