@@ -115,26 +115,9 @@ fn loss_through_a_router_is_repaired_and_the_file_arrives_intact() {
     if !privileged("loss_through_a_router_is_repaired") {
         return;
     }
-    let env = zclab::netns::LabEnv::up(&zclab::netns::EnvConfig {
-        name: unique_name(),
-        mtu: None,
-        queues: None,
-        router: Some(zclab::netns::Router { loss_pct: 0.0, rate: None }),
-        ipv6: false,
-        verbose: false,
-    })
-    .expect("env up");
-    let n = env.names().clone();
-    // The router drops 2% of the connection's segments, both ways (the lab's --loss takes UDP only).
-    let nft = |args: &str| {
-        let o = std::process::Command::new("ip").args(["netns", "exec", &n.rt_ns, "nft"]).args(args.split(' ')).output().unwrap();
-        assert!(o.status.success(), "nft {args}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    nft("add table inet zct");
-    nft("add chain inet zct lose { type filter hook forward priority 0 ; }");
-    nft("add rule inet zct lose tcp dport 8101 numgen random mod 100 < 2 counter drop");
-    nft("add rule inet zct lose tcp sport 8101 numgen random mod 100 < 2 counter drop");
+    // The router drops 2% of the connection's segments, both ways.
+    let lossy = LossyRouter::up(8101, 2);
+    let n = lossy.names.clone();
     let dir = Scratch::new();
     let src = dir.path("src");
     random_file(&src, 8 << 20, 42);
@@ -146,9 +129,9 @@ fn loss_through_a_router_is_repaired_and_the_file_arrives_intact() {
     let r = json(&o);
     let t = &r["tcp"];
     let resent = t["retransmits_fast"].as_u64().unwrap() + t["retransmits_timeout"].as_u64().unwrap();
-    let rules = nft("list chain inet zct lose");
-    let dropped: u64 = rules.split("packets ").skip(1).filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum();
-    assert!(dropped > 20, "the router dropped segments: {rules}");
+    let (to, from) = lossy.drops();
+    let dropped = to + from;
+    assert!(dropped > 20, "the router dropped segments: {to} and {from}");
     assert!(resent > 0, "{dropped} segments lost on the way, and sent again: {t}");
     assert!(t["dup_acks"].as_u64().unwrap() > 0 && t["fast_recoveries"].as_u64().unwrap() > 0, "{t}");
     assert_eq!(t["sack"], true, "the kernel took SACK-permitted, and recovery went by its blocks: {t}");

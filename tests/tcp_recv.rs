@@ -138,32 +138,9 @@ fn loss_through_a_router_holds_segments_out_of_order_and_the_kernels_sack_recove
     if !privileged("loss_through_a_router_holds_segments_out_of_order") {
         return;
     }
-    let env = zclab::netns::LabEnv::up(&zclab::netns::EnvConfig {
-        name: unique_name(),
-        mtu: None,
-        queues: None,
-        router: Some(zclab::netns::Router { loss_pct: 0.0, rate: None }),
-        ipv6: false,
-        verbose: false,
-    })
-    .expect("env up");
-    let n = env.names().clone();
-    let nft = |args: &str| {
-        let o = std::process::Command::new("ip").args(["netns", "exec", &n.rt_ns, "nft"]).args(args.split(' ')).output().unwrap();
-        assert!(o.status.success(), "nft {args}: {}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    // The sender's kernel sends MSS segments, not 64 KiB super-packets, so the router's 2%
-    // are 2% of segments.
-    let o = std::process::Command::new("ip")
-        .args(["netns", "exec", &n.tx_ns, "ethtool", "-K", &n.tx_if, "tso", "off", "gso", "off"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "ethtool: {}", String::from_utf8_lossy(&o.stderr));
-    nft("add table inet zcr");
-    nft("add chain inet zcr lose { type filter hook forward priority 0 ; }");
-    nft("add rule inet zcr lose tcp dport 8210 numgen random mod 100 < 2 counter drop");
-    nft("add rule inet zcr lose tcp sport 8210 numgen random mod 100 < 2 counter drop");
+    let lossy = LossyRouter::up(8210, 2);
+    lossy.no_gso_on_sender();
+    let n = lossy.names.clone();
     let dir = Scratch::new();
     let src = dir.path("src");
     random_file(&src, 16 << 20, 52);
@@ -187,9 +164,8 @@ fn loss_through_a_router_holds_segments_out_of_order_and_the_kernels_sack_recove
     let (status, r, log) = rx.finish();
     assert!(status.success(), "{log}");
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&src).unwrap(), "intact through 2% loss each way");
-    let rules = nft("list chain inet zcr lose");
-    let dropped: u64 = rules.split("packets ").skip(1).filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum();
-    assert!(dropped > 50, "the router dropped segments: {rules}");
+    let (data_dropped, acks_dropped) = lossy.drops();
+    assert!(data_dropped + acks_dropped > 50, "the router dropped segments: {data_dropped} and {acks_dropped}");
     let r = r.unwrap();
     let t = &r["tcp"];
     assert!(t["out_of_order_segments"].as_u64().unwrap() > 0, "segments behind a hole were held: {t}");
@@ -200,11 +176,6 @@ fn loss_through_a_router_holds_segments_out_of_order_and_the_kernels_sack_recove
     assert!(resent > 0, "the kernel retransmitted");
     // ... and hardly anything we held: every hole was reported, as it opened (a receiver that
     // told only four blocks a batch had the kernel send 3.6 times the segments lost again).
-    let data_dropped: u64 = rules
-        .lines()
-        .find(|l| l.contains("dport 8210"))
-        .and_then(|l| l.split("packets ").nth(1)?.split_whitespace().next()?.parse().ok())
-        .unwrap();
     assert!(resent <= 3 * data_dropped + 30, "{resent} sent again for {data_dropped} lost: {t}");
     assert!(nstat(&n.tx_ns, "TcpExtTCPSackRecovery") > recov0, "the kernel's recoveries went by SACK");
 }

@@ -23,7 +23,7 @@ pub use crate::report::AfXdpTcpRx;
 use crate::send::af_xdp_tcp::buffer::SendBuffer;
 use crate::send::af_xdp_tcp::link::{Bind, Link, BLOCK};
 use crate::send::af_xdp_tcp::{config, TcpXdpOptions};
-use crate::tcp::{Connection, State, TcpError, Why};
+use crate::tcp::{Connection, State, TcpError};
 use crate::transfer::af_xdp::Iface;
 use crate::xsk::RxFrame;
 use anyhow::{anyhow, bail, Context, Result};
@@ -278,16 +278,7 @@ impl TcpReceiver {
             let room = (RX_FRAMES - MARGIN).saturating_sub(slots.used);
             conn.set_recv_window(room as u64 * mss as u64);
             link.reclaim();
-            let mut sent = 0;
-            while link.has_room() {
-                let Some(t) = conn.poll_transmit(now, |_| 0) else { break };
-                link.transmit(&t, &bare)?;
-                sent += 1;
-                if t.why == Why::Rst {
-                    break;
-                }
-            }
-            link.kick()?;
+            let sent = link.send_due(conn, now, &bare)?;
             if let Some(e) = conn.error() {
                 return Err(anyhow::Error::new(e.clone()));
             }

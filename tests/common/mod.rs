@@ -56,6 +56,59 @@ pub fn env_routed_v6() -> LabEnv {
     LabEnv::up(&EnvConfig { name: unique_name(), mtu: None, queues: None, router, ipv6: true, verbose: false }).expect("env up")
 }
 
+/// A routed environment (NAME-tx, NAME-rt, NAME-rx) whose router drops `pct` percent of
+/// the TCP segments to and from `port`, each way, at random (nft `numgen`; the lab's
+/// `--loss` takes UDP only). Its `drops()` reads the router's counts (to the port, from it).
+pub struct LossyRouter {
+    pub env: LabEnv,
+    pub names: zclab::netns::EnvNames,
+}
+
+impl LossyRouter {
+    pub fn up(port: u16, pct: u32) -> LossyRouter {
+        let router = Some(zclab::netns::Router { loss_pct: 0.0, rate: None });
+        let env = LabEnv::up(&EnvConfig { name: unique_name(), mtu: None, queues: None, router, ipv6: false, verbose: false })
+            .expect("env up");
+        let names = env.names().clone();
+        let r = LossyRouter { env, names };
+        r.nft("add table inet zcl");
+        r.nft("add chain inet zcl lose { type filter hook forward priority 0 ; }");
+        r.nft(&format!("add rule inet zcl lose tcp dport {port} numgen random mod 100 < {pct} counter drop"));
+        r.nft(&format!("add rule inet zcl lose tcp sport {port} numgen random mod 100 < {pct} counter drop"));
+        r
+    }
+
+    /// `nft ARGS` in the router's namespace; its output.
+    pub fn nft(&self, args: &str) -> String {
+        let o = Command::new("ip").args(["netns", "exec", &self.names.rt_ns, "nft"]).args(args.split(' ')).output().unwrap();
+        assert!(o.status.success(), "nft {args}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Segments the router dropped so far: (to the port, from it).
+    pub fn drops(&self) -> (u64, u64) {
+        let rules = self.nft("list chain inet zcl lose");
+        let count = |dir: &str| {
+            rules
+                .lines()
+                .find(|l| l.contains(dir))
+                .and_then(|l| l.split("packets ").nth(1)?.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (count("dport"), count("sport"))
+    }
+
+    /// The sender's kernel sends MSS segments, not super-packets of up to 64 KiB, so the
+    /// router's percent is a percent of segments.
+    pub fn no_gso_on_sender(&self) {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.names.tx_ns, "ethtool", "-K", &self.names.tx_if, "tso", "off", "gso", "off"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ethtool: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
 /// A scratch directory, removed when dropped.
 pub struct Scratch(pub PathBuf);
 

@@ -362,6 +362,22 @@ impl Link {
         Ok(())
     }
 
+    /// Puts on the TX ring every segment `conn` has due now (as far as the
+    /// ring has room; a reset ends the round), and kicks it. Returns how many.
+    pub fn send_due(&mut self, conn: &mut Connection, now: Instant, buf: &SendBuffer) -> Result<u32> {
+        let mut sent = 0;
+        while self.has_room() {
+            let Some(t) = conn.poll_transmit(now, |off| buf.limit(off)) else { break };
+            self.transmit(&t, buf)?;
+            sent += 1;
+            if t.why == crate::tcp::Why::Rst {
+                break;
+            }
+        }
+        self.kick()?;
+        Ok(sent)
+    }
+
     /// Header frames and payload pieces the kernel is done with.
     pub fn reclaim(&mut self) {
         let headers = &mut self.headers;

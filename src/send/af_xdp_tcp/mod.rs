@@ -22,7 +22,7 @@ pub(crate) mod buffer;
 mod http;
 pub(crate) mod link;
 
-use crate::tcp::{Config, Connection, State, TcpError, Why};
+use crate::tcp::{Config, Connection, State, TcpError};
 use crate::transfer::af_xdp::{Iface, CHUNK};
 use crate::xdp::AttachMode;
 use crate::xsk::BindMode;
@@ -324,16 +324,7 @@ fn drive(
         link.reclaim();
         let frames = link.frames();
         buf.release(conn.acked_bytes(), frames);
-        let mut sent = 0;
-        while link.has_room() {
-            let Some(t) = conn.poll_transmit(now, |off| buf.limit(off)) else { break };
-            link.transmit(&t, buf)?;
-            sent += 1;
-            if t.why == Why::Rst {
-                break;
-            }
-        }
-        link.kick()?;
+        let sent = link.send_due(conn, now, buf)?;
         if let Some(e) = conn.error() {
             return Err(anyhow::Error::new(e.clone()));
         }
