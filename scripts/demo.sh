@@ -50,6 +50,7 @@ echo
 echo "== zclab bench: a ${mib} MiB file, every mode 3 times, interleaved, beside iperf3 and the ceilings"
 echo "   (af-xdp twice: into the receiver's page cache, and with recv --direct, O_DIRECT from the UMEM);"
 echo "   sendfile twice: as it is, and with an XDP program on the receiving veth (no GSO, the segments of af-xdp-tcp);"
+echo "   sendfile and af-xdp-tcp into zclab's own TCP receiver too (tcp-rx: both ends in user space for af-xdp-tcp);"
 echo "   curl downloading the file from zclab http (af-xdp-tcp and sendfile) and nginx; then small messages"
 echo "   (rate and round trips), beside sockperf"
 "$zclab" bench --env "$env_name" --size "${mib}M" --runs 3 --peers --ceilings --direct --http "${trace[@]}" \
