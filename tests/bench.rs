@@ -123,18 +123,35 @@ fn af_xdp_tcp_gets_a_row_the_kernel_a_baseline_without_gso_and_curl_downloads_fr
     assert!(o.status.success(), "{}", stderr(&o));
     let runs: Value = serde_json::from_slice(&std::fs::read(out.join("runs.json")).unwrap()).unwrap();
     let runs = runs.as_array().unwrap();
-    let names: Vec<(&str, bool)> =
-        runs.iter().map(|r| (r["mode"].as_str().unwrap(), r["xdp_rx"].as_bool().unwrap_or(false))).collect();
-    assert_eq!(names, [("sendfile", false), ("sendfile", true), ("af-xdp-tcp", false)], "{names:?}");
+    let flag = |r: &Value, k: &str| r[k].as_bool().unwrap_or(false);
+    let names: Vec<(&str, bool, bool)> =
+        runs.iter().map(|r| (r["mode"].as_str().unwrap(), flag(r, "xdp_rx"), flag(r, "tcp_rx"))).collect();
+    assert_eq!(
+        names,
+        [
+            ("sendfile", false, false),
+            ("sendfile", true, false),
+            ("sendfile", false, true),
+            ("af-xdp-tcp", false, false),
+            ("af-xdp-tcp", false, true)
+        ],
+        "{names:?}"
+    );
     assert!(runs.iter().all(|r| r["report"]["verified"] == true));
+    // Into zclab's TCP receiver: the data came by it (its own part of the report).
+    for i in [2, 4] {
+        let t = &runs[i]["report"]["receiver_af_xdp_tcp"];
+        assert_eq!(t["bytes"], 8u64 << 20, "{t}");
+    }
     // The sending veth's own count of packets: with GSO a packet is up to 64 KiB; with an XDP
     // program on the receiving veth the kernel sends MSS-sized ones, as af-xdp-tcp does.
     let sent = |i: usize| runs[i]["report"]["sender_iface"]["tx_packets"].as_u64().unwrap();
     let mss_segments = (8u64 << 20) / 1448;
     assert!(sent(0) < mss_segments / 4, "sendfile with GSO: {} packets", sent(0));
     assert!(sent(1) >= mss_segments * 9 / 10, "sendfile beside an XDP program: {} packets", sent(1));
-    assert!(sent(2) >= mss_segments * 9 / 10, "af-xdp-tcp: {} packets", sent(2));
-    assert_eq!(runs[2]["report"]["packets"], runs[2]["report"]["af_xdp_tcp"]["tcp"]["segments_sent"]);
+    assert!(sent(2) >= mss_segments * 9 / 10, "sendfile into zclab's TCP receiver: {} packets", sent(2));
+    assert!(sent(3) >= mss_segments * 9 / 10, "af-xdp-tcp: {} packets", sent(3));
+    assert_eq!(runs[3]["report"]["packets"], runs[3]["report"]["af_xdp_tcp"]["tcp"]["segments_sent"]);
     // The HTTP section: each server once, each copy intact, in the table, the chart and the page.
     let http: Value = serde_json::from_slice(&std::fs::read(out.join("http.json")).unwrap()).unwrap();
     let servers: Vec<&str> = http.as_array().unwrap().iter().map(|r| r["server"].as_str().unwrap()).collect();

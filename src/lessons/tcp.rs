@@ -11,11 +11,13 @@
 //! counters (what it forwarded and dropped), both kernels' `nstat`, the
 //! kernel sender's `ss -ti` sampled while it runs, and the receiver's hash.
 
+mod receive;
+
 use super::{Claim, Experiment, Findings, Lab, Lesson};
 use crate::netns::{EnvNames, RX_ADDR};
 use anyhow::{bail, Context, Result};
+use receive::{nstat, Delta};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
@@ -96,30 +98,6 @@ impl Router {
             bail!("the router's counters for port {port} are not as the lesson set them:\n{text}");
         }
         Ok(RouterCount { data_packets: c[0].0, data_bytes: c[0].1, data_dropped: c[1].0, acks_dropped: c[3].0 })
-    }
-}
-
-/// The kernel's SNMP counters in a namespace (`nstat -az`, absolute).
-fn nstat(ns: &str) -> Result<HashMap<String, u64>> {
-    let o = Command::new("ip").args(["netns", "exec", ns, "nstat", "-az"]).output().context("cannot run nstat (iproute2)")?;
-    if !o.status.success() {
-        bail!("nstat in {ns}: {}", String::from_utf8_lossy(&o.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
-        })
-        .collect())
-}
-
-/// Counter deltas between two `nstat` readings.
-struct Delta(HashMap<String, u64>, HashMap<String, u64>);
-
-impl Delta {
-    fn get(&self, name: &str) -> u64 {
-        self.1.get(name).copied().unwrap_or(0).saturating_sub(self.0.get(name).copied().unwrap_or(0))
     }
 }
 
@@ -468,6 +446,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         set_congestion_control(&names.tx_ns, &default_cc)?;
         runs.push(r?);
     }
+    let ours_rx = receive::into_ours(&names, &router, PORT_BASE + 20, &loss_file, &lab.path("received"))?;
     let windows = [
         window_run(&names, "af-xdp-tcp", "af-xdp-tcp", PORT_BASE + 10, &window_file)?,
         window_run(&names, &format!("kernel sendfile ({default_cc})"), "sendfile", PORT_BASE + 11, &window_file)?,
@@ -517,7 +496,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
     let per_drop = |r: &LossRun| r.timeouts as f64 / r.router.data_dropped.max(1) as f64;
     let rto_floor = crate::tcp::rto::DEFAULT_MIN_RTO;
 
-    let claims = vec![
+    let mut claims = vec![
         Claim::new(
             "Every TCP here delivers the file intact through the lossy router, sending again at least what the router dropped",
             runs.iter().all(|r| r.intact && r.retransmitted >= r.router.data_dropped && r.router.data_dropped > 0),
@@ -616,6 +595,7 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         ),
     ];
 
+    claims.push(receive::claim(&ours_rx));
     let mut experiments = vec![Experiment {
         name: format!(
             "{} through the router, which drops {:.1}% of the flow's packets each way (nft counters; the kernel's figures from nstat and ss)",
@@ -649,6 +629,17 @@ fn run(lab: &mut Lab) -> Result<Findings> {
         under: None,
     }];
     experiments.extend(runs.iter().map(chart));
+    experiments.push(Experiment {
+        name: format!(
+            "The receiving side: the same {} into zclab's own TCP receiver, through the same router",
+            super::bytes(loss_bytes)
+        ),
+        columns: receive::COLUMNS.map(String::from).to_vec(),
+        rows: vec![receive::row(&ours_rx)],
+        chart: None,
+        label_columns: 1,
+        under: None,
+    });
     experiments.push(Experiment {
         name: format!(
             "{} into a reader with a 4 KiB receive buffer that waits 0.5 s, then reads 4 KiB every 2 ms (no loss)",

@@ -420,7 +420,8 @@ pub fn send_plain(
     }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let size = file.metadata()?.len();
-    let sock = TcpStream::connect_timeout(&to, timeout).with_context(|| format!("connecting to {to}"))?;
+    // Retried while refused: a receiver may be starting (zclab's TCP receiver steers the port only once its socket is bound).
+    let sock = connect(to, timeout)?;
     sock.set_write_timeout(Some(IO_TICK))?;
     sock.set_read_timeout(Some(IO_TICK))?;
     let t0 = Instant::now();
