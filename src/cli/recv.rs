@@ -29,7 +29,12 @@ packet paths' bitmap, one bit per packet, checked against the Hello before anyth
 allocated) besides its fixed buffers. Without --key, anyone who reaches the port can send.
 
 Example (in the lab environment):
-    ip netns exec zclab-rx zclab recv --listen 10.77.0.2:7777 --out /var/tmp/copy")]
+    ip netns exec zclab-rx zclab recv --listen 10.77.0.2:7777 --out /var/tmp/copy
+
+By zclab's own TCP on AF_XDP, from any TCP sender (no zclab protocol; the report prints the
+file's BLAKE3):
+    ip netns exec zclab-rx zclab recv --plain --mode af-xdp-tcp --listen 10.77.0.2:8000 --out /var/tmp/copy
+    ip netns exec zclab-tx socat -u FILE:/var/tmp/f TCP:10.77.0.2:8000")]
 pub struct RecvArgs {
     /// Address and port to listen on, IP:PORT (0.0.0.0:PORT for all addresses).
     #[arg(long, value_name = "IP:PORT")]
