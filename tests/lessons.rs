@@ -279,12 +279,18 @@ fn lesson_14_sets_zclabs_tcp_beside_the_kernels_through_loss_and_a_closed_window
         assert_eq!(c["under"], 2, "{c}");
         assert!(!c["rows"].as_array().unwrap().is_empty(), "{c}");
     }
-    assert_eq!(f["claims"].as_array().unwrap().len(), 6, "{f}");
-    // What holds wherever the lesson runs: repair, the sending kernel's silence, the probes.
-    // Which TCP is faster, and how often each waits for its timer, are the machine's findings.
+    // The receiving side: the kernel's sendfile into zclab's TCP receiver, intact.
+    let rx = f["experiments"].as_array().unwrap().iter().find(|e| e["name"].as_str().unwrap().starts_with("The receiving side"));
+    let rx = rx.unwrap_or_else(|| panic!("the receiving side's table: {f}"));
+    assert_eq!(rx["rows"][0].as_array().unwrap().last().unwrap(), "yes", "{rx}");
+    assert_eq!(f["claims"].as_array().unwrap().len(), 7, "{f}");
+    // What holds wherever the lesson runs: repair, the sending kernel's silence, the probes,
+    // the receiver's holding. Which TCP is faster, and how often each waits for its timer,
+    // are the machine's findings.
     assert_holds(&f, "Every TCP here delivers the file intact");
     assert_holds(&f, "The sending host's kernel takes no part");
     assert_holds(&f, "A receiver's closed window stops both senders");
+    assert_holds(&f, "zclab's TCP receiver keeps what arrives behind a hole");
 }
 
 /// The ```sh blocks of a Markdown text.
