@@ -52,6 +52,21 @@ struct Running {
     dir: Option<PathBuf>,
 }
 
+impl Running {
+    /// What the server said of itself, for an error: whether it still runs, and nginx's error log.
+    fn why(&mut self) -> String {
+        let mut s = match self.child.try_wait() {
+            Ok(Some(st)) => format!("; the server had exited ({st})"),
+            _ => "; the server was still running".to_string(),
+        };
+        if let Some(log) = self.dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("error.log")).ok()) {
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            s += &format!("; its error.log: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+        }
+        s
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
@@ -130,7 +145,7 @@ fn start(server: Server, tx_ns: &str, port: u16, file: &Path, out: &Path, cpu: O
 pub fn download(server: Server, (tx_ns, rx_ns): (&str, &str), port: u16, file: &Path, pin: bool, round: u32) -> Result<HttpRun> {
     let out = file.parent().context("the file has a folder")?;
     let copy = out.join(format!(".http-copy-{}", std::process::id()));
-    let _server = start(server, tx_ns, port, file, out, pin.then_some(0))?;
+    let mut running = start(server, tx_ns, port, file, out, pin.then_some(0))?;
     let name = file.file_name().and_then(|n| n.to_str()).context("the file has a name")?;
     let url = format!("http://{}:{port}/{name}", crate::netns::TX_ADDR);
     let t0 = Instant::now();
@@ -142,10 +157,10 @@ pub fn download(server: Server, (tx_ns, rx_ns): (&str, &str), port: u16, file: &
         if o.status.success() {
             break String::from_utf8_lossy(&o.stdout).into_owned();
         }
-        // Refused while the server is still starting (code 7): again, for three seconds.
-        if o.status.code() != Some(7) || t0.elapsed() > Duration::from_secs(3) {
+        // Refused while the server is still starting (code 7): again, for ten seconds.
+        if o.status.code() != Some(7) || t0.elapsed() > Duration::from_secs(10) {
             let _ = std::fs::remove_file(&copy);
-            bail!("curl from {} failed: {}", server.name(), String::from_utf8_lossy(&o.stderr).trim());
+            bail!("curl from {} failed: {}{}", server.name(), String::from_utf8_lossy(&o.stderr).trim(), running.why());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
