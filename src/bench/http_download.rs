@@ -54,14 +54,21 @@ struct Running {
 
 impl Running {
     /// What the server said of itself, for an error: whether it still runs, and nginx's error log.
-    fn why(&mut self) -> String {
+    fn why(&mut self, ns: &str, port: u16) -> String {
         let mut s = match self.child.try_wait() {
             Ok(Some(st)) => format!("; the server had exited ({st})"),
             _ => "; the server was still running".to_string(),
         };
-        if let Some(log) = self.dir.as_ref().and_then(|d| std::fs::read_to_string(d.join("error.log")).ok()) {
-            let tail: Vec<&str> = log.lines().rev().take(5).collect();
-            s += &format!("; its error.log: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+        // Who holds the port in the server's namespace, if anyone does.
+        let ss = Command::new("ip").args(["netns", "exec", ns, "ss", "-Htanp", &format!("sport = :{port}")]).output();
+        if let Some(o) = ss.ok().filter(|o| !o.stdout.is_empty()) {
+            s += &format!("; on port {port} there: {}", String::from_utf8_lossy(&o.stdout).trim().replace('\n', " | "));
+        }
+        for f in ["stderr.log", "error.log"] {
+            if let Some(log) = self.dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(f)).ok()).filter(|l| !l.is_empty()) {
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                s += &format!("; its {f}: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "));
+            }
         }
         s
     }
@@ -114,9 +121,11 @@ fn start(server: Server, tx_ns: &str, port: u16, file: &Path, out: &Path, cpu: O
             Ok(Running { child, dir: None })
         }
         Server::Nginx => {
-            let dir = out.join(format!(".nginx-{}-{port}", std::process::id()));
+            // Absolute paths: nginx takes relative ones from its prefix (-p), not from here
+            // (a relative --out gave it a pid path that did not exist, and it exited).
+            let dir = std::path::absolute(out.join(format!(".nginx-{}-{port}", std::process::id())))?;
             std::fs::create_dir_all(&dir)?;
-            let root = file.parent().context("the file has a folder")?;
+            let root = std::path::absolute(file.parent().context("the file has a folder")?)?;
             // Workers as root: the bench's folder need not be readable by www-data.
             let conf = format!(
                 "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
@@ -131,9 +140,11 @@ fn start(server: Server, tx_ns: &str, port: u16, file: &Path, out: &Path, cpu: O
             std::fs::write(dir.join("nginx.conf"), conf)?;
             let mut c = in_ns(tx_ns, cpu);
             c.arg("nginx").arg("-c").arg(dir.join("nginx.conf")).arg("-p").arg(&dir);
+            // Its words before the error log is open (a bind that fails) go to a file beside it.
+            let said = std::fs::File::create(dir.join("stderr.log"))?;
             let child = c
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(said)
                 .spawn()
                 .context("starting nginx (install it: scripts/setup.sh, or apt-get install nginx)")?;
             Ok(Running { child, dir: Some(dir) })
@@ -160,7 +171,12 @@ pub fn download(server: Server, (tx_ns, rx_ns): (&str, &str), port: u16, file: &
         // Refused while the server is still starting (code 7): again, for ten seconds.
         if o.status.code() != Some(7) || t0.elapsed() > Duration::from_secs(10) {
             let _ = std::fs::remove_file(&copy);
-            bail!("curl from {} failed: {}{}", server.name(), String::from_utf8_lossy(&o.stderr).trim(), running.why());
+            bail!(
+                "curl from {} failed: {}{}",
+                server.name(),
+                String::from_utf8_lossy(&o.stderr).trim(),
+                running.why(tx_ns, port)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
