@@ -119,8 +119,9 @@ fn file_section(s: &mut String, cfg: &BenchConfig, page: &Page<'_>) {
         cfg.modes.len(),
         cfg.caches.iter().map(|c| format!("{c:?}").to_lowercase()).collect::<Vec<_>>().join(" and "),
         if cfg.direct {
-            " (but for af-xdp direct, whose receiver writes with O_DIRECT from its UMEM and so neither uses nor fills \
-             its page cache; \"cached after\" gives the file's bytes in the page cache of the source and of the received file)"
+            " (for af-xdp direct, whose receiver writes with O_DIRECT from its UMEM and so neither uses nor fills \
+             its page cache, its blocks on the disk, by O_DIRECT; \"cached after\" gives the file's bytes in the page cache \
+             of the source and of the received file)"
         } else {
             ""
         },
