@@ -126,11 +126,13 @@ fn rate_counts_the_loss_of_a_lossy_router() {
     })
     .expect("env up");
     let name = env.names().name.clone();
-    // af-xdp's receiver takes every frame here (native XDP: no backlog to overflow), so
-    // what it misses is the router's 5%: 1000 of 20000 give or take 93 (3 sigma).
+    // af-xdp's receiver has no backlog to overflow (native XDP), so what it misses is the
+    // router's 5% (1000 of 20000 give or take 93, 3 sigma) and what its own socket counted
+    // as dropped (XDP_STATISTICS rx_dropped: its fill ring ran dry under load in one CI run).
     let r = run_json(&["rate", "--env", &name, "--mode", "af-xdp", "--count", "20000", "--json"]);
-    let pct = f(&r, "loss_pct");
-    assert!((3.5..=8.0).contains(&pct), "about 5% lost: {r}");
+    let own = r["server"]["link"]["xdp_statistics"]["rx_dropped"].as_u64().unwrap();
+    let pct = (u(&r, "lost").saturating_sub(own)) as f64 / 200.0;
+    assert!((3.5..=8.0).contains(&pct), "about 5% lost on the way ({own} dropped by the receiver's own socket): {r}");
     assert_eq!(u(&r, "delivered") + u(&r, "lost"), 20000);
     // Kernel UDP loses the router's share at least (its receiver may drop more).
     let r = run_json(&["rate", "--env", &name, "--mode", "udp", "--count", "20000", "--json"]);
